@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def metric(i: int, *, host: str = "h1", seconds: float | None = None, **over) -> dict:
+    """One valid server_metrics record as a dict."""
+    ts = T0 + timedelta(seconds=i if seconds is None else seconds)
+    rec = {
+        "event_id": f"e{i}",
+        "ts": int(ts.timestamp() * 1000),
+        "host": host,
+        "cpu": 10.0 + i % 50,
+        "mem": 40.0,
+        "latency_ms": 100.0 + i,
+        "status": 500 if i % 10 == 0 else 200,
+        "service": "web",
+        "region": "eu-west-1",
+    }
+    rec.update(over)
+    return rec
+
+
+def line(rec: dict) -> bytes:
+    return json.dumps(rec).encode() + b"\n"
+
+
+@pytest.fixture
+def metric_lines():
+    return lambda n, **kw: b"".join(line(metric(i, **kw)) for i in range(n))

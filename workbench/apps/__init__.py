@@ -1,0 +1,1 @@
+"""App factories and the shared, once-per-process live pipeline."""

@@ -1,0 +1,44 @@
+"""``workbench serve``: ``panel serve`` with sensible defaults for the monitor app."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = ["app_path", "serve_command", "serve"]
+
+
+def app_path() -> Path:
+    """The served app file: ``apps/monitor.py`` of a checkout, else the package's copy."""
+    checkout = Path.cwd() / "apps" / "monitor.py"
+    return checkout if checkout.exists() else Path(__file__).with_name("monitor_app.py")
+
+
+def serve_command(
+    *, port: int = 5006, address: str = "localhost", allow_origin: str | None = None,
+    show: bool = False, extra: list[str] | None = None,
+) -> list[str]:
+    """The ``panel serve`` command line."""
+    origins = {f"localhost:{port}", f"127.0.0.1:{port}", f"{address}:{port}"}
+    if allow_origin:
+        origins.add(allow_origin)
+    cmd = [
+        sys.executable, "-m", "panel", "serve", str(app_path()),
+        "--port", str(port), "--address", address,
+        "--setup", str(Path(__file__).with_name("setup_live.py")),
+        "--num-procs", "1",
+    ]
+    for origin in sorted(origins):
+        cmd += ["--allow-websocket-origin", origin]
+    if show:
+        cmd.append("--show")
+    return cmd + list(extra or [])
+
+
+def serve(**kwargs) -> int:
+    """Run ``panel serve`` in the foreground; returns its exit code."""
+    extra = kwargs.pop("extra", None) or []
+    cmd = serve_command(extra=[a for a in extra if a != "--"], **kwargs)
+    print("serving:", " ".join(cmd), flush=True)  # noqa: T201 - the CLI tells the user what runs
+    return subprocess.call(cmd)

@@ -1,0 +1,150 @@
+"""Benchmarks, measured against a baseline in the same run (``workbench bench …``).
+
+``bench_engine`` times the full streaming replay path (file → decode → validate →
+dedupe → windows) and an offline polars computation of the same windows on the same
+file, checks that they agree, and reports events/s for both, their ratio and peak
+RSS. Each side runs in its own child process, so its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+__all__ = ["bench_engine", "offline_replay", "streaming_replay"]
+
+_WINDOW = "10s"
+_LATENESS = "5s"
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def streaming_replay(path: str, max_rows: int) -> dict[str, Any]:
+    """The streaming path, windows kept in memory; returns timing and a result digest."""
+    from workbench.operators.windows import Tumbling
+    from workbench.pipeline import Pipeline
+    from workbench.sources.files import FileSource
+
+    t0 = time.perf_counter()
+    pipe = Pipeline(FileSource(path, max_rows=max_rows), name="bench-stream")
+    windows = pipe.standard("server_metrics", Tumbling(_WINDOW), lateness=_LATENESS)
+    out = pipe.collect(windows)
+    pipe.run()
+    seconds = time.perf_counter() - t0
+    result = pl.concat(out) if out else pl.DataFrame()
+    counts = pipe.counts()
+    pipe.check_invariant()
+    pipe.close()
+    return {"seconds": seconds, "counts": counts, "windows": result, "peak_rss_mb": _peak_rss_mb()}
+
+
+def offline_replay(path: str) -> dict[str, Any]:
+    """The same windows in one offline polars computation over the whole file."""
+    from workbench.operators.aggregations import SERVER_METRICS_AGGS
+    from workbench.operators.decode import decode_ndjson
+    from workbench.operators.validate import validate_frame
+    from workbench.operators.windows import Tumbling
+    from workbench.schema import SERVER_METRICS
+    from workbench.testing import offline_windows
+
+    t0 = time.perf_counter()
+    data = Path(path).read_bytes()
+    decoded = decode_ndjson(data, SERVER_METRICS)
+    valid, _ = validate_frame(decoded.frame, SERVER_METRICS, decoded.raw)
+    del data, decoded
+    valid = valid.unique("event_id", keep="first", maintain_order=True)
+    result = offline_windows(
+        valid, Tumbling(_WINDOW), by="host", aggs=SERVER_METRICS_AGGS, lateness=_LATENESS
+    )
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "windows": result, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _child(kind: str, path: str, max_rows: int, out: str) -> None:
+    res = streaming_replay(path, max_rows) if kind == "stream" else offline_replay(path)
+    res["windows"].write_parquet(out)
+    res["windows"] = out
+    Path(out + ".json").write_text(json.dumps(res, default=str))
+
+
+def _run_child(kind: str, path: str, max_rows: int, tmp: str) -> dict[str, Any]:
+    out = str(Path(tmp) / f"{kind}.parquet")
+    ctx = mp.get_context("spawn")
+    proc = ctx.Process(target=_child, args=(kind, path, max_rows, out))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"bench {kind} process failed with exit code {proc.exitcode}")
+    res = json.loads(Path(out + ".json").read_text())
+    res["windows"] = pl.read_parquet(out)
+    return res
+
+
+def compare(a: pl.DataFrame, b: pl.DataFrame) -> str | None:
+    """``None`` when two window results agree (floats within 1e-9 relative), else why not."""
+    keys = ["window_start", "host"]
+    if a.height != b.height:
+        return f"{a.height} windows streaming vs {b.height} offline"
+    a, b = a.sort(keys), b.sort(keys).select(a.columns)
+    for col in a.columns:
+        x, y = a[col], b[col]
+        if x.dtype.is_float():
+            bad = ((x - y).abs() > 1e-9 * pl.max_horizontal(x.abs(), y.abs()).fill_null(0) + 1e-12).fill_null(
+                x.is_null() != y.is_null()
+            )
+            if bad.any():
+                return f"column {col!r} differs in {int(bad.sum())} rows"
+        elif not x.equals(y):
+            return f"column {col!r} differs"
+    return None
+
+
+def bench_engine(
+    *,
+    events: int = 2_000_000,
+    seed: int = 0,
+    max_rows: int = 200_000,
+    file: str | None = None,
+    offline: bool = True,
+) -> dict[str, Any]:
+    """Run the engine benchmark; returns the figures printed by the CLI."""
+    with tempfile.TemporaryDirectory(prefix="wb-bench-") as tmp:
+        path = file
+        gen = None
+        if path is None:
+            from workbench.sources.simulator import write_simulation
+
+            path = str(Path(tmp) / "events.jsonl")
+            t0 = time.perf_counter()
+            gen = write_simulation(path, events=events, seed=seed)
+            gen["seconds"] = round(time.perf_counter() - t0, 2)
+        size = Path(path).stat().st_size
+        stream = _run_child("stream", path, max_rows, tmp)
+        report: dict[str, Any] = {
+            "file": path if file else f"simulated ({events:,} events, seed {seed})",
+            "bytes": size,
+            "generated": gen,
+            "counts": stream["counts"],
+            "stream_seconds": round(stream["seconds"], 3),
+            "stream_events_per_s": round(stream["counts"]["ingested"] / stream["seconds"]),
+            "stream_peak_rss_mb": round(stream["peak_rss_mb"], 1),
+            "windows": stream["windows"].height,
+            "max_rows": max_rows,
+        }
+        if offline:
+            off = _run_child("offline", path, max_rows, tmp)
+            report["offline_seconds"] = round(off["seconds"], 3)
+            report["offline_events_per_s"] = round(stream["counts"]["ingested"] / off["seconds"])
+            report["offline_peak_rss_mb"] = round(off["peak_rss_mb"], 1)
+            report["ratio"] = round(off["seconds"] / stream["seconds"], 3)
+            report["agree"] = compare(stream["windows"], off["windows"]) or "yes"
+    return report

@@ -1,0 +1,55 @@
+"""One exception root for Workbench.
+
+The tree::
+
+    WorkbenchError
+    ├── ConfigError        a user-supplied value breaks a rule (names thing, rule, value)
+    ├── SchemaError        an event schema or frame does not fit its declaration
+    ├── CheckpointError    a checkpoint is missing, corrupt or written by an incompatible version
+    └── SourceError        a source cannot be opened, read or positioned
+
+``WorkbenchWarning`` is the root of our warnings; the test-suite turns it into an error.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "SchemaError",
+    "SourceError",
+    "WorkbenchError",
+    "WorkbenchWarning",
+]
+
+
+class WorkbenchError(Exception):
+    """Root of every error Workbench raises on purpose."""
+
+
+class ConfigError(WorkbenchError, ValueError):
+    """A user-supplied value breaks a rule.
+
+    Examples
+    --------
+    >>> raise ConfigError("window 'cpu_10s': size must be > 0, not -5s")
+    Traceback (most recent call last):
+    ...
+    workbench.errors.ConfigError: window 'cpu_10s': size must be > 0, not -5s
+    """
+
+
+class SchemaError(WorkbenchError):
+    """An event schema, or a frame that should follow one, is inconsistent."""
+
+
+class CheckpointError(WorkbenchError):
+    """A checkpoint cannot be written, read, verified or restored."""
+
+
+class SourceError(WorkbenchError):
+    """A source cannot be opened, read or positioned."""
+
+
+class WorkbenchWarning(UserWarning):
+    """Root of Workbench's warnings."""

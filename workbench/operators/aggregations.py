@@ -1,0 +1,126 @@
+"""Window aggregations as named polars expressions.
+
+Every helper returns a ``pl.Expr`` with an output name, so a window's aggregations
+are a list of expressions — the same list the offline oracle uses, and any other
+polars aggregation expression can be mixed in.
+
+Quantiles are exact, with linear interpolation (numpy's default).
+
+Examples
+--------
+>>> import polars as pl
+>>> df = pl.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]})
+>>> df.select(count(), mean("x"), quantile("x", 0.95), distinct("x")).row(0)
+(4, 2.5, 3.8499999999999996, 4)
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+__all__ = [
+    "SERVER_METRICS_AGGS",
+    "count",
+    "distinct",
+    "max",
+    "mean",
+    "min",
+    "output_names",
+    "quantile",
+    "share",
+    "std",
+    "sum",
+]
+
+
+def count(name: str = "count") -> pl.Expr:
+    """Number of events in the window."""
+    return pl.len().cast(pl.Int64).alias(name)
+
+
+def sum(column: str, name: str | None = None) -> pl.Expr:  # noqa: A001 - mirrors polars
+    """Sum of ``column``."""
+    return pl.col(column).sum().alias(name or f"{column}_sum")
+
+
+def mean(column: str, name: str | None = None) -> pl.Expr:
+    """Arithmetic mean of ``column``."""
+    return pl.col(column).mean().alias(name or f"{column}_mean")
+
+
+def min(column: str, name: str | None = None) -> pl.Expr:  # noqa: A001
+    """Smallest value of ``column``."""
+    return pl.col(column).min().alias(name or f"{column}_min")
+
+
+def max(column: str, name: str | None = None) -> pl.Expr:  # noqa: A001
+    """Largest value of ``column``."""
+    return pl.col(column).max().alias(name or f"{column}_max")
+
+
+def std(column: str, name: str | None = None, *, ddof: int = 1) -> pl.Expr:
+    """Standard deviation of ``column`` (sample, ``ddof=1``, by default)."""
+    return pl.col(column).std(ddof=ddof).alias(name or f"{column}_std")
+
+
+def distinct(column: str, name: str | None = None) -> pl.Expr:
+    """Number of distinct non-null values of ``column``."""
+    return pl.col(column).drop_nulls().n_unique().cast(pl.Int64).alias(name or f"{column}_distinct")
+
+
+def quantile(column: str, q: float, name: str | None = None) -> pl.Expr:
+    """Exact ``q`` quantile of ``column``, linear interpolation.
+
+    Examples
+    --------
+    >>> quantile("latency_ms", 0.99).meta.output_name()
+    'latency_ms_p99'
+    """
+    if not 0.0 <= q <= 1.0:
+        from workbench.errors import ConfigError
+
+        raise ConfigError(f"quantile of {column!r}: q must be within [0, 1], not {q}")
+    label = f"p{round(q * 100, 3):g}".replace(".", "_")
+    return pl.col(column).quantile(q, interpolation="linear").alias(name or f"{column}_{label}")
+
+
+def share(predicate: pl.Expr, name: str) -> pl.Expr:
+    """Share of events for which ``predicate`` holds, in [0, 1].
+
+    Examples
+    --------
+    >>> share(pl.col("status") >= 500, "error_rate").meta.output_name()
+    'error_rate'
+    """
+    return predicate.cast(pl.Float64).mean().alias(name)
+
+
+def output_names(aggs: list[pl.Expr]) -> list[str]:
+    """Output names of ``aggs``; raises when one has none or two collide."""
+    from workbench.errors import ConfigError
+
+    names = []
+    for expr in aggs:
+        try:
+            names.append(expr.meta.output_name())
+        except pl.exceptions.ComputeError:
+            raise ConfigError(f"aggregation {expr}: give it a name with .alias(...)") from None
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"aggregations: output names must be unique, repeated: {dupes}")
+    return names
+
+
+#: The standard per-host aggregations of ``server_metrics`` windows.
+SERVER_METRICS_AGGS: list[pl.Expr] = [
+    count(),
+    mean("cpu"),
+    max("cpu"),
+    mean("mem"),
+    max("mem"),
+    mean("latency_ms", "latency_mean"),
+    quantile("latency_ms", 0.50, "latency_p50"),
+    quantile("latency_ms", 0.95, "latency_p95"),
+    quantile("latency_ms", 0.99, "latency_p99"),
+    share(pl.col("status") >= 500, "error_rate"),
+]

@@ -1,0 +1,480 @@
+"""``Pipeline``: owns one streamz graph — runs it, checkpoints it, counts it.
+
+A pipeline pulls raw batches from its :class:`~workbench.sources.base.Source` on one
+thread and pushes each through the graph synchronously, so a checkpoint taken
+between two batches is a consistent cut. Side outputs of every Workbench node
+(``rejects``, ``duplicates``, ``late``) are gathered into the pipeline's
+``dead_letter``, ``duplicates`` and ``late`` streams.
+
+Creating a pipeline with the name of a live one stops and detaches the old one, so
+re-running a notebook cell replaces the pipeline instead of adding a second.
+
+Examples
+--------
+>>> from workbench.sources.files import FileSource
+>>> from workbench.operators import aggregations as agg
+>>> from workbench.operators.windows import Tumbling
+>>> import tempfile, pathlib
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "e.jsonl"
+>>> _ = path.write_text(
+...     '{"event_id":"a","ts":1700000000000,"host":"h","cpu":1,"mem":1,"latency_ms":1,"status":200}\\n'
+...     '{"event_id":"a","ts":1700000000000,"host":"h","cpu":1,"mem":1,"latency_ms":1,"status":200}\\n'
+...     '{"event_id":"b","ts":"oops"}\\n')
+>>> p = Pipeline(FileSource(path), name="doc")
+>>> windows = p.standard("server_metrics", Tumbling("10s"), aggs=[agg.count()])
+>>> result = p.collect(windows)
+>>> p.run()
+>>> result[0]["count"].to_list(), p.counts()
+([1], {'ingested': 3, 'valid': 1, 'dead_lettered': 1, 'duplicates': 1, 'late': 0, 'dropped': 0})
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any, ClassVar
+
+import polars as pl
+from streamz import Stream
+
+from workbench.clock import Clock, SystemClock
+from workbench.errors import CheckpointError, ConfigError, WorkbenchError
+from workbench.operators.aggregations import SERVER_METRICS_AGGS
+from workbench.operators.nodes import Operator, decode, dedupe, window
+from workbench.operators.windows import WindowSpec
+from workbench.schema import Schema, get_schema
+from workbench.sources.base import Source
+from workbench.storage.checkpoints import CheckpointStore
+from workbench.storage.lake import Lake, LakeSink
+
+__all__ = ["Pipeline"]
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """One streaming graph with its source, outputs, checkpoints and metrics.
+
+    Parameters
+    ----------
+    source
+        Where raw batches come from.
+    name
+        Pipeline name; a new pipeline with the name of a live one replaces it.
+    checkpoints
+        A :class:`CheckpointStore` (or folder) to checkpoint into and resume from.
+    checkpoint_every
+        Checkpoint after this much wall time (by the injected clock) …
+    checkpoint_batches
+        … or after this many batches, whichever comes first.
+    clock
+        Injected clock.
+    """
+
+    _live: ClassVar[dict[str, weakref.ref[Pipeline]]] = {}
+    _live_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        name: str = "pipeline",
+        checkpoints: CheckpointStore | str | None = None,
+        checkpoint_every: str | float | timedelta = "10s",
+        checkpoint_batches: int | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        from workbench.config import parse_duration
+
+        self.name = name
+        self.source = source
+        self.clock = clock or source.clock or SystemClock()
+        self.head = Stream(stream_name=f"{name}.source")
+        self.dead_letter = Stream(stream_name=f"{name}.dead_letter")
+        self.duplicates = Stream(stream_name=f"{name}.duplicates")
+        self.late = Stream(stream_name=f"{name}.late")
+        self.outputs: dict[str, Stream] = {}
+        self.checkpoints = CheckpointStore(checkpoints) if isinstance(checkpoints, str) else checkpoints
+        self.checkpoint_every_s = parse_duration(checkpoint_every, what="checkpoint_every") / 1000
+        self.checkpoint_batches = checkpoint_batches
+        self.epoch = 0
+        self.batches = 0
+        self.started_at: float | None = None
+        self.seconds = 0.0
+        self.error: BaseException | None = None
+        self._wired: set[int] = set()
+        self._thread: threading.Thread | None = None
+        self._last_checkpoint = self.clock.monotonic()
+        self._subscribers: list[tuple[Stream, Any]] = []
+        # streamz holds downstream nodes weakly: the pipeline owns its sinks
+        self._lake_sinks: list[LakeSink] = []
+        self._closed_ops: list[Operator] | None = None
+        self._replace_live()
+
+    # -- lifecycle of the name ------------------------------------------------------
+    def _replace_live(self) -> None:
+        with Pipeline._live_lock:
+            old_ref = Pipeline._live.get(self.name)
+            old = old_ref() if old_ref else None
+            Pipeline._live[self.name] = weakref.ref(self)
+        if old is not None and old is not self:
+            log.info("pipeline %r replaced; stopping the previous one", self.name)
+            old.close()
+
+    @classmethod
+    def live(cls, name: str) -> Pipeline | None:
+        """The live pipeline called ``name``, if any."""
+        ref = cls._live.get(name)
+        return ref() if ref else None
+
+    def close(self) -> None:
+        """Stop and detach every node and subscriber, so nothing keeps emitting.
+
+        Counters stay readable after closing.
+        """
+        self.stop()
+        self._closed_ops = self.operators()
+        for node in self._graph():
+            for down in list(node.downstreams):
+                node.disconnect(down)
+        self._subscribers.clear()
+        self._lake_sinks.clear()
+        with Pipeline._live_lock:
+            ref = Pipeline._live.get(self.name)
+            if ref is not None and ref() is self:
+                del Pipeline._live[self.name]
+
+    # -- building -------------------------------------------------------------------
+    def standard(
+        self,
+        schema: str | Schema,
+        spec: WindowSpec,
+        *,
+        by: str | list[str] | None = None,
+        aggs: list[pl.Expr] | None = None,
+        lateness: str | float | timedelta = "5s",
+        dedupe_ttl: str | float | timedelta | None = None,
+        enrich: tuple[pl.DataFrame, str] | None = None,
+    ) -> Stream:
+        """Build decode → validate → dedupe → [enrich] → window and name it ``windows``.
+
+        ``dedupe_ttl`` defaults to the lateness plus one minute (at least the lateness,
+        so a repeat past the dedupe horizon is counted late, not twice).
+        """
+        from workbench.config import parse_duration
+
+        s = get_schema(schema)
+        lateness_ms = parse_duration(lateness, what="lateness")
+        ttl = dedupe_ttl if dedupe_ttl is not None else (lateness_ms + 60_000) / 1000
+        if parse_duration(ttl, what="dedupe_ttl") < lateness_ms:
+            raise ConfigError(f"pipeline {self.name!r}: dedupe_ttl must be >= lateness, not {ttl!r} < {lateness!r}")
+        node: Stream = self.head.decode(s).validate(s).dedupe(s.key, time=s.time, ttl=ttl)
+        if enrich is not None:
+            node = node.enrich(enrich[0], on=enrich[1])
+        if aggs is None:
+            aggs = SERVER_METRICS_AGGS if s.name == "server_metrics" else [pl.len().alias("count")]
+        node = node.window(spec, by=by if by is not None else s.entity, aggs=aggs, time=s.time, lateness=lateness)
+        return self.output("windows", node)
+
+    def output(self, name: str, stream: Stream) -> Stream:
+        """Register ``stream`` as the named output ``name``."""
+        self.outputs[name] = stream
+        return stream
+
+    def to_lake(self, lake: Lake, *, outputs: list[str] | None = None) -> None:
+        """Persist named outputs plus ``dead_letter`` and ``late`` to ``lake``."""
+        names = outputs if outputs is not None else [*self.outputs, "dead_letter", "late"]
+        for name in names:
+            self._lake_sinks.append(LakeSink(self._stream(name), lake, name))
+
+    def _stream(self, name: str) -> Stream:
+        builtin = {"dead_letter": self.dead_letter, "duplicates": self.duplicates, "late": self.late}
+        if name in builtin:
+            return builtin[name]
+        if name not in self.outputs:
+            raise ConfigError(f"pipeline {self.name!r}: no output {name!r}; outputs: {sorted(self.outputs)}")
+        return self.outputs[name]
+
+    def subscribe(self, name: str, callback: Callable[[pl.DataFrame], Any]) -> Callable[[], None]:
+        """Call ``callback`` with every frame of output ``name``; returns an unsubscribe."""
+        stream = self._stream(name)
+        sink = stream.map(callback)
+        self._subscribers.append((stream, sink))
+
+        def unsubscribe() -> None:
+            if (stream, sink) in self._subscribers:
+                self._subscribers.remove((stream, sink))
+                if sink in stream.downstreams:
+                    stream.disconnect(sink)
+
+        return unsubscribe
+
+    def subscribe_raw(self, callback: Callable[[Any], Any]) -> Callable[[], None]:
+        """Call ``callback`` with every raw batch before it is processed."""
+        sink = self.head.map(callback)
+        self._subscribers.append((self.head, sink))
+        def unsubscribe() -> None:
+            if (self.head, sink) in self._subscribers:
+                self._subscribers.remove((self.head, sink))
+                if sink in self.head.downstreams:
+                    self.head.disconnect(sink)
+
+        return unsubscribe
+
+    @property
+    def subscriptions(self) -> int:
+        """Number of live subscriptions."""
+        return len(self._subscribers)
+
+    def collect(self, stream: Stream | str) -> list[pl.DataFrame]:
+        """A list that receives every frame of ``stream`` (handy in tests and notebooks)."""
+        out: list[pl.DataFrame] = []
+        target = self._stream(stream) if isinstance(stream, str) else stream
+        self._subscribers.append((target, target.map(out.append)))
+        return out
+
+    # -- the graph -----------------------------------------------------------------
+    def _graph(self) -> list[Stream]:
+        """Every node reachable from the head, upstream first (topological order)."""
+        order: list[Stream] = []
+        seen: set[int] = set()
+
+        def visit(node: Stream) -> None:
+            if id(node) in seen:
+                return
+            seen.add(id(node))
+            for up in node.upstreams:
+                if up is not None and id(up) not in seen and self._reachable(up):
+                    visit(up)
+            order.append(node)
+            for down in list(node.downstreams):
+                visit(down)
+
+        visit(self.head)
+        return order
+
+    def _reachable(self, node: Stream) -> bool:
+        stack, seen = [self.head], set()
+        while stack:
+            n = stack.pop()
+            if n is node:
+                return True
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            stack.extend(n.downstreams)
+        return False
+
+    def operators(self) -> list[Operator]:
+        """Workbench nodes of the graph, upstream first."""
+        if self._closed_ops is not None:
+            return list(self._closed_ops)
+        return [n for n in self._graph() if isinstance(n, Operator)]
+
+    def _sinks(self) -> list[LakeSink]:
+        return list(self._lake_sinks)
+
+    def _wire(self) -> None:
+        """Connect side outputs to the pipeline streams; make node names unique."""
+        names: set[str] = set()
+        for op in self.operators():
+            base, i = op.name, 1
+            while op.name in names:
+                i += 1
+                op.name = f"{base}_{i}"
+            names.add(op.name)
+            if id(op) in self._wired:
+                continue
+            self._wired.add(id(op))
+            op.rejects.connect(self.dead_letter)
+            if isinstance(op, dedupe):
+                op.duplicates.connect(self.duplicates)
+            if isinstance(op, window):
+                op.late.connect(self.late)
+
+    # -- running --------------------------------------------------------------------
+    def run(self, *, max_batches: int | None = None, resume: bool = True) -> None:
+        """Run on this thread until the source ends (then flush) or stops.
+
+        Parameters
+        ----------
+        max_batches
+            Stop after this many batches (without flushing): a partial run.
+        resume
+            Resume from the checkpoint when there is one.
+        """
+        self._wire()
+        if resume and self.checkpoints is not None and self.checkpoints.exists():
+            self.restore()
+        self.source.start()
+        t0 = time.perf_counter()
+        self.started_at = self.clock.monotonic()
+        done = 0
+        try:
+            for batch in self._batches():
+                self.head.emit(batch)
+                self.batches += 1
+                done += 1
+                if self._checkpoint_due():
+                    self.checkpoint()
+                if max_batches is not None and done >= max_batches:
+                    break
+            else:
+                if self.source.exhausted:
+                    self.flush()
+            if self.checkpoints is not None:
+                self.checkpoint()
+        except BaseException as exc:
+            self.error = exc
+            raise
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def _batches(self) -> Iterator[Any]:
+        yield from self.source.batches()
+
+    def start(self) -> None:
+        """Run in a background thread (never on a UI event loop)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+
+        def target() -> None:
+            try:
+                self.run()
+            except Exception:
+                log.exception("pipeline %r failed", self.name)
+
+        self._thread = threading.Thread(target=target, name=f"workbench-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the source to stop and wait for the run thread."""
+        self.source.stop()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether the background thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def flush(self) -> None:
+        """End of input: every node emits what it holds, upstream first."""
+        for op in self.operators():
+            op.flush()
+
+    # -- checkpoints -----------------------------------------------------------------
+    def _checkpoint_due(self) -> bool:
+        if self.checkpoints is None:
+            return False
+        if self.checkpoint_batches is not None and self.batches % self.checkpoint_batches == 0:
+            return True
+        return self.clock.monotonic() - self._last_checkpoint >= self.checkpoint_every_s
+
+    def checkpoint(self) -> None:
+        """Commit sink files for a new epoch, then write the checkpoint (in that order)."""
+        if self.checkpoints is None:
+            raise CheckpointError(f"pipeline {self.name!r}: no checkpoint store configured")
+        self.epoch += 1
+        for sink in self._sinks():
+            sink.commit(self.epoch)
+        self.checkpoints.save(
+            {
+                "pipeline": self.name,
+                "epoch": self.epoch,
+                "batches": self.batches,
+                "source": self.source.snapshot(),
+                "nodes": {op.name: op.snapshot() for op in self.operators()},
+            }
+        )
+        self._last_checkpoint = self.clock.monotonic()
+
+    def restore(self) -> None:
+        """Restore node state and source offset; drop sink files of uncommitted epochs."""
+        assert self.checkpoints is not None
+        self._wire()
+        state = self.checkpoints.load()
+        if state is None:
+            return
+        if state.get("pipeline") != self.name:
+            raise CheckpointError(
+                f"checkpoint {self.checkpoints.path}: written by pipeline {state.get('pipeline')!r}, "
+                f"not {self.name!r}"
+            )
+        ops = {op.name: op for op in self.operators()}
+        missing = set(state["nodes"]) ^ set(ops)
+        if missing:
+            raise CheckpointError(
+                f"checkpoint {self.checkpoints.path}: nodes differ from this pipeline's: {sorted(missing)}"
+            )
+        for name, snap in state["nodes"].items():
+            ops[name].restore(snap)
+        self.epoch = state["epoch"]
+        self.batches = state["batches"]
+        for sink in self._sinks():
+            sink.rollback(self.epoch)
+        self.source.restore(state["source"])
+
+    # -- accounting ------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """``ingested = valid + dead_lettered + duplicates + late + dropped``."""
+        ops = self.operators()
+        ingested = sum(op.records for op in ops if isinstance(op, decode))
+        dead = sum(op.metrics.rejected for op in ops)
+        dropped = sum(op.metrics.dropped for op in ops)
+        dups = sum(op.duplicate_count for op in ops if isinstance(op, dedupe))
+        wins = [op for op in ops if isinstance(op, window)]
+        late = sum(w.late_count for w in wins)
+        if wins:
+            valid = sum(w.metrics.rows_in for w in wins) - late
+        else:
+            last = ops[-1] if ops else None
+            valid = last.metrics.rows_out if last is not None else 0
+        return {
+            "ingested": ingested,
+            "valid": valid,
+            "dead_lettered": dead,
+            "duplicates": dups,
+            "late": late,
+            "dropped": dropped,
+        }
+
+    def check_invariant(self) -> None:
+        """Raise when ingested records are unaccounted for."""
+        c = self.counts()
+        total = c["valid"] + c["dead_lettered"] + c["duplicates"] + c["late"] + c["dropped"]
+        if c["ingested"] != total:
+            raise WorkbenchError(
+                f"pipeline {self.name!r}: ingested {c['ingested']} != valid + dead_lettered + "
+                f"duplicates + late + dropped = {total} ({c})"
+            )
+
+    def metrics(self) -> pl.DataFrame:
+        """One row per node: rows in/out, rejects, batch latency, state size, watermark."""
+        rows = []
+        for op in self.operators():
+            m = op.metrics
+            rows.append(
+                {
+                    "node": op.name,
+                    "kind": type(op).__name__,
+                    "batches": m.batches,
+                    "rows_in": m.rows_in,
+                    "rows_out": m.rows_out,
+                    "rejected": m.rejected,
+                    "errors": m.errors,
+                    "seconds": m.seconds,
+                    "last_batch_ms": m.last_batch_ms,
+                    "rows_per_s": m.rows_in / m.seconds if m.seconds else 0.0,
+                    "state_size": op.state_size,
+                    "watermark": op.watermark,
+                }
+            )
+        return pl.DataFrame(rows, schema_overrides={"watermark": pl.Datetime("ms", "UTC")})
+
+    def __repr__(self) -> str:
+        return f"Pipeline(name={self.name!r}, source={type(self.source).__name__}, batches={self.batches})"

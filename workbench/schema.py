@@ -1,0 +1,238 @@
+"""Event schemas as values.
+
+A :class:`Schema` declares the fields of one kind of event, their types and the
+rules a valid event obeys. Types are strict: a JSON string is never a number and a
+number is never a string. ``ts`` accepts epoch milliseconds (an integer) or an
+ISO-8601 string with a UTC offset; naive timestamps are rejected.
+
+Examples
+--------
+>>> from workbench.schema import SERVER_METRICS
+>>> SERVER_METRICS.entity
+'host'
+>>> [f.name for f in SERVER_METRICS.fields][:4]
+['event_id', 'ts', 'host', 'cpu']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import polars as pl
+
+from workbench.errors import ConfigError, SchemaError
+
+__all__ = [
+    "NETWORK_FLOWS",
+    "SCHEMAS",
+    "SERVER_METRICS",
+    "USER_EVENTS",
+    "Field",
+    "Schema",
+    "get_schema",
+]
+
+Kind = Literal["str", "float", "int", "ts"]
+
+#: The in-memory type of the event-time column after decoding.
+TS_DTYPE = pl.Datetime("ms", "UTC")
+
+_OUTPUT_DTYPES: dict[str, pl.DataType] = {
+    "str": pl.String(),
+    "float": pl.Float64(),
+    "int": pl.Int64(),
+    "ts": TS_DTYPE,
+}
+# What the JSON decoder is asked for. Categorical makes polars reject a number, bool
+# or object where a string belongs; Float64/Int64 reject strings; the time field is
+# read as text (ints become their digits) and parsed in the validation step.
+_WIRE_DTYPES: dict[str, pl.DataType] = {
+    "str": pl.Categorical(),
+    "float": pl.Float64(),
+    "int": pl.Int64(),
+    "ts": pl.String(),
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of an event.
+
+    Parameters
+    ----------
+    name
+        Column name.
+    kind
+        ``"str"``, ``"float"``, ``"int"`` or ``"ts"`` (the event time).
+    required
+        A missing or null value sends the event to the dead-letter output.
+    min, max
+        Inclusive bounds for numbers; outside them the event is dead-lettered.
+    max_length
+        Longest accepted string, in characters.
+    doc
+        What the field means.
+    """
+
+    name: str
+    kind: Kind
+    required: bool = True
+    min: float | None = None
+    max: float | None = None
+    max_length: int = 256
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in _OUTPUT_DTYPES:
+            raise ConfigError(
+                f"field {self.name!r}: kind must be one of {sorted(_OUTPUT_DTYPES)}, "
+                f"not {self.kind!r}"
+            )
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ConfigError(f"field {self.name!r}: min must be <= max, not {self.min} > {self.max}")
+
+    @property
+    def dtype(self) -> pl.DataType:
+        """The polars type of the decoded column."""
+        return _OUTPUT_DTYPES[self.kind]
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A named event schema.
+
+    Parameters
+    ----------
+    name
+        Schema name, e.g. ``"server_metrics"``.
+    fields
+        The fields, in order.
+    key
+        The field that identifies an event (used to de-duplicate).
+    time
+        The event-time field (kind ``"ts"``).
+    entity
+        The default grouping key for windows (e.g. ``"host"``).
+    """
+
+    name: str
+    fields: tuple[Field, ...]
+    key: str = "event_id"
+    time: str = "ts"
+    entity: str = "host"
+
+    def __post_init__(self) -> None:
+        names = [f.name for f in self.fields]
+        if len(set(names)) != len(names):
+            raise SchemaError(f"schema {self.name!r}: field names must be unique, got {names}")
+        for role in ("key", "time", "entity"):
+            value = getattr(self, role)
+            if value not in names:
+                raise SchemaError(f"schema {self.name!r}: {role} {value!r} is not a field of {names}")
+        if self.field(self.time).kind != "ts":
+            raise SchemaError(f"schema {self.name!r}: time field {self.time!r} must have kind 'ts'")
+        if sum(f.kind == "ts" for f in self.fields) != 1:
+            raise SchemaError(f"schema {self.name!r}: exactly one field must have kind 'ts'")
+
+    def field(self, name: str) -> Field:
+        """The field called ``name``."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise SchemaError(f"schema {self.name!r} has no field {name!r}; fields: {self.names}")
+
+    @property
+    def names(self) -> list[str]:
+        """Field names in order."""
+        return [f.name for f in self.fields]
+
+    @property
+    def polars_schema(self) -> pl.Schema:
+        """Types of a decoded, validated frame (``ts`` is an aware UTC datetime)."""
+        return pl.Schema({f.name: f.dtype for f in self.fields})
+
+    @property
+    def wire_schema(self) -> dict[str, pl.DataType]:
+        """Types the strict JSON decoder is asked for."""
+        return {f.name: _WIRE_DTYPES[f.kind] for f in self.fields}
+
+    def empty(self) -> pl.DataFrame:
+        """An empty frame of this schema."""
+        return pl.DataFrame(schema=self.polars_schema)
+
+
+_EVENT_ID = Field("event_id", "str", max_length=128, doc="Unique id of the event (the dedupe key).")
+_TS = Field("ts", "ts", doc="Event time: epoch milliseconds or ISO-8601 with an offset.")
+
+SERVER_METRICS = Schema(
+    "server_metrics",
+    (
+        _EVENT_ID,
+        _TS,
+        Field("host", "str", doc="Host name."),
+        Field("cpu", "float", min=0, max=100, doc="CPU utilisation, percent."),
+        Field("mem", "float", min=0, max=100, doc="Memory utilisation, percent."),
+        Field("latency_ms", "float", min=0, max=3_600_000, doc="Request latency, ms."),
+        Field("status", "int", min=100, max=599, doc="HTTP status of the sampled request."),
+        Field("service", "str", required=False, doc="Service the host belongs to."),
+        Field("region", "str", required=False, doc="Cloud region."),
+    ),
+    entity="host",
+)
+
+USER_EVENTS = Schema(
+    "user_events",
+    (
+        _EVENT_ID,
+        _TS,
+        Field("user_id", "str", doc="User id."),
+        Field("session_id", "str", doc="Session id."),
+        Field("kind", "str", max_length=32, doc="page_view, login, checkout, search, error, logout."),
+        Field("path", "str", max_length=2048, doc="URL path."),
+        Field("duration_ms", "float", min=0, max=86_400_000, doc="Time spent, ms."),
+        Field("country", "str", max_length=8, doc="ISO country code."),
+    ),
+    entity="user_id",
+)
+
+NETWORK_FLOWS = Schema(
+    "network_flows",
+    (
+        _EVENT_ID,
+        _TS,
+        Field("src_ip", "str", max_length=64, doc="Source address."),
+        Field("dst_ip", "str", max_length=64, doc="Destination address."),
+        Field("dst_port", "int", min=0, max=65535, doc="Destination port."),
+        Field("protocol", "str", max_length=16, doc="tcp, udp, icmp."),
+        Field("bytes", "int", min=0, doc="Bytes in the flow."),
+        Field("packets", "int", min=0, doc="Packets in the flow."),
+        Field("action", "str", max_length=16, doc="accept or reject."),
+    ),
+    entity="src_ip",
+)
+
+SCHEMAS: dict[str, Schema] = {
+    s.name: s for s in (SERVER_METRICS, USER_EVENTS, NETWORK_FLOWS)
+}
+
+
+def get_schema(schema: str | Schema) -> Schema:
+    """Look a schema up by name (a :class:`Schema` passes through).
+
+    Examples
+    --------
+    >>> get_schema("user_events").entity
+    'user_id'
+    >>> get_schema("nope")
+    Traceback (most recent call last):
+    ...
+    workbench.errors.ConfigError: schema: unknown name 'nope'; known: network_flows, server_metrics, user_events
+    """
+    if isinstance(schema, Schema):
+        return schema
+    try:
+        return SCHEMAS[schema]
+    except KeyError:
+        known = ", ".join(sorted(SCHEMAS))
+        raise ConfigError(f"schema: unknown name {schema!r}; known: {known}") from None

@@ -1,0 +1,1 @@
+"""Presentation: Panel/HoloViews views over pipeline outputs (the only layer that imports panel)."""
