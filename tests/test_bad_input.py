@@ -23,7 +23,10 @@ BAD = {
     "bool_for_number": (line(metric(1006, mem=True)).strip(), "field 'mem' must be a number, got a JSON boolean"),
     "nan": (json.dumps(metric(1007, latency_ms=float("nan"))).encode(), "field 'latency_ms' is NaN"),
     "infinity": (json.dumps(metric(1008, cpu=float("inf"))).encode(), "field 'cpu' is infinite"),
-    "huge_string": (line(metric(1009, host="h" * 200_000)).strip(), "field 'host' is 200000 characters long; limit 256"),
+    "huge_string": (
+        line(metric(1009, host="h" * 200_000)).strip(),
+        "field 'host' is 200000 characters long; limit 256",
+    ),
     "huge_record": (line(metric(1010, service="s" * 2_000_000)).strip(), "record is 2,000,"),
     "naive_ts": (line(metric(1011, ts="2024-01-01T00:00:05")).strip(), "has no UTC offset"),
     "garbage_ts": (line(metric(1012, ts="yesterday")).strip(), "neither epoch milliseconds nor ISO-8601"),

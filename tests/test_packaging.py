@@ -24,7 +24,8 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
     pypi = {_name(r) for r in project["project"]["dependencies"]}
     pypi |= {_name(r) for r in project["dependency-groups"]["dev"]}
     conda = set()
-    for line in (ROOT / "environment.yml").read_text().splitlines():
+    text = (ROOT / "environment.yml").read_text()
+    for line in text.split("dependencies:", 1)[1].splitlines():
         m = re.match(r"\s*-\s+([A-Za-z0-9_.-]+)", line)
         if m and m.group(1) != "python":
             conda.add(CONDA_NAMES.get(m.group(1).lower(), m.group(1).lower()))
@@ -40,10 +41,30 @@ def test_lock_file_is_present_and_current():
 def test_public_api_is_pinned():
     assert sorted(workbench.__all__) == sorted(
         [
-            "NETWORK_FLOWS", "SERVER_METRICS", "USER_EVENTS", "CheckpointError", "CheckpointStore",
-            "ConfigError", "Field", "FileSource", "Lake", "ManualClock", "Pipeline", "RawBatch",
-            "Schema", "SchemaError", "Session", "Sliding", "Source", "SourceError", "SystemClock",
-            "Tumbling", "WorkbenchError", "aggregations", "get_schema", "replay",
+            "NETWORK_FLOWS",
+            "SERVER_METRICS",
+            "USER_EVENTS",
+            "CheckpointError",
+            "CheckpointStore",
+            "ConfigError",
+            "Field",
+            "FileSource",
+            "Lake",
+            "ManualClock",
+            "Pipeline",
+            "RawBatch",
+            "Schema",
+            "SchemaError",
+            "Session",
+            "Sliding",
+            "Source",
+            "SourceError",
+            "SystemClock",
+            "Tumbling",
+            "WorkbenchError",
+            "aggregations",
+            "get_schema",
+            "replay",
         ]
     )
     for name in workbench.__all__:

@@ -88,9 +88,7 @@ def python_oracle(frame: pl.DataFrame, spec, lateness_ms: int) -> tuple[list[dic
             if k * step <= t:
                 groups[(r["host"], k * step)].append(r)
             k -= 1
-    out = [
-        {"host": h, "window_start": s, "window_end": s + size, **_stats(rs)} for (h, s), rs in groups.items()
-    ]
+    out = [{"host": h, "window_start": s, "window_end": s + size, **_stats(rs)} for (h, s), rs in groups.items()]
     return out, late
 
 
@@ -112,9 +110,7 @@ def assert_same(result: pl.DataFrame, expected: list[dict]) -> None:
     assert result.height == len(expected)
     if not expected:
         return
-    got = {
-        (r["host"], int((r["window_start"] - EPOCH).total_seconds() * 1000)): r for r in result.to_dicts()
-    }
+    got = {(r["host"], int((r["window_start"] - EPOCH).total_seconds() * 1000)): r for r in result.to_dicts()}
     assert len(got) == result.height, "a window was emitted twice"
     for e in expected:
         g = got[(e["host"], e["window_start"])]
@@ -177,12 +173,12 @@ def test_snapshot_restore_mid_stream_gives_same_result(data, at):
     at = min(at, len(bounds) - 1)
     w = Windower(spec, by="host", aggs=AGGS, lateness="4s")
     outs = []
-    for a, b in zip(bounds[:at], bounds[1:at + 1], strict=False):
+    for a, b in zip(bounds[:at], bounds[1 : at + 1], strict=False):
         outs.append(w.process(frame.slice(a, max(b - a, 0)))[0])
     snap = w.snapshot()
     w2 = Windower(spec, by="host", aggs=AGGS, lateness="4s")
     w2.restore(snap)
-    for a, b in zip(bounds[at:], bounds[at + 1:], strict=False):
+    for a, b in zip(bounds[at:], bounds[at + 1 :], strict=False):
         outs.append(w2.process(frame.slice(a, max(b - a, 0)))[0])
     outs.append(w2.flush())
     outs = [o for o in outs if o.height]

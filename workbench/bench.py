@@ -62,9 +62,7 @@ def offline_replay(path: str) -> dict[str, Any]:
     valid, _ = validate_frame(decoded.frame, SERVER_METRICS, decoded.raw)
     del data, decoded
     valid = valid.unique("event_id", keep="first", maintain_order=True)
-    result = offline_windows(
-        valid, Tumbling(_WINDOW), by="host", aggs=SERVER_METRICS_AGGS, lateness=_LATENESS
-    )
+    result = offline_windows(valid, Tumbling(_WINDOW), by="host", aggs=SERVER_METRICS_AGGS, lateness=_LATENESS)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "windows": result, "peak_rss_mb": _peak_rss_mb()}
 
@@ -98,11 +96,17 @@ def compare(a: pl.DataFrame, b: pl.DataFrame) -> str | None:
     for col in a.columns:
         x, y = a[col], b[col]
         if x.dtype.is_float():
-            bad = ((x - y).abs() > 1e-9 * pl.max_horizontal(x.abs(), y.abs()).fill_null(0) + 1e-12).fill_null(
-                x.is_null() != y.is_null()
-            )
-            if bad.any():
-                return f"column {col!r} differs in {int(bad.sum())} rows"
+            both = pl.DataFrame({"x": x, "y": y})
+            bad = both.select(
+                (
+                    (
+                        (pl.col("x") - pl.col("y")).abs()
+                        > 1e-9 * pl.max_horizontal(pl.col("x").abs(), pl.col("y").abs()) + 1e-12
+                    ).fill_null(pl.col("x").is_null() != pl.col("y").is_null())
+                ).sum()
+            ).item()
+            if bad:
+                return f"column {col!r} differs in {bad} rows"
         elif not x.equals(y):
             return f"column {col!r} differs"
     return None

@@ -48,9 +48,7 @@ def parse_duration(value: str | float | timedelta, *, what: str = "duration") ->
         total += float(m.group(1)) * _UNITS_MS[m.group(2)]
         pos, matched = m.end(), True
     if not matched or pos != len(text):
-        raise ConfigError(
-            f"{what}: expected a duration like '10s', '1m30s' or '250ms', not {value!r}"
-        )
+        raise ConfigError(f"{what}: expected a duration like '10s', '1m30s' or '250ms', not {value!r}")
     return round(total)
 
 
@@ -104,8 +102,6 @@ class Settings:
             lake=Path(env.get("WORKBENCH_LAKE", base.lake)),
             checkpoints=Path(env.get("WORKBENCH_CHECKPOINTS", base.checkpoints)),
             checkpoint_every_s=(
-                parse_duration(every, what="WORKBENCH_CHECKPOINT_EVERY") / 1000
-                if every
-                else base.checkpoint_every_s
+                parse_duration(every, what="WORKBENCH_CHECKPOINT_EVERY") / 1000 if every else base.checkpoint_every_s
             ),
         )

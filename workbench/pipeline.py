@@ -217,6 +217,7 @@ class Pipeline:
         """Call ``callback`` with every raw batch before it is processed."""
         sink = self.head.map(callback)
         self._subscribers.append((self.head, sink))
+
         def unsubscribe() -> None:
             if (self.head, sink) in self._subscribers:
                 self._subscribers.remove((self.head, sink))
@@ -402,8 +403,7 @@ class Pipeline:
             return
         if state.get("pipeline") != self.name:
             raise CheckpointError(
-                f"checkpoint {self.checkpoints.path}: written by pipeline {state.get('pipeline')!r}, "
-                f"not {self.name!r}"
+                f"checkpoint {self.checkpoints.path}: written by pipeline {state.get('pipeline')!r}, not {self.name!r}"
             )
         ops = {op.name: op for op in self.operators()}
         missing = set(state["nodes"]) ^ set(ops)

@@ -33,9 +33,7 @@ from workbench.storage.lake import Lake
 __all__ = ["replay", "window_spec"]
 
 
-def window_spec(
-    size: str | None = "10s", *, slide: str | None = None, session: str | None = None
-) -> WindowSpec:
+def window_spec(size: str | None = "10s", *, slide: str | None = None, session: str | None = None) -> WindowSpec:
     """Build a window spec from CLI-style options.
 
     Examples
@@ -109,7 +107,7 @@ def replay(
         checkpoint_every=checkpoint_every,
         checkpoint_batches=checkpoint_batches,
     )
-    windows = pipe.standard(s, spec or Tumbling("10s"), by=by, aggs=aggs, lateness=lateness)
+    pipe.standard(s, spec or Tumbling("10s"), by=by, aggs=aggs, lateness=lateness)
     pipe.to_lake(Lake(out, partition=False))
     if progress is not None:
         pipe.subscribe_raw(lambda _: progress(source.offset))

@@ -85,10 +85,7 @@ class Field:
 
     def __post_init__(self) -> None:
         if self.kind not in _OUTPUT_DTYPES:
-            raise ConfigError(
-                f"field {self.name!r}: kind must be one of {sorted(_OUTPUT_DTYPES)}, "
-                f"not {self.kind!r}"
-            )
+            raise ConfigError(f"field {self.name!r}: kind must be one of {sorted(_OUTPUT_DTYPES)}, not {self.kind!r}")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ConfigError(f"field {self.name!r}: min must be <= max, not {self.min} > {self.max}")
 
@@ -212,9 +209,7 @@ NETWORK_FLOWS = Schema(
     entity="src_ip",
 )
 
-SCHEMAS: dict[str, Schema] = {
-    s.name: s for s in (SERVER_METRICS, USER_EVENTS, NETWORK_FLOWS)
-}
+SCHEMAS: dict[str, Schema] = {s.name: s for s in (SERVER_METRICS, USER_EVENTS, NETWORK_FLOWS)}
 
 
 def get_schema(schema: str | Schema) -> Schema:

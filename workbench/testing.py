@@ -76,8 +76,10 @@ def offline_windows(
             df = df.with_columns(__k=last)
         else:
             df = df.with_columns(__k=pl.int_ranges(first, last + 1)).explode("__k")
-        out = df.group_by([*keys, "__k"]).agg(*aggs).with_columns(
-            __s=pl.col("__k") * step + off, __e=pl.col("__k") * step + off + size
+        out = (
+            df.group_by([*keys, "__k"])
+            .agg(*aggs)
+            .with_columns(__s=pl.col("__k") * step + off, __e=pl.col("__k") * step + off + size)
         )
     return out.select(
         *keys,

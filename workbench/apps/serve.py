@@ -16,18 +16,31 @@ def app_path() -> Path:
 
 
 def serve_command(
-    *, port: int = 5006, address: str = "localhost", allow_origin: str | None = None,
-    show: bool = False, extra: list[str] | None = None,
+    *,
+    port: int = 5006,
+    address: str = "localhost",
+    allow_origin: str | None = None,
+    show: bool = False,
+    extra: list[str] | None = None,
 ) -> list[str]:
     """The ``panel serve`` command line."""
     origins = {f"localhost:{port}", f"127.0.0.1:{port}", f"{address}:{port}"}
     if allow_origin:
         origins.add(allow_origin)
     cmd = [
-        sys.executable, "-m", "panel", "serve", str(app_path()),
-        "--port", str(port), "--address", address,
-        "--setup", str(Path(__file__).with_name("setup_live.py")),
-        "--num-procs", "1",
+        sys.executable,
+        "-m",
+        "panel",
+        "serve",
+        str(app_path()),
+        "--port",
+        str(port),
+        "--address",
+        address,
+        "--setup",
+        str(Path(__file__).with_name("setup_live.py")),
+        "--num-procs",
+        "1",
     ]
     for origin in sorted(origins):
         cmd += ["--allow-websocket-origin", origin]

@@ -29,11 +29,9 @@ Examples
 
 from __future__ import annotations
 
-import codecs
 import io
 import json
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,9 +102,7 @@ class RawLines:
         offsets = np.empty(n + 1, dtype=np.int64)
         offsets[:n] = self.starts
         offsets[n] = self.ends[-1] if n else 0
-        arr = pa.LargeBinaryArray.from_buffers(
-            pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
-        )
+        arr = pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
         # each value runs to the next line's start: strip the newline/blank tail later
         return pl.Series("raw", arr)
 
@@ -132,20 +128,19 @@ class Decoded:
     dead: pl.DataFrame
     records: int
     raw: RawLines | None = None
+    fast: bool = False
 
 
 def dead_letters(node: str, reasons: list[str], raws: list[bytes]) -> pl.DataFrame:
     """Build a dead-letter frame."""
-    return pl.DataFrame(
-        {"node": [node] * len(reasons), "reason": reasons, "raw": raws}, schema=DEAD_LETTER_SCHEMA
-    )
+    return pl.DataFrame({"node": [node] * len(reasons), "reason": reasons, "raw": raws}, schema=DEAD_LETTER_SCHEMA)
 
 
 def _read(data: bytes, schema: Schema) -> pl.DataFrame:
     return pl.read_ndjson(io.BytesIO(data), schema=schema.wire_schema)
 
 
-def decode_ndjson(data: bytes, schema: Schema, *, node: str = "decode") -> Decoded:
+def decode_ndjson(data: bytes, schema: Schema, *, node: str = "decode", try_fast: bool = True) -> Decoded:
     """Decode NDJSON bytes strictly into ``schema``'s wire types.
 
     Parameters
@@ -156,18 +151,22 @@ def decode_ndjson(data: bytes, schema: Schema, *, node: str = "decode") -> Decod
         The event schema.
     node
         Node name written into dead letters.
+    try_fast
+        Attempt the strict whole-batch decode first. A caller that keeps seeing
+        dirty batches skips it (the attempt would fail anyway).
 
     Returns
     -------
     Decoded
-        Accepted rows (with ``__line``), dead letters and the raw lines.
+        Accepted rows (with ``__line``), dead letters and the raw lines; ``fast``
+        tells whether the fast path sufficed.
     """
     raw = RawLines(data)
     n = len(raw)
     if n == 0:
         return Decoded(_empty_wire(schema), dead_letters(node, [], []), 0, raw)
     big = (raw.ends - raw.starts) > MAX_RECORD_BYTES
-    if not big.any():
+    if try_fast and not big.any():
         try:
             frame = _read(data, schema)
         except pl.exceptions.PolarsError:
@@ -175,7 +174,7 @@ def decode_ndjson(data: bytes, schema: Schema, *, node: str = "decode") -> Decod
         else:
             if frame.height == n:
                 frame = frame.with_columns(pl.int_range(n, dtype=pl.UInt32).alias("__line"))
-                return Decoded(frame, dead_letters(node, [], []), n, raw)
+                return Decoded(frame, dead_letters(node, [], []), n, raw, fast=True)
     return _decode_mixed(raw, schema, node, big)
 
 
@@ -187,40 +186,56 @@ def _decode_mixed(raw: RawLines, schema: Schema, node: str, big: np.ndarray) -> 
     n = len(raw)
     reasons: dict[int, str] = {}
     for i in np.flatnonzero(big):
-        reasons[int(i)] = (
-            f"record is {int(raw.ends[i] - raw.starts[i]):,} bytes; limit {MAX_RECORD_BYTES:,}"
-        )
-    patched = raw.data
-    bad_utf8 = _invalid_utf8_lines(raw)
-    if bad_utf8:
-        buf = bytearray(raw.data)
-        for i, reason in bad_utf8.items():
-            reasons.setdefault(i, reason)
-            buf[raw.starts[i] : raw.ends[i]] = b" " * int(raw.ends[i] - raw.starts[i])
-        patched = bytes(buf)
-    text = raw.series(patched).cast(pl.String)
-    stripped = text.str.strip_chars()
-    checks = pl.DataFrame({"t": stripped}).select(
-        shape=~(pl.col("t").str.starts_with("{") & pl.col("t").str.ends_with("}")),
-        suspect=pl.col("t").str.contains(_suspect_pattern(schema)),
-    )
-    for i in np.flatnonzero(checks["shape"].fill_null(False).to_numpy()):
-        reasons.setdefault(int(i), "broken JSON: the record is not a complete JSON object")
-    for i in np.flatnonzero(checks["suspect"].fill_null(False).to_numpy()):
+        reasons[int(i)] = f"record is {int(raw.ends[i] - raw.starts[i]):,} bytes; limit {MAX_RECORD_BYTES:,}"
+    reasons.update({i: r for i, r in _invalid_utf8_lines(raw).items() if i not in reasons})
+    # Bad lines are blanked with spaces (same length, so spans hold): polars skips
+    # blank lines, and the rest decodes in one call with no copying line by line.
+    patched = bytearray(raw.data)
+    _blank(patched, raw, reasons)
+    buf = np.frombuffer(bytes(patched), dtype=np.uint8)
+    found: dict[int, str] = {}
+    if n:
+        first, last = buf[raw.starts], buf[np.maximum(raw.ends - 1, 0)]
+        odd = np.flatnonzero((first != 123) | (last != 125))  # not '{' … '}'
+        for i in odd:
+            i = int(i)
+            if i in reasons:
+                continue
+            text = raw.line(i).strip()
+            if not (text.startswith(b"{") and text.endswith(b"}")):
+                found[i] = "broken JSON: the record is not a complete JSON object"
+    text = raw.series(buf.tobytes()).cast(pl.String)
+    suspect = text.str.contains_any(_suspect_literals(schema))
+    for i in np.flatnonzero(suspect.fill_null(False).to_numpy()):
         i = int(i)
-        if i not in reasons:
+        if i not in reasons and i not in found:
             reason = check_record(raw.line(i), schema)
             if reason is not None:
-                reasons[i] = reason
+                found[i] = reason
+    _blank(patched, raw, found)
+    reasons.update(found)
     good = np.setdiff1d(np.arange(n), np.fromiter(reasons, dtype=np.int64, count=len(reasons)))
     frames: list[pl.DataFrame] = []
-    _decode_lines(raw, good, schema, frames, reasons)
+    try:
+        frame = _read(bytes(patched), schema) if len(good) else None
+    except pl.exceptions.PolarsError:
+        frame = None
+    if frame is not None and frame.height == len(good):
+        frames.append(frame.with_columns(pl.Series("__line", good, dtype=pl.UInt32)))
+    else:
+        _decode_lines(raw, good, schema, frames, reasons)
     bad = sorted(reasons)
     dead = dead_letters(node, [reasons[i] for i in bad], raw.lines(bad))
     frame = pl.concat(frames) if frames else _empty_wire(schema)
-    if frame.height > 1:
+    if len(frames) > 1:
         frame = frame.sort("__line")
     return Decoded(frame, dead, n, raw)
+
+
+def _blank(buf: bytearray, raw: RawLines, lines: dict[int, str]) -> None:
+    for i in lines:
+        a, b = int(raw.starts[i]), int(raw.ends[i])
+        buf[a:b] = b" " * (b - a)
 
 
 def _decode_lines(
@@ -238,7 +253,8 @@ def _decode_lines(
         frame = _read(blob, schema)
     except pl.exceptions.PolarsError as exc:
         if len(idx) == 1:
-            reasons[int(idx[0])] = _polars_reason(exc)
+            line = raw.line(int(idx[0]))
+            reasons[int(idx[0])] = check_record(line, schema) or _polars_reason(exc)
             return
         mid = len(idx) // 2
         _decode_lines(raw, idx[:mid], schema, frames, reasons)
@@ -255,38 +271,42 @@ def _polars_reason(exc: Exception) -> str:
 
 
 def _invalid_utf8_lines(raw: RawLines) -> dict[int, str]:
-    """Lines holding invalid UTF-8, found in one pass over the batch."""
+    """Lines holding invalid UTF-8: only lines with non-ASCII bytes are decoded."""
+    high = np.flatnonzero(np.frombuffer(raw.data, dtype=np.uint8) >= 0x80)
+    if not len(high):
+        return {}
     bad: dict[int, str] = {}
-    view = memoryview(raw.data)
-    pos = 0
-    while pos < len(view):
+    for i in np.unique(np.searchsorted(raw.starts, high, side="right") - 1):
+        i = int(i)
+        if i < 0:
+            continue
+        line = raw.line(i)
         try:
-            codecs.utf_8_decode(view[pos:], "strict", True)
-            break
+            line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            at = pos + exc.start
-            i = int(np.searchsorted(raw.starts, at, side="right")) - 1
-            if i < 0 or at >= raw.ends[i] + 1:  # outside any record line: skip the byte
-                pos = at + 1
-                continue
-            bad[i] = f"invalid UTF-8: byte 0x{raw.data[at]:02x} at position {at - int(raw.starts[i])}"
-            pos = int(raw.ends[i]) + 1
+            bad[i] = f"invalid UTF-8: byte 0x{line[exc.start]:02x} at position {exc.start}"
     return bad
 
 
-def _suspect_pattern(schema: Schema) -> str:
-    """A regex matching lines that may hold a wrong-typed or non-finite value."""
-    nums = [f.name for f in schema.fields if f.kind in ("float", "int")]
-    ints = [f.name for f in schema.fields if f.kind == "int"]
-    strs = [f.name for f in schema.fields if f.kind == "str"]
-    alts = [r":\s*-?(?:NaN|Infinity)\b"]
-    if nums:
-        alts.append(r'"(?:' + "|".join(map(re.escape, nums)) + r')"\s*:\s*[\["{tf]')
-    if ints:
-        alts.append(r'"(?:' + "|".join(map(re.escape, ints)) + r')"\s*:\s*-?\d+[.eE]')
-    if strs:
-        alts.append(r'"(?:' + "|".join(map(re.escape, strs)) + r')"\s*:\s*[-\d\[{tf]')
-    return "|".join(alts)
+def _suspect_literals(schema: Schema) -> list[str]:
+    """Literal fragments that betray a wrong-typed or non-finite value.
+
+    Matched in one Aho-Corasick pass per batch for compact (``"cpu":"``) and
+    spaced (``"cpu": "``) JSON; a wrong type written otherwise is still caught,
+    by the bisecting fallback.
+    """
+    starts: list[str] = []
+    for f in schema.fields:
+        if f.kind in ("float", "int"):
+            starts += ['"', "[", "{", "t", "f"]
+            bad = ['"', "[", "{", "t", "f"]
+        elif f.kind == "str":
+            bad = [*"-0123456789", "[", "{", "t", "f"]
+        else:
+            continue
+        for sep in (":", ": "):
+            starts.extend(f'"{f.name}"{sep}{b}' for b in bad)
+    return sorted({s for s in starts if s.startswith('"') and len(s) > 2} | {"NaN", "Infinity"})
 
 
 _JSON_NAMES = {str: "a JSON string", bool: "a JSON boolean", list: "a JSON array", dict: "a JSON object"}
@@ -340,8 +360,7 @@ def check_record(line: bytes, schema: Schema) -> str | None:
                 return f"field {f.name!r} = {value} does not fit a 64-bit integer"
         if f.kind == "ts" and (isinstance(value, bool) or not isinstance(value, str | int)):
             return (
-                f"field {f.name!r} must be epoch milliseconds or an ISO-8601 string, "
-                f"got {_json_type(value)}: {shown}"
+                f"field {f.name!r} must be epoch milliseconds or an ISO-8601 string, got {_json_type(value)}: {shown}"
             )
     return None
 
@@ -382,8 +401,9 @@ def decode_frame(frame: pl.DataFrame, schema: Schema, *, node: str = "decode") -
             cast = src.str.strip_chars().cast(target, strict=False)
         cols.append(cast.alias(f.name))
         problems.append(
-            pl.when(src.is_not_null() & cast.is_null())
-            .then(pl.format(f"field '{f.name}': cannot parse '{{}}' as {f.kind}", src.cast(pl.String)))
+            pl.when(src.is_not_null() & cast.is_null()).then(
+                pl.format(f"field '{f.name}': cannot parse '{{}}' as {f.kind}", src.cast(pl.String))
+            )
         )
     out = frame.select(
         *cols,
@@ -392,8 +412,6 @@ def decode_frame(frame: pl.DataFrame, schema: Schema, *, node: str = "decode") -
     )
     bad = out.filter(pl.col("__reason").is_not_null())
     good = out.filter(pl.col("__reason").is_null()).drop("__reason")
-    good = good.with_columns(
-        [pl.col(f.name).cast(wire[f.name]) for f in schema.fields if f.kind == "str"]
-    )
+    good = good.with_columns([pl.col(f.name).cast(wire[f.name]) for f in schema.fields if f.kind == "str"])
     raws = frame[bad["__line"].to_list()].write_ndjson().encode().splitlines() if bad.height else []
     return Decoded(good, dead_letters(node, bad["__reason"].to_list(), raws), n, None)

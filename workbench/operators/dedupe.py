@@ -109,9 +109,7 @@ class Deduplicator:
         horizon = marks["horizon"].fill_null(True)
         dup = horizon & (marks["seen"] | ~marks["first"])
         kept = frame.filter(~dup)
-        new_keys = pl.DataFrame(
-            {"key": frame[self.key].filter(~dup & horizon), "t": marks["t"].filter(~dup & horizon)}
-        )
+        new_keys = pl.DataFrame({"key": frame[self.key].filter(~dup & horizon), "t": marks["t"].filter(~dup & horizon)})
         batch_max = marks["t"].max()
         self._max_ts = batch_max if self._max_ts is None else max(self._max_ts, batch_max)  # type: ignore[type-var]
         seen = pl.concat([self._seen, new_keys]) if new_keys.height else self._seen

@@ -173,11 +173,15 @@ class decode(Operator):  # noqa: N801 - streamz nodes are lower-case verbs
         super().__init__(upstream, name=kwargs.pop("name", "decode"), **kwargs)
         self.schema = get_schema(schema)
         self.records = 0
+        self._dirty = 0  # consecutive batches that needed the mixed decode path
 
     def process(self, x: Any, metadata: Any) -> tuple[Any, Any]:  # noqa: D102
         if isinstance(x, RawBatch):
             if x.data is not None:
-                out = decode_ndjson(x.data, self.schema, node=self.name)
+                # after 3 dirty batches in a row, skip the strict attempt (probe every 16th)
+                try_fast = self._dirty < 3 or self.metrics.batches % 16 == 0
+                out = decode_ndjson(x.data, self.schema, node=self.name, try_fast=try_fast)
+                self._dirty = 0 if out.fast else self._dirty + 1
             elif x.frame is not None:
                 out = decode_frame(x.frame, self.schema, node=self.name)
             else:

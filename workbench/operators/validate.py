@@ -13,8 +13,10 @@ Examples
 >>> valid, dead = validate_frame(wire, SERVER_METRICS)
 >>> valid.height
 0
->>> dead["reason"].to_list()
-["field 'cpu' = 250.0 is outside [0, 100]", "field 'ts' = '2024-01-01T00:00:00' has no UTC offset; naive timestamps are ambiguous"]
+>>> for reason in dead["reason"]:
+...     print(reason)
+field 'cpu' = 250.0 is outside [0, 100]
+field 'ts' = '2024-01-01T00:00:00' has no UTC offset; naive timestamps are ambiguous
 """
 
 from __future__ import annotations
@@ -61,11 +63,7 @@ def _rules(f: Field) -> list[pl.Expr]:
         low = col < f.min if f.min is not None else pl.lit(False)
         high = col > f.max if f.max is not None else pl.lit(False)
         bounds = f"[{_fmt(f.min)}, {_fmt(f.max) if f.max is not None else 'inf'}]"
-        rules.append(
-            pl.when(low | high).then(
-                pl.format(f"field '{f.name}' = {{}} is outside {bounds}", col)
-            )
-        )
+        rules.append(pl.when(low | high).then(pl.format(f"field '{f.name}' = {{}} is outside {bounds}", col)))
     return rules
 
 
@@ -80,14 +78,18 @@ def _parse_ts(frame: pl.DataFrame, name: str) -> tuple[pl.Series, pl.Series]:
     todo = as_int.is_null() & text.is_not_null()
     if todo.any():
         iso_text = text.filter(todo)
-        iso = pl.select(
-            pl.coalesce(
-                [
-                    pl.lit(iso_text).str.to_datetime(fmt, time_unit="ms", time_zone="UTC", strict=False)
-                    for fmt in _ISO_FORMATS
-                ]
+        iso = (
+            pl.select(
+                pl.coalesce(
+                    [
+                        pl.lit(iso_text).str.to_datetime(fmt, time_unit="ms", time_zone="UTC", strict=False)
+                        for fmt in _ISO_FORMATS
+                    ]
+                )
             )
-        ).to_series().cast(TS_DTYPE)
+            .to_series()
+            .cast(TS_DTYPE)
+        )
         parsed = parsed.scatter(todo.arg_true(), iso)
     checks = pl.DataFrame({"t": text, "p": parsed, "i": as_int}).select(
         pl.when(pl.col("t").is_null())
@@ -141,9 +143,7 @@ def validate_frame(
             rules.append(pl.col("__ts_reason"))
         else:
             rules.extend(_rules(f))
-    cols = [
-        pl.col(f.name).cast(pl.String) if f.kind == "str" else pl.col(f.name) for f in schema.fields
-    ]
+    cols = [pl.col(f.name).cast(pl.String) if f.kind == "str" else pl.col(f.name) for f in schema.fields]
     checked = frame.with_columns(__ts_reason=ts_reason).select(
         *cols[: schema.names.index(schema.time)],
         ts.cast(TS_DTYPE),

@@ -60,14 +60,18 @@ class WindowMonitor(pn.viewable.Viewer):
         )
         self._plot = pn.pane.HoloViews(
             (band * line).opts(
-                responsive=True, height=380, xlabel="window start (UTC)", ylabel=self.metric,
-                title="Fleet: median and p5–p95 band across hosts", framewise=True,
+                responsive=True,
+                height=380,
+                xlabel="window start (UTC)",
+                ylabel=self.metric,
+                title="Fleet: median and p5–p95 band across hosts",
+                framewise=True,
             ),
             sizing_mode="stretch_width",
         )
-        self._events = pn.indicators.Number(name="events / s", value=0, format="{value:,.0f}", font_size="28pt")
-        self._windows_n = pn.indicators.Number(name="windows", value=0, format="{value:,.0f}", font_size="28pt")
-        self._dead_n = pn.indicators.Number(name="dead letters", value=0, format="{value:,.0f}", font_size="28pt")
+        self._events = pn.indicators.Number(label="events / s", value=0, format="{value:,.0f}", font_size="28pt")
+        self._windows_n = pn.indicators.Number(label="windows", value=0, format="{value:,.0f}", font_size="28pt")
+        self._dead_n = pn.indicators.Number(label="dead letters", value=0, format="{value:,.0f}", font_size="28pt")
         self._wm = pn.pane.Markdown("watermark: –")
         self._last_counts = None
         self._callback = None
