@@ -12,7 +12,7 @@ Examples
 >>> store.append(pl.DataFrame({"x": [3, 4]}))
 >>> version, new = store.since(0)
 >>> version, new["x"].to_list()
-(2, [2, 3, 4])
+(2, [3, 4])
 >>> store.since(version)[1].height
 0
 """
