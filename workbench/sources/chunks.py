@@ -56,6 +56,15 @@ class Chunk:
         For ``b = 0 .. CHUNK_EVENTS``: lines and bytes delivered for the first ``b`` events.
     faults
         Ground truth (:data:`~workbench.sources.faults.FAULTS_SCHEMA`), chunk-local lines.
+
+    Examples
+    --------
+    >>> from workbench.schema import USER_EVENTS
+    >>> spec = ChunkSpec(USER_EVENTS, Fleet.build(5), Faults.none(), seed=0, rate=10.0,
+    ...                  start_ms=0, incidents=lambda low, high: [])
+    >>> chunk = spec.build(1)
+    >>> chunk.first, int(chunk.line_at[-1])
+    (65536, 65536)
     """
 
     first: int
@@ -128,15 +137,14 @@ class ChunkSpec:
         ts = deliver - lag
         incidents = self.incidents(int(ts.min()), int(deliver.max()) + 1)
         values, keep = self.fleet.sample(self.schema.name, ts, rng, incidents)
-        keep = self.faults.confirm(kind, ts, keep, self.start_ms)
+        keep = self.faults.confirm(kind, ts, keep)
         original, attach = self.faults.duplicate(kind, keep, rng, self.rate)
         prefix = "".join(word[0] for word in self.schema.name.split("_")) + f"-{self.seed}-"
         values = values.with_columns(event_id=slot, ts=self.faults.stamp(ts, rng))
         rows = np.flatnonzero(keep)  # row r of the encoded lines is event rows[r]
         lines = encode(self.schema, values[rows], key_prefix=prefix)
         ids = _Ids(prefix, slot[rows])
-        return _assemble(self, first, rows, kind[rows], lag[rows], ts[rows], lines, ids, original,
-                         attach, rng)  # fmt: skip
+        return _assemble(self, first, rows, kind[rows], lag[rows], ts[rows], lines, ids, original, attach, rng)
 
 
 def encode(schema: Schema, frame: pl.DataFrame, *, key_prefix: str = "") -> pl.Series:
@@ -151,7 +159,7 @@ def encode(schema: Schema, frame: pl.DataFrame, *, key_prefix: str = "") -> pl.S
     >>> from workbench.schema import Field, Schema
     >>> s = Schema("tiny", (Field("id", "str"), Field("ts", "ts")), key="id", entity="id")
     >>> frame = pl.DataFrame({"id": [7], "ts": ["5"]})
-    >>> encode(s, frame.with_columns(pl.col("id")), key_prefix="e-").item()
+    >>> encode(s, frame, key_prefix="e-").item()
     '{"id":"e-7","ts":5}\n'
     """
     parts: list[pl.Expr] = []
@@ -222,17 +230,16 @@ def _assemble(
     np.cumsum(np.bincount(attach, minlength=CHUNK_EVENTS), out=copies_before[1:])
     copy_bytes = np.concatenate(([0], np.cumsum(offsets[source + 1] - offsets[source])))
     resized_bytes = np.concatenate(([0], np.cumsum(resized)))
-    byte_at = (offsets[rows_before] + copy_bytes[copies_before]
-               + resized_bytes[np.searchsorted(broken, rows_before)])  # fmt: skip
+    byte_at = offsets[rows_before] + copy_bytes[copies_before] + resized_bytes[np.searchsorted(broken, rows_before)]
     # Ground truth, one row per faulty line.
     late, disorder = np.flatnonzero(kind == LATE), np.flatnonzero(kind == OUT_OF_ORDER)
     faulty = np.concatenate([late, disorder, broken])
-    line = np.concatenate([place + np.arange(len(place)), faulty + np.searchsorted(place, faulty, "right")])
+    at_line = np.concatenate([place + np.arange(len(place)), faulty + np.searchsorted(place, faulty, "right")])
     names = ["late"] * len(late) + ["out_of_order"] * len(disorder) + classes
     faults = (
         pl.DataFrame(
             {
-                "line": line,
+                "line": at_line,
                 "event_id": ids.at(np.concatenate([source, faulty])),
                 "fault": ["duplicate"] * len(source) + names,
                 "field": [None] * (len(source) + len(late) + len(disorder)) + fields,

@@ -1,10 +1,9 @@
-"""Data-quality faults and the wire format: how simulated events become NDJSON lines.
+"""Data-quality faults: what goes wrong between an event and its NDJSON line.
 
-:class:`Faults` holds the rates. Each event gets exactly one delivery class
-(:data:`CLEAN`, :data:`OUT_OF_ORDER`, :data:`LATE` or :data:`MALFORMED`), and clean
-events may also be delivered a second time (a duplicate line). Clean lines are encoded
-in bulk with polars; only the few malformed ones are rewritten one by one
-(:func:`corrupt`).
+:class:`Faults` holds the rates and plans, vectorised, which event suffers what. Each
+event gets exactly one delivery class (:data:`CLEAN`, :data:`OUT_OF_ORDER`, :data:`LATE`
+or :data:`MALFORMED`), and clean events may also be delivered a second time (a
+duplicate line). Only the few malformed lines are rewritten one by one (:func:`corrupt`).
 
 Examples
 --------
@@ -57,13 +56,15 @@ MALFORMED_CLASSES: tuple[str, ...] = (
 #: Ground truth, one row per faulty line: its index in the output, the event it carries
 #: (null for a broken line), the fault class, the field involved, and for
 #: out-of-order and late events how far delivery lags event time.
-FAULTS_SCHEMA = pl.Schema({
-    "line": pl.Int64(),
-    "event_id": pl.String(),
-    "fault": pl.String(),
-    "field": pl.String(),
-    "lag_ms": pl.Int64(),
-})  # fmt: skip
+FAULTS_SCHEMA = pl.Schema(
+    {
+        "line": pl.Int64(),
+        "event_id": pl.String(),
+        "fault": pl.String(),
+        "field": pl.String(),
+        "lag_ms": pl.Int64(),
+    }
+)
 
 _NO_TIME = -(2**62)  # "nothing seen yet", far below any event time without overflowing
 _ISO = "%Y-%m-%dT%H:%M:%S%.3f"
@@ -150,20 +151,20 @@ class Faults:
         lag[late] = rng.integers(int(self.late_min * 1000), int(self.late_max * 1000) + 1, int(late.sum()))
         return kind, lag
 
-    def confirm(self, kind: np.ndarray, ts: np.ndarray, keep: np.ndarray, floor: int) -> np.ndarray:
+    def confirm(self, kind: np.ndarray, ts: np.ndarray, keep: np.ndarray) -> np.ndarray:
         """``keep`` without the disordered events that would not arrive out of order.
 
         Events are in delivery order. An out-of-order event must be older than the newest
-        clean event before it, a late one more than ``lateness`` older; neither may be
-        older than ``floor`` (ms). The newest time is only known within the batch, so at
-        its very start a few would-be faults fail these tests; they are dropped.
+        clean event before it, a late one more than ``lateness`` older. The newest time
+        is only known within a chunk, so at its very start a few would-be faults fail
+        these tests; they are dropped. (Early in a stream, a late event may predate its
+        start: a backlog arriving.)
         """
         normal = keep & (kind == CLEAN)
         newest = np.maximum.accumulate(np.where(normal, ts, _NO_TIME))
         before = np.concatenate(([_NO_TIME], newest[:-1]))
         ok = (kind != OUT_OF_ORDER) | (ts < before)
         ok &= (kind != LATE) | (before - ts > self.lateness * 1000)
-        ok &= (kind == CLEAN) | (kind == MALFORMED) | (ts >= floor)
         return keep & ok
 
     def duplicate(
@@ -230,7 +231,7 @@ def corrupt(line: str, fault: str, schema: Schema, ts: int, rng: random.Random) 
         moment = datetime.fromtimestamp(ts / 1000, tz=UTC)
         record[field.name] = moment.isoformat(timespec="milliseconds").removesuffix("+00:00")
     elif fault == "out_of_range":
-        wrong = field.max * 2.5 if field.max is not None else field.min - rng.randint(1, 1000)
+        wrong = field.max * 2.5 if field.max is not None else (field.min or 0) - rng.randint(1, 1000)
         record[field.name] = int(wrong) if field.kind == "int" else float(wrong)
     data = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
     if fault == "huge_string":  # json.dumps would scan all of it

@@ -20,6 +20,7 @@ True
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -56,9 +57,17 @@ SERVICES: tuple[tuple[str, str, float], ...] = (
 
 #: Countries of users, with their share of traffic.
 COUNTRIES: tuple[tuple[str, float], ...] = (
-    ("US", 0.30), ("IN", 0.15), ("GB", 0.10), ("DE", 0.10), ("BR", 0.08),
-    ("JP", 0.08), ("FR", 0.07), ("CA", 0.05), ("AU", 0.04), ("NL", 0.03),
-)  # fmt: skip
+    ("US", 0.30),
+    ("IN", 0.15),
+    ("GB", 0.10),
+    ("DE", 0.10),
+    ("BR", 0.08),
+    ("JP", 0.08),
+    ("FR", 0.07),
+    ("CA", 0.05),
+    ("AU", 0.04),
+    ("NL", 0.03),
+)
 _COUNTRY_CUM = np.cumsum([share for _, share in COUNTRIES])
 
 #: The daily cycle by minute of the local day: peaks at 15:00, lowest at 03:00.
@@ -72,13 +81,23 @@ _KINDS = ("page_view", "search", "login", "checkout", "logout", "error")
 _KIND_CUM = np.cumsum([0.67, 0.14, 0.07, 0.05, 0.06, 0.01])
 _KIND_MS = np.array([8000.0, 2500.0, 1500.0, 20000.0, 300.0, 400.0])  # median time spent
 _ERROR = _KINDS.index("error")
-_PATHS = pl.Series([
-    "/", "/product/", "/category/", "/search", "/login", "/logout",
-    "/checkout/cart", "/checkout/shipping", "/checkout/payment", "/checkout/confirm",
-])  # fmt: skip
+_PATHS = pl.Series(
+    [
+        "/",
+        "/product/",
+        "/category/",
+        "/search",
+        "/login",
+        "/logout",
+        "/checkout/cart",
+        "/checkout/shipping",
+        "/checkout/payment",
+        "/checkout/confirm",
+    ]
+)
 _CATEGORIES = pl.Series(["shoes", "books", "garden", "toys", "audio", "kitchen", "sports"])
 
-# Flow families: (share, destination ports, port shares, reject probability per port).
+# Flow families: destination ports and their shares.
 _EAST_WEST = ([5432, 6379, 443, 8080, 9092, 22], [0.25, 0.2, 0.25, 0.15, 0.1, 0.05])
 _INBOUND = ([443, 80, 22], [0.7, 0.25, 0.05])
 _EGRESS = ([443, 53, 123, 80], [0.7, 0.2, 0.05, 0.05])
@@ -241,32 +260,35 @@ def _server_metrics(
     status[other] = _STATUS[1:][_pick(_STATUS_CUM[1:] - _STATUS_CUM[0], rng, len(other))]
     keep = np.ones(n, dtype=bool)
     for inc in incidents:
+        level = inc.magnitude or 0.0
         if inc.kind in ("latency_degradation", "error_burst"):
             hit = _window(ts, inc) & (fleet.host_service[host] == _service_index(inc.entity))
         else:
             hit = _window(ts, inc) & (host == fleet.hosts.index(inc.entity))
         count = int(hit.sum())
         if inc.kind == "cpu_saturation":
-            cpu[hit] = rng.uniform(inc.magnitude, 100, count)
+            cpu[hit] = rng.uniform(level, 100, count)
         elif inc.kind == "memory_leak":
             progress = (ts[hit] - inc.start_ms) / (inc.end_ms - inc.start_ms)
-            mem[hit] = mem[hit] + (inc.magnitude - mem[hit]) * progress + rng.normal(0, 0.3, count)
+            mem[hit] = mem[hit] + (level - mem[hit]) * progress + rng.normal(0, 0.3, count)
         elif inc.kind == "latency_degradation":
-            latency[hit] *= inc.magnitude
+            latency[hit] *= level
         elif inc.kind == "error_burst":
-            status[hit & (rng.random(n) < inc.magnitude)] = 500
+            status[hit & (rng.random(n) < level)] = 500
         elif inc.kind == "host_silent":
             keep &= ~hit
     service = fleet.host_service[host]
-    frame = pl.DataFrame({
-        "host": _labels(fleet.hosts, host),
-        "cpu": np.clip(cpu, 0, 100).round(2),
-        "mem": np.clip(mem, 0, 100).round(2),
-        "latency_ms": np.clip(latency, 0, 3_600_000).round(2),
-        "status": status.astype(np.int64),
-        "service": _labels([name for name, _, _ in SERVICES], service),
-        "region": _labels([name for name, _ in REGIONS], fleet.host_region[host]),
-    })  # fmt: skip
+    frame = pl.DataFrame(
+        {
+            "host": _labels(fleet.hosts, host),
+            "cpu": np.clip(cpu, 0, 100).round(2),
+            "mem": np.clip(mem, 0, 100).round(2),
+            "latency_ms": np.clip(latency, 0, 3_600_000).round(2),
+            "status": status,
+            "service": _labels([name for name, _, _ in SERVICES], service),
+            "region": _labels([name for name, _ in REGIONS], fleet.host_region[host]),
+        }
+    )
     return frame, keep
 
 
@@ -287,8 +309,9 @@ def _user_events(
     kind = _pick(_KIND_CUM, rng, n)
     keep = np.ones(n, dtype=bool)
     for inc in incidents:
+        level = inc.magnitude or 0.0
         hit = _window(ts, inc) & (country == [c for c, _ in COUNTRIES].index(inc.entity))
-        hit &= rng.random(n) < inc.magnitude
+        hit &= rng.random(n) < level
         if inc.kind == "error_burst":
             kind[hit] = _ERROR
         elif inc.kind == "traffic_drop":
@@ -301,17 +324,19 @@ def _user_events(
         default=np.where(rng.random(n) < 0.5, 1, 8),  # errors: a product page or payment
     )
     duration = rng.lognormal(np.log(_KIND_MS[kind]), 0.8)
-    frame = pl.DataFrame({
-        "user": user,
-        "session": session,
-        "kind": _labels(_KINDS, kind),
-        "prefix": _PATHS.gather(path),
-        "path_id": path,
-        "product": (10_000 * rng.random(n) ** 3).astype(np.int64) + 1,
-        "category": _CATEGORIES.gather(rng.integers(0, len(_CATEGORIES), n)),
-        "duration_ms": np.clip(duration, 0, 86_400_000).round(1),
-        "country": _labels([c for c, _ in COUNTRIES], country),
-    })  # fmt: skip
+    frame = pl.DataFrame(
+        {
+            "user": user,
+            "session": session,
+            "kind": _labels(_KINDS, kind),
+            "prefix": _PATHS.gather(path),
+            "path_id": path,
+            "product": (10_000 * rng.random(n) ** 3).astype(np.int64) + 1,
+            "category": _CATEGORIES.gather(rng.integers(0, len(_CATEGORIES), n)),
+            "duration_ms": np.clip(duration, 0, 86_400_000).round(1),
+            "country": _labels([c for c, _ in COUNTRIES], country),
+        }
+    )
     user_id = pl.lit("u") + pl.col("user").cast(pl.String).str.zfill(6)
     frame = frame.select(
         user_id=user_id,
@@ -350,29 +375,31 @@ def _network_flows(
     reject = rng.random(n) < p_reject
     addresses = list(fleet.ips) + list(fleet.external)
     for inc in incidents:
-        in_window = _window(ts, inc)
+        level, in_window = inc.magnitude or 0.0, _window(ts, inc)
         if inc.kind == "port_scan":
             address = _address(addresses, inc.entity)
-            probe = in_window & (rng.random(n) < inc.magnitude)
+            probe = in_window & (rng.random(n) < level)
             count = int(probe.sum())
-            targets = rng.integers(0, hosts, 3)
+            targets = (zlib.crc32(inc.entity.encode()) + np.arange(3) * 7919) % hosts  # a few victims
             src[probe], dst[probe] = address, targets[rng.integers(0, 3, count)]
             port[probe], protocol[probe] = rng.integers(1, 65536, count), 0
             size[probe], packets[probe] = rng.integers(40, 80, count), 1
             reject[probe] = rng.random(count) < 0.85
         elif inc.kind == "traffic_spike":
             hit = in_window & (dst == _address(addresses, inc.entity))
-            size[hit] = (size[hit] * inc.magnitude).astype(np.int64)
-            packets[hit] = (packets[hit] * inc.magnitude).astype(np.int64)
-    frame = pl.DataFrame({
-        "src_ip": _labels(addresses, src),
-        "dst_ip": _labels(addresses, dst),
-        "dst_port": port,
-        "protocol": _labels(_PROTOCOLS, protocol),
-        "bytes": size,
-        "packets": packets,
-        "action": _labels(_ACTIONS, reject.astype(np.int64)),
-    })  # fmt: skip
+            size[hit] = (size[hit] * level).astype(np.int64)
+            packets[hit] = (packets[hit] * level).astype(np.int64)
+    frame = pl.DataFrame(
+        {
+            "src_ip": _labels(addresses, src),
+            "dst_ip": _labels(addresses, dst),
+            "dst_port": port,
+            "protocol": _labels(_PROTOCOLS, protocol),
+            "bytes": size,
+            "packets": packets,
+            "action": _labels(_ACTIONS, reject.astype(np.int64)),
+        }
+    )
     return frame, np.ones(n, dtype=bool)
 
 

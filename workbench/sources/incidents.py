@@ -57,7 +57,7 @@ _MAGNITUDE: dict[str, tuple[float, float, float]] = {
 
 _DETAIL: dict[str, Callable[[float], str]] = {
     "cpu_saturation": lambda m: f"cpu {m:g}-100%",
-    "memory_leak": lambda m: f"mem ramps up to {m:g}%",
+    "memory_leak": lambda m: f"mem ramps up to {m:.1f}%",
     "latency_degradation": lambda m: f"latency x{m:.1f}",
     "error_burst": lambda m: f"{m:.0%} of events are errors",
     "host_silent": lambda m: "no events",
@@ -66,16 +66,18 @@ _DETAIL: dict[str, Callable[[float], str]] = {
     "traffic_spike": lambda m: f"bytes x{m:g}",
 }
 
-_LABEL_SCHEMA = pl.Schema({
-    "incident_id": pl.String(),
-    "kind": pl.String(),
-    "schema": pl.String(),
-    "entity": pl.String(),
-    "start": pl.Datetime("ms", "UTC"),
-    "end": pl.Datetime("ms", "UTC"),
-    "detail": pl.String(),
-    "magnitude": pl.Float64(),
-})  # fmt: skip
+_LABEL_SCHEMA = pl.Schema(
+    {
+        "incident_id": pl.String(),
+        "kind": pl.String(),
+        "schema": pl.String(),
+        "entity": pl.String(),
+        "start": pl.Datetime("ms", "UTC"),
+        "end": pl.Datetime("ms", "UTC"),
+        "detail": pl.String(),
+        "magnitude": pl.Float64(),
+    }
+)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -133,10 +135,10 @@ class Incident:
             object.__setattr__(self, name, value.astimezone(UTC))
         if self.start >= self.end:
             raise ConfigError(f"{who}: start must be before end, not {self.start} >= {self.end}")
-        if self.magnitude is None:
-            object.__setattr__(self, "magnitude", _MAGNITUDE[self.kind][0])
+        magnitude = _MAGNITUDE[self.kind][0] if self.magnitude is None else float(self.magnitude)
+        object.__setattr__(self, "magnitude", magnitude)
         if not self.detail:
-            object.__setattr__(self, "detail", _DETAIL[self.kind](float(self.magnitude)))
+            object.__setattr__(self, "detail", _DETAIL[self.kind](magnitude))
 
     @property
     def entity_kind(self) -> str:
@@ -187,8 +189,7 @@ def incidents_frame(incidents: Sequence[Incident]) -> pl.DataFrame:
     >>> incidents_frame([]).columns[:4]
     ['incident_id', 'kind', 'schema', 'entity']
     """
-    rows = [asdict(inc) for inc in incidents]
-    return pl.DataFrame(rows, schema=_LABEL_SCHEMA, orient="row") if rows else pl.DataFrame(schema=_LABEL_SCHEMA)
+    return pl.DataFrame([asdict(inc) for inc in incidents], schema=_LABEL_SCHEMA)
 
 
 def schedule(

@@ -22,11 +22,13 @@ True
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from numbers import Integral
@@ -105,13 +107,16 @@ class Simulator(Source):
     faults
         Data-quality fault rates.
     realtime, speed
-        Pace delivery by the clock: event time runs ``speed`` times as fast as it.
+        Deliver events when their time comes: event time runs from ``start`` at
+        ``speed`` times the pace of ``clock`` (waiting with ``clock.sleep``). Otherwise
+        batches are produced as fast as they are consumed.
     max_rows
-        Most lines per batch.
+        Most lines per batch; in realtime mode a batch goes out as soon as this many
+        events are due.
     max_delay
         In realtime mode, seconds between batches.
     limit
-        Number of events (offsets) to deliver; None is endless.
+        Number of events (offsets) to deliver; None is endless, in bounded memory.
     name, clock
         See :class:`~workbench.sources.base.Source`.
 
@@ -144,36 +149,38 @@ class Simulator(Source):
         name: str = "simulator",
         clock: Clock | None = None,
     ) -> None:
-        super().__init__(name=name, clock=clock)
         self._params = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        super().__init__(name=name, clock=clock)
         who = f"simulator {name!r}"
         self.schema = get_schema(schema)
         if self.schema.name not in SCHEMAS:
             raise ConfigError(f"{who}: schema must be one of {sorted(SCHEMAS)}, not {schema!r}")
-        for key, value in (("rate", rate), ("speed", speed), ("max_delay", max_delay)):
-            if not value > 0:
-                raise ConfigError(f"{who}: {key} must be > 0, not {value}")
-        for key, value in (("seed", seed), ("max_rows", max_rows - 1), ("limit", limit or 0)):
-            if not isinstance(value, Integral) or value < 0:
-                raise ConfigError(f"{who}: {key} must be a non-negative int, not {value!r}")
+        for key, number in (("rate", rate), ("speed", speed), ("max_delay", max_delay)):
+            if not number > 0:
+                raise ConfigError(f"{who}: {key} must be > 0, not {number}")
+        for key, count, least in (("seed", seed, 0), ("max_rows", max_rows, 1), ("limit", limit or 0, 0)):
+            if not isinstance(count, Integral) or isinstance(count, bool) or count < least:
+                raise ConfigError(f"{who}: {key} must be an int >= {least}, not {count!r}")
         start = self.clock.now() if start is None else start
         if start.tzinfo is None:
             raise ConfigError(f"{who}: start must be timezone-aware, not {start!r}")
-        self.start = start.astimezone(UTC)
+        self.start_time = start.astimezone(UTC)  # (``start()`` is the Source verb)
         self.hosts, self.rate, self.seed, self.faults = hosts, float(rate), seed, faults
         self.realtime, self.speed, self.max_rows, self.max_delay = realtime, speed, max_rows, max_delay
         self.limit = limit
         self.fleet = Fleet.build(hosts, seed=seed)
-        self._start_ms = (self.start - _EPOCH) // timedelta(milliseconds=1)
-        self._spec = ChunkSpec(self.schema, self.fleet, faults, seed, self.rate, self._start_ms,
-                               self._incidents_between)  # fmt: skip
+        self._start_ms = (self.start_time - _EPOCH) // timedelta(milliseconds=1)
+        self._spec = ChunkSpec(
+            self.schema, self.fleet, faults, seed, self.rate, self._start_ms, self._incidents_between
+        )
         self._span = timedelta(seconds=max(limit or 0, 1) / rate) if limit else INCIDENT_CYCLE
         self._fixed = None if incidents is None else tuple(self._check(incidents))
         self._cached: Chunk | None = None
         self.offset = 0
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={v!r}" for k, v in self._params.items() if k != "incidents")
+        defaults = {k: p.default for k, p in inspect.signature(Simulator).parameters.items()}
+        shown = ", ".join(f"{k}={v!r}" for k, v in self._params.items() if v != defaults[k])
         return f"Simulator({shown})"
 
     @property
@@ -229,7 +236,7 @@ class Simulator(Source):
             now = self.clock.monotonic()
             due = min(end, origin_offset + int((now - origin) / clock_per_event + 1e-9))
             pending = due - self.offset
-            if pending >= self.max_rows or (pending > 0 and now - last >= self.max_delay):
+            if pending >= self.max_rows or (pending > 0 and (now - last >= self.max_delay or due == end)):
                 last = now
                 batch = self._take(due)
                 if batch is not None:
@@ -257,11 +264,20 @@ class Simulator(Source):
         return self._cached
 
     def _pieces(self, n_events: int) -> Iterator[tuple[list[memoryview], pl.DataFrame, int]]:
-        """Bytes, faults and line count of the first ``n_events`` events, chunk by chunk."""
-        for k in range(-(-n_events // CHUNK_EVENTS)):
-            chunk = self._spec.build(k)
-            data, count, faults = chunk.cut(0, min(CHUNK_EVENTS, n_events - chunk.first))
-            yield data, faults, count
+        """Bytes, faults and line count of the first ``n_events`` events, chunk by chunk.
+
+        Chunks are independent, and building one mostly runs without the GIL (numpy,
+        polars), so two are built at a time; at most three are held.
+        """
+        chunks = -(-n_events // CHUNK_EVENTS)
+        with ThreadPoolExecutor(2) as pool:
+            ahead = deque(pool.submit(self._spec.build, k) for k in range(min(2, chunks)))
+            for k in range(chunks):
+                chunk = ahead.popleft().result()
+                if k + 2 < chunks:
+                    ahead.append(pool.submit(self._spec.build, k + 2))
+                data, count, faults = chunk.cut(0, min(CHUNK_EVENTS, n_events - chunk.first))
+                yield data, faults, count
 
     def _incidents_between(self, low: int, high: int) -> list[Incident]:
         """Incidents overlapping event times ``low`` to ``high`` (ms)."""
@@ -279,8 +295,15 @@ class Simulator(Source):
         return self._span.total_seconds()
 
     def _cycle(self, cycle: int) -> list[Incident]:
-        return schedule(self.schema.name, self.fleet.entities, start=self.start, span=self._span,
-                        rate=self.rate, seed=self.seed, cycle=cycle)  # fmt: skip
+        return schedule(
+            self.schema.name,
+            self.fleet.entities,
+            start=self.start_time,
+            span=self._span,
+            rate=self.rate,
+            seed=self.seed,
+            cycle=cycle,
+        )
 
     def _check(self, incidents: Sequence[Incident]) -> Iterator[Incident]:
         for inc in incidents:
@@ -364,13 +387,15 @@ def write_simulation(
     frames, lines = [], 0
     # Writing releases the GIL: one thread writes a chunk while the next is generated.
     with path.open("wb", buffering=0) as out, ThreadPoolExecutor(1) as writer:
-        pending = writer.submit(int)
+        pending: Future[None] | None = None
         for data, faults, count in sim._pieces(events):
-            pending.result()
+            if pending is not None:
+                pending.result()
             pending = writer.submit(_write, out.fileno(), data)
             frames.append(faults.with_columns(pl.col("line") + lines))
             lines += count
-        pending.result()
+        if pending is not None:
+            pending.result()
     labels_path = path.with_name(f"{path.stem}.labels.json")
     faults_path = path.with_name(f"{path.stem}.faults.parquet")
     labels_path.write_text(json.dumps([inc.to_dict() for inc in sim.incidents], indent=2) + "\n")
