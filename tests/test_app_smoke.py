@@ -24,7 +24,9 @@ def test_serve_answers_monitor_page():
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "workbench.cli", "serve", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.time() + 90

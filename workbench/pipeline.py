@@ -43,8 +43,8 @@ from streamz import Stream
 
 from workbench.clock import Clock, SystemClock
 from workbench.errors import CheckpointError, ConfigError, WorkbenchError
-from workbench.operators.aggregations import SERVER_METRICS_AGGS
-from workbench.operators.nodes import Operator, decode, dedupe, window
+from workbench.operators.aggregations import default_aggs
+from workbench.operators.nodes import Operator, decode, dedupe, validate, window
 from workbench.operators.windows import WindowSpec
 from workbench.schema import Schema, get_schema
 from workbench.sources.base import Source
@@ -52,6 +52,12 @@ from workbench.storage.checkpoints import CheckpointStore
 from workbench.storage.lake import Lake, LakeSink
 
 __all__ = ["Pipeline"]
+
+
+def _prepared(batch: Any, prepared: Any) -> Any:
+    batch.meta["prepared"] = prepared
+    return batch
+
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +79,12 @@ class Pipeline:
         … or after this many batches, whichever comes first.
     clock
         Injected clock.
+    prefetch
+        Raw batches decoded ahead on worker threads (0: none). The first node that
+        consumes raw batches (``decode``) prepares them there — polars and numpy
+        release the GIL, so decoding uses a second core — while earlier batches run
+        through the rest of the graph in order. Checkpoints record the offset of the
+        last batch processed, never of one merely read ahead.
     """
 
     _live: ClassVar[dict[str, weakref.ref[Pipeline]]] = {}
@@ -87,8 +99,14 @@ class Pipeline:
         checkpoint_every: str | float | timedelta = "10s",
         checkpoint_batches: int | None = None,
         clock: Clock | None = None,
+        prefetch: int = 2,
     ) -> None:
         from workbench.config import parse_duration
+
+        if prefetch < 0:
+            raise ConfigError(f"pipeline {name!r}: prefetch must be >= 0, not {prefetch}")
+        self.prefetch = prefetch
+        self._offset: Any = None  # source offset after the last batch processed
 
         self.name = name
         self.source = source
@@ -176,7 +194,7 @@ class Pipeline:
         if enrich is not None:
             node = node.enrich(enrich[0], on=enrich[1])
         if aggs is None:
-            aggs = SERVER_METRICS_AGGS if s.name == "server_metrics" else [pl.len().alias("count")]
+            aggs = default_aggs(s.name)
         node = node.window(spec, by=by if by is not None else s.entity, aggs=aggs, time=s.time, lateness=lateness)
         return self.output("windows", node)
 
@@ -318,6 +336,7 @@ class Pipeline:
         try:
             for batch in self._batches():
                 self.head.emit(batch)
+                self._offset = batch.offset
                 self.batches += 1
                 done += 1
                 if self._checkpoint_due():
@@ -336,7 +355,58 @@ class Pipeline:
             self.seconds += time.perf_counter() - t0
 
     def _batches(self) -> Iterator[Any]:
-        yield from self.source.batches()
+        prepare = self._preparer()
+        if prepare is None or self.prefetch == 0:
+            yield from self.source.batches()
+            return
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.prefetch, thread_name_prefix=f"wb-{self.name}-decode") as pool:
+            ahead: deque = deque()
+            batches = self.source.batches()
+            try:
+                for batch in batches:
+                    ahead.append((batch, pool.submit(prepare, batch)))
+                    if len(ahead) > self.prefetch:
+                        first, fut = ahead.popleft()
+                        yield _prepared(first, fut.result())
+                while ahead:
+                    first, fut = ahead.popleft()
+                    yield _prepared(first, fut.result())
+            finally:
+                for _, fut in ahead:
+                    fut.cancel()
+
+    def _preparer(self) -> Callable[[Any], Any] | None:
+        """Work that may run ahead of the graph: a leading decode (and validate) chain.
+
+        Both are stateless, so running them on worker threads changes nothing but
+        speed. Returns a function of a raw batch giving ``{node name: (result, seconds)}``.
+        """
+        firsts = [d for d in self.head.downstreams if isinstance(d, decode)]
+        if len(firsts) != 1:
+            return None
+        dec = firsts[0]
+        nexts = [d for d in dec.downstreams if isinstance(d, validate)]
+        val = nexts[0] if len(nexts) == 1 and len(dec.downstreams) == 1 else None
+
+        def prepare(batch: Any) -> dict[str, Any]:
+            # A failure here is left to the node itself: it redoes the work on the
+            # pipeline thread, where its error policy applies (never a dead run).
+            out: dict[str, Any] = {}
+            try:
+                t0 = time.perf_counter()
+                decoded = dec.prepare(batch)
+                t1 = time.perf_counter()
+                out[dec.name] = (decoded, t1 - t0)
+                if val is not None and decoded is not None:
+                    out[val.name] = (val.prepare(decoded.frame, decoded.raw), time.perf_counter() - t1)
+            except Exception:
+                log.debug("pipeline %r: read-ahead failed; the node will retry", self.name, exc_info=True)
+            return out
+
+        return prepare
 
     def start(self) -> None:
         """Run in a background thread (never on a UI event loop)."""
@@ -388,7 +458,7 @@ class Pipeline:
                 "pipeline": self.name,
                 "epoch": self.epoch,
                 "batches": self.batches,
-                "source": self.source.snapshot(),
+                "source": {**self.source.snapshot(), "offset": self._offset},
                 "nodes": {op.name: op.snapshot() for op in self.operators()},
             }
         )
@@ -418,6 +488,7 @@ class Pipeline:
         for sink in self._sinks():
             sink.rollback(self.epoch)
         self.source.restore(state["source"])
+        self._offset = state["source"].get("offset")
 
     # -- accounting ------------------------------------------------------------------
     def counts(self) -> dict[str, int]:

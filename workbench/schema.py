@@ -44,11 +44,13 @@ _OUTPUT_DTYPES: dict[str, pl.DataType] = {
     "int": pl.Int64(),
     "ts": TS_DTYPE,
 }
-# What the JSON decoder is asked for. Categorical makes polars reject a number, bool
-# or object where a string belongs; Float64/Int64 reject strings; the time field is
-# read as text (ints become their digits) and parsed in the validation step.
+# What the JSON decoder is asked for. Float64/Int64 reject strings; string fields
+# are read as text (a number arrives as its digits, and the decoder then checks the
+# few ambiguous values exactly; Categorical would reject numbers itself, but polars'
+# categories are global and grow without bound with ids); the time field is read as
+# text and parsed in the validation step.
 _WIRE_DTYPES: dict[str, pl.DataType] = {
-    "str": pl.Categorical(),
+    "str": pl.String(),
     "float": pl.Float64(),
     "int": pl.Int64(),
     "ts": pl.String(),
@@ -111,6 +113,9 @@ class Schema:
         The event-time field (kind ``"ts"``).
     entity
         The default grouping key for windows (e.g. ``"host"``).
+    max_record_bytes
+        Longest accepted record; longer lines are rejected before decoding, so a
+        flood of huge records cannot exhaust memory or time.
     """
 
     name: str
@@ -118,6 +123,7 @@ class Schema:
     key: str = "event_id"
     time: str = "ts"
     entity: str = "host"
+    max_record_bytes: int = 65_536
 
     def __post_init__(self) -> None:
         names = [f.name for f in self.fields]

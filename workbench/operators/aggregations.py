@@ -19,8 +19,11 @@ from __future__ import annotations
 import polars as pl
 
 __all__ = [
+    "NETWORK_FLOWS_AGGS",
     "SERVER_METRICS_AGGS",
+    "USER_EVENTS_AGGS",
     "count",
+    "default_aggs",
     "distinct",
     "max",
     "mean",
@@ -124,3 +127,40 @@ SERVER_METRICS_AGGS: list[pl.Expr] = [
     quantile("latency_ms", 0.99, "latency_p99"),
     share(pl.col("status") >= 500, "error_rate"),
 ]
+
+#: Per-user aggregations of ``user_events`` windows.
+USER_EVENTS_AGGS: list[pl.Expr] = [
+    count(),
+    distinct("session_id", "sessions"),
+    distinct("path", "paths"),
+    share(pl.col("kind") == "error", "error_rate"),
+    share(pl.col("kind") == "checkout", "checkout_rate"),
+    mean("duration_ms", "duration_mean"),
+    quantile("duration_ms", 0.95, "duration_p95"),
+]
+
+#: Per-source-address aggregations of ``network_flows`` windows.
+NETWORK_FLOWS_AGGS: list[pl.Expr] = [
+    count("flows"),
+    sum("bytes"),
+    sum("packets"),
+    distinct("dst_ip", "dst_ips"),
+    distinct("dst_port", "dst_ports"),
+    share(pl.col("action") == "reject", "reject_rate"),
+    quantile("bytes", 0.95, "bytes_p95"),
+]
+
+
+def default_aggs(schema: str) -> list[pl.Expr]:
+    """The standard aggregations of a schema's windows (just ``count`` for others).
+
+    Examples
+    --------
+    >>> [e.meta.output_name() for e in default_aggs("network_flows")][:3]
+    ['flows', 'bytes_sum', 'packets_sum']
+    """
+    return {
+        "server_metrics": SERVER_METRICS_AGGS,
+        "user_events": USER_EVENTS_AGGS,
+        "network_flows": NETWORK_FLOWS_AGGS,
+    }.get(schema, [count()])

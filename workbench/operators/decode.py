@@ -1,18 +1,21 @@
 """Bulk decoding of NDJSON and tabular input, designed for dirty data.
 
-A typed NDJSON decode in polars fails for the *whole* batch on one broken line or
-one wrong-typed value, so decoding has two paths:
+A typed NDJSON decode in polars fails for the *whole* batch on one broken line, so
+decoding is one pass that never leaves bulk code for clean lines:
 
-1. **Fast path** – one strict ``pl.read_ndjson`` of the batch with the schema's wire
-   types. Clean batches never leave it.
-2. **Mixed path** – when the fast path raises, the batch is split into a column of
-   lines (zero-copy, via Arrow), and bad lines are found vectorised: invalid UTF-8
-   (a failing Binary→String cast), records that are not a complete JSON object,
-   oversize records, and lines that *look* wrong-typed (a regex per batch); only
-   those few suspects are checked one by one with :mod:`json`. The rest is decoded in
-   bulk again; should that still fail (a pathological line no check caught), the
-   lines are bisected until the culprit is isolated. Every rejected line keeps its
-   exact raw bytes and a reason.
+1. Lines the parser would choke on are found vectorised — oversize records and
+   invalid UTF-8 (by byte class), records that are not a JSON object (first/last
+   byte), ``NaN``/``Infinity`` literals (substring search) — and blanked in a copy of
+   the batch (same length, so line spans hold; polars skips blank lines).
+2. One ``pl.read_ndjson`` decodes the rest with ``ignore_errors``: a wrong-typed
+   number becomes null, and string fields arrive as text.
+3. Only rows with a null number, or a string that looks like a JSON number, bool,
+   object or array, are checked exactly against their raw line with :mod:`json` —
+   a JSON string is never accepted as a number, nor a number as a string.
+4. Should the bulk decode still fail (a pathological line no check caught), the lines
+   are bisected until the culprit is isolated.
+
+Every rejected line keeps its exact raw bytes and a reason.
 
 Examples
 --------
@@ -36,7 +39,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from workbench.schema import Schema
 
@@ -44,9 +46,6 @@ __all__ = ["DEAD_LETTER_SCHEMA", "Decoded", "RawLines", "decode_frame", "decode_
 
 #: Columns of every dead-letter frame.
 DEAD_LETTER_SCHEMA = pl.Schema({"node": pl.String, "reason": pl.String, "raw": pl.Binary})
-
-#: Records longer than this are rejected before decoding (protects memory).
-MAX_RECORD_BYTES = 1_048_576
 
 
 class RawLines:
@@ -91,21 +90,6 @@ class RawLines:
         """The raw bytes of several lines."""
         return [self.line(int(i)) for i in idx]
 
-    def series(self, data: bytes | None = None) -> pl.Series:
-        """All lines as a Binary series, built without copying line by line.
-
-        ``data`` replaces the bytes (same length and line spans), e.g. with bad
-        lines blanked out.
-        """
-        data = self.data if data is None else data
-        n = len(self.starts)
-        offsets = np.empty(n + 1, dtype=np.int64)
-        offsets[:n] = self.starts
-        offsets[n] = self.ends[-1] if n else 0
-        arr = pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-        # each value runs to the next line's start: strip the newline/blank tail later
-        return pl.Series("raw", arr)
-
 
 @dataclass(frozen=True)
 class Decoded:
@@ -128,7 +112,6 @@ class Decoded:
     dead: pl.DataFrame
     records: int
     raw: RawLines | None = None
-    fast: bool = False
 
 
 def dead_letters(node: str, reasons: list[str], raws: list[bytes]) -> pl.DataFrame:
@@ -137,10 +120,12 @@ def dead_letters(node: str, reasons: list[str], raws: list[bytes]) -> pl.DataFra
 
 
 def _read(data: bytes, schema: Schema) -> pl.DataFrame:
-    return pl.read_ndjson(io.BytesIO(data), schema=schema.wire_schema)
+    # ignore_errors: a wrong-typed value becomes null (such rows are then checked
+    # exactly); a syntax error still fails the whole call, so those lines go first.
+    return pl.read_ndjson(io.BytesIO(data), schema=schema.wire_schema, ignore_errors=True)
 
 
-def decode_ndjson(data: bytes, schema: Schema, *, node: str = "decode", try_fast: bool = True) -> Decoded:
+def decode_ndjson(data: bytes, schema: Schema, *, node: str = "decode") -> Decoded:
     """Decode NDJSON bytes strictly into ``schema``'s wire types.
 
     Parameters
@@ -151,91 +136,117 @@ def decode_ndjson(data: bytes, schema: Schema, *, node: str = "decode", try_fast
         The event schema.
     node
         Node name written into dead letters.
-    try_fast
-        Attempt the strict whole-batch decode first. A caller that keeps seeing
-        dirty batches skips it (the attempt would fail anyway).
 
     Returns
     -------
     Decoded
-        Accepted rows (with ``__line``), dead letters and the raw lines; ``fast``
-        tells whether the fast path sufficed.
+        Accepted rows (with ``__line``), dead letters and the raw lines.
     """
     raw = RawLines(data)
     n = len(raw)
     if n == 0:
         return Decoded(_empty_wire(schema), dead_letters(node, [], []), 0, raw)
-    big = (raw.ends - raw.starts) > MAX_RECORD_BYTES
-    if try_fast and not big.any():
-        try:
-            frame = _read(data, schema)
-        except pl.exceptions.PolarsError:
-            pass
-        else:
-            if frame.height == n:
-                frame = frame.with_columns(pl.int_range(n, dtype=pl.UInt32).alias("__line"))
-                return Decoded(frame, dead_letters(node, [], []), n, raw, fast=True)
-    return _decode_mixed(raw, schema, node, big)
+    reasons = _unparseable(raw, schema)
+    if reasons:
+        data = _without(raw, sorted(reasons))
+    keep = np.ones(n, dtype=bool)
+    keep[list(reasons)] = False
+    good = np.flatnonzero(keep)
+    frames: list[pl.DataFrame] = []
+    try:
+        frame = _read(data, schema) if len(good) else None
+    except pl.exceptions.PolarsError:
+        frame = None
+    if frame is not None and frame.height == len(good):
+        frames.append(frame.with_columns(pl.Series("__line", good, dtype=pl.UInt32)))
+    elif len(good):
+        _decode_lines(raw, good, schema, frames, reasons)
+    frame = pl.concat(frames) if frames else _empty_wire(schema)
+    if len(frames) > 1:
+        frame = frame.sort("__line")
+    return _finish(frame, raw, schema, node, reasons)
 
 
 def _empty_wire(schema: Schema) -> pl.DataFrame:
     return pl.DataFrame(schema={**schema.wire_schema, "__line": pl.UInt32})
 
 
-def _decode_mixed(raw: RawLines, schema: Schema, node: str, big: np.ndarray) -> Decoded:
-    n = len(raw)
+def _unparseable(raw: RawLines, schema: Schema) -> dict[int, str]:
+    """Lines the bulk decoder cannot parse, found without touching each line in Python.
+
+    Oversize records and invalid UTF-8 (by byte class), records that are not a JSON
+    object (first and last byte), and ``NaN`` / ``Infinity`` literals (by substring
+    search, then checked exactly). Anything subtler is caught by bisection.
+    """
+    buf = np.frombuffer(raw.data, dtype=np.uint8)
     reasons: dict[int, str] = {}
-    for i in np.flatnonzero(big):
-        reasons[int(i)] = f"record is {int(raw.ends[i] - raw.starts[i]):,} bytes; limit {MAX_RECORD_BYTES:,}"
-    reasons.update({i: r for i, r in _invalid_utf8_lines(raw).items() if i not in reasons})
-    # Bad lines are blanked with spaces (same length, so spans hold): polars skips
-    # blank lines, and the rest decodes in one call with no copying line by line.
-    patched = bytearray(raw.data)
-    _blank(patched, raw, reasons)
-    buf = np.frombuffer(bytes(patched), dtype=np.uint8)
-    found: dict[int, str] = {}
-    if n:
-        first, last = buf[raw.starts], buf[np.maximum(raw.ends - 1, 0)]
-        odd = np.flatnonzero((first != 123) | (last != 125))  # not '{' … '}'
-        for i in odd:
-            i = int(i)
-            if i in reasons:
-                continue
-            text = raw.line(i).strip()
-            if not (text.startswith(b"{") and text.endswith(b"}")):
-                found[i] = "broken JSON: the record is not a complete JSON object"
-    text = raw.series(buf.tobytes()).cast(pl.String)
-    suspect = text.str.contains_any(_suspect_literals(schema))
-    for i in np.flatnonzero(suspect.fill_null(False).to_numpy()):
+    sizes = raw.ends - raw.starts
+    for i in np.flatnonzero(sizes > schema.max_record_bytes):
+        reasons[int(i)] = (
+            f"record is {int(sizes[i]):,} bytes; a {schema.name} record is at most {schema.max_record_bytes:,}"
+        )
+    for i, reason in _invalid_utf8_lines(raw).items():
+        reasons.setdefault(i, reason)
+    first, last = buf[raw.starts], buf[np.maximum(raw.ends - 1, 0)]
+    for i in np.flatnonzero((first != 123) | (last != 125)):  # not '{' … '}'
         i = int(i)
-        if i not in reasons and i not in found:
+        if i in reasons:
+            continue
+        text = raw.line(i).strip()
+        if not (text.startswith(b"{") and text.endswith(b"}")):
+            reasons[i] = "broken JSON: the record is not a complete JSON object"
+    # NaN / Infinity literals break the parser: find capital N or I followed by "aN" / "nf"
+    cand = np.flatnonzero((buf[:-2] == 78) | (buf[:-2] == 73)) if len(buf) > 2 else np.empty(0, np.int64)
+    hits = cand[((buf[cand + 1] == 97) & (buf[cand + 2] == 78)) | ((buf[cand + 1] == 110) & (buf[cand + 2] == 102))]
+    for i in _lines_of(raw, hits):
+        if i not in reasons:
             reason = check_record(raw.line(i), schema)
             if reason is not None:
-                found[i] = reason
-    _blank(patched, raw, found)
-    reasons.update(found)
-    good = np.setdiff1d(np.arange(n), np.fromiter(reasons, dtype=np.int64, count=len(reasons)))
-    frames: list[pl.DataFrame] = []
-    try:
-        frame = _read(bytes(patched), schema) if len(good) else None
-    except pl.exceptions.PolarsError:
-        frame = None
-    if frame is not None and frame.height == len(good):
-        frames.append(frame.with_columns(pl.Series("__line", good, dtype=pl.UInt32)))
-    else:
-        _decode_lines(raw, good, schema, frames, reasons)
+                reasons[i] = reason
+    return reasons
+
+
+#: A decoded string value JSON may have carried as a number, bool, object or array.
+_NOT_A_STRING = r"^(?:-?\d[\d.eE+-]*|true|false|\{.*\}|\[.*\])$"
+
+
+def _finish(frame: pl.DataFrame, raw: RawLines, schema: Schema, node: str, reasons: dict[int, str]) -> Decoded:
+    """Reject rows whose values had the wrong JSON type, and build the result.
+
+    The decoder turns a wrong-typed number into null, and reads string fields as
+    text, so a JSON ``123`` and ``"123"`` both arrive as ``"123"``. Rows with a null
+    number, or a string that looks like a number, bool, object or array, are few:
+    their raw lines are checked exactly, one by one.
+    """
+    nums = [f.name for f in schema.fields if f.kind in ("float", "int")]
+    strs = [f.name for f in schema.fields if f.kind == "str"]
+    if frame.height and (nums or strs):
+        cheap = [pl.col(c).is_null() for c in nums]
+        cheap += [pl.col(c).str.contains(r"^[-\d tf{\[]").fill_null(False) for c in strs]
+        maybe = frame.filter(pl.any_horizontal(cheap)).rechunk()  # see validate_frame
+        if maybe.height:
+            exact = [pl.col(c).is_null() for c in nums]
+            exact += [pl.col(c).str.contains(_NOT_A_STRING).fill_null(False) for c in strs]
+            found = {}
+            for i in maybe.filter(pl.any_horizontal(exact))["__line"].to_list():
+                reason = check_record(raw.line(i), schema)
+                if reason is not None:
+                    found[i] = reason
+            if found:
+                reasons = {**reasons, **found}
+                frame = frame.filter(~pl.col("__line").is_in(list(found)))
     bad = sorted(reasons)
-    dead = dead_letters(node, [reasons[i] for i in bad], raw.lines(bad))
-    frame = pl.concat(frames) if frames else _empty_wire(schema)
-    if len(frames) > 1:
-        frame = frame.sort("__line")
-    return Decoded(frame, dead, n, raw)
+    return Decoded(frame, dead_letters(node, [reasons[i] for i in bad], raw.lines(bad)), len(raw), raw)
 
 
-def _blank(buf: bytearray, raw: RawLines, lines: dict[int, str]) -> None:
-    for i in lines:
-        a, b = int(raw.starts[i]), int(raw.ends[i])
-        buf[a:b] = b" " * (b - a)
+def _without(raw: RawLines, bad: list[int]) -> bytes:
+    """The batch minus lines ``bad`` (sorted), in one copy: the runs between them joined."""
+    parts, at = [], 0
+    for i in bad:
+        parts.append(raw.data[at : int(raw.starts[i])])
+        at = int(raw.ends[i])
+    parts.append(raw.data[at:])
+    return b"\n".join(parts)
 
 
 def _decode_lines(
@@ -270,43 +281,27 @@ def _polars_reason(exc: Exception) -> str:
     return f"broken JSON: {msg}"
 
 
+def _lines_of(raw: RawLines, positions: np.ndarray) -> list[int]:
+    """Distinct line indices holding the given (sorted) byte positions."""
+    if not len(positions):
+        return []
+    idx = np.searchsorted(raw.starts, positions, side="right") - 1
+    idx = idx[np.concatenate(([True], idx[1:] != idx[:-1]))]
+    return [int(i) for i in idx if i >= 0]
+
+
 def _invalid_utf8_lines(raw: RawLines) -> dict[int, str]:
     """Lines holding invalid UTF-8: only lines with non-ASCII bytes are decoded."""
-    high = np.flatnonzero(np.frombuffer(raw.data, dtype=np.uint8) >= 0x80)
-    if not len(high):
-        return {}
     bad: dict[int, str] = {}
-    for i in np.unique(np.searchsorted(raw.starts, high, side="right") - 1):
-        i = int(i)
-        if i < 0:
-            continue
+    if raw.data.isascii():
+        return bad
+    for i in _lines_of(raw, np.flatnonzero(np.frombuffer(raw.data, dtype=np.uint8) >= 0x80)):
         line = raw.line(i)
         try:
             line.decode("utf-8")
         except UnicodeDecodeError as exc:
             bad[i] = f"invalid UTF-8: byte 0x{line[exc.start]:02x} at position {exc.start}"
     return bad
-
-
-def _suspect_literals(schema: Schema) -> list[str]:
-    """Literal fragments that betray a wrong-typed or non-finite value.
-
-    Matched in one Aho-Corasick pass per batch for compact (``"cpu":"``) and
-    spaced (``"cpu": "``) JSON; a wrong type written otherwise is still caught,
-    by the bisecting fallback.
-    """
-    starts: list[str] = []
-    for f in schema.fields:
-        if f.kind in ("float", "int"):
-            starts += ['"', "[", "{", "t", "f"]
-            bad = ['"', "[", "{", "t", "f"]
-        elif f.kind == "str":
-            bad = [*"-0123456789", "[", "{", "t", "f"]
-        else:
-            continue
-        for sep in (":", ": "):
-            starts.extend(f'"{f.name}"{sep}{b}' for b in bad)
-    return sorted({s for s in starts if s.startswith('"') and len(s) > 2} | {"NaN", "Infinity"})
 
 
 _JSON_NAMES = {str: "a JSON string", bool: "a JSON boolean", list: "a JSON array", dict: "a JSON object"}

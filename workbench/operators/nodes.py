@@ -173,15 +173,21 @@ class decode(Operator):  # noqa: N801 - streamz nodes are lower-case verbs
         super().__init__(upstream, name=kwargs.pop("name", "decode"), **kwargs)
         self.schema = get_schema(schema)
         self.records = 0
-        self._dirty = 0  # consecutive batches that needed the mixed decode path
+
+    def prepare(self, x: Any) -> Any:
+        """Decode a raw batch; stateless, so the pipeline may run it ahead on a worker thread."""
+        if isinstance(x, RawBatch) and x.data is not None:
+            return decode_ndjson(x.data, self.schema, node=self.name)
+        return None
 
     def process(self, x: Any, metadata: Any) -> tuple[Any, Any]:  # noqa: D102
+        prepared: dict[str, Any] = {}
         if isinstance(x, RawBatch):
             if x.data is not None:
-                # after 3 dirty batches in a row, skip the strict attempt (probe every 16th)
-                try_fast = self._dirty < 3 or self.metrics.batches % 16 == 0
-                out = decode_ndjson(x.data, self.schema, node=self.name, try_fast=try_fast)
-                self._dirty = 0 if out.fast else self._dirty + 1
+                prepared = x.meta.pop("prepared", None) or {}
+                out, seconds = prepared.pop(self.name, (None, 0.0))
+                self.metrics.seconds += seconds  # time spent ahead, on a worker thread
+                out = out or self.prepare(x)
             elif x.frame is not None:
                 out = decode_frame(x.frame, self.schema, node=self.name)
             else:
@@ -194,7 +200,7 @@ class decode(Operator):  # noqa: N801 - streamz nodes are lower-case verbs
             raise ConfigError(f"node {self.name!r}: expected RawBatch, bytes or DataFrame, not {type(x).__name__}")
         self.records += out.records
         self.reject(out.dead)
-        return out.frame, [*(metadata or []), {"raw": out.raw}]
+        return out.frame, [*(metadata or []), {"raw": out.raw, "prepared": prepared}]
 
     def on_failed_batch(self, x: Any) -> None:  # noqa: D102
         self.records += _rows(x) if not (isinstance(x, RawBatch) and x.data is not None) else len(RawLines(x.data))
@@ -215,9 +221,18 @@ class validate(Operator):  # noqa: N801
         super().__init__(upstream, name=kwargs.pop("name", "validate"), **kwargs)
         self.schema = get_schema(schema)
 
+    def prepare(self, frame: pl.DataFrame, raw: RawLines | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Validate a decoded frame; stateless, so it may run ahead on a worker thread."""
+        return validate_frame(frame, self.schema, raw, node=self.name)
+
     def process(self, x: Any, metadata: Any) -> tuple[Any, Any]:  # noqa: D102
-        raw = next((m["raw"] for m in reversed(metadata or []) if isinstance(m, dict) and "raw" in m), None)
-        valid, dead = validate_frame(x, self.schema, raw, node=self.name)
+        meta = next((m for m in reversed(metadata or []) if isinstance(m, dict) and "raw" in m), {})
+        ahead = meta.get("prepared", {}).pop(self.name, None)
+        if ahead is not None and ahead[0][0] is not None:
+            (valid, dead), seconds = ahead
+            self.metrics.seconds += seconds
+        else:
+            valid, dead = self.prepare(x, meta.get("raw"))
         self.reject(dead)
         rest = [m for m in (metadata or []) if not (isinstance(m, dict) and "raw" in m)]
         return valid, rest

@@ -43,34 +43,39 @@ def _fmt(value: float | None) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def _rules(f: Field) -> list[pl.Expr]:
-    """Expressions giving the reason ``f`` is broken, or null."""
+def _rules(f: Field) -> list[tuple[pl.Expr, pl.Expr]]:
+    """``(broken, message)`` pairs for field ``f``.
+
+    ``broken`` is a cheap boolean evaluated on every row; ``message`` is only
+    evaluated on the rows that break some rule.
+    """
     col = pl.col(f.name)
-    rules: list[pl.Expr] = []
+    rules: list[tuple[pl.Expr, pl.Expr]] = []
     if f.required:
-        rules.append(pl.when(col.is_null()).then(pl.lit(f"missing field '{f.name}'")))
+        rules.append((col.is_null(), pl.lit(f"missing field '{f.name}'")))
     if f.kind == "str":
         length = col.cast(pl.String).str.len_chars()
         rules.append(
-            pl.when(length > f.max_length).then(
-                pl.format(f"field '{f.name}' is {{}} characters long; limit {f.max_length}", length)
+            (
+                length > f.max_length,
+                pl.format(f"field '{f.name}' is {{}} characters long; limit {f.max_length}", length),
             )
         )
     if f.kind == "float":
-        rules.append(pl.when(col.is_nan()).then(pl.lit(f"field '{f.name}' is NaN")))
-        rules.append(pl.when(col.is_infinite()).then(pl.lit(f"field '{f.name}' is infinite")))
+        rules.append((col.is_nan(), pl.lit(f"field '{f.name}' is NaN")))
+        rules.append((col.is_infinite(), pl.lit(f"field '{f.name}' is infinite")))
     if f.kind in ("float", "int") and (f.min is not None or f.max is not None):
         low = col < f.min if f.min is not None else pl.lit(False)
         high = col > f.max if f.max is not None else pl.lit(False)
         bounds = f"[{_fmt(f.min)}, {_fmt(f.max) if f.max is not None else 'inf'}]"
-        rules.append(pl.when(low | high).then(pl.format(f"field '{f.name}' = {{}} is outside {bounds}", col)))
+        rules.append((low | high, pl.format(f"field '{f.name}' = {{}} is outside {bounds}", col)))
     return rules
 
 
 def _parse_ts(frame: pl.DataFrame, name: str) -> tuple[pl.Series, pl.Series]:
     """Parse the text time column: epoch ms digits or ISO-8601 with an offset.
 
-    Returns the parsed datetimes and, per row, the reason it failed (or null).
+    Returns the parsed datetimes and, per row, whether the value is broken.
     """
     text = frame[name]
     as_int = text.cast(pl.Int64, strict=False)
@@ -91,20 +96,26 @@ def _parse_ts(frame: pl.DataFrame, name: str) -> tuple[pl.Series, pl.Series]:
             .cast(TS_DTYPE)
         )
         parsed = parsed.scatter(todo.arg_true(), iso)
-    checks = pl.DataFrame({"t": text, "p": parsed, "i": as_int}).select(
-        pl.when(pl.col("t").is_null())
-        .then(None)
-        .when(pl.col("p").is_null() & pl.col("t").str.contains(_LOOKS_ISO) & ~pl.col("t").str.contains(_HAS_OFFSET))
-        .then(pl.format(f"field '{name}' = '{{}}' has no UTC offset; naive timestamps are ambiguous", "t"))
-        .when(pl.col("p").is_null())
-        .then(pl.format(f"field '{name}' = '{{}}' is neither epoch milliseconds nor ISO-8601", "t"))
-        .when(pl.col("i").is_not_null() & (pl.col("i") < TS_MIN_MS) & (pl.col("i") > TS_MIN_MS // 1000))
-        .then(pl.format(f"field '{name}' = {{}} looks like epoch seconds; expected milliseconds", "i"))
-        .when((pl.col("p").dt.epoch("ms") < TS_MIN_MS) | (pl.col("p").dt.epoch("ms") >= TS_MAX_MS))
-        .then(pl.format(f"field '{name}' = '{{}}' is outside the years 2000-2099", "t"))
-        .alias("reason")
+    epoch = parsed.dt.epoch("ms")
+    broken = (parsed.is_null() & text.is_not_null()) | (epoch < TS_MIN_MS) | (epoch >= TS_MAX_MS)
+    return parsed.rename(name), broken.fill_null(False)
+
+
+def _ts_reason(name: str) -> pl.Expr:
+    """Why the text time column ``name`` failed (evaluated on failing rows only)."""
+    t = pl.col(name)
+    i = t.cast(pl.Int64, strict=False)
+    return (
+        pl.when(i.is_not_null() & (i < TS_MIN_MS) & (i > TS_MIN_MS // 1000))
+        .then(pl.format(f"field '{name}' = {{}} looks like epoch seconds; expected milliseconds", i))
+        .when(i.is_not_null())
+        .then(pl.format(f"field '{name}' = {{}} is outside the years 2000-2099", i))
+        .when(t.str.contains(_LOOKS_ISO) & ~t.str.contains(_HAS_OFFSET))
+        .then(pl.format(f"field '{name}' = '{{}}' has no UTC offset; naive timestamps are ambiguous", t))
+        .when(t.str.contains(_LOOKS_ISO))
+        .then(pl.format(f"field '{name}' = '{{}}' is not a valid time, or is outside the years 2000-2099", t))
+        .otherwise(pl.format(f"field '{name}' = '{{}}' is neither epoch milliseconds nor ISO-8601", t))
     )
-    return parsed.rename(name), checks["reason"]
 
 
 def validate_frame(
@@ -134,28 +145,32 @@ def validate_frame(
     tuple of DataFrame
         Valid rows in the schema's output types, and dead letters.
     """
-    ts, ts_reason = _parse_ts(frame, schema.time)
-    rules: list[pl.Expr] = []
+    ts, ts_broken = _parse_ts(frame, schema.time)
+    rules: list[tuple[pl.Expr, pl.Expr]] = []
     for f in schema.fields:
         if f.kind == "ts":
             if f.required:
-                rules.append(pl.when(pl.col(f.name).is_null()).then(pl.lit(f"missing field '{f.name}'")))
-            rules.append(pl.col("__ts_reason"))
+                rules.append((pl.col(f.name).is_null(), pl.lit(f"missing field '{f.name}'")))
+            rules.append((pl.col("__ts_broken"), _ts_reason(f.name)))
         else:
             rules.extend(_rules(f))
+    marked = frame.with_columns(__ts_broken=ts_broken)
+    if "__line" not in marked.columns:
+        marked = marked.with_columns(pl.int_range(frame.height, dtype=pl.UInt32).alias("__line"))
+    broken = marked.select(pl.any_horizontal([b.fill_null(False) for b, _ in rules])).to_series()
     cols = [pl.col(f.name).cast(pl.String) if f.kind == "str" else pl.col(f.name) for f in schema.fields]
-    checked = frame.with_columns(__ts_reason=ts_reason).select(
-        *cols[: schema.names.index(schema.time)],
-        ts.cast(TS_DTYPE),
-        *cols[schema.names.index(schema.time) + 1 :],
-        pl.col("__line") if "__line" in frame.columns else pl.int_range(frame.height).alias("__line"),
-        __reason=pl.coalesce(rules),
+    at = schema.names.index(schema.time)
+    out_cols = [*cols[:at], pl.col("__ts").cast(TS_DTYPE).alias(schema.time), *cols[at + 1 :]]
+    if not broken.any():
+        return marked.with_columns(__ts=ts).select(out_cols), dead_letters(node, [], [])
+    good = marked.with_columns(__ts=ts).filter(~broken).select(out_cols)
+    # rechunk: formatting strings of a filtered read_ndjson frame can panic in polars 2.1
+    # ("assertion failed: i < self.len()" in binview); a compacted copy of these few rows cannot
+    bad = (
+        marked.filter(broken)
+        .rechunk()
+        .select("__line", pl.coalesce([pl.when(b).then(m) for b, m in rules]).alias("__reason"))
     )
-    reason = checked["__reason"]
-    if reason.null_count() == checked.height:
-        return checked.drop("__line", "__reason"), dead_letters(node, [], [])
-    bad = checked.filter(reason.is_not_null())
-    valid = checked.filter(reason.is_null()).drop("__line", "__reason")
     if raw is not None:
         raws = raw.lines(bad["__line"].to_numpy())
     else:
@@ -163,8 +178,7 @@ def validate_frame(
             line.encode()
             for line in frame[bad["__line"].cast(pl.Int64).to_list()]
             .drop("__line", strict=False)
-            .with_columns(pl.col(pl.Categorical).cast(pl.String))
             .write_ndjson()
             .splitlines()
         ]
-    return valid, dead_letters(node, bad["__reason"].to_list(), raws)
+    return good, dead_letters(node, bad["__reason"].to_list(), raws)
