@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: env demo test test-quick lint bench clean
+.PHONY: env browser demo test test-quick lint bench clean
 
 $(UV):
 	$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet uv
@@ -12,10 +12,17 @@ $(UV):
 env: $(UV)
 	$(UV) sync --locked
 
+# Debian's chromium drives the UI tests (Playwright uses it; it never downloads a browser)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian chromium for the UI tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
 demo: env
 	$(UV) run workbench serve --port 5006
 
-test: env
+test: env browser
 	$(UV) run ruff check .
 	$(UV) run pytest $(PYTEST_ARGS)
 

@@ -346,7 +346,7 @@ class Pipeline:
             else:
                 if self.source.exhausted:
                     self.flush()
-            if self.checkpoints is not None:
+            if self.checkpoints is not None or self._lake_sinks:
                 self.checkpoint()
         except BaseException as exc:
             self.error = exc
@@ -440,19 +440,26 @@ class Pipeline:
 
     # -- checkpoints -----------------------------------------------------------------
     def _checkpoint_due(self) -> bool:
-        if self.checkpoints is None:
+        if self.checkpoints is None and not self._lake_sinks:
             return False
         if self.checkpoint_batches is not None and self.batches % self.checkpoint_batches == 0:
             return True
         return self.clock.monotonic() - self._last_checkpoint >= self.checkpoint_every_s
 
     def checkpoint(self) -> None:
-        """Commit sink files for a new epoch, then write the checkpoint (in that order)."""
-        if self.checkpoints is None:
-            raise CheckpointError(f"pipeline {self.name!r}: no checkpoint store configured")
+        """Commit sink files for a new epoch, then write the checkpoint (in that order).
+
+        Without a checkpoint store only the sinks commit (their files then carry
+        epochs after any already in the lake, so runs never overwrite each other).
+        """
+        if self.checkpoints is None and self.epoch == 0:
+            self.epoch = max((s.lake.last_epoch(s.output) for s in self._sinks()), default=0)
         self.epoch += 1
         for sink in self._sinks():
             sink.commit(self.epoch)
+        self._last_checkpoint = self.clock.monotonic()
+        if self.checkpoints is None:
+            return
         self.checkpoints.save(
             {
                 "pipeline": self.name,

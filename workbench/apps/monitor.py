@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import panel as pn
+from panel.theme.fast import Fast
 
 from workbench.apps.live import live_pipeline
 from workbench.views.monitor import WindowMonitor
 
 __all__ = ["create_app"]
+
+
+# Panel's Fast design without its web-font download, so every resource is served by
+# the Panel server itself and the page works on closed networks. It keeps the name
+# "Fast" because Panel locates a design's bundled files by its class name.
+_OfflineFast = type("Fast", (Fast,), {"_resources": {**Fast._resources, "font": {}}, "__module__": __name__})
 
 
 def create_app() -> pn.template.FastListTemplate:
@@ -18,6 +25,9 @@ def create_app() -> pn.template.FastListTemplate:
     return pn.template.FastListTemplate(
         title="Workbench · live monitor",
         main=[view],
+        design=_OfflineFast,
         theme_toggle=True,
         accent="#1f4e79",
+        font="system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
+        font_url="",
     )

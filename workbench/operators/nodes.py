@@ -71,6 +71,7 @@ class Operator(Stream):
         super().__init__(upstream, stream_name=name or type(self).__name__)
         self.errors = errors
         self.metrics = NodeMetrics()
+        self._ahead_s = 0.0
         self.rejects = Stream(stream_name=f"{self.name}.rejects")
 
     @property
@@ -106,7 +107,9 @@ class Operator(Stream):
                 m.dropped += _rows(x)
             return None
         finally:
-            elapsed = time.perf_counter() - start
+            # plus any time this batch spent in ``prepare`` on a read-ahead thread
+            elapsed = time.perf_counter() - start + self._ahead_s
+            self._ahead_s = 0.0
             m.seconds += elapsed
             m.last_batch_ms = elapsed * 1000
         if out is None or (isinstance(out, pl.DataFrame) and out.height == 0):
@@ -185,8 +188,7 @@ class decode(Operator):  # noqa: N801 - streamz nodes are lower-case verbs
         if isinstance(x, RawBatch):
             if x.data is not None:
                 prepared = x.meta.pop("prepared", None) or {}
-                out, seconds = prepared.pop(self.name, (None, 0.0))
-                self.metrics.seconds += seconds  # time spent ahead, on a worker thread
+                out, self._ahead_s = prepared.pop(self.name, (None, 0.0))
                 out = out or self.prepare(x)
             elif x.frame is not None:
                 out = decode_frame(x.frame, self.schema, node=self.name)
@@ -229,8 +231,7 @@ class validate(Operator):  # noqa: N801
         meta = next((m for m in reversed(metadata or []) if isinstance(m, dict) and "raw" in m), {})
         ahead = meta.get("prepared", {}).pop(self.name, None)
         if ahead is not None and ahead[0][0] is not None:
-            (valid, dead), seconds = ahead
-            self.metrics.seconds += seconds
+            (valid, dead), self._ahead_s = ahead
         else:
             valid, dead = self.prepare(x, meta.get("raw"))
         self.reject(dead)

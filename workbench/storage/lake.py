@@ -91,6 +91,12 @@ class Lake:
                 removed += 1
         return removed
 
+    def last_epoch(self, output: str) -> int:
+        """The newest epoch with a file in ``output`` (0 when none)."""
+        base = self.root / output
+        epochs = [int(m.group(1)) for p in base.rglob("part-*.parquet") if (m := _PART.search(p.name))]
+        return max(epochs, default=0)
+
     def read(self, output: str) -> pl.DataFrame:
         """All rows of ``output`` (empty frame when none)."""
         files = sorted((self.root / output).rglob("*.parquet"))

@@ -103,7 +103,9 @@ class WindowMonitor(pn.viewable.Viewer):
         """Layout: KPIs above the chart; widgets come from the parameters."""
         if self._callback is None and pn.state.curdoc is not None:
             self._callback = pn.state.add_periodic_callback(self.refresh, period=int(1000 / self.refresh_hz))
-        controls = pn.Param(self.param, parameters=["metric"], show_name=False, widgets={"metric": pn.widgets.Select})
+        controls = pn.Param(
+            self.param, parameters=["metric"], show_name=False, widgets={"metric": {"type": pn.widgets.Select, "width": 220}}
+        )
         return pn.Column(
             pn.Row(self._events, self._windows_n, self._dead_n, controls, sizing_mode="stretch_width"),
             self._wm,
