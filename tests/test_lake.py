@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import polars as pl
-from conftest import line, metric
 
+from conftest import line, metric
 from workbench import FileSource, Lake, Pipeline, Tumbling
 
 
