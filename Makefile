@@ -24,6 +24,7 @@ demo: env
 
 test: env browser
 	$(UV) run ruff check .
+	$(UV) run mypy workbench
 	$(UV) run pytest $(PYTEST_ARGS)
 
 test-quick: env

@@ -120,7 +120,7 @@ def replay(
     window_node = pipe.outputs["windows"]
     summary = {
         **pipe.counts(),
-        "windows": window_node.metrics.rows_out,  # type: ignore[attr-defined]
+        "windows": window_node.metrics.rows_out,
         "seconds": round(time.perf_counter() - t0, 3),
         "complete": source.exhausted,
         "batches": pipe.batches,

@@ -181,15 +181,15 @@ def _unparseable(raw: RawLines, schema: Schema) -> dict[int, str]:
     buf = np.frombuffer(raw.data, dtype=np.uint8)
     reasons: dict[int, str] = {}
     sizes = raw.ends - raw.starts
-    for i in np.flatnonzero(sizes > schema.max_record_bytes):
-        reasons[int(i)] = (
-            f"record is {int(sizes[i]):,} bytes; a {schema.name} record is at most {schema.max_record_bytes:,}"
+    for big in np.flatnonzero(sizes > schema.max_record_bytes):
+        reasons[int(big)] = (
+            f"record is {int(sizes[big]):,} bytes; a {schema.name} record is at most {schema.max_record_bytes:,}"
         )
-    for i, reason in _invalid_utf8_lines(raw).items():
-        reasons.setdefault(i, reason)
+    for line_no, reason in _invalid_utf8_lines(raw).items():
+        reasons.setdefault(line_no, reason)
     first, last = buf[raw.starts], buf[np.maximum(raw.ends - 1, 0)]
-    for i in np.flatnonzero((first != 123) | (last != 125)):  # not '{' … '}'
-        i = int(i)
+    for k in np.flatnonzero((first != 123) | (last != 125)):  # not '{' … '}'
+        i = int(k)
         if i in reasons:
             continue
         text = raw.line(i).strip()
@@ -200,9 +200,9 @@ def _unparseable(raw: RawLines, schema: Schema) -> dict[int, str]:
     hits = cand[((buf[cand + 1] == 97) & (buf[cand + 2] == 78)) | ((buf[cand + 1] == 110) & (buf[cand + 2] == 102))]
     for i in _lines_of(raw, hits):
         if i not in reasons:
-            reason = check_record(raw.line(i), schema)
-            if reason is not None:
-                reasons[i] = reason
+            why = check_record(raw.line(i), schema)
+            if why is not None:
+                reasons[i] = why
     return reasons
 
 

@@ -110,8 +110,8 @@ class Deduplicator:
         dup = horizon & (marks["seen"] | ~marks["first"])
         kept = frame.filter(~dup)
         new_keys = pl.DataFrame({"key": frame[self.key].filter(~dup & horizon), "t": marks["t"].filter(~dup & horizon)})
-        batch_max = marks["t"].max()
-        self._max_ts = batch_max if self._max_ts is None else max(self._max_ts, batch_max)  # type: ignore[type-var]
+        batch_max = int(marks["t"].max())  # type: ignore[arg-type]
+        self._max_ts = batch_max if self._max_ts is None else max(self._max_ts, batch_max)
         seen = pl.concat([self._seen, new_keys]) if new_keys.height else self._seen
         seen = seen.filter(pl.col("t") >= self._max_ts - self.ttl_ms)
         if seen.height > self.max_keys:

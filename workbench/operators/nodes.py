@@ -133,7 +133,7 @@ class Operator(Stream):
     def _whole_batch(self, x: Any, reason: str) -> pl.DataFrame:
         if isinstance(x, RawBatch) and x.data is not None:
             raws = RawLines(x.data)
-            return dead_letters(self.name, [reason] * len(raws), raws.lines(range(len(raws))))
+            return dead_letters(self.name, [reason] * len(raws), raws.lines(list(range(len(raws)))))
         if isinstance(x, RawBatch) and x.frame is not None:
             x = x.frame
         if isinstance(x, pl.DataFrame):

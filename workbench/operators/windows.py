@@ -246,8 +246,8 @@ class Windower:
         marked = frame.with_columns(__t=ts_ms, __late=(ts_ms < threshold).fill_null(False))
         late = marked.filter(pl.col("__late"))
         on_time = marked.filter(~pl.col("__late")).drop("__late")
-        batch_max = marked["__t"].max()
-        s.max_ts = batch_max if s.max_ts is None else max(s.max_ts, batch_max)  # type: ignore[type-var]
+        batch_max = int(marked["__t"].max())  # type: ignore[arg-type]
+        s.max_ts = batch_max if s.max_ts is None else max(s.max_ts, batch_max)
         if late.height:
             s.counters["late"] += late.height
         late = late.drop("__late", "__t")

@@ -18,7 +18,7 @@ import hashlib
 import pickle
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from workbench.errors import CheckpointError
 from workbench.storage.atomic import atomic_write
@@ -65,7 +65,12 @@ class CheckpointStore:
         """Write ``state`` atomically, stamped with library versions."""
         body = pickle.dumps({**state, "versions": library_versions()}, protocol=pickle.HIGHEST_PROTOCOL)
         digest = hashlib.sha256(body).hexdigest().encode()
-        atomic_write(self.path, lambda f: (f.write(_MAGIC + b" " + digest + b"\n"), f.write(body)))
+
+        def write(f: BinaryIO) -> None:
+            f.write(_MAGIC + b" " + digest + b"\n")
+            f.write(body)
+
+        atomic_write(self.path, write)
 
     def load(self) -> dict[str, Any] | None:
         """Read and verify the checkpoint; ``None`` when there is none."""

@@ -38,7 +38,7 @@ def _fleet(rows: pl.DataFrame, metric: str) -> pd.DataFrame:
 class WindowMonitor(pn.viewable.Viewer):
     """Live fleet view of one window metric, with the events/s and dead-letter KPIs."""
 
-    metric = param.Selector(default="cpu_mean", objects=_METRICS, doc="Window metric to plot.")
+    metric = param.Selector(default="cpu_mean", objects=_METRICS, doc="Window metric to plot.")  # type: ignore[var-annotated]
     history = param.Integer(default=360, bounds=(10, 5000), doc="Windows kept on the chart.")
     refresh_hz = param.Number(default=2.0, bounds=(0.2, 4.0), doc="Updates per second (at most 4).")
 
@@ -74,7 +74,7 @@ class WindowMonitor(pn.viewable.Viewer):
         self._dead_n = pn.indicators.Number(label="dead letters", value=0, format="{value:,.0f}", font_size="28pt")
         self._wm = pn.pane.Markdown("watermark: –")
         self._last_counts = None
-        self._callback = None
+        self._callback: object | None = None
 
     @param.depends("metric", watch=True)
     def _reset(self) -> None:
@@ -103,9 +103,8 @@ class WindowMonitor(pn.viewable.Viewer):
         """Layout: KPIs above the chart; widgets come from the parameters."""
         if self._callback is None and pn.state.curdoc is not None:
             self._callback = pn.state.add_periodic_callback(self.refresh, period=int(1000 / self.refresh_hz))
-        controls = pn.Param(
-            self.param, parameters=["metric"], show_name=False, widgets={"metric": {"type": pn.widgets.Select, "width": 220}}
-        )
+        select = {"type": pn.widgets.Select, "width": 220}
+        controls = pn.Param(self.param, parameters=["metric"], show_name=False, widgets={"metric": select})
         return pn.Column(
             pn.Row(self._events, self._windows_n, self._dead_n, controls, sizing_mode="stretch_width"),
             self._wm,
