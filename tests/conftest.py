@@ -1,6 +1,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -33,3 +40,28 @@ def line(rec: dict) -> bytes:
 @pytest.fixture
 def metric_lines():
     return lambda n, **kw: b"".join(line(metric(i, **kw)) for i in range(n))
+
+
+@pytest.fixture(scope="session")
+def served_monitor():
+    """``workbench serve`` on a free port; yields the /monitor URL once it answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://localhost:{port}/monitor"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=30):
+                break
+        except OSError:
+            time.sleep(0.5)
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=20)

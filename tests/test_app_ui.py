@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -20,40 +14,12 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def served():
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workbench.cli", "serve", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://localhost:{port}/monitor"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=30):
-                break
-        except OSError:
-            time.sleep(0.5)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=20)
-
-
 def _kpi(page, label: str) -> int:
     text = page.locator(f"text={label}").first.evaluate("e => e.nextElementSibling.textContent")
     return int(text.replace(",", ""))
 
 
-def test_monitor_page_is_live_and_self_contained(served):
+def test_monitor_page_is_live_and_self_contained(served_monitor):
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian chromium is missing: `make test` installs it (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
@@ -68,7 +34,7 @@ def test_monitor_page_is_live_and_self_contained(served):
         errors, hosts = [], set()
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("request", lambda r: hosts.add(urlparse(r.url).hostname) if r.url.startswith("http") else None)
-        page.goto(served)
+        page.goto(served_monitor)
         page.locator("text=windows").first.wait_for(timeout=30_000)
         deadline = time.time() + 30
         while _kpi(page, "windows") == 0 and time.time() < deadline:
