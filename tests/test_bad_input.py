@@ -7,10 +7,11 @@ import json
 import polars as pl
 import pytest
 
-from conftest import line, metric
 from workbench import Pipeline, Tumbling
 from workbench.operators import aggregations as agg
 from workbench.testing import FrameSource
+
+from conftest import line, metric
 
 BAD = {
     "broken_json": (b'{"event_id": "x1", "ts": 17', "broken JSON"),

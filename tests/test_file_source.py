@@ -7,11 +7,12 @@ import time
 
 import polars as pl
 import pytest
-from conftest import line, metric
 
 from workbench import FileSource, ManualClock, Pipeline, Tumbling
 from workbench.errors import ConfigError, SourceError
 from workbench.operators import aggregations as agg
+
+from conftest import line, metric
 
 
 def test_jsonl_batches_respect_max_rows_and_offsets_resume(tmp_path):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from conftest import line, metric
 from workbench import FileSource, Lake, Pipeline, Tumbling
+
+from conftest import line, metric
 
 
 def _run(path, lake):

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import line, metric
 
 from workbench.replay import replay
+
+from conftest import line, metric
 
 REQUIRED = [
     "host",
