@@ -56,6 +56,7 @@ def test_public_api_is_pinned():
             "Schema",
             "SchemaError",
             "Session",
+            "Simulator",
             "Sliding",
             "Source",
             "SourceError",
@@ -65,6 +66,7 @@ def test_public_api_is_pinned():
             "aggregations",
             "get_schema",
             "replay",
+            "write_simulation",
         ]
     )
     for name in workbench.__all__:

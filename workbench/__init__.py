@@ -19,8 +19,7 @@ from workbench.operators.windows import Session, Sliding, Tumbling
 from workbench.pipeline import Pipeline
 from workbench.replay import replay
 from workbench.schema import NETWORK_FLOWS, SERVER_METRICS, USER_EVENTS, Field, Schema, get_schema
-from workbench.sources.base import RawBatch, Source
-from workbench.sources.files import FileSource
+from workbench.sources import FileSource, RawBatch, Simulator, Source, write_simulation
 from workbench.storage import CheckpointStore, Lake
 
 __version__ = "0.1.0"
@@ -41,6 +40,7 @@ __all__ = [
     "Schema",
     "SchemaError",
     "Session",
+    "Simulator",
     "Sliding",
     "Source",
     "SourceError",
@@ -50,4 +50,5 @@ __all__ = [
     "aggregations",
     "get_schema",
     "replay",
+    "write_simulation",
 ]
