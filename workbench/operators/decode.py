@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from workbench.schema import Schema
 
@@ -78,6 +79,20 @@ class RawLines:
                 starts, ends = starts[~blank], ends[~blank]
         self.starts = starts
         self.ends = ends
+
+    def binary(self) -> pl.Series:
+        """The lines as a polars Binary series over the same memory (no copy).
+
+        Each value runs to the next line's start, so it may carry the newline.
+        """
+        n = len(self.starts)
+        offsets = np.empty(n + 1, dtype=np.int64)
+        offsets[:n] = self.starts
+        offsets[n] = self.ends[-1] if n else 0
+        arr = pa.LargeBinaryArray.from_buffers(
+            pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(self.data)]
+        )
+        return pl.Series("raw", arr)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -195,10 +210,10 @@ def _unparseable(raw: RawLines, schema: Schema) -> dict[int, str]:
         text = raw.line(i).strip()
         if not (text.startswith(b"{") and text.endswith(b"}")):
             reasons[i] = "broken JSON: the record is not a complete JSON object"
-    # NaN / Infinity literals break the parser: find capital N or I followed by "aN" / "nf"
-    cand = np.flatnonzero((buf[:-2] == 78) | (buf[:-2] == 73)) if len(buf) > 2 else np.empty(0, np.int64)
-    hits = cand[((buf[cand + 1] == 97) & (buf[cand + 2] == 78)) | ((buf[cand + 1] == 110) & (buf[cand + 2] == 102))]
-    for i in _lines_of(raw, hits):
+    # NaN / Infinity literals break the parser: a SIMD substring search per line
+    lines = raw.binary()
+    hits = (lines.bin.contains(b"NaN") | lines.bin.contains(b"Infinity")).arg_true().to_list()
+    for i in hits:
         if i not in reasons:
             why = check_record(raw.line(i), schema)
             if why is not None:

@@ -86,7 +86,7 @@ class Deduplicator:
         if max_keys <= 0:
             raise ConfigError(f"dedupe on {key!r}: max_keys must be > 0, not {max_keys}")
         self.max_keys = max_keys
-        self._seen = pl.DataFrame(schema={"key": pl.String, "t": pl.Int64})
+        self._seen = pl.DataFrame(schema={"h": pl.UInt64, "key": pl.String, "t": pl.Int64})
         self._max_ts: int | None = None
         self.evicted = 0
 
@@ -100,32 +100,44 @@ class Deduplicator:
         if frame.height == 0:
             return frame, frame
         ts_ms = pl.col(self.time).dt.epoch("ms")
+        # Look keys up by a 64-bit hash (an integer set is several times faster than a
+        # string one), then confirm the few hits by the key itself: exact, whatever
+        # the hash does.
         marks = frame.select(
             t=ts_ms,
+            h=pl.col(self.key).hash(),
             horizon=ts_ms >= running_max_before(ts_ms, self._max_ts) - self.ttl_ms,
-            seen=pl.col(self.key).is_in(self._seen["key"].implode()),
             first=pl.col(self.key).is_first_distinct(),
-        )
+        ).with_columns(maybe=pl.col("h").is_in(self._seen["h"].implode()))
+        seen = marks["maybe"]
+        if seen.any():
+            hits = frame[self.key].filter(seen)
+            known = self._seen.filter(pl.col("h").is_in(marks["h"].filter(seen).implode()))["key"]
+            seen = seen.scatter(seen.arg_true(), hits.is_in(known.implode()))
         horizon = marks["horizon"].fill_null(True)
-        dup = horizon & (marks["seen"] | ~marks["first"])
+        dup = horizon & (seen | ~marks["first"])
         kept = frame.filter(~dup)
-        new_keys = pl.DataFrame({"key": frame[self.key].filter(~dup & horizon), "t": marks["t"].filter(~dup & horizon)})
+        new = ~dup & horizon
+        new_keys = pl.DataFrame(
+            {"h": marks["h"].filter(new), "key": frame[self.key].filter(new), "t": marks["t"].filter(new)}
+        )
         batch_max = int(marks["t"].max())  # type: ignore[arg-type]
         self._max_ts = batch_max if self._max_ts is None else max(self._max_ts, batch_max)
-        seen = pl.concat([self._seen, new_keys]) if new_keys.height else self._seen
-        seen = seen.filter(pl.col("t") >= self._max_ts - self.ttl_ms)
-        if seen.height > self.max_keys:
-            self.evicted += seen.height - self.max_keys
-            seen = seen.sort("t").tail(self.max_keys)
-        self._seen = seen
+        state = pl.concat([self._seen, new_keys]) if new_keys.height else self._seen
+        state = state.filter(pl.col("t") >= self._max_ts - self.ttl_ms)
+        if state.height > self.max_keys:
+            self.evicted += state.height - self.max_keys
+            state = state.sort("t").tail(self.max_keys)
+        self._seen = state
         return kept, frame.filter(dup)
 
     def snapshot(self) -> dict[str, Any]:
-        """State as plain values and a copy of the key table."""
-        return {"seen": self._seen.clone(), "max_ts": self._max_ts, "evicted": self.evicted}
+        """State as plain values and a copy of the key table (hashes are not stored)."""
+        return {"seen": self._seen.drop("h"), "max_ts": self._max_ts, "evicted": self.evicted}
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`snapshot`."""
-        self._seen = state["seen"].clone()
+        """Restore from :meth:`snapshot`; key hashes are recomputed by this polars."""
+        seen = state["seen"]
+        self._seen = seen.select(pl.col("key").hash().alias("h"), "key", "t")
         self._max_ts = state["max_ts"]
         self.evicted = state["evicted"]
