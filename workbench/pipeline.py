@@ -219,28 +219,21 @@ class Pipeline:
 
     def subscribe(self, name: str, callback: Callable[[pl.DataFrame], Any]) -> Callable[[], None]:
         """Call ``callback`` with every frame of output ``name``; returns an unsubscribe."""
-        stream = self._stream(name)
-        sink = stream.map(callback)
-        self._subscribers.append((stream, sink))
-
-        def unsubscribe() -> None:
-            if (stream, sink) in self._subscribers:
-                self._subscribers.remove((stream, sink))
-                if sink in stream.downstreams:
-                    stream.disconnect(sink)
-
-        return unsubscribe
+        return self._subscribe(self._stream(name), callback)
 
     def subscribe_raw(self, callback: Callable[[Any], Any]) -> Callable[[], None]:
         """Call ``callback`` with every raw batch before it is processed."""
-        sink = self.head.map(callback)
-        self._subscribers.append((self.head, sink))
+        return self._subscribe(self.head, callback)
+
+    def _subscribe(self, stream: Stream, callback: Callable[[Any], Any]) -> Callable[[], None]:
+        entry = (stream, stream.map(callback))
+        self._subscribers.append(entry)
 
         def unsubscribe() -> None:
-            if (self.head, sink) in self._subscribers:
-                self._subscribers.remove((self.head, sink))
-                if sink in self.head.downstreams:
-                    self.head.disconnect(sink)
+            if entry in self._subscribers:
+                self._subscribers.remove(entry)
+                if entry[1] in stream.downstreams:
+                    stream.disconnect(entry[1])
 
         return unsubscribe
 
@@ -252,41 +245,33 @@ class Pipeline:
     def collect(self, stream: Stream | str) -> list[pl.DataFrame]:
         """A list that receives every frame of ``stream`` (handy in tests and notebooks)."""
         out: list[pl.DataFrame] = []
-        target = self._stream(stream) if isinstance(stream, str) else stream
-        self._subscribers.append((target, target.map(out.append)))
+        self._subscribe(self._stream(stream) if isinstance(stream, str) else stream, out.append)
         return out
 
     # -- the graph -----------------------------------------------------------------
     def _graph(self) -> list[Stream]:
         """Every node reachable from the head, upstream first (topological order)."""
-        order: list[Stream] = []
-        seen: set[int] = set()
-
-        def visit(node: Stream) -> None:
-            if id(node) in seen:
-                return
-            seen.add(id(node))
-            for up in node.upstreams:
-                if up is not None and id(up) not in seen and self._reachable(up):
-                    visit(up)
-            order.append(node)
-            for down in list(node.downstreams):
-                visit(down)
-
-        visit(self.head)
-        return order
-
-    def _reachable(self, node: Stream) -> bool:
-        stack, seen = [self.head], set()
+        reachable: dict[int, Stream] = {}
+        stack = [self.head]
         while stack:
-            n = stack.pop()
-            if n is node:
-                return True
-            if id(n) in seen:
-                continue
-            seen.add(id(n))
-            stack.extend(n.downstreams)
-        return False
+            node = stack.pop()
+            if id(node) not in reachable:
+                reachable[id(node)] = node
+                stack.extend(node.downstreams)
+        pending = {
+            key: sum(1 for up in node.upstreams if up is not None and id(up) in reachable)
+            for key, node in reachable.items()
+        }
+        order: list[Stream] = []
+        ready = [self.head]
+        while ready:
+            node = ready.pop(0)
+            order.append(node)
+            for down in node.downstreams:
+                pending[id(down)] -= 1
+                if pending[id(down)] == 0:
+                    ready.append(down)
+        return order
 
     def operators(self) -> list[Operator]:
         """Workbench nodes of the graph, upstream first."""

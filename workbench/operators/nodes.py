@@ -137,7 +137,7 @@ class Operator(Stream):
         if isinstance(x, RawBatch) and x.frame is not None:
             x = x.frame
         if isinstance(x, pl.DataFrame):
-            lines = x.with_columns(pl.col(pl.Categorical).cast(pl.String)).write_ndjson().splitlines()
+            lines = x.write_ndjson().splitlines()
             return dead_letters(self.name, [reason] * len(lines), [s.encode() for s in lines])
         return dead_letters(self.name, [reason], [repr(x).encode()])
 
