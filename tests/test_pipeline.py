@@ -12,6 +12,8 @@ import struct
 import subprocess
 import sys
 import termios
+import threading
+import time
 
 import polars as pl
 import pytest
@@ -174,3 +176,44 @@ def test_simulate_cli_writes_events_labels_and_faults(tmp_path):
     assert out.exists() and (tmp_path / "sim.labels.json").exists() and (tmp_path / "sim.faults.parquet").exists()
     assert counts["lines"] == out.read_bytes().count(b"\n")
     assert json.loads((tmp_path / "sim.labels.json").read_text())  # incidents with ground truth
+
+
+def test_health_reports_a_stalled_source_and_a_failed_run(metric_lines):
+    from workbench import ManualClock
+    from workbench.sources.base import RawBatch, Source
+
+    clock = ManualClock()
+    release = threading.Event()
+
+    class Stalling(Source):
+        def _batches(self):
+            yield RawBatch(data=metric_lines(5), offset=1, rows=5)
+            release.wait(5)  # a source that goes quiet
+            raise ConnectionError("broker went away")
+
+        def seek(self, offset):
+            pass
+
+    pipe = Pipeline(Stalling(clock=clock), name="health")
+    pipe.standard("server_metrics", Tumbling("10s"))
+    pipe.start()
+    deadline = time.time() + 5
+    while pipe.batches < 1 and time.time() < deadline:
+        time.sleep(0.01)
+    assert pipe.health()["running"] and not pipe.health()["stale"]
+    clock.advance(30)
+    assert pipe.health()["stale"] and pipe.health()["last_batch_age_s"] >= 30
+    release.set()
+    pipe.stop()
+    h = pipe.health()
+    assert not h["running"] and h["error"] == "ConnectionError: broker went away"
+
+
+@pytest.mark.parametrize("bulk", [True, False])
+def test_sources_say_whether_they_wait(tmp_path, bulk):
+    from workbench import FileSource, Simulator
+
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(b"")
+    assert FileSource(path, follow=not bulk).bulk is bulk
+    assert Simulator(realtime=not bulk).bulk is bulk

@@ -30,6 +30,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -340,18 +341,24 @@ class Pipeline:
             self.seconds += time.perf_counter() - t0
 
     def _batches(self) -> Iterator[Any]:
+        """Raw batches in source order, decoded ahead on worker threads when possible."""
         prepare = self._preparer()
         if prepare is None or self.prefetch == 0:
             yield from self.source.batches()
-            return
+        elif self.source.bulk:
+            yield from self._read_ahead_inline(prepare)
+        else:
+            yield from self._read_ahead_threaded(prepare)
+
+    def _read_ahead_inline(self, prepare: Callable[[Any], Any]) -> Iterator[Any]:
+        """For bulk sources: read on this thread, keep ``prefetch`` batches decoding ahead."""
         from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(self.prefetch, thread_name_prefix=f"wb-{self.name}-decode") as pool:
             ahead: deque = deque()
-            batches = self.source.batches()
             try:
-                for batch in batches:
+                for batch in self.source.batches():
                     ahead.append((batch, pool.submit(prepare, batch)))
                     if len(ahead) > self.prefetch:
                         first, fut = ahead.popleft()
@@ -362,6 +369,46 @@ class Pipeline:
             finally:
                 for _, fut in ahead:
                     fut.cancel()
+
+    def _read_ahead_threaded(self, prepare: Callable[[Any], Any]) -> Iterator[Any]:
+        """For live sources: a reader thread feeds the decoders; no batch waits for the next."""
+        import queue
+        from concurrent.futures import ThreadPoolExecutor
+
+        ahead: queue.Queue = queue.Queue(maxsize=self.prefetch + 2)
+        halt = threading.Event()
+        end = object()
+        pool = ThreadPoolExecutor(self.prefetch, thread_name_prefix=f"wb-{self.name}-decode")
+
+        def read() -> None:
+            try:
+                for batch in self.source.batches():
+                    ahead.put((batch, pool.submit(prepare, batch)))
+                    if halt.is_set():
+                        break
+            except BaseException as exc:  # handed to the pipeline thread, which raises it
+                ahead.put((end, exc))
+                return
+            ahead.put((end, None))
+
+        reader = threading.Thread(target=read, name=f"wb-{self.name}-read", daemon=True)
+        reader.start()
+        try:
+            while True:
+                batch, item = ahead.get()
+                if batch is end:
+                    if item is not None:
+                        raise item
+                    return
+                yield _prepared(batch, item.result())
+        finally:
+            halt.set()
+            if reader.is_alive():
+                self.source.stop()  # a partial run: unblock a source waiting for data
+            while reader.is_alive():
+                with contextlib.suppress(queue.Empty):
+                    ahead.get(timeout=0.05)  # let a blocked put through
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _preparer(self) -> Callable[[Any], Any] | None:
         """Work that may run ahead of the graph: a leading decode (and validate) chain.
@@ -412,6 +459,11 @@ class Pipeline:
         self.source.stop()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+
+    @property
+    def offset(self) -> Any:
+        """Source offset after the last batch processed (what a checkpoint records)."""
+        return self._offset
 
     @property
     def running(self) -> bool:
@@ -515,6 +567,33 @@ class Pipeline:
                 f"pipeline {self.name!r}: ingested {c['ingested']} != valid + dead_lettered + "
                 f"duplicates + late + dropped = {total} ({c})"
             )
+
+    def health(self, *, stale_after: float = 10.0) -> dict[str, Any]:
+        """Liveness of the run: is it running, did it fail, how old is the last batch.
+
+        A source that stopped producing is not an error by itself (a quiet stream), so
+        ``stale`` is reported separately: no batch for ``stale_after`` seconds (by the
+        injected clock) while the pipeline is meant to run.
+
+        Examples
+        --------
+        >>> from workbench.testing import FrameSource
+        >>> p = Pipeline(FrameSource([]), name="doc-health")
+        >>> sorted(p.health())
+        ['batches', 'error', 'exhausted', 'last_batch_age_s', 'running', 'stale']
+        """
+        last = self.source.last_batch_at
+        reference = last if last is not None else self.started_at
+        age = None if reference is None else max(0.0, self.clock.monotonic() - reference)
+        running = self.running
+        return {
+            "running": running,
+            "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}",
+            "batches": self.batches,
+            "last_batch_age_s": age,
+            "stale": bool(running and age is not None and age > stale_after),
+            "exhausted": self.source.exhausted,
+        }
 
     def metrics(self) -> pl.DataFrame:
         """One row per node: rows in/out, rejects, batch latency, state size, watermark."""

@@ -124,7 +124,7 @@ def replay(
         "seconds": round(time.perf_counter() - t0, 3),
         "complete": source.exhausted,
         "batches": pipe.batches,
-        "offset": source.offset,
+        "offset": pipe.offset,
     }
     summary["events_per_s"] = round(summary["ingested"] / summary["seconds"]) if summary["seconds"] else None
     out.mkdir(parents=True, exist_ok=True)

@@ -106,6 +106,11 @@ class FrameSource(Source):
         self.items = list(batches)
         self.offset = 0
 
+    @property
+    def bulk(self) -> bool:
+        """A fixed list never waits."""
+        return True
+
     def _batches(self) -> Iterator[RawBatch]:
         while self.offset < len(self.items) and not self.stopped:
             item = self.items[self.offset]

@@ -59,6 +59,15 @@ class Source(ABC):
     #: Whether seeking to an offset replays exactly the same records.
     replayable: bool = False
 
+    @property
+    def bulk(self) -> bool:
+        """True when the source never waits for data (a replay as fast as possible).
+
+        The pipeline then reads ahead inline, which costs least; a live source (the
+        default) is read on its own thread so no batch ever waits behind a later one.
+        """
+        return False
+
     def __init__(self, *, name: str = "source", clock: Clock | None = None) -> None:
         self.name = name
         self.clock: Clock = clock or SystemClock()

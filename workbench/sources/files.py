@@ -103,6 +103,11 @@ class FileSource(Source):
         self.offset = 0
         self._pace: tuple[float, float] | None = None  # (event ms, monotonic) at start
 
+    @property
+    def bulk(self) -> bool:
+        """A file read as fast as possible never waits for data."""
+        return not self.follow and self.speed is None
+
     def seek(self, offset: Any) -> None:
         """Continue from a byte offset (JSONL) or row number (CSV, Parquet)."""
         if not isinstance(offset, int) or offset < 0:

@@ -210,6 +210,11 @@ class Simulator(Source):
         faults = pl.concat(frames) if frames else pl.DataFrame(schema=FAULTS_SCHEMA)
         return SimulatedData(b"".join(pieces), sim.labels, faults, lines)
 
+    @property
+    def bulk(self) -> bool:
+        """As fast as possible (not realtime): the simulator never waits."""
+        return not self.realtime
+
     def seek(self, offset: int) -> None:
         """Continue with event number ``offset`` (an int, as found in ``RawBatch.offset``)."""
         if isinstance(offset, bool) or not isinstance(offset, Integral) or offset < 0:
