@@ -35,7 +35,7 @@ BAD = {
 }
 
 
-def run(batches: list[bytes]) -> tuple[Pipeline, pl.DataFrame, pl.DataFrame]:
+def run(batches: list[bytes | pl.DataFrame]) -> tuple[Pipeline, pl.DataFrame, pl.DataFrame]:
     pipe = Pipeline(FrameSource(batches), name="bad-input-test")
     windows = pipe.standard("server_metrics", Tumbling("10s"), aggs=[agg.count()], lateness="5s")
     out = pipe.collect(windows)
@@ -157,3 +157,13 @@ def test_a_failure_while_decoding_ahead_is_handled_by_the_node_policy(metric_lin
     assert len(calls) >= 2  # the node redid the failed read-ahead itself
     assert sum(o["count"].sum() for o in out) == 10 and pipe.counts()["duplicates"] == 5
     assert not dead
+
+
+def test_tabular_dead_letter_with_a_line_separator_stays_one_record():
+    rows = [metric(i) for i in range(5)]
+    rows[2] = {**rows[2], "host": "h\u2028x", "cpu": 250.0}  # JSON allows U+2028 unescaped
+    frame = pl.DataFrame(rows)
+    pipe, windows, dead = run([frame])
+    assert dead.height == 1
+    assert json.loads(dead["raw"][0])["host"] == "h\u2028x"
+    assert windows["count"].sum() == 4

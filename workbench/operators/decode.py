@@ -134,6 +134,22 @@ def dead_letters(node: str, reasons: list[str], raws: list[bytes]) -> pl.DataFra
     return pl.DataFrame({"node": [node] * len(reasons), "reason": reasons, "raw": raws}, schema=DEAD_LETTER_SCHEMA)
 
 
+def rows_as_json(frame: pl.DataFrame) -> list[bytes]:
+    """Each row as one JSON line: the raw record of a row that did not arrive as bytes.
+
+    Split on ``\\n`` only: JSON may carry U+2028 and other line separators unescaped
+    inside strings, and ``str.splitlines`` would cut a record there.
+
+    Examples
+    --------
+    >>> rows_as_json(pl.DataFrame({"a": ["x\\u2028y", "z"], "__line": [0, 1]}))
+    [b'{"a":"x\\xe2\\x80\\xa8y"}', b'{"a":"z"}']
+    """
+    if frame.height == 0:
+        return []
+    return frame.drop("__line", strict=False).write_ndjson().encode().split(b"\n")[:-1]
+
+
 def _read(data: bytes, schema: Schema) -> pl.DataFrame:
     # ignore_errors: a wrong-typed value becomes null (such rows are then checked
     # exactly); a syntax error still fails the whole call, so those lines go first.
@@ -422,6 +438,5 @@ def decode_frame(frame: pl.DataFrame, schema: Schema, *, node: str = "decode") -
     )
     bad = out.filter(pl.col("__reason").is_not_null())
     good = out.filter(pl.col("__reason").is_null()).drop("__reason")
-    good = good.with_columns([pl.col(f.name).cast(wire[f.name]) for f in schema.fields if f.kind == "str"])
-    raws = frame[bad["__line"].to_list()].write_ndjson().encode().splitlines() if bad.height else []
+    raws = rows_as_json(frame[bad["__line"].to_list()])
     return Decoded(good, dead_letters(node, bad["__reason"].to_list(), raws), n, None)

@@ -22,7 +22,7 @@ import polars as pl
 from streamz import Stream
 
 from workbench.errors import ConfigError
-from workbench.operators.decode import RawLines, dead_letters, decode_frame, decode_ndjson
+from workbench.operators.decode import Decoded, RawLines, dead_letters, decode_frame, decode_ndjson, rows_as_json
 from workbench.operators.dedupe import Deduplicator
 from workbench.operators.enrich import Enricher
 from workbench.operators.validate import validate_frame
@@ -131,15 +131,16 @@ class Operator(Stream):
             self.rejects.emit(dead)
 
     def _whole_batch(self, x: Any, reason: str) -> pl.DataFrame:
+        if isinstance(x, bytes | pl.DataFrame):
+            x = _as_batch(x, self.name)
         if isinstance(x, RawBatch) and x.data is not None:
-            raws = RawLines(x.data)
-            return dead_letters(self.name, [reason] * len(raws), raws.lines(list(range(len(raws)))))
-        if isinstance(x, RawBatch) and x.frame is not None:
-            x = x.frame
-        if isinstance(x, pl.DataFrame):
-            lines = x.write_ndjson().splitlines()
-            return dead_letters(self.name, [reason] * len(lines), [s.encode() for s in lines])
-        return dead_letters(self.name, [reason], [repr(x).encode()])
+            raw = RawLines(x.data)
+            lines = raw.lines(list(range(len(raw))))
+        elif isinstance(x, RawBatch) and x.frame is not None:
+            lines = rows_as_json(x.frame)
+        else:
+            lines = [repr(x).encode()]
+        return dead_letters(self.name, [reason] * len(lines), lines)
 
     # stateful nodes override these
     @property
@@ -164,6 +165,17 @@ class Operator(Stream):
         self.metrics = NodeMetrics(**state["metrics"])
 
 
+def _as_batch(x: Any, node: str) -> RawBatch:
+    """Bytes and frames fed to ``decode`` directly, as the raw batches sources yield."""
+    if isinstance(x, RawBatch):
+        return x
+    if isinstance(x, bytes):
+        return RawBatch(data=x)
+    if isinstance(x, pl.DataFrame):
+        return RawBatch(frame=x, rows=x.height)
+    raise ConfigError(f"node {node!r}: expected RawBatch, bytes or DataFrame, not {type(x).__name__}")
+
+
 @Stream.register_api()
 class decode(Operator):  # noqa: N801 - streamz nodes are lower-case verbs
     """Decode raw batches (NDJSON bytes or a frame) into the schema's wire types.
@@ -177,29 +189,19 @@ class decode(Operator):  # noqa: N801 - streamz nodes are lower-case verbs
         self.schema = get_schema(schema)
         self.records = 0
 
-    def prepare(self, x: Any) -> Any:
+    def prepare(self, x: RawBatch) -> Decoded:
         """Decode a raw batch; stateless, so the pipeline may run it ahead on a worker thread."""
-        if isinstance(x, RawBatch) and x.data is not None:
+        if x.data is not None:
             return decode_ndjson(x.data, self.schema, node=self.name)
-        return None
+        if x.frame is not None:
+            return decode_frame(x.frame, self.schema, node=self.name)
+        raise ConfigError(f"node {self.name!r}: a RawBatch needs data or frame")
 
     def process(self, x: Any, metadata: Any) -> tuple[Any, Any]:  # noqa: D102
-        prepared: dict[str, Any] = {}
-        if isinstance(x, RawBatch):
-            if x.data is not None:
-                prepared = x.meta.pop("prepared", None) or {}
-                out, self._ahead_s = prepared.pop(self.name, (None, 0.0))
-                out = out or self.prepare(x)
-            elif x.frame is not None:
-                out = decode_frame(x.frame, self.schema, node=self.name)
-            else:
-                raise ConfigError(f"node {self.name!r}: a RawBatch needs data or frame")
-        elif isinstance(x, bytes):
-            out = decode_ndjson(x, self.schema, node=self.name)
-        elif isinstance(x, pl.DataFrame):
-            out = decode_frame(x, self.schema, node=self.name)
-        else:
-            raise ConfigError(f"node {self.name!r}: expected RawBatch, bytes or DataFrame, not {type(x).__name__}")
+        batch = _as_batch(x, self.name)
+        prepared = batch.meta.pop("prepared", None) or {}
+        out, self._ahead_s = prepared.pop(self.name, (None, 0.0))
+        out = out or self.prepare(batch)
         self.records += out.records
         self.reject(out.dead)
         return out.frame, [*(metadata or []), {"raw": out.raw, "prepared": prepared}]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from workbench.operators.decode import RawLines, dead_letters
+from workbench.operators.decode import RawLines, dead_letters, rows_as_json
 from workbench.schema import TS_DTYPE, Field, Schema
 
 __all__ = ["TS_MAX_MS", "TS_MIN_MS", "validate_frame"]
@@ -174,11 +174,5 @@ def validate_frame(
     if raw is not None:
         raws = raw.lines(bad["__line"].to_numpy())
     else:
-        raws = [
-            line.encode()
-            for line in frame[bad["__line"].cast(pl.Int64).to_list()]
-            .drop("__line", strict=False)
-            .write_ndjson()
-            .splitlines()
-        ]
+        raws = rows_as_json(frame[bad["__line"].cast(pl.Int64).to_list()])
     return good, dead_letters(node, bad["__reason"].to_list(), raws)
