@@ -207,6 +207,7 @@ class Windower:
             raise ConfigError(f"window: max_rows must be > 0, not {max_rows}")
         self.max_rows = max_rows
         self._s = _State(buffer=pl.DataFrame())
+        self._empty: tuple[tuple, pl.DataFrame] | None = None
 
     # -- public state ---------------------------------------------------------------
     @property
@@ -367,17 +368,26 @@ class Windower:
         return out.sort(["window_start", *self.by])
 
     def _empty_output(self, frame: pl.DataFrame | None) -> pl.DataFrame:
+        """An empty result with the output columns; built once per input schema."""
         source = frame if frame is not None and frame.width else self._s.buffer
         if not source.width:
             return pl.DataFrame()
-        probe = source.clear().with_columns(__k=pl.lit(0, pl.Int64))
-        out = probe.group_by([*self.by, "__k"]).agg(self.aggs)
-        return out.select(
-            *self.by,
-            pl.lit(None, TS_DTYPE).alias("window_start"),
-            pl.lit(None, TS_DTYPE).alias("window_end"),
-            *[pl.col(n) for n in self.names],
-        ).clear()
+        key = tuple(source.schema.items())
+        if self._empty is None or self._empty[0] != key:
+            probe = source.clear().with_columns(__k=pl.lit(0, pl.Int64))
+            empty = (
+                probe.group_by([*self.by, "__k"])
+                .agg(self.aggs)
+                .select(
+                    *self.by,
+                    pl.lit(None, TS_DTYPE).alias("window_start"),
+                    pl.lit(None, TS_DTYPE).alias("window_end"),
+                    *[pl.col(n) for n in self.names],
+                )
+                .clear()
+            )
+            self._empty = (key, empty)
+        return self._empty[1]
 
     # -- snapshots ----------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
