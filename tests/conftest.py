@@ -34,6 +34,11 @@ def metric(i: int, *, host: str = "h1", seconds: float | None = None, **over) ->
     return rec
 
 
+def cli(*args: object) -> subprocess.CompletedProcess[str]:
+    """Run ``workbench ARGS…`` as a user would, capturing its output."""
+    return subprocess.run([sys.executable, "-m", "workbench.cli", *map(str, args)], capture_output=True, text=True)
+
+
 def line(rec: dict) -> bytes:
     return json.dumps(rec).encode() + b"\n"
 

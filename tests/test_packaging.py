@@ -10,6 +10,8 @@ from pathlib import Path
 
 import workbench
 
+from conftest import cli
+
 ROOT = Path(__file__).resolve().parents[1]
 # conda-forge names that differ from PyPI names
 CONDA_NAMES = {"python-duckdb": "duckdb"}
@@ -93,7 +95,7 @@ def test_importing_the_package_has_no_side_effects(tmp_path):
 def test_console_script_is_declared_and_runs():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["scripts"]["workbench"] == "workbench.cli:main"
-    out = subprocess.run([sys.executable, "-m", "workbench.cli", "--help"], capture_output=True, text=True)
+    out = cli("--help")
     assert out.returncode == 0
     for command in ("replay", "simulate", "query", "bench", "serve"):
         assert command in out.stdout

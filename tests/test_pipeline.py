@@ -25,7 +25,7 @@ from workbench.errors import CheckpointError
 from workbench.operators import aggregations as agg
 from workbench.testing import FrameSource, offline_windows, server_metrics_frames
 
-from conftest import line, metric
+from conftest import cli, line, metric
 
 
 def test_rebuilding_a_pipeline_with_the_same_name_replaces_it(metric_lines):
@@ -166,11 +166,7 @@ def test_replay_shows_a_progress_bar_on_a_terminal(tmp_path, metric_lines):
 
 def test_simulate_cli_writes_events_labels_and_faults(tmp_path):
     out = tmp_path / "sim.jsonl"
-    run = subprocess.run(
-        [sys.executable, "-m", "workbench.cli", "simulate", "--events", "5000", "--seed", "3", "--out", str(out)],
-        capture_output=True,
-        text=True,
-    )
+    run = cli("simulate", "--events", 5000, "--seed", 3, "--out", out)
     assert run.returncode == 0, run.stderr
     counts = json.loads(run.stdout)
     assert out.exists() and (tmp_path / "sim.labels.json").exists() and (tmp_path / "sim.faults.parquet").exists()

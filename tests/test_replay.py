@@ -15,7 +15,7 @@ import pytest
 
 from workbench.replay import replay
 
-from conftest import line, metric
+from conftest import cli, line, metric
 
 REQUIRED = [
     "host",
@@ -111,57 +111,19 @@ def test_killed_replay_resumes_with_no_lost_and_no_doubled_rows(events, tmp_path
 
 def test_cli_replay_and_query(events, tmp_path):
     out = tmp_path / "cli"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "workbench.cli",
-            "replay",
-            str(events),
-            "--out",
-            str(out),
-            "--window",
-            "1m",
-            "--lateness",
-            "5s",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    run = cli("replay", events, "--out", out, "--window", "1m", "--lateness", "5s")
     assert run.returncode == 0, run.stderr
     assert "replay" not in run.stderr  # no progress bar when not on a terminal
     summary = json.loads(run.stdout)
-    q = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "workbench.cli",
-            "query",
-            "--lake",
-            str(out),
-            "--format",
-            "csv",
-            "select count(*) as n, sum(count) as events from windows",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    q = cli("query", "--lake", out, "--format", "csv", "select count(*) as n, sum(count) as events from windows")
     assert q.returncode == 0, q.stderr
     n, total = q.stdout.splitlines()[1].split(",")
     assert int(n) == summary["windows"] and int(total) == summary["valid"]
 
 
 def test_cli_reports_user_errors_clearly(tmp_path):
-    run = subprocess.run(
-        [sys.executable, "-m", "workbench.cli", "replay", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")],
-        capture_output=True,
-        text=True,
-    )
+    run = cli("replay", tmp_path / "nope.jsonl", "--out", tmp_path / "o")
     assert run.returncode == 2
     assert "does not exist" in run.stderr and "Traceback" not in run.stderr
-    run = subprocess.run(
-        [sys.executable, "-m", "workbench.cli", "replay", "x.jsonl", "--out", "o", "--window=-5s"],
-        capture_output=True,
-        text=True,
-    )
+    run = cli("replay", "x.jsonl", "--out", "o", "--window=-5s")
     assert run.returncode == 2 and "duration" in run.stderr
