@@ -90,6 +90,7 @@ class Pipeline:
 
     _live: ClassVar[dict[str, weakref.ref[Pipeline]]] = {}
     _live_lock: ClassVar[threading.Lock] = threading.Lock()
+    _all: ClassVar[weakref.WeakSet[Pipeline]] = weakref.WeakSet()
 
     def __init__(
         self,
@@ -132,6 +133,7 @@ class Pipeline:
         # streamz holds downstream nodes weakly: the pipeline owns its sinks
         self._lake_sinks: list[LakeSink] = []
         self._closed_ops: list[Operator] | None = None
+        Pipeline._all.add(self)
         self._replace_live()
 
     # -- lifecycle of the name ------------------------------------------------------
@@ -143,6 +145,11 @@ class Pipeline:
         if old is not None and old is not self:
             log.info("pipeline %r replaced; stopping the previous one", self.name)
             old.close()
+
+    @classmethod
+    def instances(cls) -> int:
+        """Pipeline objects alive in this process (one, in a served app, however many sessions)."""
+        return len(cls._all)
 
     @classmethod
     def live(cls, name: str) -> Pipeline | None:

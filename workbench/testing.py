@@ -31,7 +31,14 @@ from workbench.operators.windows import Session, Sliding, Tumbling, WindowSpec
 from workbench.schema import TS_DTYPE
 from workbench.sources.base import RawBatch, Source
 
-__all__ = ["FrameSource", "ManualClock", "late_mask", "offline_windows", "server_metrics_frames"]
+__all__ = [
+    "FrameSource",
+    "ManualClock",
+    "late_mask",
+    "offline_windows",
+    "server_metrics_frame",
+    "server_metrics_frames",
+]
 
 
 def late_mask(frame: pl.DataFrame, *, time: str = "ts", lateness: str | float | timedelta = "5s") -> pl.Series:
@@ -123,6 +130,38 @@ class FrameSource(Source):
     def seek(self, offset: Any) -> None:
         """Continue with batch number ``offset``."""
         self.offset = int(offset)
+
+
+def server_metrics_frame(
+    n: int, *, hosts: int = 4, step_ms: int = 100, seed: int = 0, start: datetime | None = None
+) -> pl.DataFrame:
+    """``n`` valid server_metrics events in time order, round-robin over ``hosts`` hosts.
+
+    Host ``h0`` runs hotter than the others, so tests of rankings and outliers have
+    a known answer.
+
+    >>> f = server_metrics_frame(8, hosts=2)
+    >>> f.height, f["host"].unique().sort().to_list()
+    (8, ['h0', 'h1'])
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    t0 = start or datetime(2024, 1, 1, tzinfo=UTC)
+    host = np.arange(n) % hosts
+    cpu = np.clip(rng.normal(30, 5, n) + np.where(host == 0, 40, 0), 0, 100)
+    return pl.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(n)],
+            "ts": [t0 + timedelta(milliseconds=i * step_ms) for i in range(n)],
+            "host": [f"h{h}" for h in host],
+            "cpu": cpu,
+            "mem": np.clip(rng.normal(50, 3, n), 0, 100),
+            "latency_ms": np.abs(rng.normal(80, 20, n)),
+            "status": np.where(rng.random(n) < 0.02, 500, 200).astype(np.int64),
+        },
+        schema_overrides={"ts": TS_DTYPE},
+    )
 
 
 def server_metrics_frames(

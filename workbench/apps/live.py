@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from workbench.operators.windows import Tumbling
 from workbench.pipeline import Pipeline
-from workbench.views.live import LiveFrame
+from workbench.views.feed import Feed
 
 __all__ = ["Live", "live_pipeline"]
 
@@ -23,11 +23,14 @@ _live: Live | None = None
 
 @dataclass
 class Live:
-    """The shared pipeline and the stores its sessions read."""
+    """The shared pipeline and the feed its sessions read."""
 
     pipeline: Pipeline
-    windows: LiveFrame
-    dead_letter: LiveFrame
+    feed: Feed
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"WORKBENCH_{name}", default)
 
 
 def live_pipeline() -> Live:
@@ -35,7 +38,9 @@ def live_pipeline() -> Live:
 
     Settings from the environment: ``WORKBENCH_HOSTS`` (default 120),
     ``WORKBENCH_RATE`` events/s (default 600), ``WORKBENCH_WINDOW`` (default 5s),
-    ``WORKBENCH_SEED`` (default 0).
+    ``WORKBENCH_LATENESS`` (default 2s), ``WORKBENCH_MAX_DELAY`` seconds between
+    source batches (default 0.5), ``WORKBENCH_SEED`` (default 0) and
+    ``WORKBENCH_STALE_AFTER`` seconds (default 10).
     """
     global _live
     with _lock:
@@ -45,26 +50,25 @@ def live_pipeline() -> Live:
 
         from workbench.sources.simulator import Simulator
 
-        hosts = int(os.environ.get("WORKBENCH_HOSTS", "120"))
-        rate = float(os.environ.get("WORKBENCH_RATE", "600"))
-        window = os.environ.get("WORKBENCH_WINDOW", "5s")
-        seed = int(os.environ.get("WORKBENCH_SEED", "0"))
+        rate = float(_env("RATE", "600"))
         source = Simulator(
             "server_metrics",
-            hosts=hosts,
+            hosts=int(_env("HOSTS", "120")),
             rate=rate,
-            seed=seed,
+            seed=int(_env("SEED", "0")),
             realtime=True,
             start=datetime.now(UTC),
-            max_delay=0.5,
+            max_delay=float(_env("MAX_DELAY", "0.5")),
+            max_rows=max(10_000, int(rate)),
         )
         pipe = Pipeline(source, name="live")
-        windows = pipe.standard("server_metrics", Tumbling(window), lateness="2s")
-        store = LiveFrame(max_rows=200_000)
-        dead = LiveFrame(max_rows=5_000)
-        pipe.subscribe("windows", store.append)
-        pipe.subscribe("dead_letter", dead.append)
-        del windows
+        pipe.standard("server_metrics", Tumbling(_env("WINDOW", "5s")), lateness=_env("LATENESS", "2s"))
+        feed = Feed(pipe, stale_after=float(_env("STALE_AFTER", "10")))
         pipe.start()
-        _live = Live(pipe, store, dead)
+        _live = Live(pipe, feed)
         return _live
+
+
+def current() -> Live | None:
+    """The live pipeline of this process, if one was started."""
+    return _live

@@ -6,7 +6,7 @@ import panel as pn
 from panel.theme.fast import Fast
 
 from workbench.apps.live import live_pipeline
-from workbench.views.monitor import WindowMonitor
+from workbench.views.dashboard import Dashboard
 
 __all__ = ["create_app"]
 
@@ -18,16 +18,20 @@ _OfflineFast = type("Fast", (Fast,), {"_resources": {**Fast._resources, "font": 
 
 
 def create_app() -> pn.template.FastListTemplate:
-    """The monitor page for the current session, over the shared live pipeline."""
-    pn.extension(sizing_mode="stretch_width")
+    """The monitor page for the current session, over the process's shared live pipeline."""
+    pn.extension("tabulator", sizing_mode="stretch_width", reconnect=True, notifications=True)
     live = live_pipeline()
-    view = WindowMonitor(live.windows, live.dead_letter, pipeline=live.pipeline)
+    dashboard = Dashboard(live.feed)
+    main = dashboard.__panel__()
     return pn.template.FastListTemplate(
         title="Workbench · live monitor",
-        main=[view],
+        sidebar=[dashboard.controls()],
+        main=[main],
+        sidebar_width=300,
         design=_OfflineFast,
         theme_toggle=True,
         accent="#1f4e79",
         font="system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
         font_url="",
+        main_layout=None,
     )

@@ -41,6 +41,16 @@ def serve_command(
         str(Path(__file__).with_name("setup_live.py")),
         "--num-procs",
         "1",
+        "--plugins",
+        "workbench.apps.routes",
+        # an ended session (tab closed, connection lost) is freed within ~20 s;
+        # reconnect=True lets a page reconnect to its session before that
+        "--check-unused-sessions",
+        "5000",
+        "--unused-session-lifetime",
+        "15000",
+        "--keep-alive",
+        "10000",
     ]
     for origin in sorted(origins):
         cmd += ["--allow-websocket-origin", origin]

@@ -1,0 +1,67 @@
+"""``panel serve --plugins`` module: a JSON health endpoint at ``/workbench/health``.
+
+It reports what an operator (or a load balancer, or our multi-session test) needs:
+the live pipeline and how many pipeline objects exist in the process, its health
+and counts, the feed's live subscriptions, the Bokeh sessions, and the process's
+RSS and CPU time. ``?gc=1`` runs a garbage collection first (for memory checks).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import resource
+from typing import Any
+
+from tornado.web import RequestHandler
+
+from workbench.apps.live import current
+from workbench.pipeline import Pipeline
+
+__all__ = ["ROUTES", "HealthHandler", "process_stats"]
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def process_stats() -> dict[str, Any]:
+    """RSS (MB) and CPU seconds (user + system) of this process."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return {"pid": os.getpid(), "rss_mb": round(_rss_mb(), 1), "cpu_s": round(r.ru_utime + r.ru_stime, 3)}
+
+
+class HealthHandler(RequestHandler):
+    """GET: JSON health of the served pipeline; 503 when it failed or is stale."""
+
+    def get(self) -> None:  # noqa: D102
+        if self.get_argument("gc", "0") == "1":
+            gc.collect()
+        from panel import state
+
+        live = current()
+        body: dict[str, Any] = {
+            "process": process_stats(),
+            "pipelines_in_process": Pipeline.instances(),
+            "sessions": state.session_info.get("live", 0),
+        }
+        status = 200
+        if live is not None:
+            health = live.pipeline.health(stale_after=live.feed.stale_after)
+            body |= {
+                "pipeline": {"name": live.pipeline.name, "id": id(live.pipeline), **health},
+                "counts": live.pipeline.counts(),
+                "subscriptions": live.feed.subscriptions,
+                "windows_held": live.feed.windows.rows,
+            }
+            status = 503 if (health["error"] or health["stale"]) else 200
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.write(json.dumps(body, default=str))
+
+
+ROUTES: list[tuple[str, type[RequestHandler], dict[str, Any]]] = [("/workbench/health", HealthHandler, {})]

@@ -1,0 +1,82 @@
+"""``LiveView``: the base of every live view — subscribe, refresh at most 4 Hz, release.
+
+A view reads a shared :class:`~workbench.views.feed.Feed` and never computes on
+behalf of other sessions. Displayed on its own (a notebook cell, or ``.servable()``)
+it refreshes itself from a periodic callback on its own document; inside a
+:class:`~workbench.views.dashboard.Dashboard` the dashboard drives one callback for
+all its views. Its subscription is released when the browser session ends, or by
+``close()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import holoviews as hv
+import holoviews.plotting.bokeh  # noqa: F401 - registers the Bokeh backend for every view
+import panel as pn
+import param
+
+from workbench.views.feed import Feed, Subscription
+
+__all__ = ["LiveView"]
+
+
+class LiveView(pn.viewable.Viewer):
+    """Base class: a live view over a feed, refreshed at most ``refresh_hz`` times a second."""
+
+    refresh_hz = param.Number(default=2.0, bounds=(0.2, 4.0), doc="Updates per second (at most 4, latest wins).")
+
+    def __init__(self, feed: Feed, **params: Any) -> None:
+        super().__init__(**params)
+        if hv.Store.current_backend != "bokeh" or not hasattr(hv.opts, "Overlay"):
+            hv.Store.set_current_backend("bokeh")  # makes the option builders (hv.opts.Curve, …) available
+        self.feed = feed
+        self.managed = False  # True when a dashboard refreshes this view
+        self.subscription: Subscription | None = None
+        self._callback: Any = None
+        self._layout: Any = None
+
+    # -- to implement ---------------------------------------------------------------
+    def _build(self) -> Any:
+        """Create the panes once; return the layout."""
+        raise NotImplementedError
+
+    def refresh(self) -> None:
+        """Pull what is new from the feed into the panes (cheap when nothing is)."""
+        raise NotImplementedError
+
+    # -- lifecycle ------------------------------------------------------------------
+    def attach(self) -> None:
+        """Subscribe to the feed and, unless managed, start refreshing on this document."""
+        if self.subscription is None or self.subscription.closed:
+            self.subscription = self.feed.subscribe(type(self).__name__)
+            if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+                pn.state.on_session_destroyed(lambda _ctx: self.close())
+        if not self.managed and self._callback is None:
+            self._callback = pn.state.add_periodic_callback(self._tick, period=int(1000 / self.refresh_hz))
+
+    def _tick(self) -> None:
+        if self.subscription is not None and not self.subscription.closed:
+            self.refresh()
+
+    @param.depends("refresh_hz", watch=True)
+    def _retime(self) -> None:
+        if self._callback is not None:
+            self._callback.period = int(1000 / self.refresh_hz)
+
+    def close(self) -> None:
+        """Stop refreshing and release the subscription (idempotent)."""
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+        if self.subscription is not None:
+            self.subscription.close()
+
+    def __panel__(self) -> Any:
+        """The layout (built once), attached to the feed."""
+        if self._layout is None:
+            self._layout = self._build()
+            self.refresh()
+        self.attach()
+        return self._layout

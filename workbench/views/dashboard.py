@@ -1,0 +1,114 @@
+"""``Dashboard``: the full live monitor — KPIs, series, heatmap, tables, pipeline — in one view.
+
+One periodic callback per session drives every view (latest wins, at most
+``refresh_hz``), and one subscription per view is released when the session ends.
+A banner says since when the data is stale when the source stops.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import panel as pn
+import param
+
+from workbench.views.base import LiveView
+from workbench.views.feed import Feed
+from workbench.views.graph import PipelineView
+from workbench.views.heatmap import EntityHeatmap
+from workbench.views.kpis import KpiCards
+from workbench.views.series import MetricSeries
+from workbench.views.tables import DeadLetters, LatestWindows
+
+__all__ = ["Dashboard"]
+
+
+class Dashboard(LiveView):
+    """Every live view of one feed; the time series' metric drives the heatmap and the table."""
+
+    refresh_hz = param.Number(default=2.0, bounds=(0.2, 4.0), doc="Updates per second (at most 4, latest wins).")
+
+    def __init__(self, feed: Feed, **params: Any) -> None:
+        super().__init__(feed, **params)
+        self.kpis = KpiCards(feed)
+        self.series = MetricSeries(feed)
+        self.heatmap = EntityHeatmap(feed)
+        self.latest = LatestWindows(feed)
+        self.dead = DeadLetters(feed)
+        self.pipeline = PipelineView(feed)
+        self.views: list[LiveView] = [self.kpis, self.series, self.heatmap, self.latest, self.dead, self.pipeline]
+        for view in self.views:
+            view.managed = True
+        self.series.param.watch(self._follow_metric, "metric")
+        self.banner = pn.pane.Alert(
+            "", alert_type="warning", visible=False, sizing_mode="stretch_width", margin=(0, 10)
+        )
+
+    def _follow_metric(self, event: param.parameterized.Event) -> None:
+        for view, name in ((self.heatmap, "metric"), (self.latest, "sort_by")):
+            if event.new in view.param[name].objects:
+                setattr(view, name, event.new)
+
+    def controls(self) -> pn.Column:
+        """Widgets from the views' parameters (for a sidebar)."""
+        series = pn.Param(
+            self.series.param,
+            parameters=["metric", "entities", "top_n", "band", "threshold", "history"],
+            widgets={
+                "metric": {"type": pn.widgets.Select},
+                "entities": {"type": pn.widgets.MultiChoice, "placeholder": "top N when empty", "solid": False},
+            },
+            show_name=False,
+            sizing_mode="stretch_width",
+        )
+        heat = pn.Param(self.heatmap.param, parameters=["rows", "windows", "cmap"], show_name=False)
+        rate = pn.Param(self.param, parameters=["refresh_hz"], show_name=False)
+        return pn.Column(
+            "### Time series", series, "### Heatmap", heat, "### Updates", rate, sizing_mode="stretch_width"
+        )
+
+    def _build(self) -> Any:
+        for view in self.views:
+            view._layout = view._build()
+        return pn.Column(
+            self.banner,
+            self.kpis._layout,
+            pn.Card(self.series._layout, title="Time series", collapsible=False, sizing_mode="stretch_width"),
+            pn.Row(
+                pn.Card(self.heatmap._layout, title="Heatmap", collapsible=False, sizing_mode="stretch_width"),
+                pn.Card(self.pipeline._layout, title="Pipeline", collapsible=False, sizing_mode="stretch_width"),
+                sizing_mode="stretch_width",
+            ),
+            pn.Tabs(
+                ("Latest windows", self.latest._layout),
+                ("Dead letters", self.dead._layout),
+                sizing_mode="stretch_width",
+                dynamic=False,
+            ),
+            sizing_mode="stretch_width",
+        )
+
+    def attach(self) -> None:
+        """Subscribe every view; one callback refreshes them all."""
+        for view in self.views:
+            view.attach()
+        super().attach()
+
+    def close(self) -> None:
+        """Release every view's subscription and stop refreshing."""
+        for view in self.views:
+            view.close()
+        super().close()
+
+    def refresh(self) -> None:
+        """Refresh every view, then the stale banner."""
+        for view in self.views:
+            view.refresh()
+        k = self.kpis.last
+        if k is not None and k.stale:
+            since = f"{k.stale_since:%Y-%m-%d %H:%M:%S} UTC" if k.stale_since else "the start"
+            why = f" — {k.error}" if k.error else f" — no batch from {k.source} for over {self.feed.stale_after:g} s"
+            self.banner.object = f"**Data stale since {since}**{why}. The views show the last data received."
+            self.banner.visible = True
+        elif self.banner.visible:
+            self.banner.visible = False

@@ -1,0 +1,355 @@
+"""``Feed``: what every session of a live view reads, computed once per process.
+
+A running :class:`~workbench.pipeline.Pipeline` pushes window rows and dead letters
+into a ``Feed`` on its own thread. The feed keeps them in bounded stores, computes
+the fleet band (p5 / median / p95 and the median absolute deviation of every metric
+across entities) once per closed window, and serves cheap, cached snapshots of the
+KPIs and of the per-node metrics. Browser sessions and notebook cells only *read*:
+each holds a :class:`Subscription` (counted, released when the session ends) and
+asks for what is newer than the version it has already drawn.
+
+Nothing here imports Panel, so the feed can be tested headless.
+
+Examples
+--------
+>>> from workbench.testing import FrameSource, server_metrics_frame
+>>> from workbench import Pipeline, Tumbling
+>>> p = Pipeline(FrameSource([server_metrics_frame(600, hosts=3)]), name="doc-feed")
+>>> _ = p.standard("server_metrics", Tumbling("10s"), lateness="0s")
+>>> feed = Feed(p)
+>>> p.run()
+>>> sub = feed.subscribe("doctest")
+>>> feed.subscriptions, sorted(feed.entities())
+(1, ['h0', 'h1', 'h2'])
+>>> version, bands = feed.bands.since(0)
+>>> [c for c in bands.columns if c.startswith("cpu_mean")]
+['cpu_mean__p05', 'cpu_mean__p50', 'cpu_mean__p95', 'cpu_mean__mad']
+>>> sub.close(); feed.subscriptions
+0
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from workbench.pipeline import Pipeline
+from workbench.views.live import LiveFrame
+
+__all__ = ["Feed", "Kpis", "Subscription", "unit_of"]
+
+_UNITS = {"cpu": "%", "mem": "%", "latency": "ms", "error_rate": "share", "count": "events", "bytes": "B"}
+_RAW_CHARS = 2_000  # raw record shown in the dead-letter view, per row
+
+
+def unit_of(metric: str) -> str:
+    """Unit of a window metric, from its name (``cpu_mean`` → ``%``).
+
+    >>> unit_of("latency_p99"), unit_of("cpu_max"), unit_of("error_rate")
+    ('ms', '%', 'share')
+    """
+    for prefix, unit in _UNITS.items():
+        if metric.startswith(prefix):
+            return unit
+    return ""
+
+
+@dataclass(frozen=True)
+class Kpis:
+    """One snapshot of the headline numbers of a live pipeline.
+
+    ``None`` means "not known yet" (or, for ``open_alerts``, no alerting configured).
+    """
+
+    at: datetime
+    events_per_s: float
+    ingested: int
+    windows: int
+    lag_s: float | None
+    watermark_delay_s: float | None
+    dead_letter_rate: float
+    dead_letters: int
+    open_alerts: int | None
+    running: bool
+    stale: bool
+    stale_since: datetime | None
+    source: str
+    error: str | None
+
+
+class Subscription:
+    """A reader's claim on a feed; ``close()`` releases it (idempotent)."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, feed: Feed, owner: str) -> None:
+        self.id = next(self._ids)
+        self.owner = owner
+        self._feed = weakref.ref(feed)
+        self.closed = False
+
+    def close(self) -> None:
+        """Release the subscription."""
+        feed = self._feed()
+        if not self.closed and feed is not None:
+            feed._release(self)
+        self.closed = True
+
+    def __repr__(self) -> str:
+        return f"Subscription(id={self.id}, owner={self.owner!r}, closed={self.closed})"
+
+
+@dataclass
+class _Rate:
+    """Trailing rate of a counter over ``span`` seconds, from bounded samples."""
+
+    span: float = 5.0
+    samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=256))
+
+    def update(self, t: float, value: int) -> float:
+        self.samples.append((t, value))
+        while len(self.samples) > 2 and t - self.samples[1][0] >= self.span:
+            self.samples.popleft()
+        t0, v0 = self.samples[0]
+        return (value - v0) / (t - t0) if t > t0 else 0.0
+
+
+class Feed:
+    """Bounded, shared view-model of one running pipeline.
+
+    Parameters
+    ----------
+    pipeline
+        The pipeline to follow; it must have a windowed output named ``output``.
+    output
+        Name of the window output.
+    by
+        Entity column of the window rows (``host`` for server metrics).
+    history_rows
+        Window rows kept for new sessions and entity look-ups.
+    dead_letter_rows
+        Dead letters kept for the dead-letter view.
+    stale_after
+        Seconds without a batch after which the data is called stale.
+    alerts
+        Callable returning the number of open alerts, if alerting is configured.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        output: str = "windows",
+        by: str = "host",
+        history_rows: int = 200_000,
+        dead_letter_rows: int = 2_000,
+        stale_after: float = 10.0,
+        alerts: Any = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.output = output
+        self.by = by
+        self.stale_after = stale_after
+        self.alerts = alerts
+        self.windows = LiveFrame(max_rows=history_rows)
+        self.bands = LiveFrame(max_rows=max(1_000, history_rows // 20))
+        self.dead_letter = LiveFrame(max_rows=dead_letter_rows)
+        self._metrics: list[str] | None = None
+        self._lock = threading.Lock()
+        self._append_lock = threading.Lock()
+        self._subs: dict[int, Subscription] = {}
+        self._kpis: Kpis | None = None
+        self._kpis_at = 0.0
+        self._nodes: pl.DataFrame | None = None
+        self._nodes_at = 0.0
+        self._rates: dict[str, _Rate] = {}
+        self._events = _Rate()
+        self._dead = _Rate()
+        self._last_batch_wall: datetime | None = None
+        self._unsubscribe = [
+            pipeline.subscribe(output, self._on_windows),
+            pipeline.subscribe("dead_letter", self._on_dead_letter),
+            pipeline.subscribe_raw(self._on_raw),
+        ]
+
+    # -- fed by the pipeline thread ------------------------------------------------
+    def _on_raw(self, _batch: Any) -> None:
+        self._last_batch_wall = self.pipeline.clock.now()
+
+    def _on_windows(self, frame: pl.DataFrame) -> None:
+        if frame.height == 0:
+            return
+        if self._metrics is None:
+            self._metrics = [
+                c
+                for c, t in frame.schema.items()
+                if t.is_numeric() and c not in (self.by, "window_start", "window_end")
+            ]
+        band = self._band(frame)
+        with self._append_lock:  # one band frame per window frame: versions stay in step
+            self.windows.append(frame)
+            self.bands.append(band)
+
+    def _band(self, frame: pl.DataFrame) -> pl.DataFrame:
+        aggs = []
+        for m in self.metrics:
+            col = pl.col(m).cast(pl.Float64)
+            aggs += [
+                col.quantile(0.05, "linear").alias(f"{m}__p05"),
+                col.median().alias(f"{m}__p50"),
+                col.quantile(0.95, "linear").alias(f"{m}__p95"),
+                (col - col.median()).abs().median().alias(f"{m}__mad"),
+            ]
+        return frame.group_by("window_start").agg(aggs).sort("window_start")
+
+    def _on_dead_letter(self, frame: pl.DataFrame) -> None:
+        if frame.height == 0:
+            return
+        raw = frame["raw"] if "raw" in frame.columns else pl.Series("raw", [b""] * frame.height)
+        text = pl.Series([bytes(b or b"")[:_RAW_CHARS].decode("utf-8", "replace") for b in raw], dtype=pl.String)
+        self.dead_letter.append(
+            pl.DataFrame(
+                {
+                    "received": pl.Series([self.pipeline.clock.now()] * frame.height, dtype=pl.Datetime("ms", "UTC")),
+                    "node": frame["node"],
+                    "reason": frame["reason"],
+                    "raw": text,
+                }
+            )
+        )
+
+    # -- subscriptions -----------------------------------------------------------------
+    def subscribe(self, owner: str) -> Subscription:
+        """Register a reader (a view in a session or a notebook)."""
+        sub = Subscription(self, owner)
+        with self._lock:
+            self._subs[sub.id] = sub
+        return sub
+
+    def _release(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subs.pop(sub.id, None)
+
+    @property
+    def subscriptions(self) -> int:
+        """Live subscriptions (zero once every session has ended)."""
+        with self._lock:
+            return len(self._subs)
+
+    def close(self) -> None:
+        """Detach from the pipeline."""
+        for undo in self._unsubscribe:
+            undo()
+        self._unsubscribe = []
+
+    # -- reads (any thread) --------------------------------------------------------------
+    @property
+    def metrics(self) -> list[str]:
+        """Numeric window columns (known after the first window)."""
+        return list(self._metrics or [])
+
+    def entities(self) -> list[str]:
+        """Entities in the retained history, sorted."""
+        rows = self.windows.latest()
+        if rows.height == 0:
+            return []
+        return sorted(rows[self.by].unique().to_list())
+
+    def top(self, metric: str, n: int) -> list[str]:
+        """The ``n`` entities with the highest ``metric`` in the latest closed window."""
+        _, rows = self.windows.since(max(0, self.windows.version - 1))
+        if rows.height == 0 or metric not in rows.columns or n <= 0:
+            return []
+        last = rows.filter(pl.col("window_start") == pl.col("window_start").max())
+        return last.sort(metric, descending=True, nulls_last=True)[self.by].head(n).to_list()
+
+    def kpis(self, *, max_age: float = 0.2) -> Kpis:
+        """Headline numbers, recomputed at most every ``max_age`` seconds (shared by sessions)."""
+        now = time.monotonic()
+        with self._lock:
+            if self._kpis is not None and now - self._kpis_at < max_age:
+                return self._kpis
+            kpis = self._compute_kpis(now)
+            self._kpis, self._kpis_at = kpis, now
+            return kpis
+
+    def _compute_kpis(self, now: float) -> Kpis:
+        p = self.pipeline
+        counts = p.counts()
+        health = p.health(stale_after=self.stale_after)
+        wall = p.clock.now()
+        ingested, dead = counts["ingested"], counts["dead_lettered"]
+        events = self._events.update(now, ingested)
+        dead_rate = self._dead.update(now, dead)
+        win = p.outputs.get(self.output)
+        wm = getattr(win, "watermark", None)
+        lateness = getattr(getattr(win, "state", None), "lateness_ms", 0)
+        newest = wm + timedelta(milliseconds=lateness) if wm is not None else None
+        stale = bool(health["stale"] or (health["error"] is not None))
+        return Kpis(
+            at=wall,
+            events_per_s=events,
+            ingested=ingested,
+            windows=getattr(getattr(win, "metrics", None), "rows_out", 0),
+            lag_s=None if newest is None else (wall - newest).total_seconds(),
+            watermark_delay_s=None if wm is None else (wall - wm).total_seconds(),
+            dead_letter_rate=dead_rate / events if events > 0 else (dead / ingested if ingested else 0.0),
+            dead_letters=dead,
+            open_alerts=None if self.alerts is None else int(self.alerts()),
+            running=health["running"],
+            stale=stale,
+            stale_since=self._last_batch_wall if stale else None,
+            source=type(p.source).__name__,
+            error=health["error"],
+        )
+
+    def nodes(self, *, max_age: float = 0.5) -> pl.DataFrame:
+        """Per-node metrics of the pipeline with the live ``rows_per_s`` (trailing 5 s)."""
+        now = time.monotonic()
+        with self._lock:
+            if self._nodes is not None and now - self._nodes_at < max_age:
+                return self._nodes
+            m = self.pipeline.metrics()
+            live = [
+                self._rates.setdefault(node, _Rate()).update(now, rows)
+                for node, rows in zip(m["node"], m["rows_in"], strict=True)
+            ]
+            self._nodes = m.with_columns(
+                pl.Series("rows_per_s", live, dtype=pl.Float64),
+                (pl.col("seconds") / pl.col("batches").clip(1) * 1000).alias("mean_batch_ms"),
+            )
+            self._nodes_at = now
+            return self._nodes
+
+    def series(self, entities: list[str], metric: str, since: int = 0) -> tuple[int, pl.DataFrame]:
+        """Window rows of ``entities`` newer than version ``since``: window_start, entity, value, fleet z.
+
+        The fleet z-score is robust: ``(value - fleet median) / (1.4826 · fleet MAD)``
+        for the same window, so a host far from its peers stands out whatever the level.
+        """
+        with self._append_lock:
+            version, rows = self.windows.since(since)
+            _, bands = self.bands.since(since)
+        if rows.height == 0 or metric not in rows.columns:
+            return version, pl.DataFrame()
+        rows = rows.filter(pl.col(self.by).is_in(entities)).select("window_start", self.by, metric)
+        if bands.height and f"{metric}__p50" in bands.columns:
+            med, mad = pl.col(f"{metric}__p50"), pl.col(f"{metric}__mad")
+            z = ((pl.col(metric) - med) / (1.4826 * mad)).fill_nan(None)
+            rows = rows.join(bands.select("window_start", med, mad), on="window_start", how="left").with_columns(
+                z.alias("z")
+            )
+        else:
+            rows = rows.with_columns(pl.lit(None, pl.Float64).alias("z"))
+        return version, rows.select("window_start", pl.col(self.by).alias("entity"), pl.col(metric).alias("value"), "z")
+
+    def __repr__(self) -> str:
+        return f"Feed(pipeline={self.pipeline.name!r}, windows={self.windows.rows}, subscriptions={self.subscriptions})"

@@ -1,0 +1,214 @@
+"""Time series of any window metric: chosen entities (or the top N) over the fleet band.
+
+The band (p5–p95 across entities, with the median) and one line per entity are fed
+through bounded ``hv.streams.Buffer`` objects with only the new rows, so a refresh
+is a streamed patch, not a re-render. Points where an entity is a fleet outlier
+(robust z-score at or above ``threshold``) are marked by the anomaly overlay.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import time
+from typing import Any
+
+import holoviews as hv
+import pandas as pd
+import panel as pn
+import param
+import polars as pl
+
+from workbench.views.anomaly import anomaly_marks
+from workbench.views.base import LiveView
+from workbench.views.feed import Feed, unit_of
+
+__all__ = ["MetricSeries"]
+
+BAND_COLOR, MEDIAN_COLOR = "#8fa9c8", "#34495e"
+
+
+def _pandas(frame: pl.DataFrame) -> pd.DataFrame:
+    """Naive-UTC pandas for Bokeh (it has no time zones)."""
+    if frame.height == 0:
+        return pd.DataFrame()
+    tz = [c for c, t in frame.schema.items() if isinstance(t, pl.Datetime) and t.time_zone]
+    return frame.with_columns(pl.col(tz).dt.replace_time_zone(None)).to_pandas()
+
+
+def _empty(columns: list[str]) -> pd.DataFrame:
+    data: dict[str, Any] = {"window_start": pd.Series(dtype="datetime64[ms]")}
+    data.update({c: pd.Series(dtype="float64") for c in columns if c != "window_start"})
+    return pd.DataFrame(data)
+
+
+class MetricSeries(LiveView):
+    """A window metric over time: entity lines, fleet band, and fleet-outlier marks."""
+
+    metric = param.Selector(  # type: ignore[var-annotated]
+        default="cpu_mean", objects=["cpu_mean"], doc="Window metric to plot."
+    )
+    entities = param.ListSelector(default=[], objects=[], doc="Entities to draw; empty means the top N.")
+    top_n = param.Integer(
+        default=5, bounds=(0, 20), doc="With no entity chosen, draw the N highest (re-ranked every minute)."
+    )
+    band = param.Boolean(default=True, doc="Show the fleet median and p5–p95 band.")
+    threshold = param.Number(
+        default=3.5, bounds=(1.0, 20.0), step=0.5, doc="Mark points with |fleet z| at or above this."
+    )
+    history = param.Integer(default=360, bounds=(10, 5000), doc="Windows kept on the chart.")
+
+    def __init__(self, feed: Feed, **params: Any) -> None:
+        super().__init__(feed, **params)
+        self._band_seen = 0
+        self._line_seen = 0
+        self._ranked_at = 0.0
+        self._drawn: list[str] = []
+        self._band_buf: hv.streams.Buffer | None = None
+        self._line_bufs: dict[str, hv.streams.Buffer] = {}
+        self._marks_buf: hv.streams.Buffer | None = None
+        self.pane = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=320)
+        self.caption = pn.pane.Markdown("", margin=(0, 10), styles={"font-size": "12px", "opacity": "0.75"})
+
+    # -- layout -----------------------------------------------------------------------
+    def _build(self) -> Any:
+        self._sync_options()
+        self._rebuild()
+        return pn.Column(self.pane, self.caption, sizing_mode="stretch_width")
+
+    def _sync_options(self) -> None:
+        metrics = self.feed.metrics
+        if metrics and list(self.param["metric"].objects) != metrics:
+            self.param["metric"].objects = metrics
+            if self.metric not in metrics:
+                self.metric = "cpu_mean" if "cpu_mean" in metrics else metrics[0]
+        entities = self.feed.entities()
+        if entities and len(entities) != len(self.param["entities"].objects):
+            self.param["entities"].objects = entities
+
+    def _targets(self) -> list[str]:
+        return list(self.entities) if self.entities else self.feed.top(self.metric, self.top_n)
+
+    @param.depends("metric", "entities", "band", "threshold", "history", watch=True)
+    def _rebuild(self) -> None:
+        """New buffers and plot for the current choices, filled from the feed's history."""
+        self._drawn = self._targets()
+        self._ranked_at = time.monotonic()
+        m, unit = self.metric, unit_of(self.metric)
+        self._band_buf = hv.streams.Buffer(_empty(["low", "median", "high"]), length=self.history, index=False)
+        self._line_bufs = {
+            e: hv.streams.Buffer(_empty(["value", "z"]), length=self.history, index=False) for e in self._drawn
+        }
+        self._marks_buf = hv.streams.Buffer(
+            _empty(["value", "z"]).assign(entity=pd.Series(dtype=str)), length=self.history, index=False
+        )
+        layers = []
+        if self.band:
+            layers.append(
+                hv.DynamicMap(
+                    lambda data: hv.Area(data, "window_start", ["low", "high"], label="fleet p5–p95").opts(
+                        color=BAND_COLOR, alpha=0.35, line_alpha=0
+                    ),
+                    streams=[self._band_buf],
+                )
+            )
+            layers.append(
+                hv.DynamicMap(
+                    lambda data: hv.Curve(data, "window_start", "median", label="fleet median").opts(
+                        color=MEDIAN_COLOR, line_dash="dashed", line_width=1.5
+                    ),
+                    streams=[self._band_buf],
+                )
+            )
+        for e, buf in self._line_bufs.items():
+            layers.append(
+                hv.DynamicMap(
+                    functools.partial(
+                        lambda data, label: hv.Curve(data, "window_start", ["value", "z"], label=label).opts(
+                            line_width=2, tools=["hover"]
+                        ),
+                        label=e,
+                    ),
+                    streams=[buf],
+                )
+            )
+        threshold = self.threshold
+        layers.append(
+            hv.DynamicMap(
+                lambda data: anomaly_marks(
+                    data, threshold=threshold, vdims=["entity"], label=f"|fleet z| ≥ {threshold:g}"
+                ),
+                streams=[self._marks_buf],
+            )
+        )
+        who = ", ".join(self._drawn) if self._drawn else "no entity yet"
+        title = f"{m} ({unit})" if unit else m
+        overlay = functools.reduce(operator.mul, layers).opts(
+            hv.opts.Overlay(
+                responsive=True,
+                min_height=320,
+                title=title,
+                xlabel="window start (UTC)",
+                ylabel=f"{m} [{unit}]" if unit else m,
+                legend_position="right",
+                show_grid=True,
+                framewise=True,
+            )
+        )
+        self.pane.object = overlay
+        pick = "chosen" if self.entities else f"top {self.top_n} by {m} in the latest window"
+        self.caption.object = f"Lines: {pick} — {who}. Band: fleet p5–p95 and median across all entities."
+        self._band_seen = 0
+        self._line_seen = 0
+        self._push()
+
+    # -- data -------------------------------------------------------------------------
+    def _push(self) -> None:
+        """Send what is new since the last push to the buffers."""
+        m = self.metric
+        version, bands = self.feed.bands.since(self._band_seen)
+        if bands.height and f"{m}__p50" in bands.columns and self._band_buf is not None:
+            band = bands.select(
+                "window_start",
+                pl.col(f"{m}__p05").alias("low"),
+                pl.col(f"{m}__p50").alias("median"),
+                pl.col(f"{m}__p95").alias("high"),
+            ).tail(self.history)
+            self._band_buf.send(_pandas(band))
+        self._band_seen = version
+        if self._drawn:
+            version, rows = self.feed.series(self._drawn, m, since=self._line_seen)
+            if rows.height:
+                rows = rows.sort("window_start")
+                frame = _pandas(rows)
+                for e, part in frame.groupby("entity", sort=False):
+                    if e in self._line_bufs:
+                        self._line_bufs[e].send(part[["window_start", "value", "z"]].tail(self.history))
+                marks = frame[frame["z"].abs() >= self.threshold]
+                if len(marks) and self._marks_buf is not None:
+                    self._marks_buf.send(marks[["window_start", "value", "z", "entity"]])
+            self._line_seen = version
+
+    def refresh(self) -> None:
+        """Stream new windows; re-rank the top N once a minute."""
+        if not self.feed.metrics:
+            return
+        if not self.param["metric"].objects or len(self.param["metric"].objects) == 1:
+            self._sync_options()
+        if not self._drawn or (not self.entities and time.monotonic() - self._ranked_at > 60):
+            self._sync_options()
+            if self._targets() != self._drawn:
+                self._rebuild()
+                return
+            self._ranked_at = time.monotonic()
+        self._push()
+
+    @property
+    def drawn(self) -> list[str]:
+        """Entities drawn now."""
+        return list(self._drawn)
+
+    @property
+    def points(self) -> int:
+        """Band points held (grows as windows close)."""
+        return 0 if self._band_buf is None else len(self._band_buf.data)

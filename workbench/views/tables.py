@@ -1,0 +1,134 @@
+"""Live tables: the latest closed windows, and the dead letters with their reasons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import panel as pn
+import param
+import polars as pl
+
+from workbench.views.base import LiveView
+from workbench.views.feed import Feed, unit_of
+from workbench.views.series import _pandas
+
+__all__ = ["DeadLetters", "LatestWindows"]
+
+
+def reason_kind(reason: pl.Expr) -> pl.Expr:
+    """The reason with its values taken out, for counting (``field 'cpu' must be a number``)."""
+    return (
+        reason.str.replace_all(r"\d[\d,._:+TZ-]*", "N")
+        .str.split(", not ")
+        .list.first()
+        .str.split(": ")
+        .list.first()
+        .str.slice(0, 80)
+    )
+
+
+class LatestWindows(LiveView):
+    """A Tabulator of the latest closed window: one row per entity, sorted by ``sort_by``."""
+
+    sort_by = param.Selector(  # type: ignore[var-annotated]
+        default="cpu_mean", objects=["cpu_mean"], doc="Column to sort by (highest first)."
+    )
+    rows = param.Integer(default=200, bounds=(10, 5000), doc="Rows shown.")
+
+    def __init__(self, feed: Feed, **params: Any) -> None:
+        super().__init__(feed, **params)
+        self._seen = -1
+        self.table = pn.widgets.Tabulator(
+            None,
+            disabled=True,
+            show_index=False,
+            sizing_mode="stretch_width",
+            height=360,
+            layout="fit_data_fill",
+            theme="simple",
+            frozen_columns=[feed.by],
+        )
+
+    def _build(self) -> Any:
+        return self.table
+
+    @param.depends("sort_by", "rows", watch=True)
+    def _resort(self) -> None:
+        self._seen = -1
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Show the newest window when one has closed."""
+        metrics = self.feed.metrics
+        if metrics and list(self.param["sort_by"].objects) != metrics:
+            self.param["sort_by"].objects = metrics
+        version = self.feed.windows.version
+        if version == self._seen:
+            return
+        self._seen = version
+        _, rows = self.feed.windows.since(max(0, version - 1))
+        if rows.height == 0:
+            return
+        last = rows.filter(pl.col("window_start") == pl.col("window_start").max())
+        if self.sort_by in last.columns:
+            last = last.sort(self.sort_by, descending=True, nulls_last=True)
+        frame = _pandas(last.head(self.rows))
+        self.table.value = frame
+        self.table.formatters = {
+            c: {"type": "money", "precision": 3 if unit_of(c) == "share" else 1, "symbol": ""}
+            for c in frame.columns
+            if frame[c].dtype.kind == "f"
+        }
+        self.table.titles = {c: f"{c} [{unit_of(c)}]" for c in frame.columns if unit_of(c)}
+
+
+class DeadLetters(LiveView):
+    """Dead letters as they arrive — node, reason and the raw record — with counts by kind of reason."""
+
+    rows = param.Integer(default=500, bounds=(10, 2000), doc="Rows kept in the table (newest at the bottom).")
+
+    def __init__(self, feed: Feed, **params: Any) -> None:
+        super().__init__(feed, **params)
+        self._seen = 0
+        self.table = pn.widgets.Tabulator(
+            None,
+            disabled=True,
+            show_index=False,
+            sizing_mode="stretch_width",
+            height=360,
+            layout="fit_columns",
+            theme="simple",
+            widths={"received": 90, "node": 90, "reason": 360},
+        )
+        self.kinds = pn.widgets.Tabulator(
+            None, disabled=True, show_index=False, height=360, width=380, layout="fit_data_stretch", theme="simple"
+        )
+
+    def _build(self) -> Any:
+        return pn.Row(self.table, self.kinds, sizing_mode="stretch_width")
+
+    @property
+    def shown(self) -> int:
+        """Dead letters in the table now."""
+        return 0 if self.table.value is None else len(self.table.value)
+
+    def refresh(self) -> None:
+        """Append new dead letters (bounded by ``rows``) and recount the kinds."""
+        version, new = self.feed.dead_letter.since(self._seen)
+        if new.height == 0:
+            return
+        first = self._seen == 0 or self.table.value is None
+        self._seen = version
+        frame = _pandas(new.tail(self.rows).with_columns(pl.col("received").dt.strftime("%H:%M:%S")))
+        if first:
+            self.table.value = frame
+        else:
+            self.table.stream(frame, rollover=self.rows, follow=True)
+        kinds = (
+            self.feed.dead_letter.latest()
+            .group_by(reason_kind(pl.col("reason")).alias("reason (kind)"))
+            .len("count")
+            .sort("count", descending=True)
+            .head(15)
+        )
+        self.kinds.value = kinds.to_pandas()
