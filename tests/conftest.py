@@ -48,6 +48,9 @@ def metric_lines():
     return lambda n, **kw: b"".join(line(metric(i, **kw)) for i in range(n))
 
 
+SESSION_ARGS = ["--check-unused-sessions", "1000", "--unused-session-lifetime", "1000"]
+
+
 @pytest.fixture(scope="session")
 def served_monitor():
     """``workbench serve`` on a free port; yields the /monitor URL once it answers."""
@@ -58,7 +61,8 @@ def served_monitor():
     artifacts.mkdir(exist_ok=True)
     log = open(artifacts / "serve.log", "wb")  # noqa: SIM115 - closed after the server stops
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workbench.cli", "serve", "--port", str(port)],
+        # ended sessions are freed within ~2 s here (the multi-session test counts them)
+        [sys.executable, "-m", "workbench.cli", "serve", "--port", str(port), "--", *SESSION_ARGS],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -37,6 +37,17 @@ class LiveView(pn.viewable.Viewer):
         self._callback: Any = None
         self._layout: Any = None
 
+    def _choices(self, name: str, options: list[str], value: str | None = None) -> None:
+        """Offer ``options`` for the Selector ``name`` (this view only), keeping or setting its value."""
+        options = list(options)
+        current = value if value is not None else getattr(self, name)
+        if current not in options:
+            options.append(current)  # a metric the feed has not shown yet stays selectable
+        if list(self.param[name].objects) != options:
+            self.param[name].objects = options
+        if getattr(self, name) != current:
+            setattr(self, name, current)
+
     # -- to implement ---------------------------------------------------------------
     def _build(self) -> Any:
         """Create the panes once; return the layout."""

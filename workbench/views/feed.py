@@ -141,6 +141,8 @@ class Feed:
         Seconds without a batch after which the data is called stale.
     alerts
         Callable returning the number of open alerts, if alerting is configured.
+    max_entities
+        Entities offered to selectors (the most recently seen are kept).
     """
 
     def __init__(
@@ -153,6 +155,7 @@ class Feed:
         dead_letter_rows: int = 2_000,
         stale_after: float = 10.0,
         alerts: Any = None,
+        max_entities: int = 10_000,
     ) -> None:
         self.pipeline = pipeline
         self.output = output
@@ -163,6 +166,9 @@ class Feed:
         self.bands = LiveFrame(max_rows=max(1_000, history_rows // 20))
         self.dead_letter = LiveFrame(max_rows=dead_letter_rows)
         self._metrics: list[str] | None = None
+        self.max_entities = max_entities
+        self._seen_entities: dict[str, Any] = {}
+        self._entity_list: list[str] = []
         self._lock = threading.Lock()
         self._append_lock = threading.Lock()
         self._subs: dict[int, Subscription] = {}
@@ -194,9 +200,21 @@ class Feed:
                 if t.is_numeric() and c not in (self.by, "window_start", "window_end")
             ]
         band = self._band(frame)
+        self._note_entities(frame)
         with self._append_lock:  # one band frame per window frame: versions stay in step
             self.windows.append(frame)
             self.bands.append(band)
+
+    def _note_entities(self, frame: pl.DataFrame) -> None:
+        """Remember entities by the newest window they appeared in (at most ``max_entities``)."""
+        latest = frame.group_by(self.by).agg(pl.col("window_start").max())
+        seen = self._seen_entities
+        for entity, start in latest.iter_rows():
+            seen.pop(entity, None)
+            seen[entity] = start  # insertion order = recency
+        while len(seen) > self.max_entities:
+            seen.pop(next(iter(seen)))
+        self._entity_list = sorted(seen)
 
     def _band(self, frame: pl.DataFrame) -> pl.DataFrame:
         aggs = []
@@ -257,11 +275,8 @@ class Feed:
         return list(self._metrics or [])
 
     def entities(self) -> list[str]:
-        """Entities in the retained history, sorted."""
-        rows = self.windows.latest()
-        if rows.height == 0:
-            return []
-        return sorted(rows[self.by].unique().to_list())
+        """Entities seen (the ``max_entities`` most recent), sorted."""
+        return list(self._entity_list)
 
     def top(self, metric: str, n: int) -> list[str]:
         """The ``n`` entities with the highest ``metric`` in the latest closed window."""

@@ -38,12 +38,15 @@ class EntityHeatmap(LiveView):
     )
 
     def __init__(self, feed: Feed, **params: Any) -> None:
+        chosen = params.pop("metric", None)
         super().__init__(feed, **params)
         self._seen = -1
         self._pipe = hv.streams.Pipe(data=self._frame())
         self.pane = pn.pane.HoloViews(
             hv.DynamicMap(self._plot, streams=[self._pipe]), sizing_mode="stretch_width", min_height=360
         )
+
+        self._choices("metric", feed.metrics, chosen)
 
     def _frame(self) -> Any:
         rows = self.feed.windows.latest()
@@ -78,6 +81,7 @@ class EntityHeatmap(LiveView):
             yaxis="left",
             fontsize={"yticks": 8},
             xformatter=_CLOCK,
+            xticks=4,
         )
 
     def _build(self) -> Any:
@@ -91,8 +95,8 @@ class EntityHeatmap(LiveView):
     def refresh(self) -> None:
         """Redraw when a window has closed since the last draw."""
         metrics = self.feed.metrics
-        if metrics and list(self.param["metric"].objects) != metrics:
-            self.param["metric"].objects = metrics
+        if metrics:
+            self._choices("metric", metrics)
         version = self.feed.windows.version
         if version != self._seen:
             self._seen = version

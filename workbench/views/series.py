@@ -29,11 +29,14 @@ BAND_COLOR, MEDIAN_COLOR = "#8fa9c8", "#34495e"
 
 
 def _pandas(frame: pl.DataFrame) -> pd.DataFrame:
-    """Naive-UTC pandas for Bokeh (it has no time zones)."""
-    if frame.height == 0:
-        return pd.DataFrame()
+    """Naive-UTC pandas for Bokeh (it has no time zones); an empty frame keeps its columns."""
     tz = [c for c, t in frame.schema.items() if isinstance(t, pl.Datetime) and t.time_zone]
     return frame.with_columns(pl.col(tz).dt.replace_time_zone(None)).to_pandas()
+
+
+def _name_figure(plot: Any, _element: Any) -> None:
+    """Name the Bokeh figure, so scripts and browser tests can find the series plot."""
+    plot.state.name = "wb-series"
 
 
 def _empty(columns: list[str]) -> pd.DataFrame:
@@ -59,6 +62,7 @@ class MetricSeries(LiveView):
     history = param.Integer(default=360, bounds=(10, 5000), doc="Windows kept on the chart.")
 
     def __init__(self, feed: Feed, **params: Any) -> None:
+        chosen = params.pop("metric", None)
         super().__init__(feed, **params)
         self._band_seen = 0
         self._line_seen = 0
@@ -70,21 +74,21 @@ class MetricSeries(LiveView):
         self.pane = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=320)
         self.caption = pn.pane.Markdown("", margin=(0, 10), styles={"font-size": "12px", "opacity": "0.75"})
 
-    # -- layout -----------------------------------------------------------------------
+        # -- layout -----------------------------------------------------------------------
+        self._choices("metric", feed.metrics, chosen)
+
     def _build(self) -> Any:
         self._sync_options()
         self._rebuild()
         return pn.Column(self.pane, self.caption, sizing_mode="stretch_width")
 
     def _sync_options(self) -> None:
-        metrics = self.feed.metrics
-        if metrics and list(self.param["metric"].objects) != metrics:
-            self.param["metric"].objects = metrics
-            if self.metric not in metrics:
-                self.metric = "cpu_mean" if "cpu_mean" in metrics else metrics[0]
+        if self.feed.metrics:
+            self._choices("metric", self.feed.metrics)
         entities = self.feed.entities()
-        if entities and len(entities) != len(self.param["entities"].objects):
-            self.param["entities"].objects = entities
+        options = [*entities, *(e for e in self.entities if e not in entities)]
+        if options and options != list(self.param["entities"].objects):
+            self.param["entities"].objects = options
 
     def _targets(self) -> list[str]:
         return list(self.entities) if self.entities else self.feed.top(self.metric, self.top_n)
@@ -153,6 +157,7 @@ class MetricSeries(LiveView):
                 legend_position="right",
                 show_grid=True,
                 framewise=True,
+                hooks=[_name_figure],
             )
         )
         self.pane.object = overlay
@@ -193,10 +198,8 @@ class MetricSeries(LiveView):
         """Stream new windows; re-rank the top N once a minute."""
         if not self.feed.metrics:
             return
-        if not self.param["metric"].objects or len(self.param["metric"].objects) == 1:
-            self._sync_options()
+        self._sync_options()
         if not self._drawn or (not self.entities and time.monotonic() - self._ranked_at > 60):
-            self._sync_options()
             if self._targets() != self._drawn:
                 self._rebuild()
                 return

@@ -36,6 +36,7 @@ class LatestWindows(LiveView):
     rows = param.Integer(default=200, bounds=(10, 5000), doc="Rows shown.")
 
     def __init__(self, feed: Feed, **params: Any) -> None:
+        chosen = params.pop("sort_by", None)
         super().__init__(feed, **params)
         self._seen = -1
         self.table = pn.widgets.Tabulator(
@@ -49,6 +50,8 @@ class LatestWindows(LiveView):
             frozen_columns=[feed.by],
         )
 
+        self._choices("sort_by", feed.metrics, chosen)
+
     def _build(self) -> Any:
         return self.table
 
@@ -60,8 +63,8 @@ class LatestWindows(LiveView):
     def refresh(self) -> None:
         """Show the newest window when one has closed."""
         metrics = self.feed.metrics
-        if metrics and list(self.param["sort_by"].objects) != metrics:
-            self.param["sort_by"].objects = metrics
+        if metrics:
+            self._choices("sort_by", metrics)
         version = self.feed.windows.version
         if version == self._seen:
             return
@@ -98,7 +101,7 @@ class DeadLetters(LiveView):
             height=360,
             layout="fit_columns",
             theme="simple",
-            widths={"received": 90, "node": 90, "reason": 360},
+            widths={"received": 80, "node": 80, "reason": 320},
         )
         self.kinds = pn.widgets.Tabulator(
             None, disabled=True, show_index=False, height=360, width=380, layout="fit_data_stretch", theme="simple"
@@ -130,5 +133,6 @@ class DeadLetters(LiveView):
             .len("count")
             .sort("count", descending=True)
             .head(15)
+            .select("count", "reason (kind)")
         )
         self.kinds.value = kinds.to_pandas()

@@ -1,0 +1,65 @@
+"""Playwright helpers for the served app (Debian chromium; Playwright never downloads a browser)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+# Reads the Bokeh documents of the page: the legend labels of each time-series figure, and
+# the fleet-median point count.
+PLOT_STATE = """() => {
+  const out = {legends: [], band_points: 0};
+  const get = (d, k) => (d instanceof Map ? d.get(k) : d[k]);
+  for (const doc of Bokeh.documents) for (const m of doc.all_models) {
+    const kind = m.constructor.__name__;
+    if (m.name === 'wb-series') {
+      const panels = [...m.center, ...m.right, ...m.left, ...m.above, ...m.below];
+      const legends = panels.filter(r => r.constructor.__name__ === 'Legend');
+      out.legends.push(legends.flatMap(l => l.items.map(i => i.label && (i.label.value ?? i.label))));
+    }
+    if (kind === 'ColumnDataSource') {
+      const col = get(m.data, 'median');  // the fleet-median line of the time series
+      if (col !== undefined) out.band_points = Math.max(out.band_points, col.length);
+    }
+  }
+  return out;
+}"""
+
+
+def launch(playwright):
+    """Debian's chromium, headless."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is missing: `make test` installs it (apt-get install chromium)")
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+
+
+def health(base: str, *, gc: bool = False) -> dict:
+    """The server's /workbench/health JSON (any status)."""
+    url = f"{base}/workbench/health" + ("?gc=1" if gc else "")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:  # 503 still carries the JSON body
+        return json.loads(e.read())
+
+
+def kpi(page, title: str) -> str:
+    """Text of a KPI card's value."""
+    return page.locator(".wb-kpi-card", has_text=title).locator(".wb-kpi-value").first.inner_text()
+
+
+def number(text: str) -> float:
+    """A KPI value as a number ("1,234" → 1234.0, "–" → 0)."""
+    cleaned = text.replace(",", "").replace("%", "").replace("s", "").strip()
+    try:
+        return float(cleaned)
+    except ValueError:
+        return 0.0
