@@ -2,12 +2,14 @@
 
 It reports what an operator (or a load balancer, or our multi-session test) needs:
 the live pipeline and how many pipeline objects exist in the process, its health
-and counts, the feed's live subscriptions, the Bokeh sessions, and the process's
-RSS and CPU time. ``?gc=1`` runs a garbage collection first (for memory checks).
+and counts, the feed's live subscriptions (by kind of view), the Bokeh server's sessions, and the process's
+RSS and CPU time. ``?gc=1`` runs a garbage collection and trims the heap first (for memory checks).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import json
 import os
@@ -18,14 +20,21 @@ from tornado.web import RequestHandler
 
 from workbench.apps.live import current
 from workbench.pipeline import Pipeline
+from workbench.views.base import LiveView
 
-__all__ = ["ROUTES", "HealthHandler", "process_stats"]
+__all__ = ["ROUTES", "HealthHandler", "process_stats", "trim"]
 
 
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         pages = int(f.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def trim() -> None:
+    """Give freed heap pages back to the OS (glibc keeps them otherwise, so RSS never falls)."""
+    with contextlib.suppress(OSError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def process_stats() -> dict[str, Any]:
@@ -40,13 +49,15 @@ class HealthHandler(RequestHandler):
     def get(self) -> None:  # noqa: D102
         if self.get_argument("gc", "0") == "1":
             gc.collect()
-        from panel import state
-
+            trim()
         live = current()
+        apps = getattr(self.application, "applications", {})  # the Bokeh server's application contexts
         body: dict[str, Any] = {
             "process": process_stats(),
             "pipelines_in_process": Pipeline.instances(),
-            "sessions": state.session_info.get("live", 0),
+            "sessions": sum(len(list(ctx.sessions)) for ctx in apps.values()),
+            "views_alive": LiveView.alive(),
+            "python_objects": len(gc.get_objects()),
         }
         status = 200
         if live is not None:
@@ -55,6 +66,7 @@ class HealthHandler(RequestHandler):
                 "pipeline": {"name": live.pipeline.name, "id": id(live.pipeline), **health},
                 "counts": live.pipeline.counts(),
                 "subscriptions": live.feed.subscriptions,
+                "subscribers": live.feed.subscribers(),
                 "windows_held": live.feed.windows.rows,
             }
             status = 503 if (health["error"] or health["stale"]) else 200

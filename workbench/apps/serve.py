@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,4 +65,19 @@ def serve(**kwargs) -> int:
     extra = kwargs.pop("extra", None) or []
     cmd = serve_command(extra=[a for a in extra if a != "--"], **kwargs)
     print("serving:", " ".join(cmd), flush=True)  # noqa: T201 - the CLI tells the user what runs
-    return subprocess.call(cmd)
+    return subprocess.call(cmd, env=server_env())
+
+
+def server_env() -> dict[str, str]:
+    """The server's environment: memory freed when sessions end goes back to the OS.
+
+    Python's small-object allocator keeps an arena while one object in it lives, so a
+    burst of sessions leaves RSS high long after they end; with ``PYTHONMALLOC=malloc``,
+    Arrow's buffers (the pandas frames sent to the browser) on the system allocator,
+    and two glibc arenas, the heap trim done after sessions end can return it.
+    """
+    env = dict(os.environ)
+    env.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    env.setdefault("PYTHONMALLOC", "malloc")
+    env.setdefault("MALLOC_ARENA_MAX", "2")
+    return env

@@ -10,7 +10,8 @@ all its views. Its subscription is released when the browser session ends, or by
 
 from __future__ import annotations
 
-from typing import Any
+import weakref
+from typing import Any, ClassVar
 
 import holoviews as hv
 import holoviews.plotting.bokeh  # noqa: F401 - registers the Bokeh backend for every view
@@ -27,15 +28,23 @@ class LiveView(pn.viewable.Viewer):
 
     refresh_hz = param.Number(default=2.0, bounds=(0.2, 4.0), doc="Updates per second (at most 4, latest wins).")
 
+    _alive: ClassVar[weakref.WeakSet[LiveView]] = weakref.WeakSet()
+
     def __init__(self, feed: Feed, **params: Any) -> None:
         super().__init__(**params)
         if hv.Store.current_backend != "bokeh" or not hasattr(hv.opts, "Overlay"):
             hv.Store.set_current_backend("bokeh")  # makes the option builders (hv.opts.Curve, …) available
         self.feed = feed
+        LiveView._alive.add(self)
         self.managed = False  # True when a dashboard refreshes this view
         self.subscription: Subscription | None = None
         self._callback: Any = None
         self._layout: Any = None
+
+    @classmethod
+    def alive(cls) -> int:
+        """Live view objects in this process (they must not pile up as sessions come and go)."""
+        return len(cls._alive)
 
     def _choices(self, name: str, options: list[str], value: str | None = None) -> None:
         """Offer ``options`` for the Selector ``name`` (this view only), keeping or setting its value."""

@@ -26,7 +26,7 @@ __all__ = ["Dashboard"]
 class Dashboard(LiveView):
     """Every live view of one feed; the time series' metric drives the heatmap and the table."""
 
-    refresh_hz = param.Number(default=2.0, bounds=(0.2, 4.0), doc="Updates per second (at most 4, latest wins).")
+    refresh_hz = param.Number(default=1.0, bounds=(0.2, 4.0), doc="Updates per second (at most 4, latest wins).")
 
     def __init__(self, feed: Feed, **params: Any) -> None:
         super().__init__(feed, **params)
@@ -76,15 +76,20 @@ class Dashboard(LiveView):
             pn.Card(self.series._layout, title="Time series", collapsible=False, sizing_mode="stretch_width"),
             pn.Row(
                 pn.Card(self.heatmap._layout, title="Heatmap", collapsible=False, sizing_mode="stretch_width"),
-                pn.Card(self.pipeline._layout, title="Pipeline", collapsible=False, sizing_mode="stretch_width"),
+                pn.Card(
+                    pn.Tabs(
+                        ("Latest windows", self.latest._layout),
+                        ("Dead letters", self.dead._layout),
+                        sizing_mode="stretch_width",
+                        dynamic=False,
+                    ),
+                    title="Records",
+                    collapsible=False,
+                    width=560,
+                ),
                 sizing_mode="stretch_width",
             ),
-            pn.Tabs(
-                ("Latest windows", self.latest._layout),
-                ("Dead letters", self.dead._layout),
-                sizing_mode="stretch_width",
-                dynamic=False,
-            ),
+            pn.Card(self.pipeline._layout, title="Pipeline", collapsible=False, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
 

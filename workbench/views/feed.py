@@ -262,6 +262,12 @@ class Feed:
         with self._lock:
             return len(self._subs)
 
+    def subscribers(self) -> dict[str, int]:
+        """Live subscriptions by owner (the kind of view)."""
+        with self._lock:
+            owners = [s.owner for s in self._subs.values()]
+        return {o: owners.count(o) for o in sorted(set(owners))}
+
     def close(self) -> None:
         """Detach from the pipeline."""
         for undo in self._unsubscribe:
@@ -343,6 +349,13 @@ class Feed:
             )
             self._nodes_at = now
             return self._nodes
+
+    def since(self, version: int) -> tuple[int, pl.DataFrame, pl.DataFrame]:
+        """Window rows and their fleet bands appended after ``version`` (read together), and the version."""
+        with self._append_lock:
+            current, rows = self.windows.since(version)
+            _, bands = self.bands.since(version)
+        return current, rows, bands
 
     def series(self, entities: list[str], metric: str, since: int = 0) -> tuple[int, pl.DataFrame]:
         """Window rows of ``entities`` newer than version ``since``: window_start, entity, value, fleet z.

@@ -1,134 +1,134 @@
-"""The pipeline view: the node graph with per-node rows/s, batch latency, state size and watermark."""
+"""The pipeline view: the node graph, each node with its rows/s, batch latency, state size and watermark.
+
+Drawn as one SVG (text and lines in ``currentColor``, so it follows the light or
+dark theme) and redrawn at most once a second, only when a number changed — far
+cheaper per session than re-rendering a plot.
+
+Examples
+--------
+>>> from workbench.testing import FrameSource, server_metrics_frame
+>>> from workbench import Pipeline, Tumbling
+>>> from workbench.views.feed import Feed
+>>> p = Pipeline(FrameSource([server_metrics_frame(100)]), name="doc-graph")
+>>> _ = p.standard("server_metrics", Tumbling("10s"))
+>>> svg = pipeline_svg(Feed(p))
+>>> svg.startswith("<svg") and "dedupe" in svg and "dead_letter" in svg
+True
+"""
 
 from __future__ import annotations
 
+import html
 import time
 from typing import Any
 
-import holoviews as hv
-import pandas as pd
 import panel as pn
 import param
-import polars as pl
 
 from workbench.views.base import LiveView
 from workbench.views.feed import Feed
 
-__all__ = ["PipelineView"]
+__all__ = ["PipelineView", "pipeline_svg"]
 
-_SIDE = ("dead_letter", "late", "duplicates")
+_W, _H, _GAP, _SIDE_H = 168, 84, 34, 46
+_FEEDS = {"dead_letter": ("decode", "validate"), "duplicates": ("dedupe",), "late": ("window",)}
+_MAIN_FILL, _SIDE_FILL, _BAD = "rgba(76,120,168,.16)", "rgba(228,87,86,.14)", "#c62828"
 
 
-def _layout(nodes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Nodes on a line (source → … → output) and the side outputs below it."""
-    main = ["source", *nodes, "windows"]
-    x = {name: float(i) for i, name in enumerate(main)}
-    feeds = {"dead_letter": ("decode", "validate"), "duplicates": ("dedupe",), "late": ("window",)}
-    rows = [(name, x[name], 1.0, "main") for name in main]
-    edges = [(a, b) for a, b in zip(main, main[1:], strict=False)]
-    for side in _SIDE:
-        sources = [s for s in feeds[side] if s in x]
-        if sources:  # below the node(s) that feed it
-            rows.append((side, sum(x[s] for s in sources) / len(sources), 0.0, "side"))
-            edges += [(s, side) for s in sources]
-    pos = pd.DataFrame(rows, columns=["name", "x", "y", "kind"])
-    return pos, pd.DataFrame(edges, columns=["start", "end"])
+def _fmt(n: float) -> str:
+    for unit, size in (("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:.0f}"
+
+
+def _box(x: float, y: float, w: float, h: float, fill: str, stroke: str, lines: list[str]) -> str:
+    out = [f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="8" fill="{fill}" stroke="{stroke}" />']
+    for i, text in enumerate(lines):
+        weight = ' font-weight="600"' if i == 0 else ' opacity=".8"'
+        size = 13 if i == 0 else 12
+        out.append(f'<text x="{x + 10}" y="{y + 20 + 16 * i}" font-size="{size}"{weight}>{html.escape(text)}</text>')
+    return "".join(out)
+
+
+def _arrow(x1: float, y1: float, x2: float, y2: float) -> str:
+    return (
+        f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="currentColor" stroke-opacity=".45" '
+        'marker-end="url(#wb-arrow)" />'
+    )
+
+
+def pipeline_svg(feed: Feed) -> str:
+    """The graph of ``feed``'s pipeline as an SVG string."""
+    nodes = feed.nodes()
+    k = feed.kpis()
+    counts = feed.pipeline.counts()
+    main: list[tuple[str, list[str], bool]] = [
+        (k.source, [k.source, f"{_fmt(k.events_per_s)} events/s", f"{_fmt(k.ingested)} ingested"], not k.running)
+    ]
+    for row in nodes.iter_rows(named=True):
+        wm = row["watermark"]
+        lines = [
+            row["node"],
+            f"{_fmt(row['rows_per_s'])} rows/s · {row['last_batch_ms']:.1f} ms",
+            f"state {_fmt(row['state_size'])} · in {_fmt(row['rows_in'])}",
+        ]
+        if wm is not None:
+            lines.append(f"watermark {wm:%H:%M:%S}")
+        main.append((row["node"], lines, row["errors"] > 0))
+    main.append(("windows", ["windows (output)", f"{_fmt(k.windows)} rows"], False))
+    side = {"dead_letter": counts["dead_lettered"], "duplicates": counts["duplicates"], "late": counts["late"]}
+
+    width = len(main) * (_W + _GAP) - _GAP + 20
+    height = _H + 40 + _SIDE_H + 20
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
+        f'style="max-width:{width}px;color:inherit;font-family:inherit" fill="currentColor">',
+        '<defs><marker id="wb-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
+        'orient="auto-start-reverse">'
+        '<path d="M0,0 L10,5 L0,10 z" fill="currentColor" fill-opacity=".55"/></marker></defs>',
+    ]
+    x_of: dict[str, float] = {}
+    for i, (name, lines, bad) in enumerate(main):
+        x: float = 10 + i * (_W + _GAP)
+        x_of[name] = x
+        parts.append(_box(x, 10, _W, _H, _MAIN_FILL, _BAD if bad else "rgba(76,120,168,.7)", lines))
+        if i:
+            parts.append(_arrow(x - _GAP, 10 + _H / 2, x - 2, 10 + _H / 2))
+    y_side = 10 + _H + 40
+    for name, sources in _FEEDS.items():
+        xs = [x_of[s] for s in sources if s in x_of]
+        if not xs:
+            continue
+        x = sum(xs) / len(xs) + 10
+        parts.append(
+            _box(x, y_side, _W - 20, _SIDE_H, _SIDE_FILL, "rgba(228,87,86,.7)", [name, f"{side[name]:,} rows"])
+        )
+        for sx in xs:
+            parts.append(_arrow(sx + _W / 2, 10 + _H, x + (_W - 20) / 2, y_side - 2))
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 class PipelineView(LiveView):
-    """The graph of the running pipeline and a table of its node metrics, refreshed at ≤ 1 Hz."""
+    """The graph of the running pipeline with live per-node numbers, redrawn at most ``refresh_hz``."""
 
     refresh_hz = param.Number(default=1.0, bounds=(0.2, 4.0), doc="Updates per second.")
 
     def __init__(self, feed: Feed, **params: Any) -> None:
         super().__init__(feed, **params)
-        self._pipe = hv.streams.Pipe(data=self._data())
-        self.graph = pn.pane.HoloViews(hv.DynamicMap(self._plot, streams=[self._pipe]), sizing_mode="stretch_width")
-        self.table = pn.widgets.Tabulator(
-            None,
-            disabled=True,
-            show_index=False,
-            sizing_mode="stretch_width",
-            height=210,
-            theme="simple",
-            layout="fit_data_fill",
-        )
+        self.svg = pn.pane.HTML("", sizing_mode="stretch_width", min_height=200)
         self._last = 0.0
 
-    def _data(self) -> dict[str, Any]:
-        m = self.feed.nodes()
-        k = self.feed.kpis()
-        names = m["node"].to_list()
-        pos, edges = _layout(names)
-        stats = {row["node"]: row for row in m.iter_rows(named=True)}
-        counts = self.feed.pipeline.counts()
-        side = {"dead_letter": k.dead_letters, "late": counts["late"], "duplicates": counts["duplicates"]}
-        rows: list[tuple[str, float, float, int, str]] = []  # label, rows/s, batch ms, state, watermark
-        for name in pos["name"]:
-            s = stats.get(name)
-            if s is not None:
-                wm = "" if s["watermark"] is None else f"{s['watermark']:%H:%M:%S}"
-                label = f"{name}\n{s['rows_per_s']:,.0f}/s\n{s['last_batch_ms']:.1f} ms"
-                rows.append((label, s["rows_per_s"], s["last_batch_ms"], s["state_size"], wm))
-            elif name == "source":
-                rows.append((f"{k.source}\n{k.events_per_s:,.0f}/s", k.events_per_s, 0.0, 0, ""))
-            elif name == "windows":
-                rows.append((f"windows\n{k.windows:,}", 0.0, 0.0, 0, ""))
-            else:
-                rows.append((f"{name}\n{side.get(name, 0):,}", 0.0, 0.0, side.get(name, 0), ""))
-        labels, rate, lat, state, marks = (list(c) for c in zip(*rows, strict=True))
-        pos = pos.assign(label=labels, rows_per_s=rate, batch_ms=lat, state=state, watermark=marks)
-        return {"nodes": pos, "edges": edges, "metrics": m}
-
-    def _plot(self, data: dict[str, Any]) -> Any:
-        nodes = hv.Nodes(
-            data["nodes"], ["x", "y", "name"], ["kind", "label", "rows_per_s", "batch_ms", "state", "watermark"]
-        )
-        graph = hv.Graph((data["edges"], nodes)).opts(
-            node_color="kind",
-            cmap={"main": "#4c78a8", "side": "#e45756"},
-            node_size=26,
-            edge_line_width=2,
-            edge_color="#9aa5b1",
-            directed=True,
-            arrowhead_length=0.03,
-            xaxis=None,
-            yaxis=None,
-            show_frame=False,
-            tools=["hover"],
-            responsive=True,
-            height=250,
-            padding=(0.1, (0.45, 0.2)),
-            title="rows/s · last batch latency (hover: state, watermark)",
-        )
-        labels = hv.Labels(data["nodes"], ["x", "y"], "label").opts(
-            yoffset=-0.32, text_font_size="8pt", text_color="#8a8f98"
-        )
-        return graph * labels
-
     def _build(self) -> Any:
-        return pn.Column(self.graph, self.table, sizing_mode="stretch_width")
+        return self.svg
 
     def refresh(self) -> None:
-        """Redraw the graph and the table from the shared node metrics (at most ``refresh_hz``)."""
+        """Redraw the graph from the shared node metrics (at most ``refresh_hz``, only on change)."""
         now = time.monotonic()
         if now - self._last < 1 / self.refresh_hz:
             return
         self._last = now
-        data = self._data()
-        self._pipe.send(data)
-        table = data["metrics"].select(
-            "node",
-            "kind",
-            "batches",
-            "rows_in",
-            "rows_out",
-            "rejected",
-            "errors",
-            pl.col("rows_per_s").round(0),
-            pl.col("last_batch_ms").round(2),
-            pl.col("mean_batch_ms").round(2),
-            "state_size",
-            pl.col("watermark").dt.replace_time_zone(None),
-        )
-        self.table.value = table.to_pandas()
+        svg = pipeline_svg(self.feed)
+        if svg != self.svg.object:
+            self.svg.object = svg

@@ -1,32 +1,78 @@
-"""Entities × time heatmap of a window metric (the hottest entities on top)."""
+"""Entities × time heatmap of a window metric (the hottest entities on top).
+
+Drawn with a Bokeh ``rect`` glyph over one ``ColumnDataSource`` whose data is
+replaced when a window closes: a few kilobytes per session per window, instead of
+re-rendering a plot (HoloViews' ``HeatMap`` re-aggregates on every update, which
+costs a UI loop ~250 ms per session).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import holoviews as hv
+import numpy as np
 import panel as pn
 import param
 import polars as pl
-from bokeh.models import DatetimeTickFormatter
+from bokeh.models import (
+    ColumnDataSource,
+    DatetimeTickFormatter,
+    FactorRange,
+    HoverTool,
+    LinearColorMapper,
+)
+from bokeh.models.annotations import ColorBar, Title
+from bokeh.palettes import Cividis256, Inferno256, Magma256, Turbo256, Viridis256
+from bokeh.plotting import figure
 
 from workbench.views.base import LiveView
 from workbench.views.feed import Feed, unit_of
-from workbench.views.series import _pandas
 
 __all__ = ["EntityHeatmap"]
 
-# times of day only: the date context under the first tick crowds a narrow axis
+_PALETTES = {"inferno": Inferno256, "magma": Magma256, "viridis": Viridis256, "cividis": Cividis256, "turbo": Turbo256}
 _CLOCK = DatetimeTickFormatter(
     seconds="%H:%M:%S", minsec="%H:%M:%S", minutes="%H:%M", hourmin="%H:%M", hours="%H:%M", context=None
 )
 
 
-class EntityHeatmap(LiveView):
-    """A heatmap of ``metric`` for the ``rows`` hottest entities over the last ``windows`` windows.
+def heatmap_data(rows: pl.DataFrame, metric: str, by: str, *, entities: int, windows: int) -> dict[str, Any]:
+    """Cells of the ``entities`` highest (by mean over the span) × the last ``windows`` windows.
 
-    Redrawn through an ``hv.streams.Pipe`` only when a new window has closed.
+    Returns the column data (x = window middle in ms, y = entity, value) and the
+    entity order, lowest first (so the hottest is drawn at the top).
+
+    >>> from datetime import datetime, UTC
+    >>> t = datetime(2024, 1, 1, tzinfo=UTC)
+    >>> rows = pl.DataFrame({"host": ["a", "b"], "window_start": [t, t], "window_end": [t, t], "cpu": [1.0, 9.0]})
+    >>> data = heatmap_data(rows, "cpu", "host", entities=5, windows=3)
+    >>> data["order"], data["columns"]["value"].tolist()
+    (['a', 'b'], [1.0, 9.0])
     """
+    empty = {"columns": {"x": np.array([]), "y": [], "value": np.array([]), "width": np.array([])}, "order": []}
+    if rows.height == 0 or metric not in rows.columns:
+        return empty
+    starts = rows["window_start"].unique().sort().tail(windows)
+    recent = rows.filter(pl.col("window_start").is_in(starts.implode()))
+    hottest = recent.group_by(by).agg(pl.col(metric).mean().alias("__m")).sort("__m", descending=True, nulls_last=True)
+    order = hottest[by].head(entities).reverse().to_list()
+    cells = recent.filter(pl.col(by).is_in(order)).select(
+        x=(pl.col("window_start").dt.epoch("ms") + pl.col("window_end").dt.epoch("ms")) / 2,
+        width=(pl.col("window_end").dt.epoch("ms") - pl.col("window_start").dt.epoch("ms")).cast(pl.Float64),
+        y=pl.col(by),
+        value=pl.col(metric).cast(pl.Float64),
+    )
+    columns = {
+        "x": cells["x"].to_numpy(),
+        "y": cells["y"].to_list(),
+        "value": cells["value"].to_numpy(),
+        "width": cells["width"].to_numpy(),
+    }
+    return {"columns": columns, "order": order}
+
+
+class EntityHeatmap(LiveView):
+    """A heatmap of ``metric`` for the ``rows`` hottest entities over the last ``windows`` windows."""
 
     metric = param.Selector(  # type: ignore[var-annotated]
         default="cpu_mean", objects=["cpu_mean"], doc="Window metric to colour by."
@@ -34,70 +80,84 @@ class EntityHeatmap(LiveView):
     rows = param.Integer(default=25, bounds=(5, 200), doc="Entities shown (highest mean over the span first).")
     windows = param.Integer(default=60, bounds=(5, 720), doc="Windows shown (most recent).")
     cmap = param.Selector(  # type: ignore[var-annotated]
-        default="fire", objects=["fire", "viridis", "inferno", "blues", "coolwarm"], doc="Colour map."
+        default="inferno", objects=list(_PALETTES), doc="Colour map."
     )
 
     def __init__(self, feed: Feed, **params: Any) -> None:
         chosen = params.pop("metric", None)
         super().__init__(feed, **params)
         self._seen = -1
-        self._pipe = hv.streams.Pipe(data=self._frame())
-        self.pane = pn.pane.HoloViews(
-            hv.DynamicMap(self._plot, streams=[self._pipe]), sizing_mode="stretch_width", min_height=360
+        self.source = ColumnDataSource(data=heatmap_data(pl.DataFrame(), "", "", entities=1, windows=1)["columns"])
+        self.mapper = LinearColorMapper(palette=_PALETTES[self.cmap], nan_color="rgba(0,0,0,0)")
+        self.y_range = FactorRange(factors=[])
+        self.title = Title(text="")
+        fig = figure(
+            x_axis_type="datetime",
+            y_range=self.y_range,
+            title=self.title,
+            sizing_mode="stretch_width",
+            height=420,
+            toolbar_location="right",
+            tools="pan,xwheel_zoom,reset,save",
+            x_axis_label="window start (UTC)",
+            y_axis_label=feed.by,
+            name="wb-heatmap",
         )
-
-        self._choices("metric", feed.metrics, chosen)
-
-    def _frame(self) -> Any:
-        rows = self.feed.windows.latest()
-        m, by = self.metric, self.feed.by
-        if rows.height == 0 or m not in rows.columns:
-            return _pandas(
-                pl.DataFrame(
-                    {"window_start": [], by: [], m: []},
-                    schema={"window_start": pl.Datetime("ms"), by: pl.String, m: pl.Float64},
-                )
+        fig.rect(
+            x="x",
+            y="y",
+            width="width",
+            height=1,
+            source=self.source,
+            line_color=None,
+            fill_color={"field": "value", "transform": self.mapper},
+        )
+        fig.xaxis.formatter = _CLOCK
+        fig.xaxis.ticker.desired_num_ticks = 4
+        fig.yaxis.major_label_text_font_size = "8pt"
+        fig.grid.visible = False
+        self.colorbar = ColorBar(color_mapper=self.mapper, width=10, title_text_font_style="normal")
+        fig.add_layout(self.colorbar, "right")
+        fig.add_tools(
+            HoverTool(
+                tooltips=[(feed.by, "@y"), ("window end", "@x{%H:%M:%S}"), ("value", "@value{0.00}")],
+                formatters={"@x": "datetime"},
             )
-        starts = rows["window_start"].unique().sort().tail(self.windows)
-        recent = rows.filter(pl.col("window_start").is_in(starts.implode()))
-        hottest = recent.group_by(by).agg(pl.col(m).mean().alias("__m")).sort("__m", descending=True).head(self.rows)
-        order = hottest[by].reverse().to_list()  # hottest at the top of the y axis
-        frame = recent.filter(pl.col(by).is_in(order)).select("window_start", by, pl.col(m).cast(pl.Float64))
-        frame = frame.with_columns(pl.col(by).cast(pl.Enum(order))).sort(by, "window_start")
-        return _pandas(frame.with_columns(pl.col(by).cast(pl.String)))
-
-    def _plot(self, data: Any) -> Any:
-        m, unit = self.metric, unit_of(self.metric)
-        return hv.HeatMap(data, ["window_start", self.feed.by], m).opts(
-            cmap=self.cmap,
-            colorbar=True,
-            clabel=f"{m} [{unit}]" if unit else m,
-            responsive=True,
-            min_height=360,
-            title=f"{m} — top {self.rows} {self.feed.by}s",
-            xlabel="window start (UTC)",
-            ylabel=self.feed.by,
-            tools=["hover"],
-            yaxis="left",
-            fontsize={"yticks": 8},
-            xformatter=_CLOCK,
-            xticks=4,
         )
+        self.figure = fig
+        self.pane = pn.pane.Bokeh(fig, sizing_mode="stretch_width")
+        self._choices("metric", feed.metrics, chosen)
+        self._label()
+
+    def _label(self) -> None:
+        m, unit = self.metric, unit_of(self.metric)
+        self.title.text = f"{m}: top {self.rows} {self.feed.by}s, last {self.windows} windows"
+        self.colorbar.title = f"{m} [{unit}]" if unit else m
+        self.mapper.palette = _PALETTES[self.cmap]
 
     def _build(self) -> Any:
         return self.pane
 
     @param.depends("metric", "rows", "windows", "cmap", watch=True)
     def _redraw(self) -> None:
+        self._label()
         self._seen = -1
         self.refresh()
 
     def refresh(self) -> None:
-        """Redraw when a window has closed since the last draw."""
+        """Replace the cells when a window has closed since the last draw."""
         metrics = self.feed.metrics
         if metrics:
             self._choices("metric", metrics)
         version = self.feed.windows.version
-        if version != self._seen:
-            self._seen = version
-            self._pipe.send(self._frame())
+        if version == self._seen:
+            return
+        self._seen = version
+        _, rows = self.feed.windows.tail(self.windows + 2)  # a frame holds one window, rarely two
+        data = heatmap_data(rows, self.metric, self.feed.by, entities=self.rows, windows=self.windows)
+        self.y_range.factors = data["order"]
+        self.source.data = data["columns"]
+        values = data["columns"]["value"]
+        finite = values[np.isfinite(values)] if len(values) else values
+        if len(finite):
+            self.mapper.low, self.mapper.high = float(finite.min()), float(finite.max())

@@ -67,6 +67,15 @@ class LiveFrame:
             return current, pl.DataFrame()
         return current, pl.concat(frames, how="diagonal_relaxed")
 
+    def tail(self, frames: int) -> tuple[int, pl.DataFrame]:
+        """The last ``frames`` appended frames (cheap: no copy of the rest), and the version."""
+        with self._lock:
+            picked = [f for _, f in self._frames[-frames:]] if frames > 0 else []
+            current = self.version
+        if not picked:
+            return current, pl.DataFrame()
+        return current, pl.concat(picked, how="diagonal_relaxed")
+
     def latest(self) -> pl.DataFrame:
         """Every row held."""
         return self.since(0)[1]

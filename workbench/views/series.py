@@ -64,13 +64,11 @@ class MetricSeries(LiveView):
     def __init__(self, feed: Feed, **params: Any) -> None:
         chosen = params.pop("metric", None)
         super().__init__(feed, **params)
-        self._band_seen = 0
-        self._line_seen = 0
+        self._seen = 0
         self._ranked_at = 0.0
         self._drawn: list[str] = []
-        self._band_buf: hv.streams.Buffer | None = None
-        self._line_bufs: dict[str, hv.streams.Buffer] = {}
-        self._marks_buf: hv.streams.Buffer | None = None
+        self._buf = hv.streams.Buffer(_empty(self._columns()), length=self.history, index=False)
+        self._marks_buf = hv.streams.Buffer(_empty(["value", "z"]), length=self.history, index=False)
         self.pane = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=320)
         self.caption = pn.pane.Markdown("", margin=(0, 10), styles={"font-size": "12px", "opacity": "0.75"})
 
@@ -93,16 +91,21 @@ class MetricSeries(LiveView):
     def _targets(self) -> list[str]:
         return list(self.entities) if self.entities else self.feed.top(self.metric, self.top_n)
 
+    def _columns(self) -> list[str]:
+        k = len(self._drawn)
+        return ["low", "median", "high", *(f"v{i}" for i in range(k)), *(f"z{i}" for i in range(k))]
+
     @param.depends("metric", "entities", "band", "threshold", "history", watch=True)
     def _rebuild(self) -> None:
-        """New buffers and plot for the current choices, filled from the feed's history."""
+        """A new buffer and plot for the current choices, filled from the feed's history.
+
+        One wide buffer (window_start, band, one value and one z column per entity)
+        feeds every line, so a closed window is one send: one plot update, streamed.
+        """
         self._drawn = self._targets()
         self._ranked_at = time.monotonic()
         m, unit = self.metric, unit_of(self.metric)
-        self._band_buf = hv.streams.Buffer(_empty(["low", "median", "high"]), length=self.history, index=False)
-        self._line_bufs = {
-            e: hv.streams.Buffer(_empty(["value", "z"]), length=self.history, index=False) for e in self._drawn
-        }
+        self._buf = hv.streams.Buffer(_empty(self._columns()), length=self.history, index=False)
         self._marks_buf = hv.streams.Buffer(
             _empty(["value", "z"]).assign(entity=pd.Series(dtype=str)), length=self.history, index=False
         )
@@ -113,7 +116,7 @@ class MetricSeries(LiveView):
                     lambda data: hv.Area(data, "window_start", ["low", "high"], label="fleet p5–p95").opts(
                         color=BAND_COLOR, alpha=0.35, line_alpha=0
                     ),
-                    streams=[self._band_buf],
+                    streams=[self._buf],
                 )
             )
             layers.append(
@@ -121,19 +124,20 @@ class MetricSeries(LiveView):
                     lambda data: hv.Curve(data, "window_start", "median", label="fleet median").opts(
                         color=MEDIAN_COLOR, line_dash="dashed", line_width=1.5
                     ),
-                    streams=[self._band_buf],
+                    streams=[self._buf],
                 )
             )
-        for e, buf in self._line_bufs.items():
+        for i, e in enumerate(self._drawn):
             layers.append(
                 hv.DynamicMap(
                     functools.partial(
-                        lambda data, label: hv.Curve(data, "window_start", ["value", "z"], label=label).opts(
+                        lambda data, i, label: hv.Curve(data, "window_start", [f"v{i}", f"z{i}"], label=label).opts(
                             line_width=2, tools=["hover"]
                         ),
+                        i=i,
                         label=e,
                     ),
-                    streams=[buf],
+                    streams=[self._buf],
                 )
             )
         threshold = self.threshold
@@ -146,53 +150,61 @@ class MetricSeries(LiveView):
             )
         )
         who = ", ".join(self._drawn) if self._drawn else "no entity yet"
-        title = f"{m} ({unit})" if unit else m
         overlay = functools.reduce(operator.mul, layers).opts(
             hv.opts.Overlay(
                 responsive=True,
                 min_height=320,
-                title=title,
+                title=f"{m} ({unit})" if unit else m,
                 xlabel="window start (UTC)",
                 ylabel=f"{m} [{unit}]" if unit else m,
                 legend_position="right",
                 show_grid=True,
                 framewise=True,
                 hooks=[_name_figure],
-            )
+            ),
+            hv.opts.Curve(ylabel=f"{m} [{unit}]" if unit else m),
         )
         self.pane.object = overlay
         pick = "chosen" if self.entities else f"top {self.top_n} by {m} in the latest window"
         self.caption.object = f"Lines: {pick} — {who}. Band: fleet p5–p95 and median across all entities."
-        self._band_seen = 0
-        self._line_seen = 0
+        self._seen = 0
         self._push()
 
     # -- data -------------------------------------------------------------------------
     def _push(self) -> None:
-        """Send what is new since the last push to the buffers."""
+        """Send the windows closed since the last push: one row per window to the wide buffer."""
         m = self.metric
-        version, bands = self.feed.bands.since(self._band_seen)
-        if bands.height and f"{m}__p50" in bands.columns and self._band_buf is not None:
-            band = bands.select(
-                "window_start",
-                pl.col(f"{m}__p05").alias("low"),
-                pl.col(f"{m}__p50").alias("median"),
-                pl.col(f"{m}__p95").alias("high"),
-            ).tail(self.history)
-            self._band_buf.send(_pandas(band))
-        self._band_seen = version
-        if self._drawn:
-            version, rows = self.feed.series(self._drawn, m, since=self._line_seen)
-            if rows.height:
-                rows = rows.sort("window_start")
-                frame = _pandas(rows)
-                for e, part in frame.groupby("entity", sort=False):
-                    if e in self._line_bufs:
-                        self._line_bufs[e].send(part[["window_start", "value", "z"]].tail(self.history))
-                marks = frame[frame["z"].abs() >= self.threshold]
-                if len(marks) and self._marks_buf is not None:
-                    self._marks_buf.send(marks[["window_start", "value", "z", "entity"]])
-            self._line_seen = version
+        version, rows, bands = self.feed.since(self._seen)
+        self._seen = version
+        if bands.height == 0 or f"{m}__p50" not in bands.columns:
+            return
+        wide = bands.select(
+            "window_start",
+            pl.col(f"{m}__p05").alias("low"),
+            pl.col(f"{m}__p50").alias("median"),
+            pl.col(f"{m}__p95").alias("high"),
+            pl.col(f"{m}__mad").alias("__mad"),
+        ).tail(self.history)
+        marks = None
+        if self._drawn and rows.height and m in rows.columns:
+            by = self.feed.by
+            lines = rows.filter(pl.col(by).is_in(self._drawn)).select("window_start", by, pl.col(m).cast(pl.Float64))
+            lines = lines.join(wide.select("window_start", "median", "__mad"), on="window_start", how="left")
+            lines = lines.with_columns(
+                ((pl.col(m) - pl.col("median")) / (1.4826 * pl.col("__mad"))).fill_nan(None).alias("z")
+            )
+            for i, e in enumerate(self._drawn):
+                mine = lines.filter(pl.col(by) == e).select(
+                    "window_start", pl.col(m).alias(f"v{i}"), pl.col("z").alias(f"z{i}")
+                )
+                wide = wide.join(mine, on="window_start", how="left")
+            crossing = lines.filter(pl.col("z").abs() >= self.threshold)
+            if crossing.height:
+                marks = crossing.select("window_start", pl.col(m).alias("value"), "z", pl.col(by).alias("entity"))
+        wide = wide.with_columns(pl.lit(None, pl.Float64).alias(c) for c in self._columns() if c not in wide.columns)
+        self._buf.send(_pandas(wide.sort("window_start").select("window_start", *self._columns())))
+        if marks is not None:
+            self._marks_buf.send(_pandas(marks.sort("window_start")))
 
     def refresh(self) -> None:
         """Stream new windows; re-rank the top N once a minute."""
@@ -214,4 +226,4 @@ class MetricSeries(LiveView):
     @property
     def points(self) -> int:
         """Band points held (grows as windows close)."""
-        return 0 if self._band_buf is None else len(self._band_buf.data)
+        return len(self._buf.data)

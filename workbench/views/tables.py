@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import panel as pn
@@ -75,7 +76,7 @@ class LatestWindows(LiveView):
         last = rows.filter(pl.col("window_start") == pl.col("window_start").max())
         if self.sort_by in last.columns:
             last = last.sort(self.sort_by, descending=True, nulls_last=True)
-        frame = _pandas(last.head(self.rows))
+        frame = _pandas(last.head(self.rows).drop("window_end"))
         self.table.value = frame
         self.table.formatters = {
             c: {"type": "money", "precision": 3 if unit_of(c) == "share" else 1, "symbol": ""}
@@ -98,17 +99,25 @@ class DeadLetters(LiveView):
             disabled=True,
             show_index=False,
             sizing_mode="stretch_width",
-            height=360,
+            height=300,
             layout="fit_columns",
             theme="simple",
             widths={"received": 80, "node": 80, "reason": 320},
         )
         self.kinds = pn.widgets.Tabulator(
-            None, disabled=True, show_index=False, height=360, width=380, layout="fit_data_stretch", theme="simple"
+            None,
+            disabled=True,
+            show_index=False,
+            height=200,
+            layout="fit_data_stretch",
+            theme="simple",
+            sizing_mode="stretch_width",
         )
+        self._counted = 0.0
+        self._streamed = 0.0
 
     def _build(self) -> Any:
-        return pn.Row(self.table, self.kinds, sizing_mode="stretch_width")
+        return pn.Column(self.table, self.kinds, sizing_mode="stretch_width")
 
     @property
     def shown(self) -> int:
@@ -117,9 +126,12 @@ class DeadLetters(LiveView):
 
     def refresh(self) -> None:
         """Append new dead letters (bounded by ``rows``) and recount the kinds."""
+        if time.monotonic() - self._streamed < 2.0:  # at most one stream every 2 s, coalesced
+            return
         version, new = self.feed.dead_letter.since(self._seen)
         if new.height == 0:
             return
+        self._streamed = time.monotonic()
         first = self._seen == 0 or self.table.value is None
         self._seen = version
         frame = _pandas(new.tail(self.rows).with_columns(pl.col("received").dt.strftime("%H:%M:%S")))
@@ -127,6 +139,9 @@ class DeadLetters(LiveView):
             self.table.value = frame
         else:
             self.table.stream(frame, rollover=self.rows, follow=True)
+        if time.monotonic() - self._counted < 5:  # recounting is cheap, resending the table is not
+            return
+        self._counted = time.monotonic()
         kinds = (
             self.feed.dead_letter.latest()
             .group_by(reason_kind(pl.col("reason")).alias("reason (kind)"))
