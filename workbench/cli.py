@@ -1,6 +1,6 @@
 """The ``workbench`` command: thin wrappers over the package.
 
-Sub-commands: ``replay``, ``simulate``, ``query``, ``bench engine``, ``serve``.
+Sub-commands: ``replay``, ``simulate``, ``query``, ``bench engine``, ``bench ui``, ``serve``.
 """
 
 from __future__ import annotations
@@ -83,6 +83,19 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_ui(args: argparse.Namespace) -> int:
+    from workbench.bench_ui import bench_ui
+
+    report = bench_ui(
+        rate=args.rate, seconds=args.seconds, sessions=args.sessions, hosts=args.hosts, refresh_hz=args.refresh
+    )
+    print(json.dumps(report, indent=2, default=str))
+    if not report["p99_ok"]:
+        print(f"event-to-screen p99 {report['latency_s']['p99']} s is over 1 s", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from workbench.apps.serve import serve
 
@@ -133,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--file", help="use this JSONL file instead of simulating one")
     be.add_argument("--no-offline", action="store_true", help="skip the offline baseline (RSS runs)")
     be.set_defaults(func=_bench)
+    bu = bsub.add_parser("ui", help="event-to-screen latency of the served monitor in chromium")
+    bu.add_argument("--rate", type=float, default=100_000, help="simulated events/s (default: 100000)")
+    bu.add_argument("--seconds", type=float, default=60, help="measurement time (default: 60)")
+    bu.add_argument("--sessions", type=int, default=3, help="browser sessions (default: 3)")
+    bu.add_argument("--hosts", type=int, default=120, help="simulated hosts (default: 120)")
+    bu.add_argument("--refresh", type=float, default=4.0, help="updates per second per session (default: 4)")
+    bu.set_defaults(func=_bench_ui)
 
     v = sub.add_parser("serve", help="serve the monitoring app (panel serve with sensible defaults)")
     v.add_argument("--port", type=int, default=5006)

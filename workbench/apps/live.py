@@ -39,7 +39,8 @@ def live_pipeline() -> Live:
     Settings from the environment: ``WORKBENCH_HOSTS`` (default 120),
     ``WORKBENCH_RATE`` events/s (default 600), ``WORKBENCH_WINDOW`` (default 5s),
     ``WORKBENCH_LATENESS`` (default 2s), ``WORKBENCH_MAX_DELAY`` seconds between
-    source batches (default 0.5), ``WORKBENCH_SEED`` (default 0) and
+    source batches (default 0.5), ``WORKBENCH_SEED`` (default 0),
+    ``WORKBENCH_DEDUPE_TTL`` (default: lateness + 1 min) and
     ``WORKBENCH_STALE_AFTER`` seconds (default 10).
     """
     global _live
@@ -62,7 +63,12 @@ def live_pipeline() -> Live:
             max_rows=max(10_000, int(rate)),
         )
         pipe = Pipeline(source, name="live")
-        pipe.standard("server_metrics", Tumbling(_env("WINDOW", "5s")), lateness=_env("LATENESS", "2s"))
+        pipe.standard(
+            "server_metrics",
+            Tumbling(_env("WINDOW", "5s")),
+            lateness=_env("LATENESS", "2s"),
+            dedupe_ttl=os.environ.get("WORKBENCH_DEDUPE_TTL"),
+        )
         feed = Feed(pipe, stale_after=float(_env("STALE_AFTER", "10")))
         pipe.start()
         _live = Live(pipe, feed)

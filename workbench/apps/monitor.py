@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import panel as pn
 from panel.theme.fast import Fast
 
@@ -17,11 +19,25 @@ __all__ = ["create_app"]
 _OfflineFast = type("Fast", (Fast,), {"_resources": {**Fast._resources, "font": {}}, "__module__": __name__})
 
 
+def _apply_url(dashboard: Dashboard) -> None:
+    """``?refresh=4`` (updates per second) and ``?metric=latency_p99`` set the session's view."""
+    args = pn.state.session_args or {}
+    if "refresh" in args:
+        low, high = dashboard.param["refresh_hz"].bounds
+        with contextlib.suppress(ValueError):  # not a number: keep the default
+            dashboard.refresh_hz = min(max(float(args["refresh"][0]), low), high)
+    if "metric" in args:
+        metric = args["metric"][0].decode()
+        if metric in dashboard.series.param["metric"].objects:
+            dashboard.series.metric = metric
+
+
 def create_app() -> pn.template.FastListTemplate:
     """The monitor page for the current session, over the process's shared live pipeline."""
     pn.extension("tabulator", sizing_mode="stretch_width", reconnect=True, notifications=True)
     live = live_pipeline()
     dashboard = Dashboard(live.feed)
+    _apply_url(dashboard)
     main = dashboard.__panel__()
     return pn.template.FastListTemplate(
         title="Workbench · live monitor",

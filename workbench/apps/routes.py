@@ -3,7 +3,8 @@
 It reports what an operator (or a load balancer, or our multi-session test) needs:
 the live pipeline and how many pipeline objects exist in the process, its health
 and counts, the feed's live subscriptions (by kind of view), the Bokeh server's sessions, and the process's
-RSS and CPU time. ``?gc=1`` runs a garbage collection and trims the heap first (for memory checks).
+RSS and CPU time. ``?gc=1`` runs a garbage collection and trims the heap first (for memory checks);
+``?since=EPOCH_S`` limits the window-end → feed delays to recent ones.
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ def trim() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def _quantiles(values: list[float]) -> dict[str, float] | None:
+    """p50 / p99 / max of recent window-end → feed delays (seconds)."""
+    if not values:
+        return None
+    values.sort()
+    pick = lambda q: values[min(len(values) - 1, int(q * len(values)))]  # noqa: E731
+    return {"p50": round(pick(0.5), 4), "p99": round(pick(0.99), 4), "max": round(values[-1], 4), "n": len(values)}
+
+
 def process_stats() -> dict[str, Any]:
     """RSS (MB) and CPU seconds (user + system) of this process."""
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -50,6 +60,7 @@ class HealthHandler(RequestHandler):
         if self.get_argument("gc", "0") == "1":
             gc.collect()
             trim()
+        since = float(self.get_argument("since", "0"))
         live = current()
         apps = getattr(self.application, "applications", {})  # the Bokeh server's application contexts
         body: dict[str, Any] = {
@@ -68,6 +79,7 @@ class HealthHandler(RequestHandler):
                 "subscriptions": live.feed.subscriptions,
                 "subscribers": live.feed.subscribers(),
                 "windows_held": live.feed.windows.rows,
+                "emit_delay_s": _quantiles([d for t, d in list(live.feed.emit_delays) if t >= since]),
             }
             status = 503 if (health["error"] or health["stale"]) else 200
         self.set_status(status)

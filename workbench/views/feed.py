@@ -166,6 +166,7 @@ class Feed:
         self.bands = LiveFrame(max_rows=max(1_000, history_rows // 20))
         self.dead_letter = LiveFrame(max_rows=dead_letter_rows)
         self._metrics: list[str] | None = None
+        self.emit_delays: deque[tuple[float, float]] = deque(maxlen=2_000)  # (when, window end → feed s)
         self.max_entities = max_entities
         self._seen_entities: dict[str, Any] = {}
         self._entity_list: list[str] = []
@@ -199,6 +200,10 @@ class Feed:
                 for c, t in frame.schema.items()
                 if t.is_numeric() and c not in (self.by, "window_start", "window_end")
             ]
+        end = frame["window_end"].max() if "window_end" in frame.columns else None
+        if end is not None:  # how long after a window's end its row reached the feed (wall clock)
+            now = self.pipeline.clock.now()
+            self.emit_delays.append((now.timestamp(), (now - end).total_seconds()))
         band = self._band(frame)
         self._note_entities(frame)
         with self._append_lock:  # one band frame per window frame: versions stay in step
