@@ -70,6 +70,13 @@ class Dashboard(LiveView):
     def _build(self) -> Any:
         for view in self.views:
             view._layout = view._build()
+        self.tabs = pn.Tabs(
+            ("Latest windows", self.latest._layout),
+            ("Dead letters", self.dead._layout),
+            sizing_mode="stretch_width",
+            dynamic=False,
+        )
+        self.tabs.param.watch(lambda _e: self.refresh(), "active")
         return pn.Column(
             self.banner,
             self.kpis._layout,
@@ -77,12 +84,7 @@ class Dashboard(LiveView):
             pn.Row(
                 pn.Card(self.heatmap._layout, title="Heatmap", collapsible=False, sizing_mode="stretch_width"),
                 pn.Card(
-                    pn.Tabs(
-                        ("Latest windows", self.latest._layout),
-                        ("Dead letters", self.dead._layout),
-                        sizing_mode="stretch_width",
-                        dynamic=False,
-                    ),
+                    self.tabs,
                     title="Records",
                     collapsible=False,
                     width=560,
@@ -106,9 +108,11 @@ class Dashboard(LiveView):
         super().close()
 
     def refresh(self) -> None:
-        """Refresh every view, then the stale banner."""
+        """Refresh every visible view (a hidden tab catches up when shown), then the stale banner."""
+        hidden = self.dead if self.tabs.active == 0 else self.latest
         for view in self.views:
-            view.refresh()
+            if view is not hidden:
+                view.refresh()
         k = self.kpis.last
         if k is not None and k.stale:
             since = f"{k.stale_since:%Y-%m-%d %H:%M:%S} UTC" if k.stale_since else "the start"

@@ -201,7 +201,7 @@ class Feed:
                 if t.is_numeric() and c not in (self.by, "window_start", "window_end")
             ]
         end = frame["window_end"].max() if "window_end" in frame.columns else None
-        if end is not None:  # how long after a window's end its row reached the feed (wall clock)
+        if isinstance(end, datetime):  # how long after a window's end its row reached the feed (wall clock)
             now = self.pipeline.clock.now()
             self.emit_delays.append((now.timestamp(), (now - end).total_seconds()))
         band = self._band(frame)
@@ -290,8 +290,12 @@ class Feed:
         return list(self._entity_list)
 
     def top(self, metric: str, n: int) -> list[str]:
-        """The ``n`` entities with the highest ``metric`` in the latest closed window."""
-        _, rows = self.windows.since(max(0, self.windows.version - 1))
+        """The ``n`` entities with the highest ``metric`` in the latest closed window.
+
+        The latest window is the newest of the last few frames: a frame can hold an
+        old window that closed late (one record far behind the others at start-up).
+        """
+        _, rows = self.windows.tail(4)
         if rows.height == 0 or metric not in rows.columns or n <= 0:
             return []
         last = rows.filter(pl.col("window_start") == pl.col("window_start").max())

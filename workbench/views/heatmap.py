@@ -8,6 +8,7 @@ costs a UI loop ~250 ms per session).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import param
 import polars as pl
 from bokeh.models import (
     ColumnDataSource,
+    DatetimeTicker,
     DatetimeTickFormatter,
     FactorRange,
     HoverTool,
@@ -83,10 +85,15 @@ class EntityHeatmap(LiveView):
         default="inferno", objects=list(_PALETTES), doc="Colour map."
     )
 
+    redraw_every = param.Number(
+        default=2.0, bounds=(0.25, 60.0), doc="Seconds between redraws at most (each sends the whole table)."
+    )
+
     def __init__(self, feed: Feed, **params: Any) -> None:
         chosen = params.pop("metric", None)
         super().__init__(feed, **params)
         self._seen = -1
+        self._drawn_at = 0.0
         self.source = ColumnDataSource(data=heatmap_data(pl.DataFrame(), "", "", entities=1, windows=1)["columns"])
         self.mapper = LinearColorMapper(palette=_PALETTES[self.cmap], nan_color="rgba(0,0,0,0)")
         self.y_range = FactorRange(factors=[])
@@ -113,7 +120,7 @@ class EntityHeatmap(LiveView):
             fill_color={"field": "value", "transform": self.mapper},
         )
         fig.xaxis.formatter = _CLOCK
-        fig.xaxis.ticker.desired_num_ticks = 4
+        fig.xaxis.ticker = DatetimeTicker(desired_num_ticks=4)
         fig.yaxis.major_label_text_font_size = "8pt"
         fig.grid.visible = False
         self.colorbar = ColorBar(color_mapper=self.mapper, width=10, title_text_font_style="normal")
@@ -142,6 +149,7 @@ class EntityHeatmap(LiveView):
     def _redraw(self) -> None:
         self._label()
         self._seen = -1
+        self._drawn_at = 0.0
         self.refresh()
 
     def refresh(self) -> None:
@@ -150,8 +158,9 @@ class EntityHeatmap(LiveView):
         if metrics:
             self._choices("metric", metrics)
         version = self.feed.windows.version
-        if version == self._seen:
+        if version == self._seen or time.monotonic() - self._drawn_at < self.redraw_every:
             return
+        self._drawn_at = time.monotonic()
         self._seen = version
         _, rows = self.feed.windows.tail(self.windows + 2)  # a frame holds one window, rarely two
         data = heatmap_data(rows, self.metric, self.feed.by, entities=self.rows, windows=self.windows)

@@ -211,7 +211,8 @@ class MetricSeries(LiveView):
         if not self.feed.metrics:
             return
         self._sync_options()
-        if not self._drawn or (not self.entities and time.monotonic() - self._ranked_at > 60):
+        short = not self.entities and len(self._drawn) < self.top_n  # fewer entities than asked: rank again
+        if not self._drawn or short or (not self.entities and time.monotonic() - self._ranked_at > 60):
             if self._targets() != self._drawn:
                 self._rebuild()
                 return

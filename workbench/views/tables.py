@@ -36,10 +36,15 @@ class LatestWindows(LiveView):
     )
     rows = param.Integer(default=200, bounds=(10, 5000), doc="Rows shown.")
 
+    redraw_every = param.Number(
+        default=2.0, bounds=(0.25, 60.0), doc="Seconds between redraws at most (each sends the whole table)."
+    )
+
     def __init__(self, feed: Feed, **params: Any) -> None:
         chosen = params.pop("sort_by", None)
         super().__init__(feed, **params)
         self._seen = -1
+        self._drawn_at = 0.0
         self.table = pn.widgets.Tabulator(
             None,
             disabled=True,
@@ -59,6 +64,7 @@ class LatestWindows(LiveView):
     @param.depends("sort_by", "rows", watch=True)
     def _resort(self) -> None:
         self._seen = -1
+        self._drawn_at = 0.0
         self.refresh()
 
     def refresh(self) -> None:
@@ -67,8 +73,9 @@ class LatestWindows(LiveView):
         if metrics:
             self._choices("sort_by", metrics)
         version = self.feed.windows.version
-        if version == self._seen:
+        if version == self._seen or time.monotonic() - self._drawn_at < self.redraw_every:
             return
+        self._drawn_at = time.monotonic()
         self._seen = version
         _, rows = self.feed.windows.since(max(0, version - 1))
         if rows.height == 0:

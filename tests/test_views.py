@@ -1,0 +1,140 @@
+"""The live views, headless: what they draw, what they hold, what they release."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+from bokeh.document import Document
+
+from workbench import Pipeline, Tumbling
+from workbench.testing import FrameSource, server_metrics_frame
+
+
+@pytest.fixture
+def fed():
+    """A pipeline over 2 minutes of 4 hosts (h0 runs hot), run to the end, and its feed."""
+    from workbench.views.feed import Feed
+
+    frames = [server_metrics_frame(1200, hosts=4).slice(i, 300) for i in range(0, 1200, 300)]
+    pipe = Pipeline(FrameSource(frames), name="views-test")
+    pipe.standard("server_metrics", Tumbling("10s"), lateness="0s")
+    feed = Feed(pipe)
+    pipe.run()
+    pipe.flush()
+    return pipe, feed
+
+
+def _render(view):
+    layout = view.__panel__()
+    layout.get_root(Document())
+    view.refresh()
+    return layout
+
+
+def test_feed_bands_entities_top_and_kpis(fed):
+    _, feed = fed
+    assert feed.entities() == ["h0", "h1", "h2", "h3"]
+    assert feed.top("cpu_mean", 1) == ["h0"]  # the hot host
+    _, bands = feed.bands.since(0)
+    windows = feed.windows.latest()
+    assert bands.height == windows["window_start"].n_unique()
+    one = windows.filter(pl.col("window_start") == windows["window_start"].min())
+    assert bands["cpu_mean__p50"][0] == pytest.approx(one["cpu_mean"].median())
+    k = feed.kpis()
+    assert k.ingested == 1200 and k.windows == windows.height and k.dead_letters == 0
+    assert k.open_alerts is None  # no alerting configured: shown as "–", not as 0
+
+
+def test_series_draws_top_n_then_chosen_entities_and_marks_outliers(fed):
+    from workbench.views import MetricSeries
+
+    _, feed = fed
+    series = MetricSeries(feed, metric="cpu_mean", top_n=2, threshold=2.0)
+    _render(series)
+    assert series.drawn[0] == "h0" and len(series.drawn) == 2
+    assert series.points == feed.windows.latest()["window_start"].n_unique()
+    data = series._buf.data
+    assert data["v0"].notna().all()  # the hot host's line has every window
+    assert len(series._marks_buf.data) > 0  # h0 is far above the fleet: marked
+    series.entities = ["h3"]
+    assert series.drawn == ["h3"] and "chosen — h3" in series.caption.object
+    series.metric = "latency_p95"
+    assert series._buf.data.columns.tolist()[:4] == ["window_start", "low", "median", "high"]
+
+
+def test_selectors_accept_a_metric_before_the_first_window():
+    from workbench.views import EntityHeatmap, MetricSeries
+    from workbench.views.feed import Feed
+
+    pipe = Pipeline(FrameSource([]), name="views-empty")
+    pipe.standard("server_metrics", Tumbling("10s"))
+    feed = Feed(pipe)
+    assert MetricSeries(feed, metric="error_rate").metric == "error_rate"
+    assert EntityHeatmap(feed, metric="latency_p99").metric == "latency_p99"
+
+
+def test_dashboard_renders_with_no_data_yet_then_fills(fed):
+    from workbench.views import Dashboard
+    from workbench.views.feed import Feed
+
+    empty = Pipeline(FrameSource([]), name="views-empty-dash")
+    empty.standard("server_metrics", Tumbling("10s"))
+    _render(Dashboard(Feed(empty)))  # no window yet: nothing raises
+
+    _, feed = fed
+    dash = Dashboard(feed)
+    _render(dash)
+    assert dash.series.points > 0
+    assert len(dash.latest.table.value) == 4  # one row per host in the latest window
+    assert dash.heatmap.source.data["y"]  # cells drawn
+    assert "dedupe" in dash.pipeline.svg.object
+    assert dash.kpis.cards["events"].object.count("1,200") == 1
+
+
+def test_dead_letter_view_lists_reasons_and_raw_records():
+    from workbench.views import DeadLetters
+    from workbench.views.feed import Feed
+
+    good = b'{"event_id":"a","ts":1700000000000,"host":"h","cpu":1,"mem":1,"latency_ms":1,"status":200}\n'
+    bad = b'{"event_id":"b","ts":1700000000000,"host":"h","cpu":"12.5","mem":1,"latency_ms":1,"status":200}\n'
+    pipe = Pipeline(FrameSource([good + bad + b"not json\n"]), name="views-dead")
+    pipe.standard("server_metrics", Tumbling("10s"))
+    feed = Feed(pipe)
+    pipe.run()
+    view = DeadLetters(feed)
+    _render(view)
+    table = view.table.value
+    assert view.shown == 2
+    assert table["raw"].str.contains('"12.5"').any()
+    assert table["reason"].str.contains("cpu").any()
+    assert view.kinds.value["count"].sum() == 2
+
+
+def test_subscriptions_are_released_and_stores_are_bounded(fed):
+    from workbench.views import Dashboard
+    from workbench.views.live import LiveFrame
+
+    _, feed = fed
+    dash = Dashboard(feed)
+    dash.attach()
+    assert feed.subscriptions == 7  # the dashboard and its six views
+    dash.close()
+    dash.close()  # idempotent
+    assert feed.subscriptions == 0
+
+    store = LiveFrame(max_rows=10)
+    for i in range(100):
+        store.append(pl.DataFrame({"x": [i, i]}))
+    assert store.rows == 10 and store.latest()["x"].to_list()[-2:] == [99, 99]
+
+
+def test_health_route_counts_pipelines_and_views():
+    code = (
+        "from workbench.apps.routes import process_stats; from workbench.pipeline import Pipeline\n"
+        "s = process_stats(); assert s['rss_mb'] > 0 and s['cpu_s'] > 0; print(Pipeline.instances())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"
