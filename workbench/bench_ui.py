@@ -32,7 +32,7 @@ from workbench.errors import ConfigError
 
 __all__ = ["bench_ui"]
 
-# Runs in the page: record (window_start, wall ms) the first frame a new window is in the series.
+# Runs in the page: record (window_start, wall ms) at the first frame each new window is in the series.
 _OBSERVER = """
 window.__wb = {seen: new Set(), samples: [], cds: null};
 (function tick() {
@@ -48,9 +48,11 @@ window.__wb = {seen: new Set(), samples: [], cds: null};
     }
     if (wb.cds) {
       const d = wb.cds.data, ws = d instanceof Map ? d.get('window_start') : d.window_start;
-      if (ws && ws.length) {
-        const last = Number(ws[ws.length - 1]);
-        if (!wb.seen.has(last)) { wb.seen.add(last); wb.samples.push([last, Date.now()]); }
+      const now = Date.now();
+      for (let i = (ws ? ws.length : 0) - 1; i >= 0; i--) {  // every window new in this frame
+        const start = Number(ws[i]);
+        if (wb.seen.has(start)) break;
+        wb.seen.add(start); wb.samples.push([start, now]);
       }
     }
   } catch (e) {}
