@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import polars as pl
 import pytest
@@ -138,3 +139,39 @@ def test_health_route_counts_pipelines_and_views():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"
+
+
+class _Quiet(FrameSource):
+    """Delivers its frames, then stays connected and silent until stopped (a source that stopped sending)."""
+
+    bulk = False  # type: ignore[assignment]
+
+    def _batches(self):
+        yield from super()._batches()
+        while not self.stopped:
+            time.sleep(0.02)
+
+
+def test_stale_banner_says_since_when(fed):
+    from workbench.clock import ManualClock
+    from workbench.views import Dashboard
+    from workbench.views.feed import Feed
+
+    clock = ManualClock()
+    pipe = Pipeline(_Quiet([server_metrics_frame(200)], clock=clock), name="views-stale")
+    pipe.standard("server_metrics", Tumbling("10s"))
+    feed = Feed(pipe, stale_after=10)
+    dash = Dashboard(feed)
+    _render(dash)
+    pipe.start()
+    deadline = time.time() + 10
+    while pipe.batches == 0 and time.time() < deadline:
+        time.sleep(0.02)
+    dash.refresh()
+    assert not dash.banner.visible
+    clock.advance(30)  # 30 s without a batch
+    time.sleep(0.3)  # the KPI snapshot is cached for 0.2 s
+    dash.refresh()
+    pipe.stop()
+    assert dash.banner.visible
+    assert "Data stale since" in dash.banner.object and "no batch from" in dash.banner.object
