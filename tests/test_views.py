@@ -175,3 +175,26 @@ def test_stale_banner_says_since_when(fed):
     pipe.stop()
     assert dash.banner.visible
     assert "Data stale since" in dash.banner.object and "no batch from" in dash.banner.object
+
+
+def test_sweep_frees_sessions_whose_connections_all_died():
+    from types import SimpleNamespace
+
+    from workbench.apps.routes import sweep
+
+    class Connection:  # hashable, like Bokeh's
+        def __init__(self, socket):
+            self._socket = socket
+
+    class Session:
+        def __init__(self, *sockets):
+            self._subscribed_connections = {Connection(s) for s in sockets}
+
+        def unsubscribe(self, connection):
+            self._subscribed_connections.discard(connection)
+
+    open_, closed = SimpleNamespace(ws_connection=object()), SimpleNamespace(ws_connection=None)
+    ghost, live, mixed = Session(closed), Session(open_), Session(open_, closed)
+    assert sweep([ghost, live, mixed]) == 1
+    assert not ghost._subscribed_connections  # Bokeh's cleanup can now discard it
+    assert len(live._subscribed_connections) == 1 and len(mixed._subscribed_connections) == 2

@@ -36,6 +36,11 @@ def create_app() -> pn.template.FastListTemplate:
     """The monitor page for the current session, over the process's shared live pipeline."""
     pn.extension("tabulator", sizing_mode="stretch_width", reconnect=True, notifications=True)
     live = live_pipeline()
+    context = getattr(pn.state.curdoc, "session_context", None)
+    if context is not None:
+        from workbench.apps.routes import remember
+
+        remember(getattr(context.server_context, "application_context", None))
     dashboard = Dashboard(live.feed)
     _apply_url(dashboard)
     main = dashboard.__panel__()

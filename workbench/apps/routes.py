@@ -23,7 +23,7 @@ from workbench.apps.live import current
 from workbench.pipeline import Pipeline
 from workbench.views.base import LiveView
 
-__all__ = ["ROUTES", "HealthHandler", "process_stats", "trim"]
+__all__ = ["ROUTES", "HealthHandler", "housekeeping", "process_stats", "remember", "sweep", "trim"]
 
 
 def _rss_mb() -> float:
@@ -47,6 +47,41 @@ def _quantiles(values: list[float]) -> dict[str, float] | None:
     return {"p50": round(pick(0.5), 4), "p99": round(pick(0.99), 4), "max": round(values[-1], 4), "n": len(values)}
 
 
+_contexts: list[Any] = []  # the Bokeh application contexts of this server, once seen
+
+
+def sweep(sessions: Any) -> int:
+    """Let go of sessions whose every connection is closed; returns how many.
+
+    Bokeh's server loses track of a connection that closes while its session is still
+    being created (an ``AssertionError`` in ``WSHandler.on_close``): the session then
+    counts a live connection forever and is never freed. Unsubscribing the dead
+    connections lets Bokeh's own unused-session cleanup discard it.
+    """
+    freed = 0
+    for session in list(sessions):
+        connections = list(getattr(session, "_subscribed_connections", ()))
+        dead = [c for c in connections if getattr(getattr(c, "_socket", None), "ws_connection", True) is None]
+        if connections and len(dead) == len(connections):
+            for connection in dead:
+                session.unsubscribe(connection)
+            freed += 1
+    return freed
+
+
+def remember(application_context: Any) -> None:
+    """Note the application context sessions live in (called from a session of the app)."""
+    if application_context is not None and all(c is not application_context for c in _contexts):
+        _contexts.append(application_context)
+
+
+def housekeeping() -> None:
+    """Every few seconds: free sessions with only dead connections, and trim the heap."""
+    for context in _contexts:
+        sweep(context.sessions)
+    trim()
+
+
 def process_stats() -> dict[str, Any]:
     """RSS (MB) and CPU seconds (user + system) of this process."""
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -63,6 +98,8 @@ class HealthHandler(RequestHandler):
         since = float(self.get_argument("since", "0"))
         live = current()
         apps = getattr(self.application, "applications", {})  # the Bokeh server's application contexts
+        for context in apps.values():
+            remember(context)
         body: dict[str, Any] = {
             "process": process_stats(),
             "pipelines_in_process": Pipeline.instances(),
