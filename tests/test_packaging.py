@@ -78,7 +78,8 @@ def test_public_api_is_pinned():
 def test_nothing_below_views_imports_panel_or_bokeh():
     code = (
         "import sys, workbench, workbench.pipeline, workbench.replay, workbench.bench, workbench.cli, "
-        "workbench.testing, workbench.sources.simulator, workbench.views.live\n"
+        "workbench.testing, workbench.sources.simulator, workbench.views.live, "
+        "workbench.views.feed, workbench.evaluate.run\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('panel', 'bokeh', 'holoviews'))\n"
         "print(','.join(bad))"
     )

@@ -1,6 +1,6 @@
 """The ``workbench`` command: thin wrappers over the package.
 
-Sub-commands: ``replay``, ``simulate``, ``query``, ``bench engine``, ``bench ui``, ``serve``.
+Sub-commands: ``replay``, ``simulate``, ``query``, ``bench engine``, ``bench ui``, ``nab``, ``serve``.
 """
 
 from __future__ import annotations
@@ -96,6 +96,14 @@ def _bench_ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nab(args: argparse.Namespace) -> int:
+    from workbench.evaluate.run import DEFAULT_DETECTOR, run_nab
+
+    report = run_nab(args.data, detector=args.detector or DEFAULT_DETECTOR, out=args.out)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from workbench.apps.serve import serve
 
@@ -153,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--hosts", type=int, default=120, help="simulated hosts (default: 120)")
     bu.add_argument("--refresh", type=float, default=4.0, help="updates per second per session (default: 4)")
     bu.set_defaults(func=_bench_ui)
+
+    n = sub.add_parser("nab", help="score a detector on the Numenta Anomaly Benchmark (NAB's results layout)")
+    n.add_argument("--data", default="../shared/data/nab", help="NAB folder with data/ and labels/")
+    n.add_argument("--detector", help="detector name (default: Workbench's best)")
+    n.add_argument("--out", help="results folder: OUT/<category>/<detector>_<file>.csv")
+    n.set_defaults(func=_nab)
 
     v = sub.add_parser("serve", help="serve the monitoring app (panel serve with sensible defaults)")
     v.add_argument("--port", type=int, default=5006)

@@ -1,0 +1,111 @@
+"""The NAB scorer on hand-built cases, and its threshold sweep against brute force."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workbench.evaluate.nab import PROFILES, corpus_score, probation_rows, scaled_sigmoid, score_file
+
+STD = PROFILES["standard"]
+
+
+def _sig(p: float) -> float:
+    return 2 / (1 + math.exp(5 * p)) - 1
+
+
+def _corpus():
+    """Two files with probation, three windows in all."""
+    a = {"scores": np.zeros(200), "windows": [(60, 79), (150, 169)], "probation": probation_rows(200)}
+    b = {"scores": np.zeros(100), "windows": [(50, 59)], "probation": probation_rows(100)}
+    return [a, b]
+
+
+@pytest.mark.parametrize("profile", list(PROFILES.values()), ids=lambda p: p.name)
+def test_perfect_detector_scores_100_and_null_scores_0(profile):
+    files = _corpus()
+    assert corpus_score(files, profile)["score"] == 0.0  # never fires
+    for f in files:
+        for a, _ in f["windows"]:
+            f["scores"][a] = 1.0  # fires on each window's first row
+    assert corpus_score(files, profile)["score"] == 100.0
+
+
+def test_worked_by_hand_early_late_and_false_positives():
+    windows = [(40, 49)]  # width 10
+
+    def raw(*rows: int) -> float:
+        s = np.zeros(100)
+        s[list(rows)] = 1.0
+        return score_file(s, windows, threshold=0.5, profile=STD, probation=15).raw
+
+    # middle of the window: p = -(49 - 45 + 1) / 10 = -0.5
+    assert raw(45) == pytest.approx(_sig(-0.5)) == pytest.approx(0.8483, abs=1e-4)
+    # last row of the window: p = -0.1, worth little
+    assert raw(49) == pytest.approx(0.2449, abs=1e-4)
+    # only the earliest detection of a window counts
+    assert raw(45, 41, 48) == pytest.approx(_sig(-0.9))
+    # a false positive before any window costs -1 x 0.11, and the window is missed (-1)
+    assert raw(20) == pytest.approx(-0.11 - 1.0)
+    # right after the window: p = 1 / 9, a mild penalty; three widths on: -0.11
+    assert raw(40, 50) == pytest.approx(_sig(-1.0) + 0.11 * _sig(1 / 9))
+    assert 0.11 * _sig(1 / 9) == pytest.approx(-0.0298, abs=1e-4)
+    assert raw(40, 90) == pytest.approx(_sig(-1.0) - 0.11)
+    # probationary rows are not scored
+    assert raw(5) == pytest.approx(-1.0)
+
+
+def test_profiles_weigh_misses_and_false_alarms():
+    s = np.zeros(100)
+    s[20] = 1.0  # one false positive, the window missed
+    fp = score_file(s, [(40, 49)], threshold=0.5, profile=PROFILES["reward_low_FP_rate"], probation=15)
+    fn = score_file(s, [(40, 49)], threshold=0.5, profile=PROFILES["reward_low_FN_rate"], probation=15)
+    assert fp.raw == pytest.approx(-0.22 - 1.0) and (fp.tp, fp.fp, fp.fn) == (0, 1, 1)
+    assert fn.raw == pytest.approx(-0.11 - 2.0)
+
+
+def test_scaled_sigmoid_shape():
+    assert scaled_sigmoid(-1.0) == pytest.approx(0.98661, abs=1e-5)
+    assert scaled_sigmoid(0.0) == 0.0 and scaled_sigmoid(5.0) == -1.0
+    assert probation_rows(1000) == 150 and probation_rows(10_000) == 750
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_sweep_finds_the_best_threshold(data):
+    n = data.draw(st.integers(30, 120))
+    a = data.draw(st.integers(5, n - 6))
+    b = data.draw(st.integers(a, min(n - 1, a + 15)))
+    levels = st.sampled_from([0.0, 0.2, 0.5, 0.7, 0.9, 1.0])
+    scores = np.array(data.draw(st.lists(levels, min_size=n, max_size=n)))
+    f = {"scores": scores, "windows": [(a, b)], "probation": probation_rows(n)}
+    best = corpus_score([f], STD)
+    brute = max(
+        score_file(scores, [(a, b)], threshold=t, profile=STD, probation=f["probation"]).raw
+        for t in [*np.unique(scores), math.inf]
+    )
+    assert best["raw"] == pytest.approx(brute)
+
+
+def test_nab_command_writes_results_and_scores(tmp_path):
+    from conftest import cli
+
+    (tmp_path / "data" / "realTest").mkdir(parents=True)
+    (tmp_path / "labels").mkdir()
+    ts = [f"2024-01-01 {h:02d}:{m:02d}:00" for h in range(10) for m in range(0, 60, 5)]  # 120 rows
+    values = [10.0 + 0.1 * (i % 5) for i in range(120)]
+    values[90] = 50.0
+    lines = ["timestamp,value", *(f"{t},{v}" for t, v in zip(ts, values, strict=True))]
+    (tmp_path / "data" / "realTest" / "spike.csv").write_text("\n".join(lines) + "\n")
+    windows = {"realTest/spike.csv": [[ts[85] + ".000000", ts[95] + ".000000"]]}
+    (tmp_path / "labels" / "combined_windows.json").write_text(__import__("json").dumps(windows))
+    done = cli("nab", "--data", tmp_path, "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    report = __import__("json").loads(done.stdout)
+    assert report["scores"]["standard"] > 90  # the spike is found early in its window, nothing else fires
+    written = (tmp_path / "out" / "realTest" / "robust_z_spike.csv").read_text().splitlines()
+    assert written[0] == "timestamp,value,anomaly_score" and len(written) == 121

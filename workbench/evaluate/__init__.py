@@ -1,0 +1,1 @@
+"""Evaluation: progressive scoring against labels (the simulator's ground truth, NAB)."""

@@ -1,0 +1,1 @@
+"""Online models: river-style detectors over window rows or raw series."""
