@@ -1,10 +1,8 @@
 """Labelled series for evaluation: the Numenta Anomaly Benchmark corpus as values.
 
-Examples
---------
->>> files = load_nab("../shared/data/nab")  # doctest: +SKIP
->>> files[0].name, len(files)  # doctest: +SKIP
-('artificialNoAnomaly/art_daily_no_noise.csv', 58)
+``load_nab(root)`` reads a NAB checkout (``data/<category>/<file>.csv`` and
+``labels/combined_windows.json``) into :class:`LabelledSeries` with the anomaly
+windows as row ranges; ``tests/test_nab.py`` runs it on a small corpus it writes.
 """
 
 from __future__ import annotations
