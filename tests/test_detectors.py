@@ -60,3 +60,24 @@ def test_inputs_are_not_mutated_and_runs_reproduce(make):
     first = score_stream(make(), rows)
     assert rows == copy
     assert score_stream(make(), rows) == first
+
+
+def test_detect_command_scores_a_csv_online(tmp_path):
+    from conftest import cli
+
+    values = [10.0 + 0.1 * (i % 5) for i in range(300)]
+    values[250] = 80.0
+    rows = [
+        "timestamp,value,other",
+        *(f"2024-01-01T00:{i // 60:02d}:{i % 60:02d},{v},{i % 3}" for i, v in enumerate(values)),
+    ]
+    (tmp_path / "in.csv").write_text("\n".join(rows) + "\n")
+    done = cli("detect", tmp_path / "in.csv", "--time-column", "timestamp", "--out", tmp_path / "out.csv")
+    assert done.returncode == 0, done.stderr
+    out = (tmp_path / "out.csv").read_text().splitlines()
+    assert out[0] == "timestamp,value,other,anomaly_score,is_anomaly" and len(out) == 301
+    flagged = [i for i, line in enumerate(out[1:]) if line.endswith(",true")]
+    assert flagged == [250]
+
+    bad = cli("detect", tmp_path / "in.csv", "--time-column", "ts", "--out", tmp_path / "x.csv")
+    assert bad.returncode == 2 and "no time column 'ts'" in bad.stderr

@@ -1,6 +1,6 @@
 """The ``workbench`` command: thin wrappers over the package.
 
-Sub-commands: ``replay``, ``simulate``, ``query``, ``bench engine``, ``bench ui``, ``nab``, ``serve``.
+Sub-commands: ``replay``, ``simulate``, ``query``, ``bench engine``, ``bench ui``, ``detect``, ``nab``, ``serve``.
 """
 
 from __future__ import annotations
@@ -96,6 +96,15 @@ def _bench_ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detect(args: argparse.Namespace) -> int:
+    from workbench.models.detect import detect_file
+
+    result = detect_file(args.input, args.out, time_column=args.time_column, detector=args.detector)
+    flagged = int(result["is_anomaly"].sum())
+    print(f"{result.height:,} rows scored, {flagged:,} anomalies → {args.out}")
+    return 0
+
+
 def _nab(args: argparse.Namespace) -> int:
     from workbench.evaluate.run import DEFAULT_DETECTOR, run_nab
 
@@ -161,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--hosts", type=int, default=120, help="simulated hosts (default: 120)")
     bu.add_argument("--refresh", type=float, default=4.0, help="updates per second per session (default: 4)")
     bu.set_defaults(func=_bench_ui)
+
+    d = sub.add_parser("detect", help="score a CSV of numeric columns online: anomaly_score and is_anomaly")
+    d.add_argument("input", help="CSV file with a time column and numeric columns")
+    d.add_argument("--time-column", default="timestamp")
+    d.add_argument("--detector", default="robust_z")
+    d.add_argument("--out", required=True, help="CSV: the input rows plus anomaly_score and is_anomaly")
+    d.set_defaults(func=_detect)
 
     n = sub.add_parser("nab", help="score a detector on the Numenta Anomaly Benchmark (NAB's results layout)")
     n.add_argument("--data", default="../shared/data/nab", help="NAB folder with data/ and labels/")

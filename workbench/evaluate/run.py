@@ -9,7 +9,6 @@ RobustZScore(window=2000, warm_up=30, refresh=10, holdoff=500, damp=0.5)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,11 @@ import polars as pl
 from workbench.errors import ConfigError
 from workbench.evaluate.corpus import load_nab
 from workbench.evaluate.nab import PROFILES, corpus_score
-from workbench.models.detectors import Detector, RobustZScore, score_stream
+from workbench.models.detect import DETECTORS
+from workbench.models.detectors import score_stream
 
 __all__ = ["DEFAULT_DETECTOR", "DETECTORS", "run_nab"]
 
-DETECTORS: dict[str, Callable[[], Detector]] = {
-    "robust_z": RobustZScore,
-}
 DEFAULT_DETECTOR = "robust_z"  # the best on NAB so far (docs/BENCHMARKS.md)
 
 
