@@ -10,6 +10,7 @@ all its views. Its subscription is released when the browser session ends, or by
 
 from __future__ import annotations
 
+import time
 import weakref
 from typing import Any, ClassVar
 
@@ -40,6 +41,8 @@ class LiveView(pn.viewable.Viewer):
         self.subscription: Subscription | None = None
         self._callback: Any = None
         self._layout: Any = None
+        self._drawn_version = -1  # windows version last drawn (views redrawn per closed window)
+        self._drawn_at = 0.0
 
     @classmethod
     def alive(cls) -> int:
@@ -56,6 +59,19 @@ class LiveView(pn.viewable.Viewer):
             self.param[name].objects = options
         if getattr(self, name) != current:
             setattr(self, name, current)
+
+    def _window_due(self, every: float) -> int | None:
+        """The windows version to draw now: a window closed since the last draw, ``every`` s ago or more."""
+        version = self.feed.windows.version
+        if version == self._drawn_version or time.monotonic() - self._drawn_at < every:
+            return None
+        self._drawn_version, self._drawn_at = version, time.monotonic()
+        return version
+
+    def _redraw_now(self) -> None:
+        """Forget the last draw and draw (after a parameter changed)."""
+        self._drawn_version, self._drawn_at = -1, 0.0
+        self.refresh()
 
     # -- to implement ---------------------------------------------------------------
     def _build(self) -> Any:

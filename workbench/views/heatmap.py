@@ -8,7 +8,6 @@ costs a UI loop ~250 ms per session).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -92,8 +91,6 @@ class EntityHeatmap(LiveView):
     def __init__(self, feed: Feed, **params: Any) -> None:
         chosen = params.pop("metric", None)
         super().__init__(feed, **params)
-        self._seen = -1
-        self._drawn_at = 0.0
         self.source = ColumnDataSource(data=heatmap_data(pl.DataFrame(), "", "", entities=1, windows=1)["columns"])
         self.mapper = LinearColorMapper(palette=_PALETTES[self.cmap], nan_color="rgba(0,0,0,0)")
         self.y_range = FactorRange(factors=[])
@@ -148,20 +145,15 @@ class EntityHeatmap(LiveView):
     @param.depends("metric", "rows", "windows", "cmap", watch=True)
     def _redraw(self) -> None:
         self._label()
-        self._seen = -1
-        self._drawn_at = 0.0
-        self.refresh()
+        self._redraw_now()
 
     def refresh(self) -> None:
         """Replace the cells when a window has closed since the last draw."""
         metrics = self.feed.metrics
         if metrics:
             self._choices("metric", metrics)
-        version = self.feed.windows.version
-        if version == self._seen or time.monotonic() - self._drawn_at < self.redraw_every:
+        if self._window_due(self.redraw_every) is None:
             return
-        self._drawn_at = time.monotonic()
-        self._seen = version
         _, rows = self.feed.windows.tail(self.windows + 2)  # a frame holds one window, rarely two
         data = heatmap_data(rows, self.metric, self.feed.by, entities=self.rows, windows=self.windows)
         self.y_range.factors = data["order"]

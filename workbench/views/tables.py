@@ -43,8 +43,6 @@ class LatestWindows(LiveView):
     def __init__(self, feed: Feed, **params: Any) -> None:
         chosen = params.pop("sort_by", None)
         super().__init__(feed, **params)
-        self._seen = -1
-        self._drawn_at = 0.0
         self.table = pn.widgets.Tabulator(
             None,
             disabled=True,
@@ -63,20 +61,16 @@ class LatestWindows(LiveView):
 
     @param.depends("sort_by", "rows", watch=True)
     def _resort(self) -> None:
-        self._seen = -1
-        self._drawn_at = 0.0
-        self.refresh()
+        self._redraw_now()
 
     def refresh(self) -> None:
         """Show the newest window when one has closed."""
         metrics = self.feed.metrics
         if metrics:
             self._choices("sort_by", metrics)
-        version = self.feed.windows.version
-        if version == self._seen or time.monotonic() - self._drawn_at < self.redraw_every:
+        version = self._window_due(self.redraw_every)
+        if version is None:
             return
-        self._drawn_at = time.monotonic()
-        self._seen = version
         _, rows = self.feed.windows.since(max(0, version - 1))
         if rows.height == 0:
             return
