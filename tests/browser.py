@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import urllib.request
 from pathlib import Path
 
@@ -49,6 +50,16 @@ def health(base: str, *, gc: bool = False) -> dict:
             return json.loads(r.read())
     except urllib.error.HTTPError as e:  # 503 still carries the JSON body
         return json.loads(e.read())
+
+
+def until(predicate, timeout: float, pause=lambda: time.sleep(0.5)):
+    """Call ``predicate`` until it is truthy or ``timeout`` s have passed; returns its last value."""
+    deadline = time.time() + timeout
+    value = predicate()
+    while not value and time.time() < deadline:
+        pause()
+        value = predicate()
+    return value
 
 
 def kpi(page, title: str) -> str:

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from urllib.parse import urlparse
 
 import pytest
 
-from browser import ARTIFACTS, PLOT_STATE, kpi, launch, number
+from browser import ARTIFACTS, PLOT_STATE, kpi, launch, number, until
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
 
-def _wait(page, predicate, timeout: float, step_ms: int = 500):
-    deadline = time.time() + timeout
-    value = predicate()
-    while not value and time.time() < deadline:
-        page.wait_for_timeout(step_ms)
-        value = predicate()
-    return value
+def _wait(page, predicate, timeout: float):
+    """``until`` that keeps the page's events flowing while it waits."""
+    return until(predicate, timeout, pause=lambda: page.wait_for_timeout(500))
 
 
 def _lines(page) -> list[list[str]]:

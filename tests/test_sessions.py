@@ -6,18 +6,9 @@ import time
 
 import pytest
 
-from browser import PLOT_STATE, health, kpi, launch, number
+from browser import PLOT_STATE, health, kpi, launch, number, until
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
-
-
-def _until(predicate, timeout: float, step: float = 0.5):
-    deadline = time.time() + timeout
-    value = predicate()
-    while not value and time.time() < deadline:
-        time.sleep(step)
-        value = predicate()
-    return value
 
 
 def _open(browser, url: str):
@@ -72,7 +63,7 @@ def test_sessions_share_one_pipeline_and_release_everything(served_monitor):
             _close(page)
         # the warm baseline: after a first burst, so the allocator's high-water mark of
         # ten concurrent sessions is in it; what follows must not add to it
-        assert _until(lambda: _idle(base), 60), health(base)
+        assert until(lambda: _idle(base), 60), health(base)
         baseline = health(base, gc=True)["process"]["rss_mb"]
 
         # 30 more sessions: ten at once, then five at a time
@@ -89,7 +80,7 @@ def test_sessions_share_one_pipeline_and_release_everything(served_monitor):
                 _close(page)
         browser.close()
 
-    assert _until(lambda: _idle(base), 60), health(base)
+    assert until(lambda: _idle(base), 60), health(base)
     after = health(base, gc=True)
     assert after["pipelines_in_process"] == 1, after
     assert after["subscriptions"] == 0, after

@@ -14,6 +14,7 @@ Examples
 
 from __future__ import annotations
 
+import abc
 import bisect
 import copy
 import math
@@ -24,19 +25,19 @@ from typing import Any
 __all__ = ["Detector", "RobustZScore", "calibrate", "score_stream"]
 
 
-class Detector:
+class Detector(abc.ABC):
     """Base class: constructor arguments are kept verbatim, so ``clone()`` and ``repr`` come free."""
 
     def __init__(self, **params: Any) -> None:
         self._params = params
 
+    @abc.abstractmethod
     def score_one(self, x: dict[str, float]) -> float:
         """Anomaly score of ``x`` in [0, 1], before learning it."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def learn_one(self, x: dict[str, float]) -> None:
         """Update the state with ``x``."""
-        raise NotImplementedError
 
     def clone(self) -> Detector:
         """A fresh detector with the same parameters."""

@@ -366,27 +366,5 @@ class Feed:
             _, bands = self.bands.since(version)
         return current, rows, bands
 
-    def series(self, entities: list[str], metric: str, since: int = 0) -> tuple[int, pl.DataFrame]:
-        """Window rows of ``entities`` newer than version ``since``: window_start, entity, value, fleet z.
-
-        The fleet z-score is robust: ``(value - fleet median) / (1.4826 · fleet MAD)``
-        for the same window, so a host far from its peers stands out whatever the level.
-        """
-        with self._append_lock:
-            version, rows = self.windows.since(since)
-            _, bands = self.bands.since(since)
-        if rows.height == 0 or metric not in rows.columns:
-            return version, pl.DataFrame()
-        rows = rows.filter(pl.col(self.by).is_in(entities)).select("window_start", self.by, metric)
-        if bands.height and f"{metric}__p50" in bands.columns:
-            med, mad = pl.col(f"{metric}__p50"), pl.col(f"{metric}__mad")
-            z = ((pl.col(metric) - med) / (1.4826 * mad)).fill_nan(None)
-            rows = rows.join(bands.select("window_start", med, mad), on="window_start", how="left").with_columns(
-                z.alias("z")
-            )
-        else:
-            rows = rows.with_columns(pl.lit(None, pl.Float64).alias("z"))
-        return version, rows.select("window_start", pl.col(self.by).alias("entity"), pl.col(metric).alias("value"), "z")
-
     def __repr__(self) -> str:
         return f"Feed(pipeline={self.pipeline.name!r}, windows={self.windows.rows}, subscriptions={self.subscriptions})"

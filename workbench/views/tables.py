@@ -28,6 +28,12 @@ def reason_kind(reason: pl.Expr) -> pl.Expr:
     )
 
 
+def _table(**options: Any) -> pn.widgets.Tabulator:
+    """A read-only Tabulator with the views' common look."""
+    defaults = {"disabled": True, "show_index": False, "sizing_mode": "stretch_width", "theme": "simple"}
+    return pn.widgets.Tabulator(None, **{**defaults, **options})
+
+
 class LatestWindows(LiveView):
     """A Tabulator of the latest closed window: one row per entity, sorted by ``sort_by``."""
 
@@ -43,16 +49,7 @@ class LatestWindows(LiveView):
     def __init__(self, feed: Feed, **params: Any) -> None:
         chosen = params.pop("sort_by", None)
         super().__init__(feed, **params)
-        self.table = pn.widgets.Tabulator(
-            None,
-            disabled=True,
-            show_index=False,
-            sizing_mode="stretch_width",
-            height=360,
-            layout="fit_data_fill",
-            theme="simple",
-            frozen_columns=[feed.by],
-        )
+        self.table = _table(height=360, layout="fit_data_fill", frozen_columns=[feed.by])
 
         self._choices("sort_by", feed.metrics, chosen)
 
@@ -95,25 +92,8 @@ class DeadLetters(LiveView):
     def __init__(self, feed: Feed, **params: Any) -> None:
         super().__init__(feed, **params)
         self._seen = 0
-        self.table = pn.widgets.Tabulator(
-            None,
-            disabled=True,
-            show_index=False,
-            sizing_mode="stretch_width",
-            height=300,
-            layout="fit_columns",
-            theme="simple",
-            widths={"received": 80, "node": 80, "reason": 320},
-        )
-        self.kinds = pn.widgets.Tabulator(
-            None,
-            disabled=True,
-            show_index=False,
-            height=200,
-            layout="fit_data_stretch",
-            theme="simple",
-            sizing_mode="stretch_width",
-        )
+        self.table = _table(height=300, layout="fit_columns", widths={"received": 80, "node": 80, "reason": 320})
+        self.kinds = _table(height=200, layout="fit_data_stretch")
         self._counted = 0.0
         self._streamed = 0.0
 
