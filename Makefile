@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: env browser demo test test-quick lint bench clean
+.PHONY: env browser services demo test test-quick lint bench clean
 
 $(UV):
 	$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet uv
@@ -19,10 +19,14 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
+# PostgreSQL, Redis, Mosquitto, NATS and the node exporter on loopback (started when down)
+services:
+	bash .ci/services
+
 demo: env
 	$(UV) run workbench serve --port 5006
 
-test: env browser
+test: env browser services
 	$(UV) run ruff check .
 	$(UV) run mypy workbench
 	$(UV) run pytest $(PYTEST_ARGS)
