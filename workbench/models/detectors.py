@@ -20,13 +20,20 @@ import copy
 import math
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = ["Detector", "RobustZScore", "calibrate", "score_stream"]
 
 
 class Detector(abc.ABC):
-    """Base class: constructor arguments are kept verbatim, so ``clone()`` and ``repr`` come free."""
+    """Base class: constructor arguments are kept verbatim, so ``clone()`` and ``repr`` come free.
+
+    ``bounds`` gives the inclusive range of each numeric constructor argument: live
+    tuning turns the arguments into bounded ``param`` parameters (their docs come from
+    the class docstring's Parameters section).
+    """
+
+    bounds: ClassVar[dict[str, tuple[float, float]]] = {}
 
     def __init__(self, **params: Any) -> None:
         self._params = params
@@ -89,6 +96,14 @@ class RobustZScore(Detector):
     holdoff, damp
         Rows an extreme is remembered, and the factor for rows that do not exceed it.
     """
+
+    bounds: ClassVar[dict[str, tuple[float, float]]] = {
+        "window": (20, 100_000),
+        "warm_up": (1, 10_000),
+        "refresh": (1, 1_000),
+        "holdoff": (0, 100_000),
+        "damp": (0.0, 1.0),
+    }
 
     def __init__(
         self, window: int = 2000, warm_up: int = 30, refresh: int = 10, holdoff: int = 500, damp: float = 0.5
