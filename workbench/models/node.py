@@ -66,7 +66,7 @@ class ScoreNode(Operator):
         The window node (or any stream of window rows).
     detector
         A name in :data:`workbench.models.detect.DETECTORS` (or a Detector class).
-    features, by, time, warm_up, drift, drift_on, idle, max_entities, fill, seed
+    features, by, time, warm_up, drift, drift_on, idle, max_entities, fill, seed, shared, where
         See :class:`~workbench.models.scoring.Scorer`.
     params
         Detector arguments other than the defaults (checked against its bounds).
@@ -97,6 +97,8 @@ class ScoreNode(Operator):
         max_entities: int = 10_000,
         fill: dict[str, float] | None = None,
         seed: int = 0,
+        shared: bool = False,
+        where: pl.Expr | None = None,
         lake: Lake | None = None,
         lake_output: str = "windows",
         history: str | float | timedelta = "30m",
@@ -121,6 +123,8 @@ class ScoreNode(Operator):
             max_entities=max_entities,
             fill=fill,
             seed=seed,
+            shared=shared,
+            where=where,
         )
         self.drift = Stream(stream_name=f"{self.name}.drift")
         self.drift_count = 0

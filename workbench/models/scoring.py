@@ -107,6 +107,14 @@ class Scorer:
         Values of the rows made for known entities missing from a closed window.
     seed
         Seeds the drift detectors that draw.
+    shared
+        One detector and threshold for all entities (rows still carry their entity):
+        for populations of many sparse entities, where an entity is unusual against
+        its peers (a port scanner among clients) rather than against its own past.
+    where
+        Only rows where this polars predicate holds are scored and learned (e.g.
+        ``pl.col("flows") >= 20``: enough events for a statistic to mean something);
+        the others pass through with score 0 and ``is_anomaly`` false.
     """
 
     def __init__(
@@ -124,7 +132,11 @@ class Scorer:
         max_entities: int = 10_000,
         fill: dict[str, float] | None = None,
         seed: int = 0,
+        shared: bool = False,
+        where: pl.Expr | None = None,
     ) -> None:
+        if shared and fill:
+            raise ConfigError("scorer: fill needs a model per entity; it cannot be combined with shared=True")
         if warm_up < 0:
             raise ConfigError(f"scorer: warm_up must be >= 0 rows, not {warm_up}")
         if max_entities < 1:
@@ -142,6 +154,8 @@ class Scorer:
         self.max_entities = max_entities
         self.fill = dict(fill or {})
         self.seed = seed
+        self.shared = shared
+        self.where = where
         self.entities: OrderedDict[Any, _Entity] = OrderedDict()  # least recently seen first
         self.expired = 0
         self.evicted = 0
@@ -206,12 +220,22 @@ class Scorer:
         features = self._choose_features(frame)
         frame = self._filled(frame).sort(self.time, maintain_order=True)
         keys, times = self._keys(frame), self._times(frame)
+        if self.shared:
+            keys = ["*"] * len(keys)
         values = frame.select(pl.col(features).cast(pl.Float64)).to_numpy()
+        scored_rows = (
+            frame.select(self.where.fill_null(False)).to_series().to_list() if self.where is not None else None
+        )
         watch = self.drift_on if self.drift_on is not None else [*features, "anomaly_score"]
         watched = [(name, features.index(name) if name in features else -1) for name in watch]
         scores, thresholds, flags = [], [], []
         events: list[tuple[Any, str, str, int, float]] = []
         for i, key in enumerate(keys):
+            if scored_rows is not None and not scored_rows[i]:
+                scores.append(0.0)
+                thresholds.append(math.nan)
+                flags.append(False)
+                continue
             row = values[i]
             x = {f: float(v) for f, v in zip(features, row, strict=True) if not math.isnan(v)}
             ent, t = self._entity(key), times[i]
@@ -281,8 +305,11 @@ class Scorer:
             return 0
         features = self._choose_features(history)
         history = history.sort(self.time, maintain_order=True)
+        if self.where is not None:
+            history = history.filter(self.where.fill_null(False))
         values = history.select(pl.col(features).cast(pl.Float64)).to_numpy()
-        for key, t, row in zip(self._keys(history), self._times(history), values, strict=True):
+        keys = ["*"] * history.height if self.shared else self._keys(history)
+        for key, t, row in zip(keys, self._times(history), values, strict=True):
             x = {f: float(v) for f, v in zip(features, row, strict=True) if not math.isnan(v)}
             ent = self._entity(key)
             score = ent.model.score_one(x)

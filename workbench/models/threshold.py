@@ -4,7 +4,9 @@ A detector's raw score says how unusual a row is; an :class:`AdaptiveThreshold` 
 scores into decisions. Its threshold is the ``q`` quantile of the last ``window``
 scores (river's ``stats.RollingQuantile``: bounded memory, plain state), never below
 ``floor``, so a quiet stream whose scores are all noise does not alert. A score is an
-anomaly when it is at or above the threshold computed *before* it is added.
+anomaly when it is at or above the threshold computed *before* it is added. Only
+scores that were *not* anomalies are remembered: one incident's high scores would
+otherwise lift the threshold for the next ``window`` rows and hide the next incident.
 
 Examples
 --------
@@ -69,10 +71,12 @@ class AdaptiveThreshold:
         self.count += 1
 
     def decide(self, score: float) -> tuple[float, bool]:
-        """``(threshold, score >= threshold)`` with the threshold before ``score``, then remember it."""
+        """``(threshold, score >= threshold)`` with the threshold before ``score``; remember it if normal."""
         threshold = self.threshold
-        self.update(score)
-        return threshold, score >= threshold
+        anomaly = score >= threshold
+        if not anomaly:
+            self.update(score)
+        return threshold, anomaly
 
     def clone(self) -> AdaptiveThreshold:
         """A fresh threshold with the same settings."""
