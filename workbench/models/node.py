@@ -41,6 +41,7 @@ from datetime import timedelta
 from typing import Any
 
 import polars as pl
+from param.parameterized import discard_events
 from streamz import Stream
 
 from workbench.config import parse_duration
@@ -50,6 +51,7 @@ from workbench.models.scoring import Scorer
 from workbench.models.threshold import AdaptiveThreshold
 from workbench.models.tuning import DetectorParams, detector_params
 from workbench.operators.nodes import Operator
+from workbench.sources.base import RawBatch
 from workbench.storage.lake import Lake
 
 __all__ = ["ScoreNode"]
@@ -202,6 +204,10 @@ class ScoreNode(Operator):
     # -- the node --------------------------------------------------------------------------
     def process(self, x: Any, metadata: Any) -> tuple[Any, Any]:  # noqa: D102
         self.apply_pending()
+        if isinstance(x, RawBatch) and x.frame is not None:  # frames straight from a source
+            x = x.frame
+        if not isinstance(x, pl.DataFrame):
+            raise ConfigError(f"node {self.name!r}: expected a frame of window rows, not {type(x).__name__}")
         scored, drift = self.scorer.process(x)
         if drift.height:
             self.drift_count += drift.height
@@ -223,5 +229,5 @@ class ScoreNode(Operator):
         with self._lock:
             self._pending = None
         # the parameters show the restored detector, without asking for a rebuild
-        with self.params.param.discard_events():
+        with discard_events(self.params):
             self.params.param.update(**self.scorer.prototype._params)
