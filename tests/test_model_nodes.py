@@ -229,3 +229,19 @@ def test_params_are_generated_for_any_detector_class():
     assert params.param.scale.bounds == (1, 1000) and params.param.scale.doc == "Rows that make a score of 1."
     built: Any = params.build()
     assert isinstance(built, Spy) and built.scale == 7
+
+
+def test_anomalous_rows_are_not_learned_until_a_change_lasts():
+    rows = window_rows(100, hosts=1, shift_at=60)  # +25 from window 60 on, for good
+    scorer = Scorer(RobustZScore(warm_up=10, holdoff=0), features=["cpu_mean"], by="host", skip_anomalies=5, drift=())
+    scored, _ = scorer.process(rows)
+    flags = scored["is_anomaly"].to_list()
+    assert not any(flags[:60]) and all(flags[60:66])  # the shift, and 5 rows not learned after it
+    run, learned = 0, 0
+    for flag in flags:  # the 6th anomalous row in a row and the next are learned: the change lasts
+        run = run + 1 if flag else 0
+        learned += run == 0 or run > 5
+    assert scorer.entities["h0"].model._row == learned and 60 + 30 <= learned < 100
+    plain = Scorer(RobustZScore(warm_up=10, holdoff=0), features=["cpu_mean"], by="host", drift=())
+    plain.process(rows)
+    assert plain.entities["h0"].model._row == 100

@@ -91,6 +91,7 @@ def _run_schema(
     window: str,
     detector: str,
     params: dict[str, Any],
+    skip_anomalies: int,
     seed: int,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     sim0 = Simulator(schema, hosts=hosts, rate=rate, seed=seed)
@@ -120,6 +121,7 @@ def _run_schema(
             fill=plan.fill,
             shared=plan.shared,
             where=plan.where,
+            skip_anomalies=skip_anomalies,
             seed=seed,
             params={**params, **dict(plan.params)},
             threshold=None if plan.floor is None else AdaptiveThreshold(floor=plan.floor),
@@ -168,6 +170,7 @@ def bench_models(
     window: str = "10s",
     detector: str = "robust_z",
     params: dict[str, Any] | None = None,
+    skip_anomalies: int = 30,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Simulate labelled streams, score them with score nodes, report detection per incident class.
@@ -189,6 +192,9 @@ def bench_models(
     params
         Its arguments; default for ``robust_z``: ``holdoff=10`` (its NAB default, 500
         rows, is 83 minutes of 10 s windows: an incident would damp the next one's scores).
+    skip_anomalies
+        Consecutive anomalous rows not learned (see :class:`~workbench.models.scoring.Scorer`):
+        an incident does not widen the spread the next one is measured against.
     """
     if params is None:
         params = {"holdoff": 10} if detector == "robust_z" else {}
@@ -209,6 +215,7 @@ def bench_models(
             window=window,
             detector=detector,
             params=params,
+            skip_anomalies=skip_anomalies,
             seed=seed,
         )
         classes += rows
@@ -216,6 +223,7 @@ def bench_models(
     return {
         "detector": detector,
         "params": params,
+        "skip_anomalies": skip_anomalies,
         "settings": {"rate": rate, "hosts": hosts, "cycles": cycles, "warmup": warmup, "window": window, "seed": seed},
         "classes": classes,
         "runs": runs,

@@ -112,6 +112,7 @@ def _bench_models(args: argparse.Namespace) -> int:
         window=args.window,
         detector=args.detector,
         params={k: json.loads(v) for k, v in pairs} if pairs else None,
+        skip_anomalies=args.skip_anomalies,
         seed=args.seed,
     )
     print(format_table(report))
@@ -203,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--window", default="10s")
     bm.add_argument("--detector", default="robust_z")
     bm.add_argument("--param", action="append", help="detector argument NAME=VALUE (JSON value), repeatable")
+    bm.add_argument("--skip-anomalies", type=int, default=30, help="anomalous rows in a row not learned (default: 30)")
     bm.add_argument("--seed", type=int, default=0)
     bm.add_argument("--json", help="also write the whole report here")
     bm.set_defaults(func=_bench_models)

@@ -68,7 +68,7 @@ class ScoreNode(Operator):
         The window node (or any stream of window rows).
     detector
         A name in :data:`workbench.models.detect.DETECTORS` (or a Detector class).
-    features, by, time, warm_up, drift, drift_on, idle, max_entities, fill, seed, shared, where
+    features, by, time, warm_up, drift, drift_on, idle, max_entities, fill, seed, shared, where, skip_anomalies
         See :class:`~workbench.models.scoring.Scorer`.
     params
         Detector arguments other than the defaults (checked against its bounds).
@@ -101,6 +101,7 @@ class ScoreNode(Operator):
         seed: int = 0,
         shared: bool = False,
         where: pl.Expr | None = None,
+        skip_anomalies: int = 0,
         lake: Lake | None = None,
         lake_output: str = "windows",
         history: str | float | timedelta = "30m",
@@ -127,6 +128,7 @@ class ScoreNode(Operator):
             seed=seed,
             shared=shared,
             where=where,
+            skip_anomalies=skip_anomalies,
         )
         self.drift = Stream(stream_name=f"{self.name}.drift")
         self.drift_count = 0

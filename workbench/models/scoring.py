@@ -69,6 +69,7 @@ class _Entity:
     drift: dict[str, DriftMonitor] = field(default_factory=dict)
     rows: int = 0
     last_seen: int = 0  # event time (ms) of its newest row
+    skipped: int = 0  # anomalous rows in a row not learned
 
 
 def _minor(version: str) -> str:
@@ -115,6 +116,11 @@ class Scorer:
         Only rows where this polars predicate holds are scored and learned (e.g.
         ``pl.col("flows") >= 20``: enough events for a statistic to mean something);
         the others pass through with score 0 and ``is_anomaly`` false.
+    skip_anomalies
+        Up to this many consecutive anomalous rows of an entity are not learned, so an
+        incident does not teach the detector that it is normal (and does not widen its
+        spread for the next incident); past that many the rows are learned again, so a
+        lasting change becomes the new normal. 0: every row is learned.
     """
 
     def __init__(
@@ -134,7 +140,10 @@ class Scorer:
         seed: int = 0,
         shared: bool = False,
         where: pl.Expr | None = None,
+        skip_anomalies: int = 0,
     ) -> None:
+        if skip_anomalies < 0:
+            raise ConfigError(f"scorer: skip_anomalies must be >= 0 rows, not {skip_anomalies}")
         if shared and fill:
             raise ConfigError("scorer: fill needs a model per entity; it cannot be combined with shared=True")
         if warm_up < 0:
@@ -156,6 +165,7 @@ class Scorer:
         self.seed = seed
         self.shared = shared
         self.where = where
+        self.skip_anomalies = skip_anomalies
         self.entities: OrderedDict[Any, _Entity] = OrderedDict()  # least recently seen first
         self.expired = 0
         self.evicted = 0
@@ -240,12 +250,14 @@ class Scorer:
             x = {f: float(v) for f, v in zip(features, row, strict=True) if not math.isnan(v)}
             ent, t = self._entity(key), times[i]
             score = ent.model.score_one(x)
-            ent.model.learn_one(x)
             ent.rows += 1
             if ent.rows <= self.warm_up:
                 score, threshold, flag = 0.0, ent.threshold.threshold, False
             else:
                 threshold, flag = ent.threshold.decide(score)
+            ent.skipped = ent.skipped + 1 if flag else 0
+            if ent.skipped == 0 or ent.skipped > self.skip_anomalies:
+                ent.model.learn_one(x)
             scores.append(score)
             thresholds.append(threshold)
             flags.append(flag)
