@@ -245,3 +245,13 @@ def test_anomalous_rows_are_not_learned_until_a_change_lasts():
     plain = Scorer(RobustZScore(warm_up=10, holdoff=0), features=["cpu_mean"], by="host", drift=())
     plain.process(rows)
     assert plain.entities["h0"].model._row == 100
+
+
+def test_a_catalogue_factory_gives_the_defaults_of_its_parameters(monkeypatch):
+    from workbench.models import detect
+
+    monkeypatch.setitem(detect.DETECTORS, "spy_preset", lambda: Spy(scale=7))
+    params = detector_params("spy_preset")()
+    assert params.scale == 7 and params.detector_name == "spy_preset"
+    node = ScoreNode(Stream(), "spy_preset", by="host")
+    assert node.name == "score_spy_preset" and node.scorer.prototype.scale == 7

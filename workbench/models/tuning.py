@@ -127,14 +127,20 @@ def _parameter(default: Any, bounds: tuple[float, float] | None, doc: str) -> pa
 
 @cache
 def _generated(cls: type[Detector], name: str) -> type[DetectorParams]:
+    from workbench.models.detect import DETECTORS
+
     docs = parameter_docs(cls)
+    # a catalogue entry may be a factory with its own settings: those are the defaults
+    factory = DETECTORS.get(name)
+    preset = {} if factory is None or isinstance(factory, type) else dict(factory()._params)
     params: dict[str, Any] = {}
     for arg in inspect.signature(cls.__init__).parameters.values():
         if arg.name == "self" or arg.kind in (arg.VAR_POSITIONAL, arg.VAR_KEYWORD):
             continue
-        if arg.default is inspect.Parameter.empty:
+        default = preset.get(arg.name, arg.default)
+        if default is inspect.Parameter.empty:
             raise ConfigError(f"detector {name!r}: argument {arg.name!r} needs a default to be tunable")
-        params[arg.name] = _parameter(arg.default, cls.bounds.get(arg.name), docs.get(arg.name, ""))
+        params[arg.name] = _parameter(default, cls.bounds.get(arg.name), docs.get(arg.name, ""))
     generated = cast(
         type[DetectorParams], param.parameterized_class(f"{cls.__name__}Params", params, bases=DetectorParams)
     )
