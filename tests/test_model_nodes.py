@@ -255,3 +255,19 @@ def test_a_catalogue_factory_gives_the_defaults_of_its_parameters(monkeypatch):
     assert params.scale == 7 and params.detector_name == "spy_preset"
     node = ScoreNode(Stream(), "spy_preset", by="host")
     assert node.name == "score_spy_preset" and node.scorer.prototype.scale == 7
+
+
+def test_raw_events_can_be_scored_where_a_user_asks():
+    from workbench.testing import server_metrics_frame
+
+    events = server_metrics_frame(400, hosts=2).with_columns(
+        cpu=pl.when(pl.col("event_id") == "e399").then(100.0).otherwise(pl.col("cpu"))
+    )
+    pipe = Pipeline(FrameSource([events]), name="raw-scores")
+    scored = pipe.head.decode("server_metrics").validate("server_metrics").score(
+        "robust_z", features=["cpu"], by="host", time="ts", params={"holdoff": 0}
+    )
+    out = pipe.collect(scored)
+    pipe.run()
+    rows = pl.concat(out)
+    assert rows.height == 400 and rows.filter("is_anomaly")["event_id"].to_list() == ["e399"]
