@@ -264,8 +264,10 @@ def test_raw_events_can_be_scored_where_a_user_asks():
         cpu=pl.when(pl.col("event_id") == "e399").then(100.0).otherwise(pl.col("cpu"))
     )
     pipe = Pipeline(FrameSource([events]), name="raw-scores")
-    scored = pipe.head.decode("server_metrics").validate("server_metrics").score(
-        "robust_z", features=["cpu"], by="host", time="ts", params={"holdoff": 0}
+    scored = (
+        pipe.head.decode("server_metrics")
+        .validate("server_metrics")
+        .score("robust_z", features=["cpu"], by="host", time="ts", params={"holdoff": 0})
     )
     out = pipe.collect(scored)
     pipe.run()
