@@ -273,3 +273,38 @@ def test_raw_events_can_be_scored_where_a_user_asks():
     pipe.run()
     rows = pl.concat(out)
     assert rows.height == 400 and rows.filter("is_anomaly")["event_id"].to_list() == ["e399"]
+
+
+def test_a_retune_from_another_thread_is_applied_on_the_pipeline_thread_between_batches(tmp_path):
+    import threading
+    import time
+
+    from workbench import Simulator, Tumbling
+
+    sim = Simulator("server_metrics", hosts=4, rate=200, realtime=True, speed=300, max_delay=0.05, seed=1)
+    pipe = Pipeline(sim, name="retune-live", checkpoint_every="0.2s")
+    lake = Lake(tmp_path / "lake")
+    windows = pipe.standard("server_metrics", Tumbling("10s"), lateness="1s")
+    scores = windows.score("robust_z", features=["cpu_mean", "count"], by="host", lake=lake)
+    pipe.output("scores", scores)
+    pipe.to_lake(lake, outputs=["windows"])
+    rebuilt_on: list[str] = []
+    rebuild = scores.scorer.rebuild
+    scores.scorer.rebuild = lambda d: (rebuilt_on.append(threading.current_thread().name), rebuild(d))[1]
+    out = pipe.collect("scores")
+    pipe.start()
+    try:
+        deadline = time.monotonic() + 30
+        while lake.last_epoch("windows") < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        scores.params.window = 100  # as a widget does, from this (the UI's) thread
+        while not scores.retunes and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen = len(out)
+        while len(out) < seen + 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        pipe.stop()
+    assert rebuilt_on == [f"workbench-{pipe.name}"]
+    assert scores.retunes[0]["warmed"] > 0 and pipe.error is None
+    assert all(e.model.window == 100 for e in scores.scorer.entities.values())
