@@ -308,3 +308,38 @@ def test_a_retune_from_another_thread_is_applied_on_the_pipeline_thread_between_
     assert rebuilt_on == [f"workbench-{pipe.name}"]
     assert scores.retunes[0]["warmed"] > 0 and pipe.error is None
     assert all(e.model.window == 100 for e in scores.scorer.entities.values())
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    hosts=st.lists(st.integers(0, 30), min_size=1, max_size=200),
+    gaps=st.lists(st.integers(0, 400), min_size=1, max_size=200),
+    bound=st.integers(1, 12),
+)
+def test_the_entity_table_never_exceeds_its_bound_and_only_idle_entities_expire(hosts, gaps, bound):
+    scorer = Scorer(RobustZScore(), features=["cpu_mean"], by="host", idle="10m", max_entities=bound, drift=())
+    t = 0
+    for host, gap in zip(hosts, gaps, strict=False):
+        t += gap
+        row = pl.DataFrame(
+            {"host": [f"h{host}"], "window_end": [T0 + timedelta(seconds=t)], "cpu_mean": [1.0]},
+            schema_overrides={"window_end": pl.Datetime("ms", "UTC")},
+        )
+        scorer.process(row)
+        assert scorer.state_size <= bound
+        assert f"h{host}" in scorer.entities  # the row just seen is always held
+        newest = max(e.last_seen for e in scorer.entities.values())
+        assert all(newest - e.last_seen <= 600_000 for e in scorer.entities.values())
+
+
+def test_a_snapshot_never_aliases_live_state():
+    scorer = Scorer(RobustZScore(warm_up=5), features=["cpu_mean"], by="host", drift=("adwin",))
+    rows = window_rows(40, hosts=2)
+    scorer.process(rows[:40])
+    snap = scorer.snapshot()
+    expected, _ = Scorer(RobustZScore(warm_up=5), features=["cpu_mean"], by="host", drift=("adwin",)).process(rows)
+    scorer.process(rows[40:60])  # mutate the live state after the snapshot
+    again = Scorer(RobustZScore(), features=["cpu_mean"], by="host")
+    again.restore(snap)
+    tail, _ = again.process(rows[40:])
+    assert tail.equals(expected[40:])
