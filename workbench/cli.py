@@ -1,6 +1,7 @@
 """The ``workbench`` command: thin wrappers over the package.
 
-Sub-commands: ``replay``, ``simulate``, ``query``, ``bench engine``, ``bench ui``, ``detect``, ``nab``, ``serve``.
+Sub-commands: ``replay``, ``simulate``, ``query``, ``bench engine``, ``bench ui``, ``bench models``,
+``detect``, ``nab``, ``serve``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from workbench.errors import WorkbenchError
+from workbench.errors import ConfigError, WorkbenchError
 
 __all__ = ["main"]
 
@@ -96,6 +97,30 @@ def _bench_ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_models(args: argparse.Namespace) -> int:
+    from workbench.bench_models import bench_models, format_table
+
+    pairs = [kv.split("=", 1) for kv in args.param or []]
+    if any(len(p) != 2 for p in pairs):
+        raise ConfigError(f"bench models: --param takes NAME=VALUE, not {args.param}")
+    report = bench_models(
+        schemas=tuple(args.schemas),
+        rate=args.rate,
+        hosts=args.hosts,
+        cycles=args.cycles,
+        warmup=args.warmup,
+        window=args.window,
+        detector=args.detector,
+        params={k: json.loads(v) for k, v in pairs} if pairs else None,
+        skip_anomalies=args.skip_anomalies,
+        seed=args.seed,
+    )
+    print(format_table(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return 0 if report["all_detected"] else 1
+
+
 def _detect(args: argparse.Namespace) -> int:
     from workbench.models.detect import detect_file
 
@@ -170,6 +195,19 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--hosts", type=int, default=120, help="simulated hosts (default: 120)")
     bu.add_argument("--refresh", type=float, default=4.0, help="updates per second per session (default: 4)")
     bu.set_defaults(func=_bench_ui)
+    bm = bsub.add_parser("models", help="score nodes on the simulator's labelled incidents: per-class detection")
+    bm.add_argument("--schemas", nargs="+", default=["server_metrics", "user_events", "network_flows"])
+    bm.add_argument("--rate", type=float, default=1000.0, help="simulated events/s of event time (default: 1000)")
+    bm.add_argument("--hosts", type=int, default=20)
+    bm.add_argument("--cycles", type=int, default=3, help="10-minute cycles of incidents (default: 3)")
+    bm.add_argument("--warmup", default="5m", help="event time before the first incident (default: 5m)")
+    bm.add_argument("--window", default="10s")
+    bm.add_argument("--detector", default="robust_z")
+    bm.add_argument("--param", action="append", help="detector argument NAME=VALUE (JSON value), repeatable")
+    bm.add_argument("--skip-anomalies", type=int, default=30, help="anomalous rows in a row not learned (default: 30)")
+    bm.add_argument("--seed", type=int, default=0)
+    bm.add_argument("--json", help="also write the whole report here")
+    bm.set_defaults(func=_bench_models)
 
     d = sub.add_parser("detect", help="score a CSV of numeric columns online: anomaly_score and is_anomaly")
     d.add_argument("input", help="CSV file with a time column and numeric columns")

@@ -30,7 +30,7 @@ from workbench.operators.windows import Windower, WindowSpec
 from workbench.schema import Schema, get_schema
 from workbench.sources.base import RawBatch
 
-__all__ = ["NodeMetrics", "Operator", "decode", "dedupe", "enrich", "validate", "window"]
+__all__ = ["NodeMetrics", "Operator", "decode", "dedupe", "enrich", "score", "validate", "window"]
 
 ErrorPolicy = Literal["dead_letter", "fail", "drop"]
 _POLICIES = ("dead_letter", "fail", "drop")
@@ -343,3 +343,11 @@ class window(Operator):  # noqa: N801
     def restore(self, state: dict[str, Any]) -> None:  # noqa: D102
         super().restore(state)
         self.state.restore(state["state"])
+
+
+@Stream.register_api()
+def score(upstream: Stream, detector: Any = "robust_z", **kwargs: Any) -> Stream:
+    """Per-entity online anomaly scores of window rows (:class:`workbench.models.node.ScoreNode`)."""
+    from workbench.models.node import ScoreNode  # the models layer builds on this one
+
+    return ScoreNode(upstream, detector, **kwargs)

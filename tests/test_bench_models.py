@@ -1,0 +1,49 @@
+"""``workbench bench models`` on a small simulation: every incident class is detected."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from workbench.bench_models import bench_models, format_table
+from workbench.sources.incidents import KINDS
+
+from conftest import cli
+
+
+@pytest.mark.slow
+def test_every_incident_class_of_every_schema_is_detected():
+    report = bench_models(rate=300, hosts=8, cycles=1, seed=1)
+    seen = {r["kind"] for r in report["classes"]}
+    assert seen == set(KINDS)  # every class the simulator labels, over the three schemas
+    missed = [r for r in report["classes"] if r["detected"] == 0]
+    assert not missed, format_table(report)
+    assert report["all_detected"]
+    for r in report["classes"]:
+        assert 0 < r["recall"] <= 1 and 0 < r["precision"] <= 1 and r["mean_ttd_s"] >= 0
+    assert all(run["events_per_s"] > 0 and run["window_rows_scored"] > 0 for run in report["runs"])
+
+
+@pytest.mark.slow
+def test_cli_prints_the_table_and_writes_the_report(tmp_path):
+    out = tmp_path / "report.json"
+    result = cli(
+        "bench",
+        "models",
+        "--schemas",
+        "server_metrics",
+        "--rate",
+        "100",
+        "--hosts",
+        "4",
+        "--cycles",
+        "1",
+        "--param",
+        "holdoff=10",
+        "--json",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| server_metrics | cpu_saturation | host | 1/1 |" in result.stdout
+    assert json.loads(out.read_text())["params"] == {"holdoff": 10}
