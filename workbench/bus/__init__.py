@@ -6,6 +6,18 @@ Every publisher follows one small interface, :class:`~workbench.bus.base.Publish
 re-opened with exponential backoff (:class:`~workbench.bus.retry.Backoff`).
 """
 
+from workbench.bus.base import Publisher, PublishError
+from workbench.bus.mqtt import MqttPublisher
+from workbench.bus.nats_jetstream import NatsPublisher
+from workbench.bus.redis_streams import RedisStreamPublisher
 from workbench.bus.retry import Backoff, call_with_retries
 
-__all__ = ["Backoff", "call_with_retries"]
+__all__ = [
+    "Backoff",
+    "MqttPublisher",
+    "NatsPublisher",
+    "PublishError",
+    "Publisher",
+    "RedisStreamPublisher",
+    "call_with_retries",
+]
