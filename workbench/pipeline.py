@@ -206,6 +206,12 @@ class Pipeline:
         node = node.window(spec, by=by if by is not None else s.entity, aggs=aggs, time=s.time, lateness=lateness)
         return self.output("windows", node)
 
+    def alerts(self, rules: Any, **kwargs: Any) -> Any:
+        """Evaluate alert rules on the ``windows`` output; adds output ``alerts`` (see :func:`workbench.alerts.node.attach`)."""
+        from workbench.alerts.node import attach
+
+        return attach(self, rules, **kwargs)
+
     def output(self, name: str, stream: Stream) -> Stream:
         """Register ``stream`` as the named output ``name``."""
         self.outputs[name] = stream

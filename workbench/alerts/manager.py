@@ -376,6 +376,11 @@ class AlertManager:
             self.dispatcher.add_silence(silence)
         return silence
 
+    def close(self) -> None:
+        """Stop the outbox's delivery threads (pending notifications stay in its log)."""
+        if self.outbox is not None:
+            self.outbox.close()
+
     # -- state ----------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """Evaluator and dispatcher state plus feedback (copies)."""
