@@ -207,7 +207,7 @@ class Pipeline:
         return self.output("windows", node)
 
     def alerts(self, rules: Any, **kwargs: Any) -> Any:
-        """Evaluate alert rules on the ``windows`` output; adds output ``alerts`` (see :func:`workbench.alerts.node.attach`)."""
+        """Evaluate alert rules on ``windows``; adds output ``alerts`` (see :func:`workbench.alerts.node.attach`)."""
         from workbench.alerts.node import attach
 
         return attach(self, rules, **kwargs)
