@@ -190,8 +190,10 @@ class Evaluator:
             if window_rules:
                 matches.append(self._match(rows, window_rules))
             self._remember(t, rows)
-        matches.append(self._drift_matches(t))
-        matches.append(self._absence_matches(t))
+        if self._drift:
+            matches.append(self._drift_matches(t))
+        if self._absence:
+            matches.append(self._absence_matches(t))
         found = pl.concat([m for m in matches if m.height] or [pl.DataFrame(schema=_MATCH_SCHEMA)])
         return self._step(t, found, evaluated)
 
@@ -304,6 +306,8 @@ class Evaluator:
 
     def _step(self, t: int, matches: pl.DataFrame, evaluated: list[int]) -> pl.DataFrame:
         """Advance every alert state by one evaluation at ``t``: one full join, no loop per entity."""
+        if matches.height == 0 and self.state.height == 0:
+            return pl.DataFrame(schema=TRANSITION_SCHEMA)
         hits = matches.group_by("rule", "entity").agg(pl.col("value").max().alias("hit_value"))
         joined = (
             self.state.join(hits, on=["rule", "entity"], how="full", coalesce=True)

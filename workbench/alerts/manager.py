@@ -132,11 +132,12 @@ class AlertManager:
         self.notifications: deque[dict[str, Any]] = deque(maxlen=history)
         self.events: deque[dict[str, Any]] = deque(maxlen=history)
         self.feedback: dict[str, list[dict[str, Any]]] = {}
-        self.evidence: dict[str, pl.DataFrame] = {}
+        self.evidence: dict[str, pl.DataFrame] = {}  # entity column → latest rows of active entities
         self._evidence_rows = evidence
         self._callbacks: list[Callable[[dict[str, Any], str], Any]] = []
         self._lock = threading.RLock()
         self._rules_by_name = {r.name: r for r in self.rules}
+        self.version = 0  # bumped whenever events, notifications or feedback change (views redraw on it)
 
     # -- inputs ---------------------------------------------------------------------
     def process(self, frame: pl.DataFrame) -> pl.DataFrame:
@@ -186,10 +187,11 @@ class AlertManager:
                     self.dispatcher.fire(alert, at=t)
                 elif ev["from_state"] == "firing":
                     self.dispatcher.resolve(ev["fingerprint"], at=t, value=ev["value"])
-                    self.evidence.pop(ev["fingerprint"], None)
             notes.extend(self.dispatcher.advance(t))
         self.events.extend(events.iter_rows(named=True))
         self.notifications.extend(notes)
+        if events.height or notes:
+            self.version += 1
         if self.store is not None:
             if events.height:
                 self.store.record_events(events)
@@ -229,26 +231,36 @@ class AlertManager:
         )
 
     def _collect_evidence(self, frame: pl.DataFrame) -> None:
-        """Keep the latest window rows of each active alert's entity (bounded)."""
+        """Keep the latest window rows of every active alert's entity (bounded; a few polars ops per batch)."""
         state = self.evaluator.state
-        if state.height == 0 or state.height > 1000:
-            return
+        by_col: dict[str, set[str]] = {}
         for rule_no, entity in state.select("rule", "entity").iter_rows():
-            rule = self.rules[rule_no]
-            col = self.evaluator.entity_column(rule)
+            by_col.setdefault(self.evaluator.entity_column(self.rules[rule_no]), set()).add(entity)
+        for col in list(self.evidence):
+            if col not in by_col:
+                del self.evidence[col]
+        for col, entities in by_col.items():
             if col not in frame.columns:
                 continue
-            rows = frame.filter(pl.col(col).cast(pl.String) == entity)
-            if rows.height == 0:
-                continue
-            fp = f"{rule.name}/{entity}"
-            old = self.evidence.get(fp)
-            both = rows if old is None else pl.concat([old, rows], how="diagonal_relaxed")
-            self.evidence[fp] = both.tail(self._evidence_rows)
-        live = {f"{self.rules[r].name}/{e}" for r, e in state.select("rule", "entity").iter_rows()}
-        live |= set(self.dispatcher.firing)
-        for fp in [fp for fp in self.evidence if fp not in live]:
-            del self.evidence[fp]
+            keep = pl.col(col).cast(pl.String).is_in(pl.Series(sorted(entities), dtype=pl.String).implode())
+            old = self.evidence.get(col)
+            rows = frame.filter(keep)
+            both = rows if old is None else pl.concat([old.filter(keep), rows], how="diagonal_relaxed")
+            self.evidence[col] = both.group_by(col, maintain_order=True).tail(self._evidence_rows)
+
+    def evidence_for(self, fingerprint: str) -> pl.DataFrame:
+        """The window rows kept for an active alert (its entity's latest windows), oldest first."""
+        rule_name, _, entity = fingerprint.partition("/")
+        rule = self._rules_by_name.get(rule_name)
+        if rule is None:
+            known = sorted(self._rules_by_name)
+            raise ConfigError(f"evidence: no rule {rule_name!r} (alert {fingerprint!r}); rules: {known}")
+        col = self.evaluator.entity_column(rule)
+        with self._lock:
+            rows = self.evidence.get(col)
+        if rows is None:
+            return pl.DataFrame()
+        return rows.filter(pl.col(col).cast(pl.String) == entity)
 
     # -- what is active ---------------------------------------------------------------
     def active(self) -> pl.DataFrame:
@@ -309,6 +321,7 @@ class AlertManager:
         """Acknowledge a firing alert (no repeat notifications while it fires); recorded as feedback."""
         with self._lock:
             self.dispatcher.acknowledge(fingerprint, by=by, at=self.now_ms, note=note)
+            self.version += 1
         self._feedback(fingerprint, "acknowledged", by=by, note=note)
 
     def mark(self, fingerprint: str, label: str, *, by: str, note: str = "") -> None:
@@ -337,6 +350,7 @@ class AlertManager:
         }
         with self._lock:
             self.feedback.setdefault(fingerprint, []).append(row)
+            self.version += 1
         if self.store is not None:
             self.store.record_feedback(row)
         for callback in list(self._callbacks):
