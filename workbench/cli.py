@@ -120,7 +120,9 @@ def _alerts(args: argparse.Namespace) -> int:
 def _bench_alerts(args: argparse.Namespace) -> int:
     from workbench.alerts.commands import bench_alerts
 
-    report = bench_alerts(rules=args.rules, entities=args.entities, windows=args.windows, match=args.match)
+    report = bench_alerts(
+        rules=args.rules, entities=args.entities, windows=args.windows, match=args.match, storm=args.storm
+    )
     print(json.dumps(report, indent=2))
     return 0 if report["target_met"] else 1
 
@@ -204,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--entities", type=int, default=10_000)
     ba.add_argument("--windows", type=int, default=5, help="10 s windows timed (default: 5)")
     ba.add_argument("--match", type=float, default=0.001, help="share of rule x entity pairs matching")
+    ba.add_argument("--storm", action="store_true", help="redraw every value each window (all alerts churn)")
     ba.set_defaults(func=_bench_alerts)
 
     a = sub.add_parser("alerts", help="alert rules: check a rules file, backtest it over the lake")

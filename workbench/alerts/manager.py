@@ -130,13 +130,16 @@ class AlertManager:
         self.outbox = outbox
         self.clock = clock or SystemClock()
         self.notifications: deque[dict[str, Any]] = deque(maxlen=history)
-        self.events: deque[dict[str, Any]] = deque(maxlen=history)
+        self._recent: deque[pl.DataFrame] = deque()  # recent alert events, at most ``history`` rows
+        self._recent_rows = 0
+        self._history = history
         self.feedback: dict[str, list[dict[str, Any]]] = {}
         self.evidence: dict[str, pl.DataFrame] = {}  # entity column → latest rows of active entities
         self._evidence_rows = evidence
         self._callbacks: list[Callable[[dict[str, Any], str], Any]] = []
         self._lock = threading.RLock()
         self._rules_by_name = {r.name: r for r in self.rules}
+        self._table: pl.DataFrame | None = None
         self.version = 0  # bumped whenever events, notifications or feedback change (views redraw on it)
 
     # -- inputs ---------------------------------------------------------------------
@@ -171,8 +174,9 @@ class AlertManager:
         events = self._events(transitions)
         notes: list[dict[str, Any]] = []
         by_time: dict[int, list[dict[str, Any]]] = {}
-        for ev in events.iter_rows(named=True):
-            by_time.setdefault(_ms(ev["at"]), []).append(ev)
+        firing = events.filter((pl.col("to_state") == "firing") | (pl.col("from_state") == "firing"))
+        for ev in firing.with_columns(pl.col("at").dt.epoch("ms").alias("t")).iter_rows(named=True):
+            by_time.setdefault(ev["t"], []).append(ev)
         for t in times:
             for ev in by_time.get(t, []):
                 if ev["to_state"] == "firing":
@@ -185,10 +189,14 @@ class AlertManager:
                         "starts_at": t,
                     }
                     self.dispatcher.fire(alert, at=t)
-                elif ev["from_state"] == "firing":
+                else:
                     self.dispatcher.resolve(ev["fingerprint"], at=t, value=ev["value"])
             notes.extend(self.dispatcher.advance(t))
-        self.events.extend(events.iter_rows(named=True))
+        if events.height:
+            self._recent.append(events)
+            self._recent_rows += events.height
+            while self._recent_rows - self._recent[0].height >= self._history:
+                self._recent_rows -= self._recent.popleft().height
         self.notifications.extend(notes)
         if events.height or notes:
             self.version += 1
@@ -202,33 +210,54 @@ class AlertManager:
                 self.outbox.put(note)
         return events
 
+    def _rule_table(self) -> pl.DataFrame:
+        """Per rule: name, severity, and the labels JSON around the entity value (sorted keys)."""
+        if self._table is None:
+            rows = []
+            for i, rule in enumerate(self.rules):
+                col = self.evaluator.entity_column(rule)
+                labels = {"alertname": rule.name, "severity": rule.severity, **rule.labels, col: "\x00"}
+                pre, post = json.dumps(labels, sort_keys=True).split('"\\u0000"')
+                rows.append({"rule": i, "name": rule.name, "severity": rule.severity, "pre": pre, "post": post})
+            self._table = pl.DataFrame(rows, schema_overrides={"rule": pl.UInt32})
+        return self._table
+
     def _events(self, transitions: pl.DataFrame) -> pl.DataFrame:
-        """Transitions with the rule's name, labels, fingerprint and rendered summary."""
+        """Transitions with the rule's name, labels, fingerprint — vectorised — and summaries.
+
+        Summaries are rendered (a Python ``str.format``) for transitions into or out of
+        *firing* only — what notifications and people see; pending ↔ inactive churn
+        carries none, so a storm of pending alerts costs no Python per alert.
+        """
         if transitions.height == 0:
             return pl.DataFrame(schema=EVENT_SCHEMA)
-        rows = []
-        for tr in transitions.iter_rows(named=True):
-            rule = self.rules[tr["rule"]]
-            labels = {"alertname": rule.name, "severity": rule.severity, **rule.labels}
-            labels[self.evaluator.entity_column(rule)] = tr["entity"]
-            rows.append(
-                {
-                    "fingerprint": f"{rule.name}/{tr['entity']}",
-                    "rule": rule.name,
-                    "entity": tr["entity"],
-                    "from_state": tr["from_state"],
-                    "to_state": tr["to_state"],
-                    "at": tr["at"],
-                    "active_at": tr["active_at"],
-                    "value": tr["value"],
-                    "severity": rule.severity,
-                    "summary": rule.render(entity=tr["entity"], value=tr["value"], labels=labels),
-                    "labels": json.dumps(labels, sort_keys=True),
-                }
-            )
-        return pl.DataFrame(rows, schema={**EVENT_SCHEMA, "at": pl.Int64, "active_at": pl.Int64}).with_columns(
-            pl.col("at").cast(TS), pl.col("active_at").cast(TS)
+        entity_json = (
+            pl.col("entity").str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
         )
+        out = transitions.join(self._rule_table(), on="rule", how="left", maintain_order="left").select(
+            (pl.col("name") + "/" + pl.col("entity")).alias("fingerprint"),
+            pl.col("name").alias("rule"),
+            "entity",
+            "from_state",
+            "to_state",
+            pl.col("at").cast(TS),
+            pl.col("active_at").cast(TS),
+            "value",
+            "severity",
+            pl.lit(None, pl.String).alias("summary"),
+            pl.concat_str(pl.col("pre"), pl.lit('"'), entity_json, pl.lit('"'), pl.col("post")).alias("labels"),
+        )
+        firing = (pl.col("to_state") == "firing") | (pl.col("from_state") == "firing")
+        shown = out.filter(firing)
+        if shown.height:
+            texts = [
+                self._rules_by_name[r].render(entity=e, value=v, labels=json.loads(lab))
+                for r, e, v, lab in shown.select("rule", "entity", "value", "labels").iter_rows()
+            ]
+            idx = out.with_row_index("__i").filter(firing)["__i"]
+            summary = pl.Series("summary", [None] * out.height, dtype=pl.String).scatter(idx, texts)
+            out = out.with_columns(summary)
+        return out
 
     def _collect_evidence(self, frame: pl.DataFrame) -> None:
         """Keep the latest window rows of every active alert's entity (bounded; a few polars ops per batch)."""
@@ -311,6 +340,12 @@ class AlertManager:
             return pl.DataFrame(rows, schema=schema).with_columns(
                 pl.col("active_at").cast(TS), pl.col("fired_at").cast(TS)
             )
+
+    def recent_events(self) -> pl.DataFrame:
+        """The latest alert events (at most ``history`` rows), oldest first."""
+        with self._lock:
+            parts = list(self._recent)
+        return pl.concat(parts) if parts else pl.DataFrame(schema=EVENT_SCHEMA)
 
     def open_alerts(self) -> int:
         """Firing alerts right now (the KPI card's number)."""

@@ -204,10 +204,9 @@ class AlertTimeline(_AlertView):
         """Redraw the episodes when alert events arrived."""
         if not self._due():
             return
-        events = list(self.manager.events)
-        if not events:
+        frame = self.manager.recent_events()
+        if frame.height == 0:
             return
-        frame = pl.DataFrame(events)
         eps = episodes(frame)
         if eps.height == 0:
             return
@@ -270,18 +269,18 @@ class AlertDetail(_AlertView):
         if self.fingerprint is None:
             return
         fp = self.fingerprint
-        history = [e for e in self.manager.events if e["fingerprint"] == fp]
-        if history:
-            last = history[-1]
+        history = self.manager.recent_events().filter(pl.col("fingerprint") == fp)
+        if history.height:
+            last = history.row(-1, named=True)
             labels = ", ".join(f"`{k}={v}`" for k, v in sorted(json.loads(last["labels"]).items()))
             acks = [f["by"] for f in self.manager.feedback.get(fp, [])]
             since = f"{last['at']:%Y-%m-%d %H:%M:%S}"
             self.head.object = (
-                f"### {last['summary']}\n**{last['severity']}** · {last['to_state']} since {since}"
+                f"### {last['summary'] or fp}\n**{last['severity']}** · {last['to_state']} since {since}"
                 f" UTC · value {last['value']:.4g}\n\n{labels}"
                 + (f"\n\nfeedback by: {', '.join(acks)}" if acks else "")
             )
-            self.history.value = _pandas(pl.DataFrame(history).select("at", "from_state", "to_state", "value"))
+            self.history.value = _pandas(history.select("at", "from_state", "to_state", "value"))
         rows = self.manager.evidence_for(fp)
         if rows.height:
             self.evidence.value = _pandas(rows.sort("window_end", descending=True))
