@@ -85,22 +85,31 @@ def test_restart_mid_group_sends_no_duplicate_and_loses_nothing(tmp_path):
             outbox=tmp_path / "ref.jsonl",
             name="alerts-ref",
         )
-        sent_before, groups = [], []
+        sent_before, groups, done, after_batches = [], [], [], []
 
-        def watch(frame):  # before each window batch: notifications sent so far, groups with timers running
+        def watch(frame):  # at each window batch: notifications sent, open groups, source batches done
             sent_before.append(len(node.manager.notifications))
             groups.append(len(node.manager.dispatcher.groups))
+            done.append(pipe.batches)
 
         pipe.subscribe("windows", watch)
+        pipe.subscribe_raw(lambda batch: after_batches.append(len(node.manager.notifications)))
         pipe.run()
         node.manager.outbox.drain(20)
         node.manager.close()
         reference = [m["id"] for m in hook.received]
         hook.received.clear()
         assert len(reference) >= 3
-        # crash where a group is open, some notifications went out, and more are still to come
-        crash_at = next(i + 1 for i in range(6, len(groups)) if groups[i] and 0 < sent_before[i] < len(reference))
 
+        # crash where a group is open and notifications went out since the last checkpoint (every 3 batches)
+        def since_checkpoint(i):
+            return sent_before[i] - after_batches[(done[i] // 3) * 3]
+
+        crash_at = next(
+            i + 1
+            for i in range(len(groups))
+            if groups[i] and since_checkpoint(i) > 0 and sent_before[i] < len(reference)
+        )
         # a run that crashes part-way (after some checkpoints, with notifications sent since the last one)
         ck = tmp_path / "ck"
         pipe, node, _ = live(
