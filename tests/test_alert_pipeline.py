@@ -187,3 +187,25 @@ def test_cli_alerts_backtest_and_compare(tmp_path):
     assert out.returncode == 2 and "rule 'x': field 'for'" in out.stderr
     out = cli("alerts", "check", rules)
     assert out.returncode == 0 and "2 rules" in out.stdout
+
+
+def test_model_nodes_with_on_feedback_are_offered_the_labels(tmp_path):
+    from workbench.operators.nodes import Operator
+    from workbench.testing import FrameSource, server_metrics_frame
+
+    class Model(Operator):
+        def __init__(self, upstream):
+            super().__init__(upstream, name="model")
+            self.labels = []
+
+        def on_feedback(self, alert, label):
+            self.labels.append((alert["fingerprint"], label))
+
+    pipe = wb.Pipeline(FrameSource([server_metrics_frame(600, hosts=2)]), name="alerts-feedback")
+    windows = pipe.standard("server_metrics", wb.Tumbling("10s"), lateness="0s")
+    model = Model(windows)
+    pipe.output("scored", model)
+    node = pipe.alerts([Threshold("any", metric="count", value=0)], upstream="scored")
+    pipe.run()
+    node.manager.mark("any/h0", "true_positive", by="ana")
+    assert model.labels == [("any/h0", "true_positive")]

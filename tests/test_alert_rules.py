@@ -342,3 +342,14 @@ receivers:
     )
     with pytest.raises(ConfigError, match="route receiver 'nobody' is not defined"):
         load_config(bad)
+
+
+def test_expire_silence_lets_the_alert_through_at_the_next_flush():
+    am = AlertManager([HOT], routes=[Route(receivers=("ops",), group_wait=0, group_interval="10s")])
+    s = am.silence('host="a"', duration="1h", starts_at=0)
+    run(am, series(a="95 95"))
+    assert notes(am) == []
+    am.expire_silence(s.silence_id)
+    assert not am.silences()[0].active(am.now_ms)
+    run(am, [f.with_columns(pl.col("window_end") + 2 * STEP) for f in series(a="95")])
+    assert notes(am) == [(3, "firing", [("hot/a", "firing")])]

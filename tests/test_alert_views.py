@@ -89,3 +89,34 @@ def test_dashboard_gets_an_alerts_tab_and_feeds_the_kpi(alerting):
     dash.tabs.active = 2
     dash.refresh()
     dash.close()
+
+
+def test_detail_fetches_the_raw_events_behind_the_evidence_off_the_ui_loop(tmp_path):
+    import time
+
+    from workbench import Lake
+    from workbench.operators import aggregations as agg
+    from workbench.views import AlertDetail
+    from workbench.views.feed import Feed
+
+    frames = [server_metrics_frame(1200, hosts=4).slice(i, 300) for i in range(0, 1200, 300)]
+    pipe = Pipeline(FrameSource(frames), name="alert-raw-test")
+    valid = pipe.head.decode("server_metrics").validate("server_metrics").dedupe("event_id")
+    pipe.output("events", valid)
+    pipe.output("windows", valid.window(Tumbling("10s"), by="host", aggs=[agg.count(), agg.mean("cpu")], lateness="0s"))
+    lake = Lake(tmp_path / "lake")
+    pipe.to_lake(lake, outputs=["events", "windows"])
+    node = pipe.alerts([Threshold("hot", metric="cpu_mean", value=0)])
+    feed = Feed(pipe)
+    pipe.run()
+    detail = AlertDetail(feed, node.manager, lake=lake, redraw_every=0.25)
+    _render(detail)
+    detail.fingerprint = "hot/h1"
+    deadline = time.time() + 20
+    while (detail.raw.value is None or len(detail.raw.value) == 0) and time.time() < deadline:
+        time.sleep(0.3)
+        detail._redraw_now()
+    raw = detail.raw.value
+    assert len(raw) > 0 and set(raw["host"]) == {"h1"} and "event_id" in raw.columns
+    ev = detail.evidence.value
+    assert raw["ts"].min() >= ev["window_start"].min() and raw["ts"].max() < ev["window_end"].max()

@@ -425,6 +425,16 @@ class AlertManager:
             self.dispatcher.add_silence(silence)
         return silence
 
+    def expire_silence(self, silence_id: str) -> None:
+        """End a silence now (event time)."""
+        with self._lock:
+            self.dispatcher.expire_silence(silence_id, at=self.now_ms)
+
+    def silences(self) -> list[Silence]:
+        """Silences known (active, pending and recently expired)."""
+        with self._lock:
+            return list(self.dispatcher.silences.values())
+
     def close(self) -> None:
         """Stop the outbox's delivery threads (pending notifications stay in its log)."""
         if self.outbox is not None:

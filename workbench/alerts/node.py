@@ -6,7 +6,9 @@ outbox) and an :class:`AlertNode` below the ``windows`` output (and the ``drift`
 output, when the pipeline has one), and names the node's output ``alerts``. The node
 is an :class:`~workbench.operators.nodes.Operator`, so its state — alert states,
 group timers, silences, acknowledgements — goes into every pipeline checkpoint and
-comes back on restart.
+comes back on restart. Every node of the pipeline with an ``on_feedback(alert, label)``
+method (a model node) is registered for feedback. Call ``Pipeline.alerts`` after the
+model nodes, so their ``drift`` output and feedback hooks are found.
 
 Examples
 --------
@@ -157,5 +159,9 @@ def attach(
     )
     drift_stream = pipe.outputs.get(drift) if drift else None
     node = AlertNode(source, manager, drift=drift_stream, name=name)
+    for op in pipe.operators():  # model nodes learn from feedback through their on_feedback hook
+        hook = getattr(op, "on_feedback", None)
+        if op is not node and callable(hook):
+            manager.on_feedback(hook)
     pipe.output(name, node)
     return node

@@ -224,12 +224,36 @@ class AlertTimeline(_AlertView):
 
 
 class AlertDetail(_AlertView):
-    """One alert: its summary, labels, transitions, notifications and the evidence (window rows, scores)."""
+    """One alert: its summary, labels, transitions and the evidence — window rows, scores, raw events.
+
+    Raw events come from a lake output of events (``raw_output``, e.g. the validated
+    stream written with ``Pipeline.to_lake``), when a ``lake`` is given: the alert's
+    entity over the span of its evidence windows, fetched on a worker thread (never on
+    the UI loop) and shown at the next refresh.
+    """
 
     fingerprint = param.Selector(default=None, objects=[], allow_None=True, doc="The alert shown.")  # type: ignore[var-annotated]
 
-    def __init__(self, feed: Feed, manager: AlertManager | None = None, **params: Any) -> None:
+    raw_rows = param.Integer(default=200, bounds=(10, 5000), doc="Raw events shown at most.")
+
+    def __init__(
+        self,
+        feed: Feed,
+        manager: AlertManager | None = None,
+        *,
+        lake: Any = None,
+        raw_output: str = "events",
+        raw_time: str = "ts",
+        **params: Any,
+    ) -> None:
         super().__init__(feed, manager, **params)
+        self.lake, self.raw_output, self.raw_time = lake, raw_output, raw_time
+        self.raw = pn.widgets.Tabulator(
+            None, disabled=True, show_index=False, sizing_mode="stretch_width", theme="simple", height=200
+        )
+        self._raw_for: tuple[str, Any, Any] | None = None
+        self._raw_ready: tuple[tuple[str, Any, Any], pl.DataFrame] | None = None
+        self._raw_thread: Any = None
         self.head = pn.pane.Markdown("No alert selected.", sizing_mode="stretch_width")
         self.evidence = pn.widgets.Tabulator(
             None, disabled=True, show_index=False, sizing_mode="stretch_width", theme="simple", height=240
@@ -240,15 +264,10 @@ class AlertDetail(_AlertView):
 
     def _build(self) -> Any:
         pick = pn.Param(self.param, parameters=["fingerprint"], show_name=False)
-        return pn.Column(
-            pick,
-            self.head,
-            "**Evidence** (latest windows of the entity)",
-            self.evidence,
-            "**Transitions**",
-            self.history,
-            sizing_mode="stretch_width",
-        )
+        parts = [pick, self.head, "**Evidence** (latest windows of the entity)", self.evidence]
+        if self.lake is not None:
+            parts += ["**Raw events** behind those windows", self.raw]
+        return pn.Column(*parts, "**Transitions**", self.history, sizing_mode="stretch_width")
 
     @param.depends("fingerprint", watch=True)
     def _chosen(self) -> None:
@@ -282,5 +301,43 @@ class AlertDetail(_AlertView):
             )
             self.history.value = _pandas(history.select("at", "from_state", "to_state", "value"))
         rows = self.manager.evidence_for(fp)
+        ready, self._raw_ready = self._raw_ready, None
+        if ready is not None and ready[0][0] == fp:
+            self.raw.value = _pandas(ready[1])
+        elif ready is not None:
+            self._raw_for = None  # fetched for an alert no longer shown: fetch again
         if rows.height:
             self.evidence.value = _pandas(rows.sort("window_end", descending=True))
+            self._fetch_raw(fp, rows)
+
+    def _fetch_raw(self, fingerprint: str, rows: pl.DataFrame) -> None:
+        """Start (once per alert and span) a worker thread reading the raw events from the lake."""
+        import threading
+
+        if self.lake is None or "window_start" not in rows.columns:
+            return
+        span = (fingerprint, rows["window_start"].min(), rows["window_end"].max())
+        if span == self._raw_for or (self._raw_thread is not None and self._raw_thread.is_alive()):
+            return
+        self._raw_for = span
+        rule = self.manager._rules_by_name[fingerprint.partition("/")[0]]
+        col, entity = self.manager.evaluator.entity_column(rule), fingerprint.partition("/")[2]
+
+        def work() -> None:
+            self._raw_ready = (span, self.raw_events(col, entity, span[1], span[2]))
+
+        self._raw_thread = threading.Thread(target=work, name="wb-alert-raw", daemon=True)
+        self._raw_thread.start()
+
+    def raw_events(self, column: str, entity: str, start: Any, end: Any) -> pl.DataFrame:
+        """Raw events of ``entity`` with ``start <= time < end`` from the lake (empty without them)."""
+        if self.lake is None or self.raw_output not in self.lake.outputs():
+            return pl.DataFrame()
+        t = self.raw_time
+        safe = entity.replace("'", "''")
+        sql = (
+            f"select * from {self.raw_output} where CAST({column} AS VARCHAR) = '{safe}' "
+            f"and {t} >= TIMESTAMPTZ '{start.isoformat()}' and {t} < TIMESTAMPTZ '{end.isoformat()}' "
+            f"order by {t} desc limit {int(self.raw_rows)}"
+        )
+        return self.lake.query(sql)
