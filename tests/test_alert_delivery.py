@@ -234,3 +234,22 @@ def test_redis_publisher_reconnects_after_a_private_server_restart(tmp_path):
         for p in restarted:
             p.terminate()
             p.wait(5)
+
+
+def test_outbox_log_is_compacted_and_still_drops_repeats(tmp_path):
+    log = tmp_path / "o.jsonl"
+    box = Outbox({"log": JsonlNotifier(tmp_path / "out.jsonl")}, log=log, keep_ids=5)
+    box.start()
+    for i in range(30):
+        box.put(note(i, "log"))
+    assert box.drain(10)
+    box.close()
+    assert box.stats()["compactions"] >= 1
+    assert len(log.read_text().splitlines()) <= 2 * 5 + 2 * 10
+    again = Outbox({"log": JsonlNotifier(tmp_path / "out.jsonl")}, log=log, keep_ids=5)
+    again.start()
+    again.put(note(29, "log"))  # a recent id: still known, dropped
+    assert again.drain(5)
+    again.close()
+    assert again.stats()["duplicates"] == 1
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 30

@@ -65,6 +65,10 @@ class Outbox:
         it is logged ``failed``.
     round_wait
         Seconds between rounds (a closing outbox stops waiting at once).
+    keep_ids
+        Finished ids remembered (to drop repeats). Once the log holds twice as many
+        finished entries it is compacted — rewritten atomically with the pending
+        notifications and the latest ``keep_ids`` finished ids — so it stays bounded.
     clock
         Injected clock (timestamps in the log, waits between rounds).
     """
@@ -77,6 +81,7 @@ class Outbox:
         max_queue: int = 1000,
         rounds: int = 3,
         round_wait: float = 30.0,
+        keep_ids: int = 50_000,
         clock: Clock | None = None,
     ) -> None:
         if max_queue <= 0 or rounds <= 0:
@@ -86,6 +91,8 @@ class Outbox:
         self.max_queue = max_queue
         self.rounds = rounds
         self.round_wait = round_wait
+        self.keep_ids = keep_ids
+        self._finished: list[str] = []  # finished ids, oldest first (what compaction keeps the tail of)
         self.clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._seen: set[str] = set()
@@ -115,9 +122,32 @@ class Outbox:
                     self._seen.add(nid)
                     self._pending[nid] = entry["message"]
                 else:
+                    self._seen.add(nid)
                     self._done.add(nid)
+                    self._finished.append(nid)
                     self._pending.pop(nid, None)
         self.counts["redelivered"] = len(self._pending)
+        if len(self._finished) > 2 * self.keep_ids:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Rewrite the log: pending enqueues plus the latest ``keep_ids`` finished ids (lock held or not started)."""
+        import tempfile
+
+        keep = self._finished[-self.keep_ids :]
+        tmp = tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=".outbox-", delete=False)  # noqa: SIM115
+        with tmp as f:
+            for nid in keep:
+                f.write(encode({"op": "seen", "id": nid}) + b"\n")
+            for nid, message in self._pending.items():
+                f.write(encode({"op": "enqueue", "id": nid, "message": message}) + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp.name, self.path)
+        self._finished = list(keep)
+        self._seen = set(keep) | set(self._pending)
+        self._done = set(keep)
+        self.counts["compactions"] = self.counts.get("compactions", 0) + 1
 
     def _append(self, entry: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,9 +206,12 @@ class Outbox:
     def _finish(self, nid: str, op: str, **extra: Any) -> None:
         self._append({"op": op, "id": nid, "at": self.clock.now().isoformat(), **extra})
         self._done.add(nid)
+        self._finished.append(nid)
         self._pending.pop(nid, None)
         self._queued.discard(nid)
         self.counts["delivered" if op == "delivered" else "failed"] += 1
+        if len(self._finished) > 2 * self.keep_ids:
+            self._compact()
         self._idle.notify_all()
 
     def _deliver_loop(self, receiver: str) -> None:

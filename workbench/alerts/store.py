@@ -133,8 +133,15 @@ class AlertStore(ABC):
     # -- writing --------------------------------------------------------------------
     def record_events(self, events: pl.DataFrame) -> None:
         """Append alert events (the ``alerts`` output rows)."""
+        key = 'fingerprint, "at", to_state'
+        if events.height and self._insert_frame("alert_events", events.select(_EVENT_COLS), key):
+            return
         rows = list(events.select(_EVENT_COLS).iter_rows())
-        self._insert("alert_events", _EVENT_COLS, rows, 'fingerprint, "at", to_state')
+        self._insert("alert_events", _EVENT_COLS, rows, key)
+
+    def _insert_frame(self, table: str, frame: pl.DataFrame, key: str) -> bool:
+        """Bulk insert of a whole frame, where the backend can (False: use row inserts)."""
+        return False
 
     def record_notifications(self, notes: Sequence[dict[str, Any]]) -> None:
         """Append notifications (one row each; the whole message as JSON in ``body``)."""
@@ -265,6 +272,23 @@ class DuckDBStore(AlertStore):
     def _query(self, sql: str, params: Sequence[Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
         cur = self._con.execute(sql, list(params))
         return [d[0] for d in cur.description], cur.fetchall()
+
+    def _insert_frame(self, table: str, frame: pl.DataFrame, key: str) -> bool:  # noqa: D102
+        # DuckDB scans the Arrow table directly: one statement for a storm of 20,000 events
+        names = ", ".join(f'"{c}"' for c in frame.columns)
+        try:
+            with self._lock:
+                self._con.register("__wb_rows", frame.to_arrow())
+                try:
+                    self._con.execute(
+                        f"INSERT INTO {self.prefix}{table} ({names}) SELECT {names} FROM __wb_rows "
+                        f"ON CONFLICT ({key}) DO NOTHING"
+                    )
+                finally:
+                    self._con.unregister("__wb_rows")
+        except Exception as exc:
+            raise StoreError(f"{self.name}: cannot write {frame.height} row(s) to {table}: {exc}") from exc
+        return True
 
     def close(self) -> None:  # noqa: D102
         self._con.close()
