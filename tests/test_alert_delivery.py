@@ -253,3 +253,31 @@ def test_outbox_log_is_compacted_and_still_drops_repeats(tmp_path):
     again.close()
     assert again.stats()["duplicates"] == 1
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 30
+
+
+def test_receivers_from_yaml_settings_deliver_through_a_pipeline(tmp_path):
+    import polars as pl
+
+    import workbench as wb
+    from workbench.alerts.receivers import build_receivers
+    from workbench.testing import FrameSource, server_metrics_frame
+
+    with hook_server() as hook:
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(
+            "rules:\n  - {name: any, kind: threshold, metric: count, value: 0}\n"
+            "routes:\n  - {receivers: [ops, log], group_wait: 0s}\n"
+            f"receivers:\n  ops: {{kind: webhook, url: '{hook.url}', secret: k}}\n"
+            f"  log: {{kind: jsonl, path: '{tmp_path / 'a.jsonl'}'}}\n"
+        )
+        pipe = wb.Pipeline(FrameSource([server_metrics_frame(300, hosts=2)]), name="alerts-yaml-receivers")
+        pipe.standard("server_metrics", wb.Tumbling("10s"), lateness="0s")
+        node = pipe.alerts(rules, outbox=tmp_path / "outbox.jsonl")
+        pipe.run()
+        assert node.manager.outbox.drain(10)
+        node.manager.close()
+    assert [m["status"] for m in hook.received] == ["firing"]
+    assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 1
+    assert pl.DataFrame(hook.received[0]["alerts"])["fingerprint"].to_list() == ["any/h0", "any/h1"]
+    with pytest.raises(Exception, match=r"receiver 'm' \(email\): .*to"):
+        build_receivers({"m": {"kind": "email", "host": "x"}})

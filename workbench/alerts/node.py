@@ -119,7 +119,9 @@ def attach(
     routes, inhibit
         Routing and inhibition (see :mod:`workbench.alerts.dispatch`).
     receivers
-        Receiver name → notifier; delivered by an :class:`Outbox` logging to ``outbox``.
+        Receiver name → notifier; delivered by an :class:`Outbox` logging to ``outbox``
+        (default: the config's ``receivers`` section, built by
+        :func:`~workbench.alerts.receivers.build_receivers`).
     outbox
         Path of the notification log (needed with ``receivers``).
     store
@@ -138,6 +140,10 @@ def attach(
     if isinstance(rules, AlertConfig):
         routes = routes if routes is not None else (list(rules.routes) or None)
         inhibit = inhibit or rules.inhibit
+        if receivers is None and rules.receivers:
+            from workbench.alerts.receivers import build_receivers
+
+            receivers = build_receivers(rules.receivers)
         rules = list(rules.rules)
     source = pipe._stream(upstream)
     box = None
