@@ -42,8 +42,9 @@ from typing import Any
 import polars as pl
 
 from workbench.alerts.dispatch import Inhibit, Route
+from workbench.alerts.events import EVENT_SCHEMA
 from workbench.alerts.loader import AlertConfig, load_config
-from workbench.alerts.manager import EVENT_SCHEMA, AlertManager
+from workbench.alerts.manager import AlertManager
 from workbench.alerts.rules import Rule
 from workbench.config import parse_duration
 from workbench.errors import ConfigError

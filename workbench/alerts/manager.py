@@ -39,6 +39,7 @@ import polars as pl
 
 from workbench.alerts.dispatch import Dispatcher, Inhibit, Route
 from workbench.alerts.evaluator import Evaluator
+from workbench.alerts.events import EVENT_SCHEMA, TS, EventBuilder
 from workbench.alerts.matchers import Matcher, Silence, parse_matchers
 from workbench.alerts.rules import Rule
 from workbench.clock import Clock, SystemClock
@@ -47,20 +48,6 @@ from workbench.errors import ConfigError
 
 __all__ = ["EVENT_SCHEMA", "FEEDBACK_LABELS", "AlertManager", "AlertSink"]
 
-TS = pl.Datetime("ms", "UTC")
-EVENT_SCHEMA: dict[str, Any] = {
-    "fingerprint": pl.String,
-    "rule": pl.String,
-    "entity": pl.String,
-    "from_state": pl.String,
-    "to_state": pl.String,
-    "at": TS,
-    "active_at": TS,
-    "value": pl.Float64,
-    "severity": pl.String,
-    "summary": pl.String,
-    "labels": pl.String,
-}
 FEEDBACK_LABELS = ("acknowledged", "true_positive", "false_positive")
 
 
@@ -139,7 +126,7 @@ class AlertManager:
         self._callbacks: list[Callable[[dict[str, Any], str], Any]] = []
         self._lock = threading.RLock()
         self._rules_by_name = {r.name: r for r in self.rules}
-        self._table: pl.DataFrame | None = None
+        self._builder = EventBuilder(self.rules, self.evaluator.entity_column)
         self.version = 0  # bumped whenever events, notifications or feedback change (views redraw on it)
 
     # -- inputs ---------------------------------------------------------------------
@@ -210,54 +197,8 @@ class AlertManager:
                 self.outbox.put(note)
         return events
 
-    def _rule_table(self) -> pl.DataFrame:
-        """Per rule: name, severity, and the labels JSON around the entity value (sorted keys)."""
-        if self._table is None:
-            rows = []
-            for i, rule in enumerate(self.rules):
-                col = self.evaluator.entity_column(rule)
-                labels = {"alertname": rule.name, "severity": rule.severity, **rule.labels, col: "\x00"}
-                pre, post = json.dumps(labels, sort_keys=True).split('"\\u0000"')
-                rows.append({"rule": i, "name": rule.name, "severity": rule.severity, "pre": pre, "post": post})
-            self._table = pl.DataFrame(rows, schema_overrides={"rule": pl.UInt32})
-        return self._table
-
     def _events(self, transitions: pl.DataFrame) -> pl.DataFrame:
-        """Transitions with the rule's name, labels, fingerprint — vectorised — and summaries.
-
-        Summaries are rendered (a Python ``str.format``) for transitions into or out of
-        *firing* only — what notifications and people see; pending ↔ inactive churn
-        carries none, so a storm of pending alerts costs no Python per alert.
-        """
-        if transitions.height == 0:
-            return pl.DataFrame(schema=EVENT_SCHEMA)
-        entity_json = (
-            pl.col("entity").str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
-        )
-        out = transitions.join(self._rule_table(), on="rule", how="left", maintain_order="left").select(
-            (pl.col("name") + "/" + pl.col("entity")).alias("fingerprint"),
-            pl.col("name").alias("rule"),
-            "entity",
-            "from_state",
-            "to_state",
-            pl.col("at").cast(TS),
-            pl.col("active_at").cast(TS),
-            "value",
-            "severity",
-            pl.lit(None, pl.String).alias("summary"),
-            pl.concat_str(pl.col("pre"), pl.lit('"'), entity_json, pl.lit('"'), pl.col("post")).alias("labels"),
-        )
-        firing = (pl.col("to_state") == "firing") | (pl.col("from_state") == "firing")
-        shown = out.filter(firing)
-        if shown.height:
-            texts = [
-                self._rules_by_name[r].render(entity=e, value=v, labels=json.loads(lab))
-                for r, e, v, lab in shown.select("rule", "entity", "value", "labels").iter_rows()
-            ]
-            idx = out.with_row_index("__i").filter(firing)["__i"]
-            summary = pl.Series("summary", [None] * out.height, dtype=pl.String).scatter(idx, texts)
-            out = out.with_columns(summary)
-        return out
+        return self._builder.build(transitions)
 
     def _collect_evidence(self, frame: pl.DataFrame) -> None:
         """Keep the latest window rows of every active alert's entity (bounded; a few polars ops per batch)."""
