@@ -147,6 +147,7 @@ def test_restart_mid_group_sends_no_duplicate_and_loses_nothing(tmp_path):
     assert node.manager.outbox.stats()["duplicates"] > 0  # the replayed batches regenerated ids already sent
 
 
+@pytest.mark.slow
 def test_cli_alerts_backtest_and_compare(tmp_path):
     path = simulate(tmp_path, events=20_000, rate=HOSTS / 4)
     pipe, _, _ = live(path, tmp_path / "lake", name="alerts-cli")

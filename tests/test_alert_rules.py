@@ -353,3 +353,10 @@ def test_expire_silence_lets_the_alert_through_at_the_next_flush():
     assert not am.silences()[0].active(am.now_ms)
     run(am, [f.with_columns(pl.col("window_end") + 2 * STEP) for f in series(a="95")])
     assert notes(am) == [(3, "firing", [("hot/a", "firing")])]
+
+
+def test_an_alert_never_inhibits_itself():
+    inhibit = [Inhibit(('alertname="hot"',), ('alertname=~".*"',), ("host",))]
+    am = AlertManager([HOT], routes=[Route(receivers=("ops",), group_wait=0)], inhibit=inhibit)
+    run(am, series(a="95"))
+    assert [a["fingerprint"] for n in am.notifications for a in n["alerts"]] == ["hot/a"]

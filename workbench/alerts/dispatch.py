@@ -153,6 +153,8 @@ class Dispatcher:
         self.firing: dict[str, dict[str, Any]] = {}
         self.silences: dict[str, Silence] = {}
         self.acks: dict[str, dict[str, Any]] = {}
+        self._changes = 0  # bumped when the firing set changes (the inhibition index follows it)
+        self._index: tuple[int, list[dict[tuple[str, ...], set[str]]]] | None = None
 
     # -- alerts in ------------------------------------------------------------------
     def _routes_for(self, labels: Mapping[str, str]) -> list[int]:
@@ -168,6 +170,7 @@ class Dispatcher:
         """An alert started firing (or fires on): put it in its groups."""
         alert = {**alert, "status": "firing", "starts_at": alert.get("starts_at", at), "ends_at": None}
         self.firing[alert["fingerprint"]] = alert
+        self._changes += 1
         for i in self._routes_for(alert["labels"]):
             route = self.routes[i]
             glabels = route.group_labels(alert["labels"])
@@ -181,6 +184,7 @@ class Dispatcher:
         """A firing alert resolved: mark it in its groups (announced at their next flush)."""
         self.firing.pop(fingerprint, None)
         self.acks.pop(fingerprint, None)
+        self._changes += 1
         for group in self.groups.values():
             if fingerprint in group.alerts:
                 resolved = {**group.alerts[fingerprint], "status": "resolved", "ends_at": at}
@@ -194,11 +198,26 @@ class Dispatcher:
         labels = alert["labels"]
         if any(s.mutes(labels, at=at) for s in self.silences.values()):
             return "silenced"
-        for rule in self.inhibit:
-            for fp, source in self.firing.items():
-                if fp != alert["fingerprint"] and rule.mutes(labels, source["labels"]):
-                    return "inhibited"
+        for rule, sources in zip(self.inhibit, self._inhibitors(), strict=True):
+            if not sources or not matches_all(rule.target, labels):
+                continue
+            fps = sources.get(tuple(labels.get(k, "") for k in rule.equal), set())
+            if fps - {alert["fingerprint"]}:
+                return "inhibited"
         return None
+
+    def _inhibitors(self) -> list[dict[tuple[str, ...], set[str]]]:
+        """Per inhibit rule: the firing source alerts by their ``equal`` label values (rebuilt on change)."""
+        if self._index is None or self._index[0] != self._changes:
+            index: list[dict[tuple[str, ...], set[str]]] = []
+            for rule in self.inhibit:
+                by_key: dict[tuple[str, ...], set[str]] = {}
+                for fp, source in self.firing.items():
+                    if matches_all(rule.source, source["labels"]):
+                        by_key.setdefault(tuple(source["labels"].get(k, "") for k in rule.equal), set()).add(fp)
+                index.append(by_key)
+            self._index = (self._changes, index)
+        return self._index[1]
 
     def add_silence(self, silence: Silence) -> None:
         """Add (or replace) a silence."""
@@ -309,3 +328,4 @@ class Dispatcher:
         state = copy.deepcopy(state)
         self.groups, self.firing = state["groups"], state["firing"]
         self.silences, self.acks = state["silences"], state["acks"]
+        self._changes += 1
