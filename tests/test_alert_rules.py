@@ -360,3 +360,9 @@ def test_an_alert_never_inhibits_itself():
     am = AlertManager([HOT], routes=[Route(receivers=("ops",), group_wait=0)], inhibit=inhibit)
     run(am, series(a="95"))
     assert [a["fingerprint"] for n in am.notifications for a in n["alerts"]] == ["hot/a"]
+
+
+def test_drift_events_with_a_generic_entity_column():
+    am = AlertManager([Drift("drift")], routes=[NOW])
+    am.process_drift(pl.DataFrame({"entity": ["b"], "feature": ["mem"], "detector": ["adwin"], "event_time": [5_000]}))
+    assert run(am, series(b="1")) == [(1, "drift/b", "firing")]

@@ -159,6 +159,8 @@ class Evaluator:
         for i in self._drift:
             rule = self.rules[i]
             ent = self.entity_column(rule)
+            if ent not in frame.columns and "entity" in frame.columns:
+                ent = "entity"  # drift events may name their entity column generically
             if ent not in frame.columns or any(c not in frame.columns for c in rule.columns):
                 continue
             parts.append(
