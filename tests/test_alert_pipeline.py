@@ -210,3 +210,32 @@ def test_model_nodes_with_on_feedback_are_offered_the_labels(tmp_path):
     pipe.run()
     node.manager.mark("any/h0", "true_positive", by="ana")
     assert model.labels == [("any/h0", "true_positive")]
+
+
+def test_drift_side_streams_of_model_nodes_feed_drift_rules():
+    from streamz import Stream
+
+    from workbench.alerts.rules import Drift
+    from workbench.operators.nodes import Operator
+    from workbench.testing import FrameSource, server_metrics_frame
+
+    class Scorer(Operator):  # shaped like the models' score node: window rows through, drift on a side stream
+        def __init__(self, upstream):
+            super().__init__(upstream, name="score")
+            self.drift = Stream(stream_name="score.drift")
+
+        def process(self, x, metadata):
+            first = x.sort("window_end").head(1)
+            self.drift.emit(
+                first.select("host", pl.lit("cpu_mean").alias("feature"), pl.col("window_end").alias("time"))
+            )
+            return x, metadata
+
+    pipe = wb.Pipeline(FrameSource([server_metrics_frame(600, hosts=2)]), name="alerts-drift")
+    windows = pipe.standard("server_metrics", wb.Tumbling("10s"), lateness="0s")
+    pipe.output("scored", Scorer(windows))
+    node = pipe.alerts([Drift("drift", feature="cpu_mean")], upstream="scored")
+    events = pipe.collect("alerts")
+    pipe.run()
+    assert pl.concat(events)["fingerprint"].unique().to_list() == ["drift/h0"]
+    assert node.manager.open_alerts() == 1

@@ -52,16 +52,16 @@ class AlertNode(Operator):
     manager and matched at the next window end.
     """
 
-    def __init__(self, upstream: Stream, manager: AlertManager, *, drift: Stream | None = None, **kwargs: Any) -> None:
+    def __init__(self, upstream: Stream, manager: AlertManager, *, drift: Sequence[Stream] = (), **kwargs: Any) -> None:
         super().__init__(upstream, name=kwargs.pop("name", "alerts"), **kwargs)
         self.manager = manager
-        self._drift = drift
-        if drift is not None:
-            drift.connect(self)
+        self._drift = list(drift)
+        for stream in self._drift:
+            stream.connect(self)
 
     def update(self, x: Any, who: Any = None, metadata: Any = None) -> Any:
         """Window rows are evaluated; drift events are buffered for the next evaluation."""
-        if self._drift is not None and who is self._drift:
+        if any(who is d for d in self._drift):
             self.manager.process_drift(x)
             return None
         return super().update(x, who, metadata)
@@ -129,7 +129,8 @@ def attach(
     upstream
         Output whose window rows are evaluated.
     drift
-        Output carrying drift events, used when the pipeline has it.
+        Output carrying drift events, used when the pipeline has it; otherwise the
+        ``drift`` side stream of every node that has one (the models' score nodes).
     by
         Default entity column (the window node's key by default).
     name
@@ -163,8 +164,12 @@ def attach(
         outbox=box,
         clock=pipe.clock,
     )
-    drift_stream = pipe.outputs.get(drift) if drift else None
-    node = AlertNode(source, manager, drift=drift_stream, name=name)
+    drifts: list[Stream] = []
+    if drift and drift in pipe.outputs:
+        drifts.append(pipe.outputs[drift])
+    elif drift:  # score nodes carry their drift events on a ``drift`` side stream
+        drifts += [op.drift for op in pipe.operators() if isinstance(getattr(op, "drift", None), Stream)]
+    node = AlertNode(source, manager, drift=drifts, name=name)
     for op in pipe.operators():  # model nodes learn from feedback through their on_feedback hook
         hook = getattr(op, "on_feedback", None)
         if op is not node and callable(hook):
