@@ -112,8 +112,13 @@ def _alerts(args: argparse.Namespace) -> int:
     for name in ("rules", "other"):
         if name in report:
             print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in report[name]["overall"].items()))
-    for row in report.get("compare", []):
-        print("  ".join(str(v) for v in row.values()))
+    rows = report.get("compare", [])
+    if rows:
+        width = max(len(r["measure"]) for r in rows)
+        print("  ".join([f"{'measure':<{width}}", *(f"{k:>12}" for k in list(rows[0])[1:])]))
+        for row in rows:
+            values = list(row.values())
+            print("  ".join([f"{values[0]:<{width}}", *(f"{v:>12}" for v in values[1:])]))
     return 0
 
 
