@@ -60,10 +60,10 @@ def backtest_report(
 ) -> dict[str, Any]:
     """Backtest a rules file (and another one to compare) over a lake; a JSON-ready report."""
     kw: dict[str, Any] = {"start": _when(start), "end": _when(end), "labels": labels}
-    first = backtest(rules, lake, name="rules", **kw)
+    first = backtest(rules, lake, name=Path(rules).stem, **kw)
     out: dict[str, Any] = {"rules": _result(first)}
     if other is not None:
-        second = backtest(other, lake, name="other", **kw)
+        second = backtest(other, lake, name=Path(other).stem, **kw)
         out["other"] = _result(second)
         out["compare"] = compare(first, second).to_dicts()
     return out
