@@ -239,3 +239,23 @@ def test_drift_side_streams_of_model_nodes_feed_drift_rules():
     pipe.run()
     assert pl.concat(events)["fingerprint"].unique().to_list() == ["drift/h0"]
     assert node.manager.open_alerts() == 1
+
+
+def test_replacing_the_pipeline_stops_its_outbox_threads(tmp_path):
+    import threading
+
+    from workbench.alerts.notifiers import JsonlNotifier
+    from workbench.testing import FrameSource
+
+    def build():
+        pipe = wb.Pipeline(FrameSource([]), name="alerts-replaced")
+        pipe.standard("server_metrics", wb.Tumbling("10s"))
+        pipe.alerts(RULES, receivers={"log": JsonlNotifier(tmp_path / "a.jsonl")}, outbox=tmp_path / "o.jsonl")
+        return pipe
+
+    pipe = build()
+    pipe = build()  # re-running the notebook cell replaces the first pipeline
+    alive = [t for t in threading.enumerate() if t.name == "wb-outbox-log"]
+    assert len(alive) == 1
+    pipe.close()
+    assert not [t for t in threading.enumerate() if t.name == "wb-outbox-log"]

@@ -164,6 +164,8 @@ class Pipeline:
         """
         self.stop()
         self._closed_ops = self.operators()
+        for op in self._closed_ops:  # nodes holding threads or connections (the alerts outbox) let go
+            getattr(op, "on_close", lambda: None)()
         for node in self._graph():
             for down in list(node.downstreams):
                 node.disconnect(down)

@@ -80,6 +80,10 @@ class AlertNode(Operator):
         t = self.manager.evaluator.last_t
         return None if t is None else datetime.fromtimestamp(t / 1000, UTC)
 
+    def on_close(self) -> None:
+        """The pipeline closed (or was replaced): stop the outbox threads; pending stays in its log."""
+        self.manager.close()
+
     def snapshot(self) -> dict[str, Any]:  # noqa: D102
         return {**super().snapshot(), "manager": self.manager.snapshot()}
 
