@@ -366,3 +366,15 @@ def test_drift_events_with_a_generic_entity_column():
     am = AlertManager([Drift("drift")], routes=[NOW])
     am.process_drift(pl.DataFrame({"entity": ["b"], "feature": ["mem"], "detector": ["adwin"], "event_time": [5_000]}))
     assert run(am, series(b="1")) == [(1, "drift/b", "firing")]
+
+
+def test_every_rule_kind_round_trips_through_its_dict():
+    rules = [
+        HOT.with_(for_="30s", labels={"team": "infra"}),
+        AnomalyScore("anom", min_score=0.8),
+        ForecastDeviation("fc", metric="cpu_mean", max_deviation=0.2, relative=True),
+        RateOfChange("jump", metric="latency_p95", limit=50, absolute=False),
+        Drift("drift", feature="cpu_mean"),
+        Absence("silent", after="2m", scope="source", severity="page"),
+    ]
+    assert load_config({"rules": [r.to_dict() for r in rules]}).rules == tuple(rules)
