@@ -1,8 +1,4 @@
-"""The ``workbench`` command: thin wrappers over the package.
-
-Sub-commands: ``replay``, ``simulate``, ``query``, ``bench engine``, ``bench ui``, ``bench models``,
-``detect``, ``nab``, ``serve``.
-"""
+"""The ``workbench`` command: thin wrappers over the package (``workbench --help`` lists the sub-commands)."""
 
 from __future__ import annotations
 
@@ -119,6 +115,39 @@ def _bench_models(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
     return 0 if report["all_detected"] else 1
+def _alerts(args: argparse.Namespace) -> int:
+    from workbench.alerts import commands
+
+    if args.alerts == "check":
+        print(commands.check_rules(args.rules))
+        return 0
+    report = commands.backtest_report(
+        args.rules, lake=args.lake, other=args.compare, start=args.start, end=args.end, labels=args.labels
+    )
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    for name in ("rules", "other"):
+        if name in report:
+            print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in report[name]["overall"].items()))
+    rows = report.get("compare", [])
+    if rows:
+        width = max(len(r["measure"]) for r in rows)
+        print("  ".join([f"{'measure':<{width}}", *(f"{k:>12}" for k in list(rows[0])[1:])]))
+        for row in rows:
+            values = list(row.values())
+            print("  ".join([f"{values[0]:<{width}}", *(f"{v:>12}" for v in values[1:])]))
+    return 0
+
+
+def _bench_alerts(args: argparse.Namespace) -> int:
+    from workbench.alerts.commands import bench_alerts
+
+    report = bench_alerts(
+        rules=args.rules, entities=args.entities, windows=args.windows, match=args.match, storm=args.storm
+    )
+    print(json.dumps(report, indent=2))
+    return 0 if report["target_met"] else 1
 
 
 def _detect(args: argparse.Namespace) -> int:
@@ -208,6 +237,28 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--seed", type=int, default=0)
     bm.add_argument("--json", help="also write the whole report here")
     bm.set_defaults(func=_bench_models)
+    ba = bsub.add_parser("alerts", help="rules x entities evaluated per second, beside plain polars filters")
+    ba.add_argument("--rules", type=int, default=1000)
+    ba.add_argument("--entities", type=int, default=10_000)
+    ba.add_argument("--windows", type=int, default=5, help="10 s windows timed (default: 5)")
+    ba.add_argument("--match", type=float, default=0.001, help="share of rule x entity pairs matching")
+    ba.add_argument("--storm", action="store_true", help="redraw every value each window (all alerts churn)")
+    ba.set_defaults(func=_bench_alerts)
+
+    a = sub.add_parser("alerts", help="alert rules: check a rules file, backtest it over the lake")
+    asub = a.add_subparsers(dest="alerts", required=True)
+    ac = asub.add_parser("check", help="validate a rules YAML file")
+    ac.add_argument("rules")
+    ac.set_defaults(func=_alerts)
+    ab = asub.add_parser("backtest", help="run rules over stored windows: alerts, flap score, precision/recall/TTD")
+    ab.add_argument("rules", help="rules YAML file")
+    ab.add_argument("--compare", help="a second rules file, shown side by side")
+    ab.add_argument("--lake", default="data/lake", help="lake folder with a windows output (default: data/lake)")
+    ab.add_argument("--from", dest="start", help="ISO-8601 start (with offset)")
+    ab.add_argument("--to", dest="end", help="ISO-8601 end (with offset)")
+    ab.add_argument("--labels", help="incident labels (a simulator *.labels.json) for precision/recall/TTD")
+    ab.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    ab.set_defaults(func=_alerts)
 
     d = sub.add_parser("detect", help="score a CSV of numeric columns online: anomaly_score and is_anomaly")
     d.add_argument("input", help="CSV file with a time column and numeric columns")

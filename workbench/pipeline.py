@@ -164,6 +164,8 @@ class Pipeline:
         """
         self.stop()
         self._closed_ops = self.operators()
+        for op in self._closed_ops:  # nodes holding threads or connections (the alerts outbox) let go
+            getattr(op, "on_close", lambda: None)()
         for node in self._graph():
             for down in list(node.downstreams):
                 node.disconnect(down)
@@ -205,6 +207,12 @@ class Pipeline:
             aggs = default_aggs(s.name)
         node = node.window(spec, by=by if by is not None else s.entity, aggs=aggs, time=s.time, lateness=lateness)
         return self.output("windows", node)
+
+    def alerts(self, rules: Any, **kwargs: Any) -> Any:
+        """Evaluate alert rules on ``windows``; adds output ``alerts`` (see :func:`workbench.alerts.node.attach`)."""
+        from workbench.alerts.node import attach
+
+        return attach(self, rules, **kwargs)
 
     def output(self, name: str, stream: Stream) -> Stream:
         """Register ``stream`` as the named output ``name``."""

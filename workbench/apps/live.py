@@ -40,8 +40,9 @@ def live_pipeline() -> Live:
     ``WORKBENCH_RATE`` events/s (default 600), ``WORKBENCH_WINDOW`` (default 5s),
     ``WORKBENCH_LATENESS`` (default 2s), ``WORKBENCH_MAX_DELAY`` seconds between
     source batches (default 0.5), ``WORKBENCH_SEED`` (default 0),
-    ``WORKBENCH_DEDUPE_TTL`` (default: lateness + 1 min) and
-    ``WORKBENCH_STALE_AFTER`` seconds (default 10).
+    ``WORKBENCH_DEDUPE_TTL`` (default: lateness + 1 min),
+    ``WORKBENCH_STALE_AFTER`` seconds (default 10) and ``WORKBENCH_ALERTS`` (``0``: no
+    alert rules; default: :func:`workbench.alerts.demo.server_rules`).
     """
     global _live
     with _lock:
@@ -69,6 +70,12 @@ def live_pipeline() -> Live:
             lateness=_env("LATENESS", "2s"),
             dedupe_ttl=os.environ.get("WORKBENCH_DEDUPE_TTL"),
         )
+        if _env("ALERTS", "1") != "0":  # the demo's alert rules (an Alerts tab and the open-alerts KPI)
+            from workbench.alerts.demo import server_inhibit, server_routes, server_rules
+            from workbench.config import parse_duration
+
+            window_s = parse_duration(_env("WINDOW", "5s")) / 1000
+            pipe.alerts(server_rules(window_s=window_s), routes=server_routes(), inhibit=server_inhibit())
         feed = Feed(pipe, stale_after=float(_env("STALE_AFTER", "10")))
         pipe.start()
         _live = Live(pipe, feed)

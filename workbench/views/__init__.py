@@ -17,6 +17,9 @@ import importlib
 from typing import Any
 
 _WHERE = {
+    "AlertDetail": "alerts",
+    "AlertTimeline": "alerts",
+    "AlertsTable": "alerts",
     "Dashboard": "dashboard",
     "DeadLetters": "tables",
     "EntityHeatmap": "heatmap",

@@ -12,6 +12,7 @@ from typing import Any
 import panel as pn
 import param
 
+from workbench.views.alerts import alert_views
 from workbench.views.base import LiveView
 from workbench.views.feed import Feed
 from workbench.views.graph import PipelineView
@@ -37,6 +38,8 @@ class Dashboard(LiveView):
         self.dead = DeadLetters(feed)
         self.pipeline = PipelineView(feed)
         self.views: list[LiveView] = [self.kpis, self.series, self.heatmap, self.latest, self.dead, self.pipeline]
+        self.alerts = alert_views(feed)  # an "Alerts" tab when the pipeline has an alerts output
+        self.views += list(self.alerts)
         for view in self.views:
             view.managed = True
         self.series.param.watch(self._follow_metric, "metric")
@@ -76,6 +79,8 @@ class Dashboard(LiveView):
             sizing_mode="stretch_width",
             dynamic=False,
         )
+        if self.alerts:
+            self.tabs.append(("Alerts", pn.Column(*(v._layout for v in self.alerts), sizing_mode="stretch_width")))
         self.tabs.param.watch(lambda _e: self.refresh(), "active")
         return pn.Column(
             self.banner,
@@ -109,9 +114,11 @@ class Dashboard(LiveView):
 
     def refresh(self) -> None:
         """Refresh every visible view (a hidden tab catches up when shown), then the stale banner."""
-        hidden = self.dead if self.tabs.active == 0 else self.latest
+        by_tab: dict[int, list[LiveView]] = {0: [self.latest], 1: [self.dead], 2: list(self.alerts)}
+        shown = by_tab.get(int(self.tabs.active), [])
+        tabbed = [self.latest, self.dead, *self.alerts]
         for view in self.views:
-            if view is not hidden:
+            if view not in tabbed or view in shown:
                 view.refresh()
         k = self.kpis.last
         if k is not None and k.stale:

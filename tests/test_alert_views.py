@@ -1,0 +1,122 @@
+"""Alert views headless: the table with feedback actions, the timeline, the detail, the dashboard tab."""
+
+from __future__ import annotations
+
+import pytest
+from bokeh.document import Document
+
+from workbench import Pipeline, Tumbling
+from workbench.alerts.dispatch import Route
+from workbench.alerts.rules import Threshold
+from workbench.testing import FrameSource, server_metrics_frame
+
+
+@pytest.fixture
+def alerting(tmp_path):
+    from workbench.alerts.store import DuckDBStore
+    from workbench.views.feed import Feed
+
+    frames = [server_metrics_frame(1200, hosts=4).slice(i, 300) for i in range(0, 1200, 300)]
+    pipe = Pipeline(FrameSource(frames), name="alert-views-test")
+    pipe.standard("server_metrics", Tumbling("10s"), lateness="0s")
+    store = DuckDBStore(tmp_path / "a.duckdb")
+    node = pipe.alerts(
+        [Threshold("hot", metric="cpu_mean", value=0, severity="critical")],  # every host is "hot"
+        routes=[Route(receivers=("ops",), group_wait=0)],
+        store=store,
+    )
+    feed = Feed(pipe)
+    pipe.run()
+    yield node.manager, feed, store
+    store.close()
+
+
+def _render(view):
+    layout = view.__panel__()
+    layout.get_root(Document())
+    view.refresh()
+    return layout
+
+
+def test_table_lists_active_alerts_and_records_feedback(alerting):
+    from workbench.views import AlertsTable
+
+    manager, feed, store = alerting
+    table = AlertsTable(feed, redraw_every=0.25)
+    _render(table)
+    assert sorted(table.table.value["fingerprint"]) == ["hot/h0", "hot/h1", "hot/h2", "hot/h3"]
+    assert set(table.table.value["state"]) == {"firing"}
+    first = table.shown["fingerprint"][0]
+    table.table.selection = [0]
+    table.user, table.note = "ana", "checked"
+    table.acknowledge(table)
+    table.false_positive(table)
+    assert store.feedback().select("fingerprint", "label", "by_whom").rows() == [
+        (first, "acknowledged", "ana"),
+        (first, "false_positive", "ana"),
+    ]
+    assert table.table.value.set_index("fingerprint").loc[first, "acknowledged_by"] == "ana"
+    assert "0%" in table.precision.object
+    table.min_severity = "page"
+    assert len(table.table.value) == 0
+
+
+def test_timeline_and_detail_show_episodes_and_evidence(alerting):
+    from workbench.views import AlertDetail, AlertTimeline
+
+    manager, feed, _ = alerting
+    timeline = AlertTimeline(feed, manager)
+    _render(timeline)
+    assert timeline.drawn == 4
+    detail = AlertDetail(feed, manager)
+    _render(detail)
+    assert detail.fingerprint in {"hot/h0", "hot/h1", "hot/h2", "hot/h3"}  # the first active alert, chosen
+    detail.fingerprint = "hot/h0"
+    assert "hot on h0" in detail.head.object and "critical" in detail.head.object
+    ev = detail.evidence.value
+    assert len(ev) > 0 and set(ev["host"]) == {"h0"} and "cpu_mean" in ev.columns
+    assert list(detail.history.value["to_state"]) == ["firing"]
+
+
+def test_dashboard_gets_an_alerts_tab_and_feeds_the_kpi(alerting):
+    from workbench.views import Dashboard
+
+    manager, feed, _ = alerting
+    dash = Dashboard(feed)
+    _render(dash)
+    assert [t for t in dash.tabs._names] == ["Latest windows", "Dead letters", "Alerts"]
+    assert feed.kpis().open_alerts == manager.open_alerts() == 4
+    dash.tabs.active = 2
+    dash.refresh()
+    dash.close()
+
+
+def test_detail_fetches_the_raw_events_behind_the_evidence_off_the_ui_loop(tmp_path):
+    import time
+
+    from workbench import Lake
+    from workbench.operators import aggregations as agg
+    from workbench.views import AlertDetail
+    from workbench.views.feed import Feed
+
+    frames = [server_metrics_frame(1200, hosts=4).slice(i, 300) for i in range(0, 1200, 300)]
+    pipe = Pipeline(FrameSource(frames), name="alert-raw-test")
+    valid = pipe.head.decode("server_metrics").validate("server_metrics").dedupe("event_id")
+    pipe.output("events", valid)
+    pipe.output("windows", valid.window(Tumbling("10s"), by="host", aggs=[agg.count(), agg.mean("cpu")], lateness="0s"))
+    lake = Lake(tmp_path / "lake")
+    pipe.to_lake(lake, outputs=["events", "windows"])
+    node = pipe.alerts([Threshold("hot", metric="cpu_mean", value=0)])
+    feed = Feed(pipe)
+    pipe.run()
+    detail = AlertDetail(feed, node.manager, lake=lake, redraw_every=0.25)
+    _render(detail)
+    detail.fingerprint = "hot/h1"
+    deadline = time.time() + 20
+    while (detail.raw.value is None or len(detail.raw.value) == 0) and time.time() < deadline:
+        time.sleep(0.3)
+        detail._redraw_now()
+    raw = detail.raw.value
+    assert len(raw) > 0 and set(raw["host"]) == {"h1"} and "event_id" in raw.columns
+    ev = detail.evidence.value
+    assert raw["ts"].min() >= ev["window_start"].min() and raw["ts"].max() < ev["window_end"].max()
