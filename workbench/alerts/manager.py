@@ -1,0 +1,394 @@
+"""``AlertManager``: rules evaluated in event time, alerts routed, stored and notified.
+
+It ties the parts together, in this order for each evaluation time ``t`` of a batch:
+the :class:`~workbench.alerts.evaluator.Evaluator` steps every alert (vectorised), the
+transitions become *alert events* (labels, fingerprint, summary), the
+:class:`~workbench.alerts.dispatch.Dispatcher` groups firing/resolved alerts and flushes
+due groups into notifications, the store records the events and notifications, and the
+outbox delivers the notifications on its own threads. Everything but the outbox is
+driven by event time, so a backtest over stored windows yields exactly the live
+events and notifications.
+
+Feedback — acknowledge, true/false positive — goes to the store and to every
+``on_feedback(alert, label)`` callback (how a model node learns from it).
+
+Examples
+--------
+>>> import polars as pl
+>>> from workbench.alerts.rules import Threshold
+>>> from workbench.alerts.dispatch import Route
+>>> am = AlertManager([Threshold("hot", metric="cpu_mean", value=90)], routes=[Route(receivers=("ops",), group_wait=0)])
+>>> rows = pl.DataFrame({"host": ["a", "b"], "window_end": [10_000, 10_000], "cpu_mean": [95.0, 3.0]})
+>>> am.process(rows).select("fingerprint", "to_state").rows()
+[('hot/a', 'firing')]
+>>> [(n["receiver"], n["status"], n["summary"]) for n in am.notifications]
+[('ops', 'firing', 'hot on a: 95')]
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import polars as pl
+
+from workbench.alerts.dispatch import Dispatcher, Inhibit, Route
+from workbench.alerts.evaluator import Evaluator
+from workbench.alerts.matchers import Matcher, Silence, parse_matchers
+from workbench.alerts.rules import Rule
+from workbench.clock import Clock, SystemClock
+from workbench.config import parse_duration
+from workbench.errors import ConfigError
+
+__all__ = ["EVENT_SCHEMA", "FEEDBACK_LABELS", "AlertManager", "AlertSink"]
+
+TS = pl.Datetime("ms", "UTC")
+EVENT_SCHEMA: dict[str, Any] = {
+    "fingerprint": pl.String,
+    "rule": pl.String,
+    "entity": pl.String,
+    "from_state": pl.String,
+    "to_state": pl.String,
+    "at": TS,
+    "active_at": TS,
+    "value": pl.Float64,
+    "severity": pl.String,
+    "summary": pl.String,
+    "labels": pl.String,
+}
+FEEDBACK_LABELS = ("acknowledged", "true_positive", "false_positive")
+
+
+class AlertSink(Protocol):
+    """Where alert events, notifications and feedback are recorded (an alert store)."""
+
+    def record_events(self, events: pl.DataFrame) -> None: ...  # noqa: D102
+
+    def record_notifications(self, notes: Sequence[dict[str, Any]]) -> None: ...  # noqa: D102
+
+    def record_feedback(self, row: dict[str, Any]) -> None: ...  # noqa: D102
+
+
+def _ms(value: datetime | int) -> int:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ConfigError(f"alert time: must be timezone-aware, not {value!r}")
+        return round(value.timestamp() * 1000)
+    return int(value)
+
+
+class AlertManager:
+    """Rules, routes, inhibition, silences, acknowledgements, store and outbox in one place.
+
+    Parameters
+    ----------
+    rules
+        The alert rules.
+    routes
+        Routing and grouping (default: one route, group by ``alertname``, no receiver).
+    inhibit
+        Inhibition rules.
+    by
+        Default entity column.
+    time
+        Event-time column of window rows.
+    store
+        An alert store (:mod:`workbench.alerts.store`), or ``None``.
+    outbox
+        An :class:`~workbench.alerts.outbox.Outbox` delivering notifications, or ``None``.
+    clock
+        Injected clock, for the wall time of feedback.
+    history
+        Recent events and notifications kept in memory (for views).
+    evidence
+        Window rows kept per alert (the evidence shown with it).
+    """
+
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        *,
+        routes: Sequence[Route] | None = None,
+        inhibit: Sequence[Inhibit] = (),
+        by: str = "host",
+        time: str = "window_end",
+        store: AlertSink | None = None,
+        outbox: Any = None,
+        clock: Clock | None = None,
+        history: int = 10_000,
+        evidence: int = 30,
+    ) -> None:
+        self.rules = list(rules)
+        self.evaluator = Evaluator(self.rules, by=by, time=time)
+        self.dispatcher = Dispatcher(routes, inhibit)
+        self.store = store
+        self.outbox = outbox
+        self.clock = clock or SystemClock()
+        self.notifications: deque[dict[str, Any]] = deque(maxlen=history)
+        self.events: deque[dict[str, Any]] = deque(maxlen=history)
+        self.feedback: dict[str, list[dict[str, Any]]] = {}
+        self.evidence: dict[str, pl.DataFrame] = {}
+        self._evidence_rows = evidence
+        self._callbacks: list[Callable[[dict[str, Any], str], Any]] = []
+        self._lock = threading.RLock()
+        self._rules_by_name = {r.name: r for r in self.rules}
+
+    # -- inputs ---------------------------------------------------------------------
+    def process(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Evaluate window rows; returns the alert events (EVENT_SCHEMA) of this batch."""
+        with self._lock:
+            if frame.height == 0:
+                return pl.DataFrame(schema=EVENT_SCHEMA)
+            transitions = self.evaluator.evaluate(frame)
+            self._collect_evidence(frame)
+            return self._after(transitions, self.evaluator.times)
+
+    def process_drift(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Take drift events; they are evaluated at the next window end (or :meth:`advance`)."""
+        with self._lock:
+            self.evaluator.add_drift(frame)
+            return pl.DataFrame(schema=EVENT_SCHEMA)
+
+    def advance(self, at: datetime | int) -> pl.DataFrame:
+        """Move event time to ``at`` without windows: absence, drift, anti-flap and group timers."""
+        with self._lock:
+            transitions = self.evaluator.advance(_ms(at))
+            return self._after(transitions, self.evaluator.times)
+
+    @property
+    def now_ms(self) -> int:
+        """The latest evaluation time (event time), or the clock's when nothing was evaluated."""
+        t = self.evaluator.last_t
+        return t if t is not None else _ms(self.clock.now())
+
+    def _after(self, transitions: pl.DataFrame, times: list[int]) -> pl.DataFrame:
+        events = self._events(transitions)
+        notes: list[dict[str, Any]] = []
+        by_time: dict[int, list[dict[str, Any]]] = {}
+        for ev in events.iter_rows(named=True):
+            by_time.setdefault(_ms(ev["at"]), []).append(ev)
+        for t in times:
+            for ev in by_time.get(t, []):
+                if ev["to_state"] == "firing":
+                    alert = {
+                        "fingerprint": ev["fingerprint"],
+                        "labels": json.loads(ev["labels"]),
+                        "summary": ev["summary"],
+                        "severity": ev["severity"],
+                        "value": ev["value"],
+                        "starts_at": t,
+                    }
+                    self.dispatcher.fire(alert, at=t)
+                elif ev["from_state"] == "firing":
+                    self.dispatcher.resolve(ev["fingerprint"], at=t, value=ev["value"])
+                    self.evidence.pop(ev["fingerprint"], None)
+            notes.extend(self.dispatcher.advance(t))
+        self.events.extend(events.iter_rows(named=True))
+        self.notifications.extend(notes)
+        if self.store is not None:
+            if events.height:
+                self.store.record_events(events)
+            if notes:
+                self.store.record_notifications(notes)
+        if self.outbox is not None:
+            for note in notes:
+                self.outbox.put(note)
+        return events
+
+    def _events(self, transitions: pl.DataFrame) -> pl.DataFrame:
+        """Transitions with the rule's name, labels, fingerprint and rendered summary."""
+        if transitions.height == 0:
+            return pl.DataFrame(schema=EVENT_SCHEMA)
+        rows = []
+        for tr in transitions.iter_rows(named=True):
+            rule = self.rules[tr["rule"]]
+            labels = {"alertname": rule.name, "severity": rule.severity, **rule.labels}
+            labels[self.evaluator.entity_column(rule)] = tr["entity"]
+            rows.append(
+                {
+                    "fingerprint": f"{rule.name}/{tr['entity']}",
+                    "rule": rule.name,
+                    "entity": tr["entity"],
+                    "from_state": tr["from_state"],
+                    "to_state": tr["to_state"],
+                    "at": tr["at"],
+                    "active_at": tr["active_at"],
+                    "value": tr["value"],
+                    "severity": rule.severity,
+                    "summary": rule.render(entity=tr["entity"], value=tr["value"], labels=labels),
+                    "labels": json.dumps(labels, sort_keys=True),
+                }
+            )
+        return pl.DataFrame(rows, schema={**EVENT_SCHEMA, "at": pl.Int64, "active_at": pl.Int64}).with_columns(
+            pl.col("at").cast(TS), pl.col("active_at").cast(TS)
+        )
+
+    def _collect_evidence(self, frame: pl.DataFrame) -> None:
+        """Keep the latest window rows of each active alert's entity (bounded)."""
+        state = self.evaluator.state
+        if state.height == 0 or state.height > 1000:
+            return
+        for rule_no, entity in state.select("rule", "entity").iter_rows():
+            rule = self.rules[rule_no]
+            col = self.evaluator.entity_column(rule)
+            if col not in frame.columns:
+                continue
+            rows = frame.filter(pl.col(col).cast(pl.String) == entity)
+            if rows.height == 0:
+                continue
+            fp = f"{rule.name}/{entity}"
+            old = self.evidence.get(fp)
+            both = rows if old is None else pl.concat([old, rows], how="diagonal_relaxed")
+            self.evidence[fp] = both.tail(self._evidence_rows)
+        live = {f"{self.rules[r].name}/{e}" for r, e in state.select("rule", "entity").iter_rows()}
+        live |= set(self.dispatcher.firing)
+        for fp in [fp for fp in self.evidence if fp not in live]:
+            del self.evidence[fp]
+
+    # -- what is active ---------------------------------------------------------------
+    def active(self) -> pl.DataFrame:
+        """Pending and firing alerts: state, severity, since, value, labels, ack, muted."""
+        with self._lock:
+            at = self.now_ms
+            rows = []
+            for rule_no, entity, state, active_at, fired_at, value in self.evaluator.state.select(
+                "rule", "entity", "state", "active_at", "fired_at", "value"
+            ).iter_rows():
+                rule = self.rules[rule_no]
+                fp = f"{rule.name}/{entity}"
+                alert = self.dispatcher.firing.get(fp)
+                labels = alert["labels"] if alert else {"alertname": rule.name, "severity": rule.severity}
+                ack = self.dispatcher.acks.get(fp, {})
+                rows.append(
+                    {
+                        "fingerprint": fp,
+                        "rule": rule.name,
+                        "entity": entity,
+                        "state": state,
+                        "severity": rule.severity,
+                        "active_at": active_at,
+                        "fired_at": fired_at,
+                        "age_s": (at - active_at) / 1000,
+                        "value": value,
+                        "summary": rule.render(entity=entity, value=value, labels=labels),
+                        "labels": json.dumps(labels, sort_keys=True),
+                        "acknowledged_by": ack.get("by"),
+                        "muted": (self.dispatcher.muted(alert, at=at) if alert else None),
+                    }
+                )
+            schema: dict[str, Any] = {
+                "fingerprint": pl.String,
+                "rule": pl.String,
+                "entity": pl.String,
+                "state": pl.String,
+                "severity": pl.String,
+                "active_at": pl.Int64,
+                "fired_at": pl.Int64,
+                "age_s": pl.Float64,
+                "value": pl.Float64,
+                "summary": pl.String,
+                "labels": pl.String,
+                "acknowledged_by": pl.String,
+                "muted": pl.String,
+            }
+            return pl.DataFrame(rows, schema=schema).with_columns(
+                pl.col("active_at").cast(TS), pl.col("fired_at").cast(TS)
+            )
+
+    def open_alerts(self) -> int:
+        """Firing alerts right now (the KPI card's number)."""
+        return len(self.dispatcher.firing)
+
+    # -- people ---------------------------------------------------------------------
+    def acknowledge(self, fingerprint: str, *, by: str, note: str = "") -> None:
+        """Acknowledge a firing alert (no repeat notifications while it fires); recorded as feedback."""
+        with self._lock:
+            self.dispatcher.acknowledge(fingerprint, by=by, at=self.now_ms, note=note)
+        self._feedback(fingerprint, "acknowledged", by=by, note=note)
+
+    def mark(self, fingerprint: str, label: str, *, by: str, note: str = "") -> None:
+        """Label an alert ``true_positive`` or ``false_positive`` (stored; offered to ``on_feedback``)."""
+        if label not in ("true_positive", "false_positive"):
+            raise ConfigError(
+                f"feedback on {fingerprint!r}: label must be true_positive or false_positive, not {label!r}"
+            )
+        self._feedback(fingerprint, label, by=by, note=note)
+
+    def _feedback(self, fingerprint: str, label: str, *, by: str, note: str) -> None:
+        rule = fingerprint.split("/", 1)[0]
+        if rule not in self._rules_by_name:
+            known = sorted(self._rules_by_name)
+            raise ConfigError(f"feedback: no rule {rule!r} (alert {fingerprint!r}); rules: {known}")
+        with self._lock:
+            alert = dict(self.dispatcher.firing.get(fingerprint) or {"fingerprint": fingerprint})
+        row = {
+            "fingerprint": fingerprint,
+            "rule": rule,
+            "label": label,
+            "by": by,
+            "note": note,
+            "at": self.clock.now(),
+            "event_time": datetime.fromtimestamp(self.now_ms / 1000, UTC),
+        }
+        with self._lock:
+            self.feedback.setdefault(fingerprint, []).append(row)
+        if self.store is not None:
+            self.store.record_feedback(row)
+        for callback in list(self._callbacks):
+            callback(alert, label)
+
+    def on_feedback(self, callback: Callable[[dict[str, Any], str], Any]) -> Callable[[], None]:
+        """Call ``callback(alert, label)`` on every feedback; returns an unregister function."""
+        self._callbacks.append(callback)
+        return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
+
+    def precision(self) -> float | None:
+        """Alert precision from feedback: true / (true + false) positives, ``None`` without labels."""
+        labels = [rows[-1]["label"] for rows in self.feedback.values() if rows[-1]["label"] != "acknowledged"]
+        tp = sum(lab == "true_positive" for lab in labels)
+        return tp / len(labels) if labels else None
+
+    def silence(
+        self,
+        matchers: Sequence[str | Matcher] | str,
+        *,
+        duration: str | float | timedelta = "1h",
+        by: str = "",
+        comment: str = "",
+        starts_at: datetime | int | None = None,
+    ) -> Silence:
+        """Silence alerts matching ``matchers`` from now (event time) for ``duration``."""
+        start = self.now_ms if starts_at is None else _ms(starts_at)
+        silence = Silence(
+            f"s-{uuid.uuid4().hex[:12]}",
+            parse_matchers(matchers, what="silence"),
+            start,
+            start + parse_duration(duration, what="silence duration"),
+            by,
+            comment,
+        )
+        with self._lock:
+            self.dispatcher.add_silence(silence)
+        return silence
+
+    # -- state ----------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Evaluator and dispatcher state plus feedback (copies)."""
+        with self._lock:
+            return {
+                "evaluator": self.evaluator.snapshot(),
+                "dispatcher": self.dispatcher.snapshot(),
+                "feedback": {k: [dict(r) for r in v] for k, v in self.feedback.items()},
+            }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`snapshot`."""
+        with self._lock:
+            self.evaluator.restore(state["evaluator"])
+            self.dispatcher.restore(state["dispatcher"])
+            self.feedback = {k: [dict(r) for r in v] for k, v in state["feedback"].items()}
