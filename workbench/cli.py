@@ -1,7 +1,7 @@
 """The ``workbench`` command: thin wrappers over the package.
 
 Sub-commands: ``replay``, ``simulate``, ``query``, ``bench engine``, ``bench ui``, ``detect``, ``nab``, ``serve``,
-``export``, ``report``.
+``export``, ``report``, ``schedule run|list``.
 """
 
 from __future__ import annotations
@@ -134,6 +134,12 @@ def _report(args: argparse.Namespace) -> int:
     return report_command(args)
 
 
+def _schedule(args: argparse.Namespace) -> int:
+    from workbench.schedule.cli import schedule_command
+
+    return schedule_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
     p = argparse.ArgumentParser(prog="workbench", description="Live monitoring workbench.")
@@ -206,9 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_serve)
 
     from workbench.reports.cli import add_export_parser, add_report_parser
+    from workbench.schedule.cli import add_schedule_parser
 
     add_export_parser(sub, _export)
     add_report_parser(sub, _report)
+    add_schedule_parser(sub, _schedule)
     return p
 
 

@@ -14,6 +14,11 @@ from typing import Any
 __all__ = ["add_export_parser", "add_report_parser", "export_command", "report_command"]
 
 
+def _say(text: object, *, err: bool = False) -> None:
+    """One line for the user (the command's output, or a note on stderr)."""
+    (sys.stderr if err else sys.stdout).write(f"{text}\n")
+
+
 def _params(pairs: list[list[str]] | None) -> dict[str, Any]:
     from workbench.reports.notebook import parse_value
 
@@ -57,7 +62,7 @@ def export_command(args: argparse.Namespace) -> int:
     else:
         feed = simulated_feed(events=args.simulate or 20_000, seed=args.seed, hosts=args.hosts, window=args.window)
     path = export_views(args.view or ["dashboard"], feed, args.out, params=_params(args.param), title=args.title)
-    print(f"exported {', '.join(args.view or ['dashboard'])} → {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    _say(f"exported {', '.join(args.view or ['dashboard'])} → {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
@@ -97,8 +102,8 @@ def report_command(args: argparse.Namespace) -> int:
             keep_notebook=args.keep_notebook,
         )
     except NotebookError as exc:
-        print(f"workbench report: {exc}", file=sys.stderr)
-        print(f"workbench report: the executed notebook is kept at {exc.output}", file=sys.stderr)
+        _say(f"workbench report: {exc}", err=True)
+        _say(f"workbench report: the executed notebook is kept at {exc.output}", err=True)
         url = args.notify_on_failure or os.environ.get("WORKBENCH_REPORT_WEBHOOK")
         if url:
             from workbench.schedule.notify import failure_message, notify_failure
@@ -108,5 +113,5 @@ def report_command(args: argparse.Namespace) -> int:
             )
             notify_failure(url, message, secret=os.environ.get("WORKBENCH_WEBHOOK_SECRET"))
         return 1
-    print(json.dumps(result, indent=2))
+    _say(json.dumps(result, indent=2))
     return 0

@@ -83,8 +83,10 @@ def _write(f: BinaryIO, text: str) -> None:
 
 def _code_cell_number(nb: Any, index: int) -> int | None:
     """1-based number among the stored notebook's code cells (papermill's injected cell not counted)."""
+    # papermill's error banners are added after the failure; its cell index does not count them
+    cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
     number = 0
-    for i, cell in enumerate(nb.cells):
+    for i, cell in enumerate(cells):
         if cell.cell_type != "code" or "injected-parameters" in cell.metadata.get("tags", []):
             continue
         number += 1

@@ -28,6 +28,7 @@ _WHERE = {
     "LiveView": "base",
     "MetricSeries": "series",
     "PipelineView": "graph",
+    "RunHistoryView": "runs",
     "Subscription": "feed",
     "anomaly_marks": "anomaly",
     "crossings": "anomaly",

@@ -1,0 +1,105 @@
+"""``workbench schedule run|list``: the argument parser and what it runs (no Panel, no papermill at import)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["add_schedule_parser", "schedule_command"]
+
+
+def _say(text: object, *, err: bool = False) -> None:
+    """One line for the user (the command's output, or a note on stderr)."""
+    (sys.stderr if err else sys.stdout).write(f"{text}\n")
+
+
+def add_schedule_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> None:
+    """``workbench schedule run FILE`` and ``workbench schedule list FILE``."""
+    s = sub.add_parser("schedule", help="run report notebooks on cron schedules; list their run history")
+    ssub = s.add_subparsers(dest="schedule", required=True)
+    r = ssub.add_parser("run", help="the scheduler: a long-running process that runs the jobs of FILE")
+    r.add_argument("file", help="schedule file (YAML)")
+    r.add_argument("--workers", type=int, default=2, help="runs of different jobs at once (default: 2)")
+    r.add_argument("--once", action="store_true", help="start what is due now, wait for it, and exit")
+    r.set_defaults(func=func)
+    ls = ssub.add_parser("list", help="the run history: job, scheduled, start, end, status, output, error")
+    ls.add_argument("file", help="schedule file (YAML), or its history file (.duckdb)")
+    ls.add_argument("--job", help="only this job")
+    ls.add_argument("--status", help="only runs with this status (ok, failed, skipped, running, interrupted)")
+    ls.add_argument("--limit", type=int, default=20, help="newest runs shown (default: 20)")
+    ls.add_argument("--format", choices=["table", "json"], default="table")
+    ls.set_defaults(func=func)
+
+
+def _history(path: str) -> Any:
+    from workbench.schedule.history import RunHistory
+    from workbench.schedule.jobs import load_schedule
+
+    if path.endswith(".duckdb"):
+        return RunHistory(path)
+    return RunHistory(load_schedule(path).history)
+
+
+def _list(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    runs = _history(args.file).runs(args.job, limit=args.limit, status=args.status)
+    if args.format == "json":
+        sys.stdout.write(runs.write_json() + "\n")
+        return 0
+    shown = runs.select(
+        "job",
+        pl.col("scheduled").dt.strftime("%Y-%m-%d %H:%M:%S"),
+        pl.col("started").dt.strftime("%H:%M:%S"),
+        pl.col("ended").dt.strftime("%H:%M:%S"),
+        "seconds",
+        "status",
+        "coalesced",
+        "output",
+        "error",
+    )
+    with pl.Config(
+        tbl_rows=-1,
+        tbl_cols=-1,
+        fmt_str_lengths=160,
+        tbl_width_chars=2000,
+        tbl_formatting="ASCII_MARKDOWN",
+        tbl_hide_column_data_types=True,
+        tbl_hide_dataframe_shape=True,
+    ):
+        _say(shown)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from workbench.schedule.history import RunHistory
+    from workbench.schedule.jobs import load_schedule
+    from workbench.schedule.scheduler import Scheduler
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    schedule = load_schedule(args.file)
+    scheduler = Scheduler(schedule.jobs, RunHistory(schedule.history), workers=args.workers)
+    if args.once:
+        events = scheduler.tick()
+        scheduler.close(wait_for_runs=True)
+        _say(json.dumps(events, default=str, indent=2))
+        return 0
+    scheduler.tick()
+    nxt = scheduler.next_fire()
+    _say(f"scheduler: {len(schedule.jobs)} job(s), history {schedule.history}, next fire {nxt}", err=True)
+    try:
+        scheduler.run()
+    except KeyboardInterrupt:
+        _say("scheduler: stopping; waiting for the runs going on", err=True)
+    finally:
+        scheduler.close(wait_for_runs=True)
+    return 0
+
+
+def schedule_command(args: argparse.Namespace) -> int:
+    """Run ``workbench schedule run|list``."""
+    return _list(args) if args.schedule == "list" else _run(args)
