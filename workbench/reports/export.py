@@ -19,9 +19,10 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import io
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -100,17 +101,39 @@ def _layout(view: Any) -> Any:
     return pn.panel(view)
 
 
+@contextlib.contextmanager
+def _no_notebook_output() -> Iterator[None]:
+    """Keep Panel's notebook loaders out of a notebook's outputs while exporting.
+
+    In a kernel, ``pn.extension`` and rendering display scripts that load Bokeh and
+    Panel from their CDN; in a report those outputs would make the page fetch them.
+    The exported page carries its own copy, so they are captured and dropped.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.utils.capture import capture_output
+    except ImportError:
+        yield
+        return
+    if get_ipython() is None:
+        yield
+        return
+    with capture_output(stdout=False, stderr=False, display=True):
+        yield
+
+
 def export_html(view: Any, *, title: str | None = None) -> str:
     """The self-contained HTML page of ``view`` (a view, any Panel object or a template)."""
-    pn.extension("tabulator")
     buffer = io.StringIO()
     title = title or getattr(view, "title", None) or type(view).__name__
-    try:
-        _layout(view).save(buffer, resources="inline", title=str(title))
-    finally:
-        close = getattr(view, "close", None)
-        if callable(close):
-            close()  # a frozen view needs no subscription once drawn
+    with _no_notebook_output():
+        pn.extension("tabulator")
+        try:
+            _layout(view).save(buffer, resources="inline", title=str(title))
+        finally:
+            close = getattr(view, "close", None)
+            if callable(close):
+                close()  # a frozen view needs no subscription once drawn
     return make_offline(buffer.getvalue())
 
 
@@ -199,6 +222,6 @@ def embed(view: Any, *, height: int = 520, title: str | None = None) -> Any:
 
     page = export_html(view, title=title)
     return HTML(
-        f'<iframe class="wb-frozen-view" title="{html.escape(title or type(view).__name__)}" '
-        f'style="width:100%;height:{int(height)}px;border:0" srcdoc="{html.escape(page, quote=True)}"></iframe>'
+        f'<div class="wb-frozen"><iframe class="wb-frozen-view" title="{html.escape(title or type(view).__name__)}" '
+        f'style="width:100%;height:{int(height)}px;border:0" srcdoc="{html.escape(page, quote=True)}"></iframe></div>'
     )

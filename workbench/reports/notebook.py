@@ -31,10 +31,10 @@ from typing import Any, BinaryIO
 
 from workbench.errors import ConfigError
 from workbench.reports.errors import NotebookError, ReportError
-from workbench.reports.offline import network_references
+from workbench.reports.offline import loader_urls, network_references
 from workbench.storage.atomic import atomic_write
 
-__all__ = ["SECRET_WORDS", "check_parameters", "parse_value", "render_html", "run_report"]
+__all__ = ["SECRET_WORDS", "check_parameters", "parameter_names", "parse_value", "render_html", "run_report"]
 
 #: Parameter names containing one of these (any case) are refused.
 SECRET_WORDS = ("password", "passwd", "passphrase", "secret", "token", "key", "credential", "private", "cookie")
@@ -75,6 +75,23 @@ def parse_value(text: str) -> Any:
     if isinstance(value, list) and all(isinstance(v, bool | int | float | str) for v in value):
         return value
     return text  # dates, mappings …: the notebook parses the string
+
+
+def parameter_names(source: str) -> set[str]:
+    """Names a parameters cell assigns at its top level.
+
+    >>> sorted(parameter_names('start = ""  # when\nevents: int = 5\nprint(start)'))
+    ['events', 'start']
+    """
+    import ast
+
+    names: set[str] = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return names
 
 
 def _write(f: BinaryIO, text: str) -> None:
@@ -120,7 +137,7 @@ def render_html(nb: Any, *, title: str | None = None) -> str:
         embed_images=True,
     )
     page, _ = exporter.from_notebook_node(nb)
-    remaining = network_references(page)
+    remaining = network_references(page) + loader_urls(page)
     if remaining:
         raise ReportError(f"report {title or ''!r}: the HTML would load {remaining[:5]} from the network")
     return page
@@ -178,8 +195,13 @@ def run_report(
     params = dict(parameters or {})
     check_parameters(params)
     stored = nbformat.read(notebook, as_version=4)
-    if not any("parameters" in c.metadata.get("tags", []) for c in stored.cells):
+    cell = next((c for c in stored.cells if "parameters" in c.metadata.get("tags", [])), None)
+    if cell is None:
         raise ConfigError(f"report {notebook.name}: no cell is tagged 'parameters'")
+    known = parameter_names(cell.source)
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ConfigError(f"report {notebook.name}: unknown parameter(s) {unknown}; its parameters: {sorted(known)}")
     out.parent.mkdir(parents=True, exist_ok=True)
     executed = out.with_suffix(".ipynb")
     t0 = time.perf_counter()

@@ -31,7 +31,7 @@ from typing import Any
 
 from workbench.reports.errors import ExportError
 
-__all__ = ["make_offline", "network_references"]
+__all__ = ["loader_urls", "make_offline", "network_references"]
 
 _DOC_JSON = re.compile(r'(<script type="application/json" id="[^"]+">)(.*?)(</script>)', re.S)
 _TAG = re.compile(r"<(script|link|img|iframe)\b[^>]*>", re.I)
@@ -200,4 +200,22 @@ def network_references(page: str) -> list[str]:
             for u in re.findall(r'"name":\s*"ImportedStyleSheet"[^}]*?"url":\s*"([^"]+)"', text)
             if _REMOTE.match(u)
         ]
+    return found
+
+
+def loader_urls(page: str) -> list[str]:
+    """Script or stylesheet URLs named by the inline scripts of ``page`` (``iframe srcdoc`` pages left out).
+
+    A loader script (such as Panel's notebook loader) fetches these when it runs; a
+    report page whose own scripts name none loads nothing that way.
+
+    >>> loader_urls('<script>load(["https://cdn.example.org/panel.min.js"])</script>')
+    ['https://cdn.example.org/panel.min.js']
+    >>> loader_urls('<iframe srcdoc="&lt;script&gt;load(&quot;https://x.org/a.js&quot;)&lt;/script&gt;"></iframe>')
+    []
+    """
+    outer = re.sub(r'srcdoc="[^"]*"', "", page)
+    found: list[str] = []
+    for code in re.findall(r"<script\b[^>]*>(.*?)</script>", outer, re.S | re.I):
+        found += re.findall(r"""https?://[^\s'"`]+?\.(?:m?js|css)\b""", code)
     return found
