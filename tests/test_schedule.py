@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -197,6 +198,7 @@ def test_runs_left_running_by_a_dead_scheduler_are_marked_interrupted(tmp_path, 
     assert row["status"] == "interrupted" and row["ended"] == clock.now()
 
 
+@pytest.mark.slow
 def test_a_failed_scheduled_report_notifies_the_webhook(tmp_path, notebook):
     clock = ManualClock(T0 - timedelta(seconds=1))
     with hook_server() as hook:
@@ -268,3 +270,26 @@ def test_run_history_view(tmp_path):
     assert view.table.value["status"].tolist() == ["ok", "failed", "ok"]
     view.job = "job1"
     assert view.table.value["job"].tolist() == ["job1"] and "<b" in view.counts.object
+
+
+@pytest.mark.slow
+def test_schedule_run_now_runs_a_job_end_to_end(tmp_path, notebook, capsys):
+    good = tmp_path / "good.ipynb"
+    cells = [new_code_cell("n = 1", metadata={"tags": ["parameters"]}), new_code_cell("print(f'{n} runs')")]
+    meta = {"kernelspec": {"name": "python3", "display_name": "py", "language": "python"}}
+    nbformat.write(new_notebook(cells=cells, metadata=meta), good)
+    (tmp_path / "s.yml").write_text(
+        "jobs:\n"
+        "  - {name: good, notebook: good.ipynb, cron: '0 6 * * *', output: out, parameters: {n: 3}}\n"
+        "  - {name: bad, notebook: nb.ipynb, cron: '0 6 * * *', output: out, parameters: {x: 1}}\n"
+    )
+    assert main(["schedule", "run", str(tmp_path / "s.yml"), "--now", "good"]) == 0
+    [run] = json.loads(capsys.readouterr().out)
+    assert run["status"] == "ok" and run["output"].endswith(".html")
+    page = Path(run["output"]).read_text()
+    assert "3 runs" in page and "print(" not in page
+    assert main(["schedule", "run", str(tmp_path / "s.yml"), "--now", "bad"]) == 1
+    [run] = json.loads(capsys.readouterr().out)
+    assert run["status"] == "failed" and "cell 2 raised ZeroDivisionError" in run["error"]
+    assert main(["schedule", "list", str(tmp_path / "s.yml"), "--format", "json"]) == 0
+    assert [r["job"] for r in json.loads(capsys.readouterr().out)] == ["bad", "good"]

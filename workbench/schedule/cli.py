@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable
@@ -24,7 +23,12 @@ def add_schedule_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> 
     r = ssub.add_parser("run", help="the scheduler: a long-running process that runs the jobs of FILE")
     r.add_argument("file", help="schedule file (YAML)")
     r.add_argument("--workers", type=int, default=2, help="runs of different jobs at once (default: 2)")
-    r.add_argument("--once", action="store_true", help="start what is due now, wait for it, and exit")
+    r.add_argument(
+        "--now",
+        action="append",
+        metavar="JOB",
+        help="run this job now, wait for it and exit (repeat for several); exit 1 when a run failed",
+    )
     r.set_defaults(func=func)
     ls = ssub.add_parser("list", help="the run history: job, scheduled, start, end, status, output, error")
     ls.add_argument("file", help="schedule file (YAML), or its history file (.duckdb)")
@@ -83,11 +87,13 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     schedule = load_schedule(args.file)
     scheduler = Scheduler(schedule.jobs, RunHistory(schedule.history), workers=args.workers)
-    if args.once:
-        events = scheduler.tick()
+    if args.now:
+        events = [scheduler.trigger(name) for name in args.now]
         scheduler.close(wait_for_runs=True)
-        _say(json.dumps(events, default=str, indent=2))
-        return 0
+        runs = scheduler.history.runs(limit=len(events) * 4)
+        done = runs.filter(runs["id"].is_in([e.get("run") for e in events if "run" in e]))
+        _say(done.select("id", "job", "status", "output", "error").write_json())
+        return 1 if (done["status"] != "ok").any() or len(done) < len(events) else 0
     scheduler.tick()
     nxt = scheduler.next_fire()
     _say(f"scheduler: {len(schedule.jobs)} job(s), history {schedule.history}, next fire {nxt}", err=True)

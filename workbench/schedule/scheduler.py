@@ -159,6 +159,16 @@ class Scheduler:
             events.append(self._fire(job, fires[-1], len(fires), now))
         return events
 
+    def trigger(self, name: str) -> dict[str, Any]:
+        """Run the job ``name`` now, out of its schedule (recorded as scheduled now; no overlap either)."""
+        now = self.clock.now()
+        if not self._started:
+            self._begin(now)
+        job = next((j for j in self.jobs if j.name == name), None)
+        if job is None:
+            raise ConfigError(f"scheduler: no job {name!r}; jobs: {[j.name for j in self.jobs]}")
+        return self._fire(job, now, 1, now)
+
     def _fire(self, job: Job, scheduled: datetime, coalesced: int, now: datetime) -> dict[str, Any]:
         with self._lock:
             running = self._running.get(job.name)
