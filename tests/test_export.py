@@ -108,6 +108,7 @@ def test_unknown_view_parameters_are_an_error(feed, tmp_path):
         export(object(), tmp_path / "k.pdf")
 
 
+@pytest.mark.slow
 def test_cli_exports_the_monitor_page_from_a_replayed_lake(tmp_path, capsys):
     from workbench.sources.simulator import write_simulation
 

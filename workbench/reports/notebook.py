@@ -80,7 +80,7 @@ def parse_value(text: str) -> Any:
 def parameter_names(source: str) -> set[str]:
     """Names a parameters cell assigns at its top level.
 
-    >>> sorted(parameter_names('start = ""  # when\nevents: int = 5\nprint(start)'))
+    >>> sorted(parameter_names('start = 1; events: int = 5; print(start)'))
     ['events', 'start']
     """
     import ast
