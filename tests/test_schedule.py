@@ -293,3 +293,16 @@ def test_schedule_run_now_runs_a_job_end_to_end(tmp_path, notebook, capsys):
     assert run["status"] == "failed" and "cell 2 raised ZeroDivisionError" in run["error"]
     assert main(["schedule", "list", str(tmp_path / "s.yml"), "--format", "json"]) == 0
     assert [r["job"] for r in json.loads(capsys.readouterr().out)] == ["bad", "good"]
+
+
+def test_the_scheduler_and_the_commands_do_not_import_panel():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, workbench.schedule, workbench.reports.notebook, workbench.reports.frozen, workbench.cli\n"
+        "workbench.cli.build_parser()\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('panel', 'bokeh', 'holoviews'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -15,6 +15,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+#: Views ``workbench export --view`` knows (see :func:`~workbench.reports.export.build_view`).
+VIEWS = ("dashboard", "series", "heatmap", "kpis", "latest", "dead-letters", "pipeline", "monitor")
+
 _WHERE = {
     "ExportError": "errors",
     "NotebookError": "errors",
@@ -30,7 +33,7 @@ _WHERE = {
     "simulated_feed": "frozen",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = sorted([*_WHERE, "VIEWS"])
 
 
 def __getattr__(name: str) -> Any:

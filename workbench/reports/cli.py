@@ -27,7 +27,7 @@ def _params(pairs: list[list[str]] | None) -> dict[str, Any]:
 
 def add_export_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> None:
     """``workbench export --view NAME … (--lake DIR | --simulate N) --out x.html|x.png``."""
-    from workbench.reports.export import VIEWS  # a tuple: no Panel import
+    from workbench.reports import VIEWS  # no Panel import
 
     e = sub.add_parser("export", help="save views or the monitor page as one offline HTML file or a PNG")
     e.add_argument(

@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 
 import panel as pn
 
+from workbench.reports import VIEWS
 from workbench.reports.errors import ExportError
 from workbench.reports.offline import make_offline, network_references
 from workbench.reports.screenshot import screenshot
@@ -67,9 +68,6 @@ def _views() -> dict[str, Callable[..., Any]]:
         "monitor": monitor,  # the served app's page, as a file
     }
 
-
-#: Names accepted by :func:`build_view` and ``workbench export --view``.
-VIEWS = ("dashboard", "series", "heatmap", "kpis", "latest", "dead-letters", "pipeline", "monitor")
 
 
 def build_view(name: str, feed: Feed, **params: Any) -> Any:
