@@ -183,3 +183,16 @@ def test_png_export_is_a_nonblank_image(feed, tmp_path):
     colours = image.resize((160, 60)).getcolors(maxcolors=100_000)
     assert colours is not None and len(colours) > 50  # lines, band, axes: not a blank page
     image.save(ARTIFACTS / "export-series.png")
+
+
+def test_exporting_a_view_on_screen_leaves_it_live(feed, tmp_path):
+    from workbench.views import KpiCards, MetricSeries
+
+    series = MetricSeries(feed)
+    series.__panel__()  # shown in a notebook or a session: subscribed to the feed
+    export(series, tmp_path / "series.html")
+    assert not series.subscription.closed
+    series.close()
+    kpis = KpiCards(feed)  # drawn only for the file
+    export(kpis, tmp_path / "kpis.html")
+    assert kpis.subscription.closed

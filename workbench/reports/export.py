@@ -124,14 +124,16 @@ def export_html(view: Any, *, title: str | None = None) -> str:
     """The self-contained HTML page of ``view`` (a view, any Panel object or a template)."""
     buffer = io.StringIO()
     title = title or getattr(view, "title", None) or type(view).__name__
+    subscription = getattr(view, "subscription", None)
+    shown = subscription is not None and not subscription.closed  # a live view on screen stays live
     with _no_notebook_output():
         pn.extension("tabulator")
         try:
             _layout(view).save(buffer, resources="inline", title=str(title))
         finally:
             close = getattr(view, "close", None)
-            if callable(close):
-                close()  # a frozen view needs no subscription once drawn
+            if callable(close) and not shown:
+                close()  # drawn only for the file: it needs no subscription now
     return make_offline(buffer.getvalue())
 
 
