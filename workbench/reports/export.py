@@ -69,7 +69,6 @@ def _views() -> dict[str, Callable[..., Any]]:
     }
 
 
-
 def build_view(name: str, feed: Feed, **params: Any) -> Any:
     """The view (or app page) called ``name`` over ``feed``, with its parameters set.
 

@@ -32,6 +32,19 @@ _RENDERED = """() => {
 }"""
 
 
+# Where the drawn content ends (a short view is not padded to the viewport's height).
+_CONTENT_BOTTOM = """() => {
+  // Panel adds fixed, full-height overlays (notifications): measure the drawn Bokeh roots instead
+  let bottoms = [];
+  if (window.Bokeh) {
+    const idx = Bokeh.index, views = idx instanceof Map ? [...idx.values()] : Object.values(idx);
+    bottoms = views.filter(v => v && v.el).map(v => v.el.getBoundingClientRect().bottom + window.scrollY);
+  }
+  const bottom = Math.max(0, ...bottoms);
+  return Math.ceil(bottom > 50 ? bottom : document.documentElement.scrollHeight) + 8;
+}"""
+
+
 def chromium_path() -> str:
     """The system chromium (``WORKBENCH_CHROMIUM`` overrides)."""
     path = os.environ.get("WORKBENCH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -81,7 +94,8 @@ def screenshot(
                 page.wait_for_function(_RENDERED, timeout=timeout * 1000, polling=100)
                 page.wait_for_timeout(300)  # the last canvas paint after the document went idle
                 out.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(out), full_page=True)
+                bottom = page.evaluate(_CONTENT_BOTTOM)
+                page.screenshot(path=str(out), full_page=True, clip={"x": 0, "y": 0, "width": width, "height": bottom})
             finally:
                 browser.close()
     except Error as exc:
