@@ -157,3 +157,81 @@ def test_unknown_parameters_are_refused_before_running(tmp_path, capsys):
         "unknown parameter(s) ['lake']; its parameters: ['end', 'events', 'hosts', 'lake_path'"
         in capsys.readouterr().err
     )
+
+
+def _lake(tmp_path, *, alerts: bool):
+    from datetime import UTC, datetime, timedelta
+
+    import polars as pl
+
+    from workbench import Lake
+
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    rows = [
+        {
+            "host": f"h{h}",
+            "window_start": t0 + timedelta(minutes=w),
+            "window_end": t0 + timedelta(minutes=w + 1),
+            "count": 60,
+            "cpu_mean": 99.0 if (h, w) == (3, 2) else 20.0 + h + 0.1 * w,
+            "error_rate": 0.01,
+        }
+        for h in range(6)
+        for w in range(4)
+    ]
+    lake = Lake(tmp_path / "lake", partition=False)
+    lake.write("windows", pl.DataFrame(rows), epoch=1)
+    labels = pl.DataFrame(
+        {
+            "incident_id": ["i1", "i2"],
+            "kind": ["cpu_saturation", "memory_leak"],
+            "entity": ["h3", "h5"],
+            "start": [t0 + timedelta(minutes=2, seconds=10), t0 + timedelta(hours=5)],
+            "end": [t0 + timedelta(minutes=2, seconds=50), t0 + timedelta(hours=6)],
+            "detail": ["cpu 95-100%", "outside the range"],
+        }
+    )
+    lake.write("labels", labels, epoch=1, time="start")
+    if alerts:
+        fired = [t0 + timedelta(minutes=2), t0 + timedelta(minutes=3), t0 + timedelta(days=3)]
+        lake.write(
+            "alerts",
+            pl.DataFrame({"rule": ["cpu_high"] * 3, "severity": ["page"] * 3, "entity": ["h3"] * 3, "fired_at": fired}),
+            epoch=1,
+            time="fired_at",
+        )
+    return lake.root
+
+
+def test_daily_report_numbers_on_a_hand_made_lake(tmp_path):
+    from workbench.reports.daily import DailyReport
+
+    report = DailyReport(_lake(tmp_path, alerts=True), start="2024-01-01T00:00:00+00:00", end="2024-01-02T00:00:00Z")
+    assert report.summary().row(0, named=True) | {"error_rate": None} == {
+        "windows": 24,
+        "hosts": 6,
+        "events": 1440,
+        "error_rate": None,
+        "latency_p95_ms": None,
+        "dead_letters": 0,
+        "late": 0,
+    }
+    incidents = report.incidents()
+    assert incidents["incident_id"].to_list() == ["i1"] and incidents["host_windows"].to_list() == [1]
+    quality = report.detector_quality().row(1, named=True)  # fleet |z| >= 3.5
+    assert (quality["flagged"], quality["true_positives"], quality["precision"], quality["recall"]) == (1, 1, 1.0, 1.0)
+    assert quality["incidents_caught"] == "1 of 1"
+    assert report.alerts().rows() == [("cpu_high", "page", "h3", 2)]  # the alert three days later is out of range
+    assert report.worst_hosts("cpu_mean", 1)["host"].to_list() == ["h3"]
+
+
+def test_daily_report_says_what_is_absent(tmp_path):
+    from workbench.errors import ConfigError
+    from workbench.reports.daily import DailyReport
+
+    report = DailyReport(_lake(tmp_path, alerts=False))
+    assert report.alerts() is None
+    with pytest.raises(ConfigError, match="no windows in .* between 2025-01-01"):
+        DailyReport(tmp_path / "lake", start="2025-01-01T00:00:00+00:00")
+    with pytest.raises(ConfigError, match="start must be before end"):
+        DailyReport(tmp_path / "lake", start="2024-01-02T00:00:00+00:00", end="2024-01-01T00:00:00+00:00")
