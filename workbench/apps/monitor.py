@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import panel as pn
+from panel.io.resources import get_dist_path
 from panel.theme.fast import Fast
 
 from workbench.apps.live import live_pipeline
@@ -18,6 +19,19 @@ __all__ = ["create_app"]
 # the Panel server itself and the page works on closed networks. It keeps the name
 # "Fast" because Panel locates a design's bundled files by its class name.
 _OfflineFast = type("Fast", (Fast,), {"_resources": {**Fast._resources, "font": {}}, "__module__": __name__})
+
+
+def _serve_locally() -> None:
+    """Tell the session's document that Panel's files come from this server, before the design is applied.
+
+    Panel (1.9) applies a design's stylesheets while it builds the document, before it has
+    recorded where its files are served from; it then falls back on its CDN, and with
+    short-lived sessions coming and going a page can keep those CDN addresses, which a
+    closed network cannot load (seen in the browser test).
+    """
+    doc = pn.state.curdoc
+    if doc is not None and getattr(doc, "session_context", None) is not None:
+        doc._template_variables.setdefault("dist_url", get_dist_path())
 
 
 def _apply_url(dashboard: Dashboard) -> None:
@@ -39,6 +53,7 @@ def create_app(feed: Feed | None = None) -> pn.template.FastListTemplate:
     ``feed`` draws it over another feed instead (a static export of finished data).
     """
     pn.extension("tabulator", sizing_mode="stretch_width", reconnect=True, notifications=True)
+    _serve_locally()
     live_feed = feed if feed is not None else live_pipeline().feed
     context = getattr(pn.state.curdoc, "session_context", None)
     if context is not None:
