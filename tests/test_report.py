@@ -193,17 +193,29 @@ def _lake(tmp_path, *, alerts: bool):
     )
     lake.write("labels", labels, epoch=1, time="start")
     if alerts:
-        fired = [t0 + timedelta(minutes=2), t0 + timedelta(minutes=3), t0 + timedelta(days=3)]
+        # the alert evaluator's output: one row per transition (fired at 00:02, resolved at 00:03, and again days later)
+        at = [t0 + timedelta(minutes=2), t0 + timedelta(minutes=3), t0 + timedelta(days=3)]
         lake.write(
             "alerts",
-            pl.DataFrame({"rule": ["cpu_high"] * 3, "severity": ["page"] * 3, "entity": ["h3"] * 3, "fired_at": fired}),
+            pl.DataFrame(
+                {
+                    "rule": ["cpu_high"] * 3,
+                    "entity": ["h3"] * 3,
+                    "from_state": ["pending", "firing", "pending"],
+                    "to_state": ["firing", "inactive", "firing"],
+                    "at": at,
+                    "severity": ["page"] * 3,
+                }
+            ),
             epoch=1,
-            time="fired_at",
+            time="at",
         )
     return lake.root
 
 
 def test_daily_report_numbers_on_a_hand_made_lake(tmp_path):
+    from datetime import UTC, datetime
+
     from workbench.reports.daily import DailyReport
 
     report = DailyReport(_lake(tmp_path, alerts=True), start="2024-01-01T00:00:00+00:00", end="2024-01-02T00:00:00Z")
@@ -221,7 +233,8 @@ def test_daily_report_numbers_on_a_hand_made_lake(tmp_path):
     quality = report.detector_quality().row(1, named=True)  # fleet |z| >= 3.5
     assert (quality["flagged"], quality["true_positives"], quality["precision"], quality["recall"]) == (1, 1, 1.0, 1.0)
     assert quality["incidents_caught"] == "1 of 1"
-    assert report.alerts().rows() == [("cpu_high", "page", "h3", 2)]  # the alert three days later is out of range
+    # fired once and resolved in the range; the firing three days later is out of it
+    assert report.alerts().rows() == [("cpu_high", "page", "h3", 1, 1, datetime(2024, 1, 1, 0, 2, tzinfo=UTC))]
     assert report.worst_hosts("cpu_mean", 1)["host"].to_list() == ["h3"]
 
 

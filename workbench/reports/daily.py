@@ -283,14 +283,30 @@ class DailyReport:
         return pl.DataFrame(rows, schema_overrides={"precision": pl.Float64, "recall": pl.Float64, "f1": pl.Float64})
 
     def alerts(self) -> pl.DataFrame | None:
-        """Alerts in the range, counted by the columns that describe them (None: no ``alerts`` output)."""
+        """Alerts in the range, per rule, severity and entity (None: the lake has no ``alerts`` output).
+
+        The ``alerts`` output holds one row per transition of an alert (``from_state`` →
+        ``to_state`` at ``at``, as the alert evaluator writes it): an alert *fired* when it
+        went to ``firing``, and *resolved* when it left it. Other layouts are counted by row.
+        """
         alerts = self._optional("alerts")
         if alerts is None:
             return None
-        when = next((c for c in ("fired_at", "at", "ts", "start", "window_start") if c in alerts.columns), None)
+        when = next((c for c in ("at", "fired_at", "ts", "start", "window_start") if c in alerts.columns), None)
         if when is not None and isinstance(alerts.schema[when], pl.Datetime):
             alerts = time_filter(alerts, when, self.start, self.end)
-        keys = [c for c in ("rule", "severity", "state", "entity") if c in alerts.columns]
+        keys = [c for c in ("rule", "severity", "entity") if c in alerts.columns]
         if not keys:
             return pl.DataFrame({"alerts": [alerts.height]})
+        if "to_state" in alerts.columns:
+            aggs = [
+                (pl.col("to_state") == "firing").sum().alias("fired"),
+                (pl.col("from_state") == "firing").sum().alias("resolved")
+                if "from_state" in alerts.columns
+                else pl.lit(None, pl.UInt32).alias("resolved"),
+            ]
+            if when is not None:
+                aggs.append(pl.col(when).filter(pl.col("to_state") == "firing").max().alias("last_fired"))
+            out = alerts.group_by(keys).agg(aggs).filter(pl.col("fired") > 0)
+            return out.sort("fired", *keys, descending=[True, *([False] * len(keys))])
         return alerts.group_by(keys).agg(pl.len().alias("alerts")).sort("alerts", descending=True)
