@@ -18,6 +18,10 @@ from workbench.reports.offline import make_offline, network_references
 from browser import ARTIFACTS, launch
 
 CDN = "https://cdn.holoviz.org/panel/"
+# (id, start, end) of every numeric range of the page's Bokeh documents
+RANGES = """() => { const out = []; for (const d of Bokeh.documents) for (const m of d.all_models)
+  if (m.constructor.__name__.endsWith('Range1d') && typeof m.start === 'number') out.push([m.id, m.start, m.end]);
+  return out; }"""
 
 
 def _doc_page(*sheets: str) -> str:
@@ -163,12 +167,19 @@ def test_exported_page_renders_offline_in_chromium(feed, tmp_path):
         painted = [_painted(page, c) for c in canvases]
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "export-offline.png"), full_page=True)
-        # hover over the time series: the tooltip is drawn by BokehJS, no server involved
+        # drag the time series: BokehJS pans it, no server involved
+        before = page.evaluate(RANGES)
         box = canvases[0].bounding_box()
-        page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+        x, y = box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.5
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x + 200, y, steps=10)
+        page.mouse.up()
         page.wait_for_timeout(300)
+        after = page.evaluate(RANGES)
         browser.close()
     assert asked == [] and errors == []
+    assert after[0][0] == before[0][0] and after[0][1] < before[0][1]  # the x range moved left (panned)
     assert len(canvases) >= 2
     assert sum(1 for n in painted if n > 500) >= 2, painted
 
