@@ -17,7 +17,6 @@ from workbench.reports.offline import make_offline, network_references
 
 from browser import ARTIFACTS, launch
 
-CDN = "https://cdn.holoviz.org/panel/"
 # (id, start, end) of every numeric range of the page's Bokeh documents
 RANGES = """() => { const out = []; for (const d of Bokeh.documents) for (const m of d.all_models)
   if (m.constructor.__name__.endsWith('Range1d') && typeof m.start === 'number') out.push([m.id, m.start, m.end]);
