@@ -175,6 +175,24 @@ def _serve(args: argparse.Namespace) -> int:
     )
 
 
+def _export(args: argparse.Namespace) -> int:
+    from workbench.reports.cli import export_command
+
+    return export_command(args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from workbench.reports.cli import report_command
+
+    return report_command(args)
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    from workbench.schedule.cli import schedule_command
+
+    return schedule_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
     p = argparse.ArgumentParser(prog="workbench", description="Live monitoring workbench.")
@@ -280,6 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--show", action="store_true", help="open a browser")
     v.add_argument("panel_args", nargs=argparse.REMAINDER, help="passed on to panel serve")
     v.set_defaults(func=_serve)
+
+    from workbench.reports.cli import add_export_parser, add_report_parser
+    from workbench.schedule.cli import add_schedule_parser
+
+    add_export_parser(sub, _export)
+    add_report_parser(sub, _report)
+    add_schedule_parser(sub, _schedule)
     return p
 
 

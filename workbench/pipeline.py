@@ -62,6 +62,13 @@ def _prepared(batch: Any, prepared: Any) -> Any:
 
 log = logging.getLogger(__name__)
 
+_METRICS_SCHEMA: dict[str, pl.DataType] = {
+    **dict.fromkeys(("node", "kind"), pl.String()),
+    **dict.fromkeys(("batches", "rows_in", "rows_out", "rejected", "errors", "state_size"), pl.Int64()),
+    **dict.fromkeys(("seconds", "last_batch_ms", "rows_per_s"), pl.Float64()),
+    "watermark": pl.Datetime("ms", "UTC"),
+}
+
 
 class Pipeline:
     """One streaming graph with its source, outputs, checkpoints and metrics.
@@ -631,6 +638,8 @@ class Pipeline:
                     "watermark": op.watermark,
                 }
             )
+        if not rows:  # a graph without Workbench nodes (e.g. frames replayed from a lake): same columns
+            return pl.DataFrame(schema=_METRICS_SCHEMA)
         return pl.DataFrame(rows, schema_overrides={"watermark": pl.Datetime("ms", "UTC")})
 
     def __repr__(self) -> str:

@@ -10,6 +10,7 @@ from panel.theme.fast import Fast
 
 from workbench.apps.live import live_pipeline
 from workbench.views.dashboard import Dashboard
+from workbench.views.feed import Feed
 
 __all__ = ["create_app"]
 
@@ -46,17 +47,20 @@ def _apply_url(dashboard: Dashboard) -> None:
             dashboard.series.metric = metric
 
 
-def create_app() -> pn.template.FastListTemplate:
-    """The monitor page for the current session, over the process's shared live pipeline."""
+def create_app(feed: Feed | None = None) -> pn.template.FastListTemplate:
+    """The monitor page for the current session, over the process's shared live pipeline.
+
+    ``feed`` draws it over another feed instead (a static export of finished data).
+    """
     pn.extension("tabulator", sizing_mode="stretch_width", reconnect=True, notifications=True)
     _serve_locally()
-    live = live_pipeline()
+    live_feed = feed if feed is not None else live_pipeline().feed
     context = getattr(pn.state.curdoc, "session_context", None)
     if context is not None:
         from workbench.apps.routes import remember
 
         remember(getattr(context.server_context, "application_context", None))
-    dashboard = Dashboard(live.feed)
+    dashboard = Dashboard(live_feed)
     _apply_url(dashboard)
     main = dashboard.__panel__()
     return pn.template.FastListTemplate(

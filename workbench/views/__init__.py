@@ -32,6 +32,7 @@ _WHERE = {
     "LiveView": "base",
     "MetricSeries": "series",
     "PipelineView": "graph",
+    "RunHistoryView": "runs",
     "ScoreBoard": "board",
     "ScoreView": "scores",
     "Subscription": "feed",

@@ -1,0 +1,221 @@
+"""Make a saved Bokeh/Panel page self-contained: nothing it needs comes from the network.
+
+``panel.save(..., resources="inline")`` inlines the JavaScript, but the document
+still imports Panel's stylesheets (and Tabulator's theme, Font Awesome, the
+favicon) from Panel's CDN. :func:`make_offline` replaces every such import with the
+same file read from the installed Panel (``panel/dist``), fonts and images inlined
+as ``data:`` URIs, and :func:`network_references` lists whatever would still be
+fetched, so an export can refuse to write a page that would break offline.
+
+Nothing here imports Panel or Bokeh at module level.
+
+Examples
+--------
+>>> page = '<html><head><script src="https://cdn.example.org/x.js"></script></head></html>'
+>>> network_references(page)
+['script src https://cdn.example.org/x.js']
+>>> network_references('<html><head><script>var a = "https://x.org";</script></head></html>')
+[]
+"""
+
+from __future__ import annotations
+
+import base64
+import html as htmllib
+import json
+import mimetypes
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from workbench.reports.errors import ExportError
+
+__all__ = ["loader_urls", "make_offline", "network_references"]
+
+_DOC_JSON = re.compile(r'(<script type="application/json" id="[^"]+">)(.*?)(</script>)', re.S)
+_TAG = re.compile(r"<(script|link|img|iframe)\b[^>]*>", re.I)
+_ATTR = re.compile(r"""\b(src|href)\s*=\s*["']([^"']*)["']""", re.I)
+_CSS_URL = re.compile(r"""url\(\s*(['"]?)([^'")]+)\1\s*\)""")
+_CSS_IMPORT = re.compile(r"""@import\s+(?:url\()?\s*['"]?(https?://[^'")\s;]+)""", re.I)
+# legacy font formats listed beside a woff2 in @font-face: every browser we target takes the woff2
+_LEGACY_FONTS = {".eot", ".ttf", ".woff"}
+_REMOTE = re.compile(r"^(https?:)?//", re.I)
+
+
+@cache
+def _panel_dist() -> tuple[str, Path]:
+    from panel.io.resources import CDN_DIST, DIST_DIR
+
+    return CDN_DIST, Path(DIST_DIR)
+
+
+def _local_file(url: str) -> Path | None:
+    """The installed copy of a file on Panel's CDN (``None`` for any other URL)."""
+    cdn, dist = _panel_dist()
+    if not url.startswith(cdn):
+        return None
+    path = dist / url[len(cdn) :].split("?", 1)[0].split("#", 1)[0]
+    return path if path.is_file() else None
+
+
+def _data_uri(path: Path) -> str:
+    kind = mimetypes.guess_type(path.name)[0] or (
+        "font/woff2" if path.suffix == ".woff2" else "application/octet-stream"
+    )
+    return f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
+def _inline_css(path: Path) -> str:
+    """The CSS at ``path`` with its relative ``url(...)`` references inlined."""
+    css = path.read_text(encoding="utf-8")
+
+    def replace(m: re.Match[str]) -> str:
+        ref = m.group(2).strip()
+        if ref.startswith("data:") or ref.startswith("#") or _REMOTE.match(ref):
+            return m.group(0)
+        target = (path.parent / ref.split("?", 1)[0].split("#", 1)[0]).resolve()
+        if target.suffix in _LEGACY_FONTS or (target.suffix == ".svg" and "#" in ref):
+            return "url(data:,)"
+        if not target.is_file():
+            return "url(data:,)"
+        return f'url("{_data_uri(target)}")'
+
+    return _CSS_URL.sub(replace, css)
+
+
+def _inline_sheets(node: Any) -> Any:
+    """Replace every ``ImportedStyleSheet`` of Panel's CDN in a Bokeh document JSON tree."""
+    if isinstance(node, list):
+        return [_inline_sheets(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if node.get("name") == "ImportedStyleSheet" and "url" in node.get("attributes", {}):
+        url = node["attributes"]["url"]
+        local = _local_file(url)
+        if local is None:
+            raise ExportError(f"export: stylesheet {url!r} is not a file of the installed Panel; cannot inline it")
+        return {
+            "type": "object",
+            "name": "InlineStyleSheet",
+            "id": node["id"],
+            "attributes": {"css": _inline_css(local)},
+        }
+    return {k: _inline_sheets(v) for k, v in node.items()}
+
+
+def _inline_docs(page: str) -> str:
+    def replace(m: re.Match[str]) -> str:
+        # bokeh writes the documents as HTML-escaped JSON (quote=False); keep that convention
+        docs = json.loads(htmllib.unescape(m.group(2)))
+        text = htmllib.escape(json.dumps(_inline_sheets(docs), separators=(",", ":")), quote=False)
+        return m.group(1) + text + m.group(3)
+
+    return _DOC_JSON.sub(replace, page)
+
+
+def _inline_links(page: str) -> str:
+    """Favicons and stylesheet links of the page head: inlined from Panel's files, or dropped."""
+
+    def replace(m: re.Match[str]) -> str:
+        tag = m.group(0)
+        if m.group(1).lower() == "script":
+            return _inline_script(tag)
+        if m.group(1).lower() != "link":
+            return tag
+        href = _ATTR.search(tag)
+        if href is None or not _REMOTE.match(href.group(2)):
+            return tag if href is None or href.group(2) else ""  # <link href=""> fetches the page itself
+        local = _local_file(href.group(2))
+        if local is None:
+            return tag  # reported by network_references
+        if 'rel="stylesheet"' in tag:
+            return f"<style>{_inline_css(local)}</style>"
+        if "apple-touch-icon" in tag:
+            return ""  # for home screens, not for a report
+        return tag.replace(href.group(2), _data_uri(local))
+
+    return _TAG.sub(replace, page)
+
+
+def _inline_script(tag: str) -> str:
+    """``<script src=…>`` of Panel's CDN → the same ``<script>`` with the installed file inline.
+
+    The closing tag that follows stays as it is; ``</script`` inside the code is
+    escaped (``<\\/script`` means the same in a JavaScript string or regular expression).
+    """
+    src = _ATTR.search(tag)
+    if src is None or src.group(1).lower() != "src" or not _REMOTE.match(src.group(2)):
+        return tag
+    local = _local_file(src.group(2))
+    if local is None:
+        return tag  # reported by network_references
+    code = local.read_text(encoding="utf-8").replace("</script", "<\\/script")
+    return tag[: src.start()].rstrip() + tag[src.end() :] + code
+
+
+def make_offline(page: str) -> str:
+    """Inline every resource that ``page`` would load from Panel's CDN.
+
+    Parameters
+    ----------
+    page
+        HTML written by ``panel.io.save.save(..., resources="inline")``.
+
+    Returns
+    -------
+    str
+        The page with stylesheets, fonts and icons inlined.
+
+    Raises
+    ------
+    ExportError
+        When something would still be loaded from the network (named in the message).
+    """
+    out = _inline_links(_inline_docs(page))
+    remaining = network_references(out)
+    if remaining:
+        raise ExportError(f"export: the page would still load {len(remaining)} resource(s): {remaining[:5]}")
+    return out
+
+
+def network_references(page: str) -> list[str]:
+    """Resources that opening ``page`` would fetch over the network.
+
+    Script and link tags with an ``http(s)`` source, CSS ``@import`` of a URL, and
+    stylesheets imported by a Bokeh document (``ImportedStyleSheet``) — which is how
+    Panel loads its CSS. URLs inside scripts and data are not fetched and not listed.
+    """
+    found = []
+    for m in _TAG.finditer(page):
+        for attr in _ATTR.finditer(m.group(0)):
+            if _REMOTE.match(attr.group(2)):
+                found.append(f"{m.group(1).lower()} {attr.group(1).lower()} {attr.group(2)}")
+    for style in re.findall(r"<style[^>]*>(.*?)</style>", page, re.S | re.I):
+        found += [f"css @import {u}" for u in _CSS_IMPORT.findall(style)]
+    for m in _DOC_JSON.finditer(page):
+        text = htmllib.unescape(m.group(2))
+        found += [
+            f"ImportedStyleSheet {u}"
+            for u in re.findall(r'"name":\s*"ImportedStyleSheet"[^}]*?"url":\s*"([^"]+)"', text)
+            if _REMOTE.match(u)
+        ]
+    return found
+
+
+def loader_urls(page: str) -> list[str]:
+    """Script or stylesheet URLs named by the inline scripts of ``page`` (``iframe srcdoc`` pages left out).
+
+    A loader script (such as Panel's notebook loader) fetches these when it runs; a
+    report page whose own scripts name none loads nothing that way.
+
+    >>> loader_urls('<script>load(["https://cdn.example.org/panel.min.js"])</script>')
+    ['https://cdn.example.org/panel.min.js']
+    >>> loader_urls('<iframe srcdoc="&lt;script&gt;load(&quot;https://x.org/a.js&quot;)&lt;/script&gt;"></iframe>')
+    []
+    """
+    outer = re.sub(r'srcdoc="[^"]*"', "", page)
+    found: list[str] = []
+    for code in re.findall(r"<script\b[^>]*>(.*?)</script>", outer, re.S | re.I):
+        found += re.findall(r"""https?://[^\s'"`]+?\.(?:m?js|css)\b""", code)
+    return found
