@@ -71,7 +71,12 @@ def _bench(args: argparse.Namespace) -> int:
     from workbench.bench import bench_engine
 
     report = bench_engine(
-        events=args.events, seed=args.seed, max_rows=args.max_rows, file=args.file, offline=not args.no_offline
+        events=args.events,
+        seed=args.seed,
+        max_rows=args.max_rows,
+        file=args.file,
+        offline=not args.no_offline,
+        tuned=args.tuned_allocator,
     )
     print(json.dumps(report, indent=2, default=str))
     if "agree" in report and report["agree"] != "yes":
@@ -234,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--max-rows", type=int, default=200_000)
     be.add_argument("--file", help="use this JSONL file instead of simulating one")
     be.add_argument("--no-offline", action="store_true", help="skip the offline baseline (RSS runs)")
+    be.add_argument("--tuned-allocator", action="store_true", help="both processes with bench.ALLOCATOR_ENV")
     be.set_defaults(func=_bench)
     bu = bsub.add_parser("ui", help="event-to-screen latency of the served monitor in chromium")
     bu.add_argument("--rate", type=float, default=100_000, help="simulated events/s (default: 100000)")

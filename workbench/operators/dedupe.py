@@ -11,6 +11,14 @@ copies of an event carry the same event time.
 The remembered set is bounded twice: by the TTL, and by ``max_keys`` (the oldest
 keys are evicted first and counted).
 
+The set is kept incrementally, so a batch costs time in proportion to its own rows,
+not to the keys remembered: each batch's new keys become a *run* sorted by their
+64-bit hash (with each key's event time and the key itself), runs of similar size
+are merged (so there are few, as in a log-structured merge tree), a lookup is a
+binary search per run, confirmed by comparing the keys themselves — exact, whatever
+the hash does. Keys past the TTL are ignored at once; a run is dropped when all its
+keys are, and a merge leaves them out.
+
 Examples
 --------
 >>> import polars as pl
@@ -31,6 +39,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from workbench.config import parse_duration
@@ -53,6 +62,18 @@ def running_max_before(ts_ms: pl.Expr, carried: int | None) -> pl.Expr:
     if carried is None:
         return before
     return pl.max_horizontal(before, pl.lit(carried, dtype=pl.Int64))
+
+
+class _Run:
+    """Remembered keys sorted by hash: the hashes, their event times, the keys."""
+
+    __slots__ = ("h", "keys", "t")
+
+    def __init__(self, h: np.ndarray, t: np.ndarray, keys: pl.Series) -> None:
+        self.h, self.t, self.keys = h, t, keys
+
+    def __len__(self) -> int:
+        return len(self.h)
 
 
 class Deduplicator:
@@ -86,58 +107,169 @@ class Deduplicator:
         if max_keys <= 0:
             raise ConfigError(f"dedupe on {key!r}: max_keys must be > 0, not {max_keys}")
         self.max_keys = max_keys
-        self._seen = pl.DataFrame(schema={"h": pl.UInt64, "key": pl.String, "t": pl.Int64})
         self._max_ts: int | None = None
         self.evicted = 0
+        self._runs: list[_Run] = []  # oldest first
+        self._live = 0
 
     @property
     def state_size(self) -> int:
         """Keys remembered now."""
-        return self._seen.height
+        return self._live
+
+    def _horizon(self) -> int:
+        """Keys older than this (event ms) are forgotten."""
+        return _NEVER if self._max_ts is None else self._max_ts - self.ttl_ms
 
     def process(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Split ``frame`` into first occurrences and duplicates."""
         if frame.height == 0:
             return frame, frame
-        ts_ms = pl.col(self.time).dt.epoch("ms")
-        # Look keys up by a 64-bit hash (an integer set is several times faster than a
-        # string one), then confirm the few hits by the key itself: exact, whatever
-        # the hash does.
-        marks = frame.select(
-            t=ts_ms,
-            h=pl.col(self.key).hash(),
-            horizon=ts_ms >= running_max_before(ts_ms, self._max_ts) - self.ttl_ms,
-            first=pl.col(self.key).is_first_distinct(),
-        ).with_columns(maybe=pl.col("h").is_in(self._seen["h"].implode()))
-        seen = marks["maybe"]
-        if seen.any():
-            hits = frame[self.key].filter(seen)
-            known = self._seen.filter(pl.col("h").is_in(marks["h"].filter(seen).implode()))["key"]
-            seen = seen.scatter(seen.arg_true(), hits.is_in(known.implode()))
-        horizon = marks["horizon"].fill_null(True)
-        dup = horizon & (seen | ~marks["first"])
-        kept = frame.filter(~dup)
+        keys = frame[self.key]
+        stamps = frame[self.time].dt.epoch("ms")
+        has_time = stamps.is_not_null().to_numpy() if stamps.null_count() else None
+        t = stamps.fill_null(_NEVER).to_numpy()
+        h = keys.hash().to_numpy()
+        # per row: the newest event time before it (earlier batches included)
+        before = np.empty_like(t)
+        before[0] = _NEVER if self._max_ts is None else self._max_ts
+        np.maximum.accumulate(t[:-1], out=before[1:])
+        np.maximum(before[1:], before[0], out=before[1:])
+        horizon = (before == _NEVER) | (t >= before - self.ttl_ms)
+        if has_time is not None:
+            horizon |= ~has_time
+        order = np.argsort(h)
+        sorted_h = h[order]
+        seen = self._lookup(sorted_h, order, keys)
+        dup = horizon & (seen | ~_first_distinct(sorted_h, order, keys))
         new = ~dup & horizon
-        new_keys = pl.DataFrame(
-            {"h": marks["h"].filter(new), "key": frame[self.key].filter(new), "t": marks["t"].filter(new)}
-        )
-        batch_max = int(marks["t"].max())  # type: ignore[arg-type]
-        self._max_ts = batch_max if self._max_ts is None else max(self._max_ts, batch_max)
-        state = pl.concat([self._seen, new_keys]) if new_keys.height else self._seen
-        state = state.filter(pl.col("t") >= self._max_ts - self.ttl_ms)
-        if state.height > self.max_keys:
-            self.evicted += state.height - self.max_keys
-            state = state.sort("t").tail(self.max_keys)
-        self._seen = state
-        return kept, frame.filter(dup)
+        if has_time is not None:
+            new &= has_time
+        if has_time is None or has_time.any():
+            batch_max = int(t.max() if has_time is None else t[has_time].max())
+            self._max_ts = batch_max if self._max_ts is None else max(self._max_ts, batch_max)
+        fresh = order[new[order]]  # the new rows, in hash order
+        if len(fresh):
+            self._runs.append(_Run(h[fresh], t[fresh], keys.gather(fresh).cast(pl.String)))
+        self._maintain()
+        if not dup.any():
+            return frame, frame.clear()
+        return frame.filter(pl.Series(~dup)), frame.filter(pl.Series(dup))
+
+    def _lookup(self, sorted_h: np.ndarray, order: np.ndarray, keys: pl.Series) -> np.ndarray:
+        """Per row, whether its key is remembered (live: not past the horizon).
+
+        The needles are sorted, so each binary search walks a run in order.
+        """
+        seen = np.zeros(len(sorted_h), dtype=bool)
+        horizon = self._horizon()
+        for run in self._runs:
+            lo = np.searchsorted(run.h, sorted_h, side="left")
+            hi = np.searchsorted(run.h, sorted_h, side="right")
+            hit = np.flatnonzero(hi > lo)
+            if not len(hit):
+                continue
+            counts = (hi - lo)[hit]
+            # every (row, entry) pair with equal hashes, live entries only
+            pair_row = np.repeat(order[hit], counts)
+            pair_at = np.repeat(lo[hit] - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+            live = run.t[pair_at] >= horizon
+            pair_row, pair_at = pair_row[live], pair_at[live]
+            if len(pair_row):
+                same = (keys.gather(pair_row) == run.keys.gather(pair_at)).fill_null(False).to_numpy()
+                seen[pair_row[same]] = True
+        return seen
+
+    def _maintain(self) -> None:
+        """Forget what is past the horizon or over the bound; merge runs of similar size."""
+        horizon = self._horizon()
+        self._runs = [r for r in self._runs if r.t.max() >= horizon]
+        # size tiers: _FANOUT runs of one tier become one of the next, so there are
+        # O(log keys) runs and every key is merged O(log keys) times
+        while len(self._runs) >= _FANOUT:
+            tier = _tier(len(self._runs[-1]))
+            if any(_tier(len(r)) != tier for r in self._runs[-_FANOUT:]):
+                break
+            merged = _merge(self._runs[-_FANOUT:], horizon)
+            del self._runs[-_FANOUT:]
+            if len(merged):
+                self._runs.append(merged)
+        self._live = sum(int((r.t >= horizon).sum()) for r in self._runs)
+        if self._live > self.max_keys:
+            # the oldest live keys go first; they are marked past any horizon
+            over = self._live - self.max_keys
+            t_all = np.concatenate([r.t for r in self._runs])
+            oldest = np.argsort(np.where(t_all >= horizon, t_all, _NEVER), kind="stable")
+            oldest = oldest[len(t_all) - self._live :][:over]
+            starts = np.cumsum([0] + [len(r) for r in self._runs])
+            for k, run in enumerate(self._runs):
+                mine = oldest[(oldest >= starts[k]) & (oldest < starts[k + 1])] - starts[k]
+                run.t[mine] = _NEVER
+            self.evicted += over
+            self._live = self.max_keys
 
     def snapshot(self) -> dict[str, Any]:
         """State as plain values and a copy of the key table (hashes are not stored)."""
-        return {"seen": self._seen.drop("h"), "max_ts": self._max_ts, "evicted": self.evicted}
+        horizon = self._horizon()
+        live = [(r, np.flatnonzero(r.t >= horizon)) for r in self._runs]
+        seen = pl.DataFrame(
+            {
+                "key": pl.concat([r.keys.gather(i) for r, i in live]) if live else pl.Series([], dtype=pl.String),
+                "t": pl.Series(np.concatenate([r.t[i] for r, i in live]) if live else [], dtype=pl.Int64),
+            },
+            schema={"key": pl.String, "t": pl.Int64},
+        )
+        return {"seen": seen, "max_ts": self._max_ts, "evicted": self.evicted}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Restore from :meth:`snapshot`; key hashes are recomputed by this polars."""
-        seen = state["seen"]
-        self._seen = seen.select(pl.col("key").hash().alias("h"), "key", "t")
         self._max_ts = state["max_ts"]
         self.evicted = state["evicted"]
+        self._runs = []
+        seen = state["seen"]
+        if seen.height:
+            h = seen["key"].hash().to_numpy()
+            order = np.argsort(h, kind="stable")
+            self._runs.append(_Run(h[order], seen["t"].to_numpy()[order], seen["key"].gather(order)))
+        self._maintain()
+
+
+#: Runs of one size tier merged at once.
+_FANOUT = 4
+
+
+def _tier(size: int) -> int:
+    return max(size, 1).bit_length() // 2  # tiers of a factor 4 (= _FANOUT)
+
+
+def _merge(runs: list[_Run], horizon: int) -> _Run:
+    """One run of the live keys of several."""
+    h = np.concatenate([r.h for r in runs])
+    t = np.concatenate([r.t for r in runs])
+    keys = pl.concat([r.keys for r in runs], rechunk=False)
+    live = np.flatnonzero(t >= horizon)
+    order = live[np.argsort(h[live])]
+    return _Run(h[order], t[order], keys.gather(order))
+
+
+def _first_distinct(sorted_h: np.ndarray, order: np.ndarray, keys: pl.Series) -> np.ndarray:
+    """Per row, whether it is the first of its key in the batch.
+
+    By hash (``order`` sorts the hashes: a row whose hash no other row has is the
+    first of its key); rows sharing a hash are checked by their keys.
+    """
+    n = len(sorted_h)
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = sorted_h[1:] != sorted_h[:-1]
+    first = np.zeros(n, dtype=bool)
+    first[order[starts]] = True  # right for unshared hashes; shared ones are redone below
+    shared = ~starts
+    shared[:-1] |= ~starts[1:]  # every member of a run of two or more
+    rows = np.sort(order[shared])
+    if len(rows):
+        first[rows] = keys.gather(rows).is_first_distinct().to_numpy()
+    return first
+
+
+#: An event time before any other (far enough from int64's end to subtract a TTL).
+_NEVER = -(2**62)

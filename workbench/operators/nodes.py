@@ -192,7 +192,7 @@ class decode(Operator):  # noqa: N801 - streamz nodes are lower-case verbs
     def prepare(self, x: RawBatch) -> Decoded:
         """Decode a raw batch; stateless, so the pipeline may run it ahead on a worker thread."""
         if x.data is not None:
-            return decode_ndjson(x.data, self.schema, node=self.name)
+            return decode_ndjson(x.data, self.schema, node=self.name, newlines=x.newlines)
         if x.frame is not None:
             return decode_frame(x.frame, self.schema, node=self.name)
         raise ConfigError(f"node {self.name!r}: a RawBatch needs data or frame")

@@ -82,23 +82,23 @@ def _parse_ts(frame: pl.DataFrame, name: str) -> tuple[pl.Series, pl.Series]:
     parsed = pl.from_epoch(as_int, time_unit="ms").dt.replace_time_zone("UTC").cast(TS_DTYPE)
     todo = as_int.is_null() & text.is_not_null()
     if todo.any():
-        iso_text = text.filter(todo)
-        iso = (
-            pl.select(
-                pl.coalesce(
-                    [
-                        pl.lit(iso_text).str.to_datetime(fmt, time_unit="ms", time_zone="UTC", strict=False)
-                        for fmt in _ISO_FORMATS
-                    ]
-                )
-            )
-            .to_series()
-            .cast(TS_DTYPE)
-        )
+        iso = _parse_iso(text.filter(todo))
         parsed = parsed.scatter(todo.arg_true(), iso)
     epoch = parsed.dt.epoch("ms")
     broken = (parsed.is_null() & text.is_not_null()) | (epoch < TS_MIN_MS) | (epoch >= TS_MAX_MS)
     return parsed.rename(name), broken.fill_null(False)
+
+
+def _parse_iso(text: pl.Series) -> pl.Series:
+    """ISO-8601 with an offset, each format tried only on what the ones before left."""
+    parsed = text.str.to_datetime(_ISO_FORMATS[0], time_unit="ms", time_zone="UTC", strict=False).cast(TS_DTYPE)
+    for fmt in _ISO_FORMATS[1:]:
+        left = parsed.is_null() & text.is_not_null()
+        if not left.any():
+            break
+        more = text.filter(left).str.to_datetime(fmt, time_unit="ms", time_zone="UTC", strict=False)
+        parsed = parsed.scatter(left.arg_true(), more.cast(TS_DTYPE))
+    return parsed
 
 
 def _ts_reason(name: str) -> pl.Expr:

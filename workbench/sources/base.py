@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from workbench.clock import Clock, SystemClock
@@ -25,20 +26,25 @@ class RawBatch:
     Parameters
     ----------
     data
-        NDJSON bytes, ending at a line boundary.
+        NDJSON bytes, ending at a line boundary (a ``bytearray`` from some sources:
+        it is never modified once yielded).
     frame
         A frame whose columns are converted strictly by the decoder.
     offset
         The source position *after* this batch; seeking to it resumes with the next one.
     rows
         Number of records (lines) in the batch, when known.
+    newlines
+        Positions of the ``\\n`` bytes in ``data``, when the source found them
+        already (the decoder then does not scan for them again).
     """
 
-    data: bytes | None = None
+    data: bytes | bytearray | None = None
     frame: pl.DataFrame | None = None
     offset: Any = None
     rows: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    newlines: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 class Source(ABC):

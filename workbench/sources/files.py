@@ -12,7 +12,7 @@ Examples
 >>> [(b.rows, b.offset) for b in src.batches()]
 [(2, 18), (1, 27)]
 >>> src.seek(18)
->>> [b.data for b in src.batches()]
+>>> [bytes(b.data) for b in src.batches()]
 [b'{"a": 3}\\n']
 """
 
@@ -31,6 +31,7 @@ from workbench.clock import Clock
 from workbench.config import parse_duration
 from workbench.errors import ConfigError, SourceError
 from workbench.sources.base import RawBatch, Source
+from workbench.sources.lines import newlines
 
 __all__ = ["FileSource"]
 
@@ -133,19 +134,18 @@ class FileSource(Source):
         while not self.stopped:
             data = self._read_block(self.offset, size)
             at_eof = len(data) < size
-            lines = data.count(b"\n")  # C speed; the positions are needed only past max_rows
-            if lines >= self.max_rows:
-                nl = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+            nl = newlines(data)  # found once: they count the lines and cut the batch
+            if len(nl) >= self.max_rows:
                 cut = int(nl[self.max_rows - 1]) + 1
             elif not at_eof:
-                if not lines:  # one line longer than a block: read more at once
+                if not len(nl):  # one line longer than a block: read more at once
                     size *= 2
                     continue
-                cut = data.rfind(b"\n") + 1
+                cut = int(nl[-1]) + 1
             elif not self.follow:
                 cut = len(data)  # the last line may lack its newline
             else:
-                cut = data.rfind(b"\n") + 1
+                cut = int(nl[-1]) + 1 if len(nl) else 0
                 now = self.clock.monotonic()
                 if cut and waiting_since is None:
                     waiting_since = now
@@ -155,20 +155,32 @@ class FileSource(Source):
             if cut == 0:
                 return
             waiting_since, size = None, self.block_bytes
-            batch = data[:cut]
+            del data[cut:]  # in place: a batch is never copied
+            nl = nl[: int(np.searchsorted(nl, cut))]
             self.offset += cut
-            self._pace_to(batch)
-            yield RawBatch(data=batch, offset=self.offset, rows=batch.count(b"\n") + (not batch.endswith(b"\n")))
+            self._pace_to(data)
+            yield RawBatch(data=data, offset=self.offset, rows=len(nl) + (data[-1] != 10), newlines=nl)
 
-    def _read_block(self, pos: int, size: int) -> bytes:
+    def _read_block(self, pos: int, size: int) -> bytearray:
+        """Up to ``size`` bytes from ``pos``, in a buffer the batch can then be cut from."""
+        buf = bytearray(size)
+        got = 0
         try:
-            with open(self.path, "rb") as f:
+            with open(self.path, "rb", buffering=0) as f:
                 f.seek(pos)
-                return f.read(size)
+                view = memoryview(buf)
+                while got < size:
+                    n = f.readinto(view[got:])
+                    if not n:
+                        break
+                    got += n
+                view.release()
         except FileNotFoundError:
             if self.follow:
-                return b""
+                return bytearray()
             raise SourceError(f"file source: {str(self.path)!r} disappeared while reading") from None
+        del buf[got:]
+        return buf
 
     # -- CSV / Parquet -----------------------------------------------------------------
     def _tabular(self) -> Iterator[RawBatch]:
@@ -186,7 +198,7 @@ class FileSource(Source):
                 return
 
     # -- pacing ------------------------------------------------------------------------
-    def _pace_to(self, batch: bytes) -> None:
+    def _pace_to(self, batch: bytes | bytearray) -> None:
         """At a speed factor, sleep until the batch's last event time is due."""
         if self.speed is None:
             return
@@ -202,7 +214,7 @@ class FileSource(Source):
         self.clock.sleep(due - now)
 
 
-def _event_ms(line: bytes, field: str) -> float | None:
+def _event_ms(line: bytes | bytearray, field: str) -> float | None:
     """Event time of one line in epoch ms (None when it cannot be read)."""
     try:
         value = json.loads(line).get(field)
