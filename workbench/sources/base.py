@@ -107,6 +107,19 @@ class Source(ABC):
     def seek(self, offset: Any) -> None:
         """Position the source so the next batch starts at ``offset``."""
 
+    def commit(self, offset: Any) -> None:
+        """A checkpoint covering every batch up to ``offset`` is durable.
+
+        The pipeline calls this after each checkpoint. A broker source acknowledges
+        (or commits) the messages of those batches only now, so a crash re-delivers
+        rather than loses them; a replayable source has nothing to do.
+        """
+        return None
+
+    def health(self) -> dict[str, Any]:
+        """The source's own liveness (e.g. a broker connection); empty when it has none."""
+        return {}
+
     def snapshot(self) -> dict[str, Any]:
         """The source's restartable state (its offset)."""
         return {"offset": self.offset}
