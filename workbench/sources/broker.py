@@ -16,6 +16,9 @@ comes first. It owns three things every connector needs:
   error and raises one :class:`~workbench.errors.SourceError` naming the URL and
   the cause. A connection lost later is retried with exponential backoff until
   the source is stopped, while :meth:`health` says ``connected: False``.
+* **Idle ticks.** While no message arrives and batches await their ack, an empty
+  batch (``meta["tick"]``) every ``tick_s`` lets the pipeline take a due checkpoint,
+  so held sink rows and acks never wait for the next message.
 * **Health.** ``connected``, ``last_message_age_s``, ``reconnects``, ``unacked``
   and the last error, for ``Pipeline.health()`` and the pipeline view.
 
@@ -91,6 +94,9 @@ class BrokerSource(Source):
     checkpoint_when_idle = False
     #: How long one ``_receive`` call may block, seconds.
     poll_s = 0.05
+    #: While idle with batches not yet acknowledged, an empty tick batch this often (the
+    #: pipeline takes a due checkpoint on it, so sinks and acks never wait for traffic).
+    tick_s = 0.25
 
     def __init__(
         self,
@@ -126,6 +132,7 @@ class BrokerSource(Source):
         self._pending: deque[tuple[int, list[Any]]] = deque()  # (batch offset, ack tokens)
         self._unacked = 0
         self._ack_lock = threading.Lock()
+        self._reading = False
 
     # -- what subclasses implement -------------------------------------------------------
     @abstractmethod
@@ -199,7 +206,8 @@ class BrokerSource(Source):
             self._open()
         buf: list[bytes] = []
         tokens: list[Any] = []
-        first_at = 0.0
+        first_at = last_tick = 0.0
+        self._reading = True
         try:
             while not self.stopped:
                 timeout = self.poll_s
@@ -222,6 +230,9 @@ class BrokerSource(Source):
                     buf.extend(m[0] for m in got)
                     tokens.extend(m[1] for m in got)
                 if not buf:
+                    if self._pending and now - last_tick >= self.tick_s:
+                        last_tick = now  # batches await a checkpoint: let the pipeline take it while idle
+                        yield RawBatch(data=b"", offset=self.offset, rows=0, meta={"tick": True})
                     continue
                 full = len(buf) >= self.max_rows
                 unacked = self._unacked + len(buf) >= self.max_unacked
@@ -230,9 +241,13 @@ class BrokerSource(Source):
                     yield self._cut(buf, tokens, checkpoint=unacked or idle)
                     buf, tokens = [], []
         finally:
-            if self.stopped:
-                self.connected = False
-                self._close()
+            self._reading = False
+            if self.stopped and not self._pending:  # else the final commit acks, then closes
+                self._shut()
+
+    def _shut(self) -> None:
+        self.connected = False
+        self._close()
 
     def _cut(self, buf: list[bytes], tokens: list[Any], *, checkpoint: bool) -> RawBatch:
         self.offset += 1
@@ -252,14 +267,15 @@ class BrokerSource(Source):
             while self._pending and self._pending[0][0] <= offset:
                 done.extend(self._pending.popleft()[1])
             self._unacked -= len(done)
-        if not done:
-            return
-        try:
-            self._ack(done)
-            self.acked += len(done)
-        except self._transient as exc:  # the broker re-delivers them; dedupe drops the repeats
-            self.last_error = f"ack failed: {self._describe(exc)}"
-            log.warning("source %r: %d acks failed (%s); they will be re-delivered", self.url, len(done), exc)
+        if done:
+            try:
+                self._ack(done)
+                self.acked += len(done)
+            except self._transient as exc:  # the broker re-delivers them; dedupe drops the repeats
+                self.last_error = f"ack failed: {self._describe(exc)}"
+                log.warning("source %r: %d acks failed (%s); they will be re-delivered", self.url, len(done), exc)
+        if self.stopped and not self._reading and not self._pending and self.connected:
+            self._shut()
 
     def seek(self, offset: Any) -> None:
         """Brokers keep the position (unacknowledged messages are re-delivered); keep numbering after it."""

@@ -15,7 +15,8 @@ on the broker and here for throughput.
 
 Examples
 --------
->>> src = MqttSource("mqtt://127.0.0.1:1883/plant/#?client_id=doc&qos=1")
+>>> from workbench.sources.urls import from_url
+>>> src = from_url("mqtt://127.0.0.1:1883/plant/#?client_id=doc&qos=1")
 >>> src.topic, src.client_id, src.qos, src.host, src.port
 ('plant/#', 'doc', 1, '127.0.0.1', 1883)
 """
@@ -29,7 +30,7 @@ from typing import Any
 
 from workbench.errors import ConfigError, SourceError
 from workbench.sources.broker import BrokerSource, Message
-from workbench.sources.urls import ParsedUrl, split_url
+from workbench.sources.urls import ParsedUrl, parse_for
 
 __all__ = ["MqttSource"]
 
@@ -73,7 +74,7 @@ class MqttSource(BrokerSource):
         connect_timeout: float = 5.0,
         **kwargs: Any,
     ) -> None:
-        u = split_url(url) if isinstance(url, str) else url
+        u = parse_for(url, "mqtt")
         if not u.path:
             raise ConfigError(f"mqtt source {u.url!r}: no topic; use mqtt://host:port/topic/#")
         if qos not in (0, 1):
@@ -155,10 +156,18 @@ class MqttSource(BrokerSource):
             if self.clock.monotonic() > end:
                 raise TimeoutError(f"no {what} from {self.host}:{self.port} within {self.connect_timeout} s")
 
+    def _send_acks(self, client: Any) -> None:
+        while self._acks:  # acks are sent from the thread driving the client
+            for gen, mid, qos in self._acks.popleft():
+                if gen == self._generation and qos == 1:
+                    client.ack(mid, qos)
+
     def _close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):  # closing a broken connection
+                self._send_acks(client)
+                client.loop(0.01)
                 client.disconnect()
                 client.loop(0.01)
         self._inbox.clear()  # unacknowledged: the broker sends them again
@@ -166,10 +175,7 @@ class MqttSource(BrokerSource):
     # -- messages ------------------------------------------------------------------------
     def _receive(self, n: int, timeout: float) -> list[Message]:
         client = self._client
-        while self._acks:  # acks are sent from this thread, the only one driving the client
-            for gen, mid, qos in self._acks.popleft():
-                if gen == self._generation and qos == 1:
-                    client.ack(mid, qos)
+        self._send_acks(client)
         rc = client.loop(timeout)
         for _ in range(10_000):
             if rc != 0 or len(self._inbox) >= n:

@@ -8,7 +8,8 @@ a daemon thread and calls it from the pipeline's threads.
 
 Examples
 --------
->>> src = NatsSource("nats://127.0.0.1:4222/metrics.>?stream=METRICS&durable=wb")
+>>> from workbench.sources.urls import from_url
+>>> src = from_url("nats://127.0.0.1:4222/metrics.>?stream=METRICS&durable=wb")
 >>> src.subject, src.stream, src.durable
 ('metrics.>', 'METRICS', 'wb')
 """
@@ -23,7 +24,7 @@ from typing import Any
 
 from workbench.errors import ConfigError, SourceError
 from workbench.sources.broker import BrokerSource, Message
-from workbench.sources.urls import ParsedUrl, split_url
+from workbench.sources.urls import ParsedUrl, parse_for
 
 __all__ = ["NatsSource"]
 
@@ -77,7 +78,7 @@ class NatsSource(BrokerSource):
         connect_timeout: float = 3.0,
         **kwargs: Any,
     ) -> None:
-        u = split_url(url) if isinstance(url, str) else url
+        u = parse_for(url, "nats")
         if not u.path:
             raise ConfigError(f"nats source {u.url!r}: no subject; use nats://host:port/subject?stream=…&durable=…")
         kwargs.setdefault("max_unacked", max(1, max_ack_pending // 2))

@@ -11,7 +11,8 @@ again.
 
 Examples
 --------
->>> src = RedisStreamSource("redis://127.0.0.1:6379/events?group=wb&consumer=c1")
+>>> from workbench.sources.urls import from_url
+>>> src = from_url("redis://127.0.0.1:6379/events?group=wb&consumer=c1")
 >>> src.stream, src.group, src.consumer, src.db
 ('events', 'wb', 'c1', 0)
 """
@@ -24,7 +25,7 @@ from typing import Any
 
 from workbench.errors import ConfigError, SourceError
 from workbench.sources.broker import BrokerSource, Message
-from workbench.sources.urls import ParsedUrl, split_url
+from workbench.sources.urls import ParsedUrl, parse_for
 
 __all__ = ["RedisStreamSource"]
 
@@ -74,7 +75,7 @@ class RedisStreamSource(BrokerSource):
         claim_idle: float = 60.0,
         **kwargs: Any,
     ) -> None:
-        u = split_url(url) if isinstance(url, str) else url
+        u = parse_for(url, "redis")
         if not u.path:
             raise ConfigError(f"redis source {u.url!r}: no stream; use redis://host:port/stream?group=…")
         if not group:
@@ -90,7 +91,7 @@ class RedisStreamSource(BrokerSource):
         self.start_id = start_id
         self.claim_ms = int(float(claim_idle) * 1000)
         self._r: Any = None
-        self._backlog = True  # read pending entries ("0") before new ones (">")
+        self._backlog: str | None = "0"  # where re-reading our pending entries stands; None: read new (">")
 
     def _connect(self) -> None:
         import redis
@@ -116,7 +117,7 @@ class RedisStreamSource(BrokerSource):
                 "(pass create=true to create it)"
             )
         self._ensure_group()
-        self._backlog = True
+        self._backlog = "0"
 
     def _ensure_group(self) -> None:
         import redis
@@ -137,11 +138,11 @@ class RedisStreamSource(BrokerSource):
         import redis
 
         try:
-            if self._backlog:
+            if self._backlog is not None:
                 got = self._read_backlog(n)
                 if got:
                     return got
-                self._backlog = False
+                self._backlog = None
             reply = self._r.xreadgroup(
                 self.group, self.consumer, {self.stream: ">"}, count=n, block=max(1, int(timeout * 1000))
             )
@@ -153,9 +154,11 @@ class RedisStreamSource(BrokerSource):
         return [self._message(i, f) for _, entries in reply or [] for i, f in entries if f is not None]
 
     def _read_backlog(self, n: int) -> list[Message]:
-        reply = self._r.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=n)
+        reply = self._r.xreadgroup(self.group, self.consumer, {self.stream: self._backlog}, count=n)
         entries = [(i, f) for _, es in reply or [] for i, f in es if f]
-        if not entries and self.claim_ms:
+        if entries:
+            self._backlog = entries[-1][0]
+        elif self.claim_ms:
             claimed = self._r.xautoclaim(self.stream, self.group, self.consumer, self.claim_ms, "0-0", count=n)
             entries = [(i, f) for i, f in claimed[1] if f]
         return [self._message(i, f) for i, f in entries]

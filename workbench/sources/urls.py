@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl, unquote
 from workbench.errors import ConfigError
 from workbench.sources.base import Source
 
-__all__ = ["ParsedUrl", "from_url", "split_url"]
+__all__ = ["ParsedUrl", "from_url", "parse_for", "split_url"]
 
 _INT_PARAMS = {"max_rows", "max_unacked", "qos", "max_inflight", "session_expiry", "db", "batch", "max_ack_pending"}
 _SCHEMES = ("file", "http", "https", "kafka", "mqtt", "nats", "prometheus", "redis")
@@ -78,6 +78,19 @@ def split_url(url: str) -> ParsedUrl:
             raise ConfigError(f"source {url!r}: port must be a number, not {netloc_port!r}")
         port = int(netloc_port)
     return ParsedUrl(url, scheme.lower(), host, port, unquote(path), dict(parse_qsl(qs)), user, password)
+
+
+def parse_for(url: str | ParsedUrl, kind: str) -> ParsedUrl:
+    """A connector's URL; a query string given to a class directly is refused (``from_url`` reads it)."""
+    if isinstance(url, ParsedUrl):
+        return url
+    u = split_url(url)
+    if u.query:
+        raise ConfigError(
+            f"{kind} source {url!r}: query options are read by workbench.sources.from_url; "
+            "pass them as keyword arguments to the class"
+        )
+    return u
 
 
 def _kwargs(query: dict[str, str]) -> dict[str, Any]:
