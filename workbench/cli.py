@@ -118,7 +118,12 @@ def _serve(args: argparse.Namespace) -> int:
     from workbench.apps.serve import serve
 
     return serve(
-        port=args.port, address=args.address, allow_origin=args.allow_origin, show=args.show, extra=args.panel_args
+        port=args.port,
+        address=args.address,
+        allow_origin=args.allow_origin,
+        show=args.show,
+        extra=args.panel_args,
+        source=args.source,
     )
 
 
@@ -253,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--address", default="localhost")
     v.add_argument("--allow-origin", default=None, help="extra websocket origin (host:port)")
     v.add_argument("--show", action="store_true", help="open a browser")
+    v.add_argument("--source", help="live source URL instead of the simulator, e.g. prometheus://127.0.0.1:9100/metrics")
     v.add_argument("panel_args", nargs=argparse.REMAINDER, help="passed on to panel serve")
     v.set_defaults(func=_serve)
     return p

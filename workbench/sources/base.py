@@ -98,7 +98,7 @@ class Source(ABC):
             yield batch
             if self._stop.is_set():
                 return
-        self.exhausted = True
+        self.exhausted = not self._stop.is_set()  # a live source stopped is not at its end (no flush)
 
     @abstractmethod
     def _batches(self) -> Iterator[RawBatch]:
