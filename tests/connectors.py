@@ -221,7 +221,43 @@ class NatsPub:
             asyncio.run(self._js(delete))
 
 
-PUBLISHERS = {"mqtt": MqttPub, "redis": RedisPub, "nats": NatsPub}
+class KafkaPub:
+    """librdkafka's mock cluster (no Kafka broker can be installed here), owned by a producer."""
+
+    _producer: Any = None
+    _boot = ""
+
+    def __init__(self) -> None:
+        from confluent_kafka import Producer
+
+        if KafkaPub._producer is None:  # one mock cluster per test process, kept alive by its producer
+            KafkaPub._producer = Producer({"test.mock.num.brokers": 1, "bootstrap.servers": "mock:1", "log_level": 3})
+            md = KafkaPub._producer.list_topics(timeout=10)
+            broker = next(iter(md.brokers.values()))
+            KafkaPub._boot = f"{broker.host}:{broker.port}"
+        self.t = tag()
+        self.topic = f"wbtest-{self.t}"
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self._boot}/{self.topic}?group=g{self.t}&session.timeout.ms=6000&heartbeat.interval.ms=500"
+
+    def setup(self) -> None:
+        pass
+
+    def publish(self, payloads: list[bytes]) -> None:
+        p = KafkaPub._producer
+        for i, payload in enumerate(payloads):
+            # one partition, so event time rises in consumption order (the watermark's concern, not Kafka's)
+            p.produce(self.topic, payload, key=f"h{i % 4}".encode(), partition=0)
+        p.poll(0)
+        assert p.flush(10) == 0
+
+    def cleanup(self) -> None:
+        pass
+
+
+PUBLISHERS = {"mqtt": MqttPub, "redis": RedisPub, "nats": NatsPub, "kafka": KafkaPub}
 
 
 # -- private brokers (for restarts) ---------------------------------------------------------

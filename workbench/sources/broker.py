@@ -241,9 +241,10 @@ class BrokerSource(Source):
                     yield self._cut(buf, tokens, checkpoint=unacked or idle)
                     buf, tokens = [], []
         finally:
-            self._reading = False
-            if self.stopped and not self._pending:  # else the final commit acks, then closes
-                self._shut()
+            with self._ack_lock:  # decided together with commit(): never close under an ack
+                self._reading = False
+                if self.stopped and not self._pending:  # else the final commit acks, then closes
+                    self._shut()
 
     def _shut(self) -> None:
         self.connected = False
@@ -262,20 +263,20 @@ class BrokerSource(Source):
         """Acknowledge every message of the batches up to ``offset`` (a durable checkpoint covers them)."""
         if not isinstance(offset, int):
             return
-        done: list[Any] = []
         with self._ack_lock:
+            done: list[Any] = []
             while self._pending and self._pending[0][0] <= offset:
                 done.extend(self._pending.popleft()[1])
             self._unacked -= len(done)
-        if done:
-            try:
-                self._ack(done)
-                self.acked += len(done)
-            except self._transient as exc:  # the broker re-delivers them; dedupe drops the repeats
-                self.last_error = f"ack failed: {self._describe(exc)}"
-                log.warning("source %r: %d acks failed (%s); they will be re-delivered", self.url, len(done), exc)
-        if self.stopped and not self._reading and not self._pending and self.connected:
-            self._shut()
+            if done:
+                try:
+                    self._ack(done)
+                    self.acked += len(done)
+                except self._transient as exc:  # the broker re-delivers them; dedupe drops the repeats
+                    self.last_error = f"ack failed: {self._describe(exc)}"
+                    log.warning("source %r: %d acks failed (%s); they will be re-delivered", self.url, len(done), exc)
+            if self.stopped and not self._reading and not self._pending and self.connected:
+                self._shut()
 
     def seek(self, offset: Any) -> None:
         """Brokers keep the position (unacknowledged messages are re-delivered); keep numbering after it."""

@@ -20,6 +20,10 @@ Examples
 >>> u = split_url("mqtt://user:pw@127.0.0.1:1883/plant/+/temp/#?qos=1")
 >>> u.scheme, u.host, u.port, u.path, u.query, u.username
 ('mqtt', '127.0.0.1', 1883, 'plant/+/temp/#', {'qos': '1'}, 'user')
+>>> from_url("redis://h/s?group=g&colour=red")
+Traceback (most recent call last):
+...
+workbench.errors.ConfigError: source 'redis://h/s?group=g&colour=red': unknown option 'colour'
 >>> from_url("gopher://x/y")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
@@ -28,6 +32,7 @@ workbench.errors.ConfigError: source 'gopher://x/y': unknown scheme 'gopher'; us
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -116,6 +121,16 @@ def from_url(url: str, **kwargs: Any) -> Source:
     **kwargs
         More keyword arguments for the source (``clock``, ``name``, ``max_rows`` …).
     """
+    try:
+        return _make(url, **kwargs)
+    except TypeError as exc:
+        m = re.search(r"unexpected keyword argument '([^']+)'", str(exc))
+        if m is None:
+            raise
+        raise ConfigError(f"source {url!r}: unknown option {m.group(1)!r}") from None
+
+
+def _make(url: str, **kwargs: Any) -> Source:
     if "://" not in url:
         from workbench.sources.files import FileSource
 
