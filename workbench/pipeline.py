@@ -346,6 +346,8 @@ class Pipeline:
                 done += 1
                 if self._checkpoint_due() or batch.meta.get("checkpoint"):  # a source may ask for one
                     self.checkpoint()
+                elif self.checkpoints is None and not self._sinks():
+                    self.source.commit(batch.offset)  # nothing here is durable: a processed batch is done
                 if max_batches is not None and done >= max_batches:
                     break
             else:

@@ -46,6 +46,7 @@ from workbench.clock import Clock
 from workbench.config import parse_duration
 from workbench.errors import ConfigError, SourceError
 from workbench.sources.base import RawBatch, Source
+from workbench.sources.urls import masked
 
 __all__ = ["BrokerSource", "Message", "joined_lines"]
 
@@ -116,7 +117,7 @@ class BrokerSource(Source):
             raise ConfigError(f"source {url!r}: max_unacked must be > 0, not {max_unacked}")
         if not 0 < backoff[0] <= backoff[1]:
             raise ConfigError(f"source {url!r}: backoff must be 0 < first <= longest, not {backoff}")
-        self.url = url
+        self.url = masked(url)  # shown in messages and health: never a password
         self.max_rows = max_rows
         self.max_delay_s = parse_duration(max_delay, what="max_delay") / 1000
         self.max_unacked = max_unacked

@@ -29,6 +29,7 @@ from workbench.clock import Clock
 from workbench.config import parse_duration
 from workbench.errors import ConfigError, SourceError
 from workbench.sources.base import RawBatch, Source
+from workbench.sources.urls import masked
 
 __all__ = ["HttpSource", "PollingSource"]
 
@@ -66,7 +67,8 @@ class PollingSource(Source):
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name=name, clock=clock)
-        self.url = url
+        self.url = url  # the request needs it whole; messages use self.shown
+        self.shown = masked(url)
         self.interval_s = parse_duration(interval, what="interval") / 1000
         if self.interval_s <= 0:
             raise ConfigError(f"source {url!r}: interval must be > 0, not {interval!r}")
@@ -88,7 +90,7 @@ class PollingSource(Source):
         with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - the user's URL
             body = resp.read(_MAX_BODY + 1)
             if len(body) > _MAX_BODY:
-                raise SourceError(f"source {self.url!r}: response larger than {_MAX_BODY} bytes")
+                raise SourceError(f"source {self.shown!r}: response larger than {_MAX_BODY} bytes")
             return body, resp.headers.get("Content-Type", "")
 
     @abstractmethod
@@ -107,7 +109,7 @@ class PollingSource(Source):
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 cause = _cause(exc)
                 if not self._ever:
-                    raise SourceError(f"source {self.url!r}: {cause}") from exc
+                    raise SourceError(f"source {self.shown!r}: {cause}") from exc
                 if self.connected:
                     self.disconnected_at = self.clock.monotonic()
                 self.connected, self.last_error = False, cause
@@ -138,7 +140,7 @@ class PollingSource(Source):
         """Connection state, last data age (s), failed polls, last error."""
         now = self.clock.monotonic()
         return {
-            "url": self.url,
+            "url": self.shown,
             "connected": self.connected,
             "down_s": None if self.disconnected_at is None else now - self.disconnected_at,
             "last_message_age_s": None if self.last_message_at is None else now - self.last_message_at,

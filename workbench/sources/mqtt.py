@@ -151,7 +151,10 @@ class MqttSource(BrokerSource):
     def _wait(self, done: Any, what: str) -> None:
         end = self.clock.monotonic() + self.connect_timeout
         while not done():
-            if self._client.loop(0.05) != 0 or self._state["down"] is not None:
+            rc = self._client.loop(0.05)
+            if done():
+                return
+            if rc != 0 or self._state["down"] is not None:
                 raise ConnectionError(f"connection closed before {what} ({self._state['down']})")
             if self.clock.monotonic() > end:
                 raise TimeoutError(f"no {what} from {self.host}:{self.port} within {self.connect_timeout} s")

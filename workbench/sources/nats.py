@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 from collections.abc import Coroutine
 from typing import Any
@@ -86,7 +87,8 @@ class NatsSource(BrokerSource):
         super().__init__(u.url, **kwargs)
         self._transient = _transient()
         auth = f"{u.username}:{u.password}@" if u.username else ""
-        self.server = f"nats://{auth}{u.host or '127.0.0.1'}:{u.port or 4222}"
+        self.host, self.port = u.host or "127.0.0.1", u.port or 4222
+        self.server = f"nats://{auth}{self.host}:{self.port}"
         self.subject, self.stream, self.durable = u.path, stream, durable
         self.max_ack_pending = int(max_ack_pending)
         self.ack_wait = float(ack_wait)
@@ -109,12 +111,17 @@ class NatsSource(BrokerSource):
         import nats.js.errors as je
         from nats.js.api import AckPolicy, ConsumerConfig
 
+        # nats-py retries a refused first connection for a long time: ask the socket first
+        socket.create_connection((self.host, self.port), timeout=self.connect_timeout).close()
+
+        where = f"nats://{self.host}:{self.port}"
+
         async def connect() -> tuple[Any, Any]:
             nc = await nats.connect(
                 self.server,
                 connect_timeout=max(1, int(self.connect_timeout)),
                 allow_reconnect=False,
-                max_reconnect_attempts=0,
+                max_reconnect_attempts=1,
                 ping_interval=2,
                 max_outstanding_pings=2,
                 error_cb=self._on_error,
@@ -127,9 +134,9 @@ class NatsSource(BrokerSource):
                 await js.stream_info(stream)
             except je.NotFoundError as exc:
                 what = f"stream {self.stream!r}" if self.stream else f"no stream for subject {self.subject!r}"
-                raise SourceError(f"nats source {self.url!r}: {what} not found on {self.server}") from exc
+                raise SourceError(f"nats source {self.url!r}: {what} not found on {where}") from exc
             except je.ServiceUnavailableError as exc:
-                raise SourceError(f"nats source {self.url!r}: JetStream is not enabled on {self.server}") from exc
+                raise SourceError(f"nats source {self.url!r}: JetStream is not enabled on {where}") from exc
             config = ConsumerConfig(
                 ack_policy=AckPolicy.ALL, max_ack_pending=self.max_ack_pending, ack_wait=self.ack_wait
             )
@@ -139,8 +146,8 @@ class NatsSource(BrokerSource):
         self._nc, self._sub = self._run(connect(), self.connect_timeout + 10)
 
     def _describe(self, exc: BaseException) -> str:  # noqa: D102
-        if isinstance(exc, TimeoutError) and not str(exc):
-            return f"no NATS server answered at {self.server} (refused or timed out)"
+        if isinstance(exc, OSError | TimeoutError):
+            return f"no NATS server answered at nats://{self.host}:{self.port} ({type(exc).__name__}: {exc})"
         return super()._describe(exc)
 
     async def _on_error(self, exc: Exception) -> None:
@@ -158,7 +165,7 @@ class NatsSource(BrokerSource):
 
         nc, sub = self._nc, self._sub
         if nc is None or not nc.is_connected:
-            raise ConnectionError(f"nats connection to {self.server} lost")
+            raise ConnectionError(f"nats connection to {self.host}:{self.port} lost")
 
         async def fetch() -> list[Any]:
             try:
@@ -172,7 +179,7 @@ class NatsSource(BrokerSource):
     def _ack(self, tokens: list[Any]) -> None:
         nc = self._nc
         if nc is None or not nc.is_connected:
-            raise ConnectionError(f"nats connection to {self.server} lost")
+            raise ConnectionError(f"nats connection to {self.host}:{self.port} lost")
 
         async def ack() -> None:
             await nc.publish(tokens[-1], b"+ACK")  # AckPolicy.ALL: the last acks all before it

@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, unquote
 from workbench.errors import ConfigError
 from workbench.sources.base import Source
 
-__all__ = ["ParsedUrl", "from_url", "parse_for", "split_url"]
+__all__ = ["ParsedUrl", "from_url", "masked", "parse_for", "split_url"]
 
 _INT_PARAMS = {"max_rows", "max_unacked", "qos", "max_inflight", "session_expiry", "db", "batch", "max_ack_pending"}
 _SCHEMES = ("file", "http", "https", "kafka", "mqtt", "nats", "prometheus", "redis")
@@ -58,6 +58,15 @@ class ParsedUrl:
     query: dict[str, str] = field(default_factory=dict)
     username: str | None = None
     password: str | None = None
+
+
+def masked(url: str) -> str:
+    """``url`` with its password replaced by ``***``.
+
+    >>> masked("redis://:s3cret@h:6379/s?group=g"), masked("mqtt://u:pw@h/t/#")
+    ('redis://:***@h:6379/s?group=g', 'mqtt://u:***@h/t/#')
+    """
+    return re.sub(r"^([a-z+]+://[^:@/]*):[^@/]+@", r"\1:***@", url)
 
 
 def split_url(url: str) -> ParsedUrl:
@@ -82,7 +91,7 @@ def split_url(url: str) -> ParsedUrl:
         if not netloc_port.isdigit():
             raise ConfigError(f"source {url!r}: port must be a number, not {netloc_port!r}")
         port = int(netloc_port)
-    return ParsedUrl(url, scheme.lower(), host, port, unquote(path), dict(parse_qsl(qs)), user, password)
+    return ParsedUrl(masked(url), scheme.lower(), host, port, unquote(path), dict(parse_qsl(qs)), user, password)
 
 
 def parse_for(url: str | ParsedUrl, kind: str) -> ParsedUrl:
