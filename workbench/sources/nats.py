@@ -173,7 +173,7 @@ class NatsSource(BrokerSource):
             except ne.TimeoutError:
                 return []
 
-        msgs = self._run(fetch(), max(timeout, 0.1) + 5)
+        msgs = self._run(fetch(), max(timeout, 0.1) + 30)  # a big batch on a loaded machine takes a while
         return [(m.data, m.reply) for m in msgs]
 
     def _ack(self, tokens: list[Any]) -> None:
