@@ -123,6 +123,10 @@ def test_broker_restart_recovers_and_health_shows_the_outage(kind: str) -> None:
         red_after = time.monotonic() - t0
         health = pipe.health()
         assert health["source"]["connected"] is False and health["source"]["error"]
+        from workbench.views.feed import Feed
+        from workbench.views.graph import pipeline_svg
+
+        assert "DISCONNECTED · last msg" in pipeline_svg(Feed(pipe))  # the pipeline view shows the outage
         time.sleep(1.5)  # an outage of a few reconnect attempts
         broker.start()
         if kind == "mqtt":  # mosquitto's persisted session may lag a kill -9; subscribe again to be sure

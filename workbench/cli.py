@@ -164,7 +164,7 @@ def _run(args: argparse.Namespace) -> int:
 def _bench_connectors(args: argparse.Namespace) -> int:
     from workbench.bench_connectors import bench_connectors
 
-    report = bench_connectors(events=args.events, connectors=args.connectors)
+    report = bench_connectors(events=args.events, connectors=args.connectors, backlog=args.backlog)
     print(json.dumps(report, indent=2, default=str))
     return 0
 
@@ -222,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     bc = bsub.add_parser("connectors", help="events/s from each broker into window results vs its publish rate")
     bc.add_argument("--events", type=int, default=100_000, help="events per connector (default: 100000)")
     bc.add_argument("--connectors", nargs="+", default=["mqtt", "redis", "nats"], help="mqtt redis nats kafka")
+    bc.add_argument("--backlog", action="store_true", help="publish everything first, then drain it")
     bc.set_defaults(func=_bench_connectors)
 
     rs = sub.add_parser("run", help="run a live source URL into windows, the lake and PostgreSQL (resumes)")

@@ -170,7 +170,7 @@ class NatsSource(BrokerSource):
         async def fetch() -> list[Any]:
             try:
                 return await sub.fetch(batch=n, timeout=max(timeout, 0.1))
-            except ne.TimeoutError:
+            except (TimeoutError, ne.TimeoutError):  # nothing within the timeout (not a lost link)
                 return []
 
         msgs = self._run(fetch(), max(timeout, 0.1) + 30)  # a big batch on a loaded machine takes a while
