@@ -156,7 +156,6 @@ def _consume(url: str, n: int, folder: Path, timeout: float) -> dict[str, Any]:
 
     src = from_url(url, max_rows=20_000, max_delay=0.2)
     pipe = Pipeline(src, name=f"bench:{url}", checkpoints=CheckpointStore(folder / "checkpoint"), checkpoint_every=1)
-    pipe.standard("server_metrics", Tumbling("1s"), lateness="1s", dedupe_ttl=120)
     windowed = [0]
     done_at = [0.0]
 
@@ -171,8 +170,9 @@ def _consume(url: str, n: int, folder: Path, timeout: float) -> dict[str, Any]:
         if batch.rows and not first[0]:
             first[0] = time.perf_counter()
 
+    pipe.subscribe_raw(arrived)  # before the graph: streamz emits to downstreams in order
+    pipe.standard("server_metrics", Tumbling("1s"), lateness="1s", dedupe_ttl=120)
     pipe.subscribe("windows", count)
-    pipe.subscribe_raw(arrived)
     pipe.start()
     end = time.monotonic() + timeout
     while not done_at[0] and time.monotonic() < end and pipe.running:
