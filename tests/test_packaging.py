@@ -14,7 +14,7 @@ from conftest import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 # conda-forge names that differ from PyPI names
-CONDA_NAMES = {"python-duckdb": "duckdb", "redis-py": "redis"}
+CONDA_NAMES = {"python-duckdb": "duckdb", "redis-py": "redis", "python-confluent-kafka": "confluent-kafka"}
 
 
 def _name(req: str) -> str:

@@ -176,7 +176,12 @@ def _serve(args: argparse.Namespace) -> int:
     from workbench.apps.serve import serve
 
     return serve(
-        port=args.port, address=args.address, allow_origin=args.allow_origin, show=args.show, extra=args.panel_args
+        port=args.port,
+        address=args.address,
+        allow_origin=args.allow_origin,
+        show=args.show,
+        extra=args.panel_args,
+        source=args.source,
     )
 
 
@@ -196,6 +201,46 @@ def _schedule(args: argparse.Namespace) -> int:
     from workbench.schedule.cli import schedule_command
 
     return schedule_command(args)
+def _run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from workbench.ingest import ingest
+    from workbench.replay import window_spec
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    delay = args.max_delay
+    delay = float(delay) if delay is not None and delay.replace(".", "", 1).isdigit() else delay
+    options = {k: v for k, v in (("max_rows", args.max_rows), ("max_delay", delay)) if v is not None}
+    summary = ingest(
+        args.source,
+        args.out,
+        schema=args.schema,
+        spec=window_spec(args.window),
+        by=args.by,
+        lateness=args.lateness,
+        postgres=args.postgres,
+        pg_schema=args.pg_schema,
+        table=args.table,
+        checkpoint_every=float(args.checkpoint_every)
+        if args.checkpoint_every.replace(".", "", 1).isdigit()
+        else args.checkpoint_every,
+        seconds=args.seconds,
+        stop=stop,
+        source_options=options,
+    )
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _bench_connectors(args: argparse.Namespace) -> int:
+    from workbench.bench_connectors import bench_connectors
+
+    report = bench_connectors(events=args.events, connectors=args.connectors, backlog=args.backlog)
+    print(json.dumps(report, indent=2, default=str))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -284,6 +329,28 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--json", action="store_true", help="print the whole report as JSON")
     ab.set_defaults(func=_alerts)
 
+    bc = bsub.add_parser("connectors", help="events/s from each broker into window results vs its publish rate")
+    bc.add_argument("--events", type=int, default=100_000, help="events per connector (default: 100000)")
+    bc.add_argument("--connectors", nargs="+", default=["mqtt", "redis", "nats"], help="mqtt redis nats kafka")
+    bc.add_argument("--backlog", action="store_true", help="publish everything first, then drain it")
+    bc.set_defaults(func=_bench_connectors)
+
+    rs = sub.add_parser("run", help="run a live source URL into windows, the lake and PostgreSQL (resumes)")
+    rs.add_argument("--source", required=True, help="mqtt://…, redis://…, nats://…, kafka://…, http(s)://…, prometheus://…")
+    rs.add_argument("--out", required=True, help="folder for checkpoint/ and lake/ (resumes from it)")
+    rs.add_argument("--schema", default="server_metrics")
+    rs.add_argument("--window", default="10s")
+    rs.add_argument("--by", help="window key (default: the schema's entity)")
+    rs.add_argument("--lateness", default="5s")
+    rs.add_argument("--postgres", help="DSN: upsert window rows into PostgreSQL")
+    rs.add_argument("--pg-schema", default="public")
+    rs.add_argument("--table", help="PostgreSQL table (default: windows)")
+    rs.add_argument("--checkpoint-every", default="2s", help="checkpoint (and ack) interval (default: 2s)")
+    rs.add_argument("--max-rows", type=int, help="messages per batch")
+    rs.add_argument("--max-delay", help="longest a message waits for its batch (e.g. 0.5)")
+    rs.add_argument("--seconds", type=float, help="stop after this long")
+    rs.set_defaults(func=_run)
+
     d = sub.add_parser("detect", help="score a CSV of numeric columns online: anomaly_score and is_anomaly")
     d.add_argument("input", help="CSV file with a time column and numeric columns")
     d.add_argument("--time-column", default="timestamp")
@@ -302,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--address", default="localhost")
     v.add_argument("--allow-origin", default=None, help="extra websocket origin (host:port)")
     v.add_argument("--show", action="store_true", help="open a browser")
+    v.add_argument("--source", help="live source URL instead of the simulator, e.g. prometheus://127.0.0.1:9100/metrics")
     v.add_argument("panel_args", nargs=argparse.REMAINDER, help="passed on to panel serve")
     v.set_defaults(func=_serve)
 

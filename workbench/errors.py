@@ -6,7 +6,8 @@ The tree::
     ├── ConfigError        a user-supplied value breaks a rule (names thing, rule, value)
     ├── SchemaError        an event schema or frame does not fit its declaration
     ├── CheckpointError    a checkpoint is missing, corrupt or written by an incompatible version
-    └── SourceError        a source cannot be opened, read or positioned
+    ├── SourceError        a source cannot be opened, read or positioned
+    └── SinkError          an external sink (PostgreSQL) cannot be reached or written
 
 ``WorkbenchWarning`` is the root of our warnings; the test-suite turns it into an error.
 """
@@ -17,6 +18,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "SchemaError",
+    "SinkError",
     "SourceError",
     "WorkbenchError",
     "WorkbenchWarning",
@@ -49,6 +51,10 @@ class CheckpointError(WorkbenchError):
 
 class SourceError(WorkbenchError):
     """A source cannot be opened, read or positioned."""
+
+
+class SinkError(WorkbenchError):
+    """An external sink (a database) cannot be reached or written."""
 
 
 class WorkbenchWarning(UserWarning):

@@ -139,6 +139,7 @@ class Pipeline:
         self._subscribers: list[tuple[Stream, Any]] = []
         # streamz holds downstream nodes weakly: the pipeline owns its sinks
         self._lake_sinks: list[LakeSink] = []
+        self._db_sinks: list[Any] = []  # e.g. PostgresSink: commit(epoch) / rollback(epoch), like a LakeSink
         self._closed_ops: list[Operator] | None = None
         Pipeline._all.add(self)
         self._replace_live()
@@ -178,6 +179,7 @@ class Pipeline:
                 node.disconnect(down)
         self._subscribers.clear()
         self._lake_sinks.clear()
+        self._db_sinks.clear()
         with Pipeline._live_lock:
             ref = Pipeline._live.get(self.name)
             if ref is not None and ref() is self:
@@ -231,6 +233,16 @@ class Pipeline:
         names = outputs if outputs is not None else [*self.outputs, "dead_letter", "late"]
         for name in names:
             self._lake_sinks.append(LakeSink(self._stream(name), lake, name))
+
+    def to_postgres(self, dsn: str, *, outputs: list[str] | None = None, **kwargs: Any) -> None:
+        """Upsert named outputs (default: all) into PostgreSQL at every checkpoint.
+
+        See :class:`workbench.storage.postgres.PostgresSink` for ``table``/``keys``/``schema``.
+        """
+        from workbench.storage.postgres import PostgresSink
+
+        for name in outputs if outputs is not None else list(self.outputs):
+            self._db_sinks.append(PostgresSink(self._stream(name), dsn, name, **kwargs))
 
     def _stream(self, name: str) -> Stream:
         builtin = {"dead_letter": self.dead_letter, "duplicates": self.duplicates, "late": self.late}
@@ -302,8 +314,8 @@ class Pipeline:
             return list(self._closed_ops)
         return [n for n in self._graph() if isinstance(n, Operator)]
 
-    def _sinks(self) -> list[LakeSink]:
-        return list(self._lake_sinks)
+    def _sinks(self) -> list[Any]:
+        return [*self._lake_sinks, *self._db_sinks]
 
     def _wire(self) -> None:
         """Connect side outputs to the pipeline streams; make node names unique."""
@@ -347,14 +359,16 @@ class Pipeline:
                 self._offset = batch.offset
                 self.batches += 1
                 done += 1
-                if self._checkpoint_due():
+                if self._checkpoint_due() or batch.meta.get("checkpoint"):  # a source may ask for one
                     self.checkpoint()
+                elif self.checkpoints is None and not self._sinks():
+                    self.source.commit(batch.offset)  # nothing here is durable: a processed batch is done
                 if max_batches is not None and done >= max_batches:
                     break
             else:
                 if self.source.exhausted:
                     self.flush()
-            if self.checkpoints is not None or self._lake_sinks:
+            if self.checkpoints is not None or self._sinks():
                 self.checkpoint()
         except BaseException as exc:
             self.error = exc
@@ -499,7 +513,7 @@ class Pipeline:
 
     # -- checkpoints -----------------------------------------------------------------
     def _checkpoint_due(self) -> bool:
-        if self.checkpoints is None and not self._lake_sinks:
+        if self.checkpoints is None and not self._sinks():
             return False
         if self.checkpoint_batches is not None and self.batches % self.checkpoint_batches == 0:
             return True
@@ -510,14 +524,17 @@ class Pipeline:
 
         Without a checkpoint store only the sinks commit (their files then carry
         epochs after any already in the lake, so runs never overwrite each other).
+        Then the source learns that its batches up to the offset are durable
+        (``source.commit``): a broker source acknowledges them only now.
         """
         if self.checkpoints is None and self.epoch == 0:
-            self.epoch = max((s.lake.last_epoch(s.output) for s in self._sinks()), default=0)
+            self.epoch = max((s.lake.last_epoch(s.output) for s in self._lake_sinks), default=0)
         self.epoch += 1
         for sink in self._sinks():
             sink.commit(self.epoch)
         self._last_checkpoint = self.clock.monotonic()
         if self.checkpoints is None:
+            self.source.commit(self._offset)
             return
         self.checkpoints.save(
             {
@@ -529,6 +546,7 @@ class Pipeline:
             }
         )
         self._last_checkpoint = self.clock.monotonic()
+        self.source.commit(self._offset)
 
     def restore(self) -> None:
         """Restore node state and source offset; drop sink files of uncommitted epochs."""
@@ -602,19 +620,25 @@ class Pipeline:
         >>> from workbench.testing import FrameSource
         >>> p = Pipeline(FrameSource([]), name="doc-health")
         >>> sorted(p.health())
-        ['batches', 'error', 'exhausted', 'last_batch_age_s', 'running', 'stale']
+        ['batches', 'error', 'exhausted', 'last_batch_age_s', 'running', 'source', 'stale']
+
+        ``source`` is the source's own health (a broker's ``connected``,
+        ``last_message_age_s`` …); a source that lost its connection makes ``stale`` true.
         """
         last = self.source.last_batch_at
         reference = last if last is not None else self.started_at
         age = None if reference is None else max(0.0, self.clock.monotonic() - reference)
         running = self.running
+        source = self.source.health()
+        down = source.get("connected") is False
         return {
             "running": running,
             "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}",
             "batches": self.batches,
             "last_batch_age_s": age,
-            "stale": bool(running and age is not None and age > stale_after),
+            "stale": bool(running and ((age is not None and age > stale_after) or down)),
             "exhausted": self.source.exhausted,
+            "source": source,
         }
 
     def metrics(self) -> pl.DataFrame:

@@ -25,6 +25,7 @@ from workbench.errors import ConfigError, SchemaError
 
 __all__ = [
     "NETWORK_FLOWS",
+    "PROM_SAMPLES",
     "SCHEMAS",
     "SERVER_METRICS",
     "USER_EVENTS",
@@ -215,7 +216,24 @@ NETWORK_FLOWS = Schema(
     entity="src_ip",
 )
 
+PROM_SAMPLES = Schema(
+    "prom_samples",
+    (
+        _EVENT_ID,
+        _TS,
+        Field("instance", "str", doc="The scraped target, host:port (Prometheus' instance label)."),
+        Field("metric", "str", doc="Metric name, e.g. node_cpu_seconds_total."),
+        Field("labels", "str", required=False, max_length=2048, doc='Label set as exposed: cpu="0",mode="idle".'),
+        Field("series", "str", max_length=2048, doc="metric{labels}: one time series of the instance."),
+        Field("value", "float", doc="Sample value (NaN and ±Inf pass)."),
+        Field("rate", "float", required=False, doc="Per-second increase since the previous scrape (counters)."),
+    ),
+    entity="series",
+)
+
+#: Event schemas the simulator generates.
 SCHEMAS: dict[str, Schema] = {s.name: s for s in (SERVER_METRICS, USER_EVENTS, NETWORK_FLOWS)}
+_ALL: dict[str, Schema] = {**SCHEMAS, PROM_SAMPLES.name: PROM_SAMPLES}  # + scraped samples
 
 
 def get_schema(schema: str | Schema) -> Schema:
@@ -225,15 +243,15 @@ def get_schema(schema: str | Schema) -> Schema:
     --------
     >>> get_schema("user_events").entity
     'user_id'
-    >>> get_schema("nope")
+    >>> get_schema("nope")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    workbench.errors.ConfigError: schema: unknown name 'nope'; known: network_flows, server_metrics, user_events
+    workbench.errors.ConfigError: schema: unknown name 'nope'; known: network_flows, prom_samples, server_metrics, ...
     """
     if isinstance(schema, Schema):
         return schema
     try:
-        return SCHEMAS[schema]
+        return _ALL[schema]
     except KeyError:
-        known = ", ".join(sorted(SCHEMAS))
+        known = ", ".join(sorted(_ALL))
         raise ConfigError(f"schema: unknown name {schema!r}; known: {known}") from None

@@ -43,6 +43,8 @@ def live_pipeline() -> Live:
     ``WORKBENCH_DEDUPE_TTL`` (default: lateness + 1 min),
     ``WORKBENCH_STALE_AFTER`` seconds (default 10) and ``WORKBENCH_ALERTS`` (``0``: no
     alert rules; default: :func:`workbench.alerts.demo.server_rules`).
+    ``WORKBENCH_SOURCE`` (a source URL, e.g. ``prometheus://127.0.0.1:9100/metrics``;
+    ``workbench serve --source``) replaces the simulator.
     """
     global _live
     with _lock:
@@ -52,6 +54,10 @@ def live_pipeline() -> Live:
 
         from workbench.sources.simulator import Simulator
 
+        url = os.environ.get("WORKBENCH_SOURCE")
+        if url:
+            _live = _connected(url)
+            return _live
         rate = float(_env("RATE", "600"))
         source = Simulator(
             "server_metrics",
@@ -80,6 +86,45 @@ def live_pipeline() -> Live:
         pipe.start()
         _live = Live(pipe, feed)
         return _live
+
+
+#: Node-exporter metrics the app scrapes by default: CPU, memory, network, load.
+NODE_METRICS = (
+    "node_cpu_seconds_total|node_memory_(MemAvailable|MemTotal|MemFree|Cached|Buffers)_bytes"
+    "|node_network_(receive|transmit)_bytes_total|node_load1|node_load5"
+)
+
+
+def _connected(url: str) -> Live:
+    """The live pipeline on a source URL (``WORKBENCH_SOURCE``): windows per the schema's entity.
+
+    A ``prometheus://`` URL scrapes into ``prom_samples`` (windows per series; only the
+    metrics matching ``WORKBENCH_MATCH``, default :data:`NODE_METRICS`, every
+    ``WORKBENCH_INTERVAL`` s, default 1); other URLs carry ``WORKBENCH_SCHEMA`` events
+    (default ``server_metrics``).
+    """
+    from workbench.schema import get_schema
+    from workbench.sources.urls import from_url
+
+    options: dict[str, object] = {}
+    if url.startswith("prometheus://"):
+        schema = get_schema("prom_samples")
+        if "match=" not in url:
+            options["match"] = _env("MATCH", NODE_METRICS)
+        options["interval"] = float(_env("INTERVAL", "1"))
+    else:
+        schema = get_schema(_env("SCHEMA", "server_metrics"))
+        options["max_delay"] = float(_env("MAX_DELAY", "0.5"))
+    pipe = Pipeline(from_url(url, **options), name="live")
+    pipe.standard(
+        schema,
+        Tumbling(_env("WINDOW", "5s")),
+        lateness=_env("LATENESS", "2s"),
+        dedupe_ttl=os.environ.get("WORKBENCH_DEDUPE_TTL"),
+    )
+    feed = Feed(pipe, by=schema.entity, stale_after=float(_env("STALE_AFTER", "10")))
+    pipe.start()
+    return Live(pipe, feed)
 
 
 def current() -> Live | None:

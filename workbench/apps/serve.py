@@ -61,11 +61,22 @@ def serve_command(
 
 
 def serve(**kwargs) -> int:
-    """Run ``panel serve`` in the foreground; returns its exit code."""
+    """Run ``panel serve`` in the foreground; returns its exit code.
+
+    ``source`` (a URL, e.g. ``prometheus://127.0.0.1:9100/metrics``) replaces the
+    simulator as the live pipeline's source.
+    """
     extra = kwargs.pop("extra", None) or []
+    source = kwargs.pop("source", None)
     cmd = serve_command(extra=[a for a in extra if a != "--"], **kwargs)
     print("serving:", " ".join(cmd), flush=True)  # noqa: T201 - the CLI tells the user what runs
-    return subprocess.call(cmd, env=server_env())
+    env = server_env()
+    if source:
+        from workbench.sources.urls import from_url
+
+        from_url(source)  # a malformed URL fails here, with one message, not in the server
+        env["WORKBENCH_SOURCE"] = source
+    return subprocess.call(cmd, env=env)
 
 
 def server_env() -> dict[str, str]:

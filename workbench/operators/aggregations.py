@@ -20,6 +20,7 @@ import polars as pl
 
 __all__ = [
     "NETWORK_FLOWS_AGGS",
+    "PROM_SAMPLES_AGGS",
     "SERVER_METRICS_AGGS",
     "USER_EVENTS_AGGS",
     "count",
@@ -151,6 +152,16 @@ NETWORK_FLOWS_AGGS: list[pl.Expr] = [
 ]
 
 
+#: Scraped Prometheus samples per series: mean rate (counters: CPU seconds/s, bytes/s …), mean
+#: and last value (gauges: memory bytes, load …), samples. The views default to the first.
+PROM_SAMPLES_AGGS: list[pl.Expr] = [
+    mean("rate"),
+    mean("value"),
+    pl.col("value").last().alias("value_last"),
+    count("samples"),
+]
+
+
 def default_aggs(schema: str) -> list[pl.Expr]:
     """The standard aggregations of a schema's windows (just ``count`` for others).
 
@@ -163,4 +174,5 @@ def default_aggs(schema: str) -> list[pl.Expr]:
         "server_metrics": SERVER_METRICS_AGGS,
         "user_events": USER_EVENTS_AGGS,
         "network_flows": NETWORK_FLOWS_AGGS,
+        "prom_samples": PROM_SAMPLES_AGGS,
     }.get(schema, [count()])

@@ -99,11 +99,12 @@ class Source(ABC):
         """Yield batches until the input ends or the source is stopped."""
         self.exhausted = False
         for batch in self._batches():
-            self.last_batch_at = self.clock.monotonic()
+            if not batch.meta.get("tick"):  # an empty tick lets the pipeline checkpoint while idle
+                self.last_batch_at = self.clock.monotonic()
             yield batch
             if self._stop.is_set():
                 return
-        self.exhausted = True
+        self.exhausted = not self._stop.is_set()  # a live source stopped is not at its end (no flush)
 
     @abstractmethod
     def _batches(self) -> Iterator[RawBatch]:
@@ -112,6 +113,19 @@ class Source(ABC):
     @abstractmethod
     def seek(self, offset: Any) -> None:
         """Position the source so the next batch starts at ``offset``."""
+
+    def commit(self, offset: Any) -> None:
+        """A checkpoint covering every batch up to ``offset`` is durable.
+
+        The pipeline calls this after each checkpoint. A broker source acknowledges
+        (or commits) the messages of those batches only now, so a crash re-delivers
+        rather than loses them; a replayable source has nothing to do.
+        """
+        return None
+
+    def health(self) -> dict[str, Any]:
+        """The source's own liveness (e.g. a broker connection); empty when it has none."""
+        return {}
 
     def snapshot(self) -> dict[str, Any]:
         """The source's restartable state (its offset)."""

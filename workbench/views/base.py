@@ -53,6 +53,8 @@ class LiveView(pn.viewable.Viewer):
         """Offer ``options`` for the Selector ``name`` (this view only), keeping or setting its value."""
         options = list(options)
         current = value if value is not None else getattr(self, name)
+        if value is None and options and current not in options:
+            current = options[0]  # the default is not among this feed's metrics (another schema)
         if current not in options:
             options.append(current)  # a metric the feed has not shown yet stays selectable
         if list(self.param[name].objects) != options:

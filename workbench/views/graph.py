@@ -63,9 +63,13 @@ def pipeline_svg(feed: Feed) -> str:
     nodes = feed.nodes()
     k = feed.kpis()
     counts = feed.pipeline.counts()
-    main: list[tuple[str, list[str], bool]] = [
-        (k.source, [k.source, f"{_fmt(k.events_per_s)} events/s", f"{_fmt(k.ingested)} ingested"], not k.running)
-    ]
+    src = feed.pipeline.source.health()  # a broker's connection and last message age
+    first = [k.source, f"{_fmt(k.events_per_s)} events/s", f"{_fmt(k.ingested)} ingested"]
+    if src:
+        age = src.get("last_message_age_s")
+        state = "connected" if src.get("connected") else "DISCONNECTED"
+        first.append(f"{state} · last msg {'–' if age is None else f'{age:.1f} s'} ago")
+    main: list[tuple[str, list[str], bool]] = [(k.source, first, not k.running or src.get("connected") is False)]
     for row in nodes.iter_rows(named=True):
         wm = row["watermark"]
         lines = [
