@@ -24,6 +24,7 @@ import polars as pl
 
 from workbench.errors import ConfigError
 from workbench.models.detectors import Detector, RobustZScore
+from workbench.models.ensemble import Ensemble
 from workbench.models.forecast import HoltWintersResidual, SnarimaxResidual
 from workbench.models.hst import ScaledHalfSpaceTrees
 
@@ -35,10 +36,11 @@ DETECTORS: dict[str, Callable[[], Detector]] = {
     "snarimax": SnarimaxResidual,
     "holt_winters": HoltWintersResidual,
     "hst": ScaledHalfSpaceTrees,
+    "ensemble": Ensemble,
 }
 #: each detector's own threshold: its standard-profile optimum over the whole NAB
 #: corpus (``workbench nab --detector NAME`` prints it; docs/BENCHMARKS.md)
-THRESHOLDS = {"robust_z": 0.75, "snarimax": 0.6919, "holt_winters": 0.6435, "hst": 0.5345}
+THRESHOLDS = {"robust_z": 0.75, "snarimax": 0.6919, "holt_winters": 0.6435, "hst": 0.5345, "ensemble": 0.7550}
 #: Workbench's default: the catalogue's best on NAB (docs/BENCHMARKS.md)
 DEFAULT_DETECTOR = "snarimax"
 

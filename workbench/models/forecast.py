@@ -166,7 +166,7 @@ class SnarimaxResidual(ForecastResidual):
         warm_up: int = 30,
         holdoff: int = 500,
         damp: float = 0.5,
-        clip: float = 5.0,
+        clip: float = 0.0,
     ) -> None:
         super().__init__(
             p=p, d=d, q=q, m=m, sp=sp, lr=lr, window=window, warm_up=warm_up, holdoff=holdoff, damp=damp, clip=clip
