@@ -119,7 +119,7 @@ def _documented(doc: str) -> set[str]:
 
 def test_every_numeric_argument_has_bounds_and_docs(make):
     params = inspect.signature(make).parameters
-    documented = _documented(inspect.getdoc(make) and make.__doc__ or "")
+    documented = _documented(make.__doc__ or "")
     for name, param in params.items():
         assert name in documented, f"{make.__name__}: {name} is not in the Parameters section"
         default = param.default
