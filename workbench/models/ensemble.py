@@ -70,7 +70,7 @@ class Ensemble(Detector):
         clip: float = 0.0,
         window: int = 2000,
         warm_up: int = 30,
-        holdoff: int = 500,
+        holdoff: int = 350,
         damp: float = 0.5,
     ) -> None:
         super().__init__(p=p, d=d, lr=lr, clip=clip, window=window, warm_up=warm_up, holdoff=holdoff, damp=damp)

@@ -164,7 +164,7 @@ class SnarimaxResidual(ForecastResidual):
         lr: float = 0.01,
         window: int = 2000,
         warm_up: int = 30,
-        holdoff: int = 500,
+        holdoff: int = 350,
         damp: float = 0.5,
         clip: float = 0.0,
     ) -> None:
