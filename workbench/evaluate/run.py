@@ -3,7 +3,7 @@
 Examples
 --------
 >>> DETECTORS["robust_z"]()
-RobustZScore(window=2000, warm_up=30, refresh=10, holdoff=500, damp=0.5)
+RobustZScore(window=2000, warm_up=30, refresh=10, holdoff=350, damp=0.5)
 """
 
 from __future__ import annotations

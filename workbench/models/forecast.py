@@ -241,7 +241,7 @@ class HoltWintersResidual(ForecastResidual):
         seasonality: int = 288,
         window: int = 2000,
         warm_up: int = 30,
-        holdoff: int = 500,
+        holdoff: int = 350,
         damp: float = 0.5,
         clip: float = 5.0,
     ) -> None:
