@@ -107,5 +107,7 @@ def test_nab_command_writes_results_and_scores(tmp_path):
     assert done.returncode == 0, done.stderr
     report = __import__("json").loads(done.stdout)
     assert report["scores"]["standard"] > 90  # the spike is found early in its window, nothing else fires
-    written = (tmp_path / "out" / "realTest" / "robust_z_spike.csv").read_text().splitlines()
+    from workbench.evaluate.run import DEFAULT_DETECTOR
+
+    written = (tmp_path / "out" / "realTest" / f"{DEFAULT_DETECTOR}_spike.csv").read_text().splitlines()
     assert written[0] == "timestamp,value,anomaly_score" and len(written) == 121

@@ -156,9 +156,11 @@ def _bench_alerts(args: argparse.Namespace) -> int:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from workbench.models.detect import detect_file
+    from workbench.models.detect import DEFAULT_DETECTOR, detect_file
 
-    result = detect_file(args.input, args.out, time_column=args.time_column, detector=args.detector)
+    result = detect_file(
+        args.input, args.out, time_column=args.time_column, detector=args.detector or DEFAULT_DETECTOR
+    )
     flagged = int(result["is_anomaly"].sum())
     print(f"{result.height:,} rows scored, {flagged:,} anomalies → {args.out}")
     return 0
@@ -354,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("detect", help="score a CSV of numeric columns online: anomaly_score and is_anomaly")
     d.add_argument("input", help="CSV file with a time column and numeric columns")
     d.add_argument("--time-column", default="timestamp")
-    d.add_argument("--detector", default="robust_z")
+    d.add_argument("--detector", help="detector name (default: Workbench's best)")
     d.add_argument("--out", required=True, help="CSV: the input rows plus anomaly_score and is_anomaly")
     d.set_defaults(func=_detect)
 

@@ -3,7 +3,7 @@
 Examples
 --------
 >>> DETECTORS["robust_z"]()
-RobustZScore(window=2000, warm_up=30, refresh=10, holdoff=500, damp=0.5)
+RobustZScore(window=2000, warm_up=30, refresh=10, holdoff=350, damp=0.5)
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ import polars as pl
 from workbench.errors import ConfigError
 from workbench.evaluate.corpus import load_nab
 from workbench.evaluate.nab import PROFILES, corpus_score
-from workbench.models.detect import DETECTORS
+from workbench.models.detect import DEFAULT_DETECTOR, DETECTORS
 from workbench.models.detectors import score_stream
 
 __all__ = ["DEFAULT_DETECTOR", "DETECTORS", "run_nab"]
-
-DEFAULT_DETECTOR = "robust_z"  # the best on NAB so far (docs/BENCHMARKS.md)
 
 
 def run_nab(data: str | Path, *, detector: str = DEFAULT_DETECTOR, out: str | Path | None = None) -> dict[str, Any]:

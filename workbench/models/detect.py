@@ -10,7 +10,7 @@ Examples
 >>> d = pathlib.Path(tempfile.mkdtemp())
 >>> values = [10.0 + 0.1 * (i % 5) for i in range(200)]; values[150] = 60.0
 >>> pl.DataFrame({"timestamp": list(range(200)), "value": values}).write_csv(d / "in.csv")
->>> out = detect_file(d / "in.csv", d / "out.csv", time_column="timestamp")
+>>> out = detect_file(d / "in.csv", d / "out.csv", time_column="timestamp", detector="robust_z")
 >>> out.filter(pl.col("is_anomaly"))["timestamp"].to_list()
 [150]
 """
@@ -24,17 +24,29 @@ import polars as pl
 
 from workbench.errors import ConfigError
 from workbench.models.detectors import Detector, RobustZScore
+from workbench.models.ensemble import Ensemble
+from workbench.models.forecast import HoltWintersResidual, SnarimaxResidual
+from workbench.models.hst import ScaledHalfSpaceTrees
 
-__all__ = ["DETECTORS", "THRESHOLDS", "detect_file"]
+__all__ = ["DEFAULT_DETECTOR", "DETECTORS", "THRESHOLDS", "detect_file"]
 
-#: the detector catalogue, by name
-DETECTORS: dict[str, Callable[[], Detector]] = {"robust_z": RobustZScore}
-# the detector's own threshold: the standard-profile optimum over the whole NAB corpus
-THRESHOLDS = {"robust_z": 0.75}
+#: the detector catalogue, by name (each with its default configuration)
+DETECTORS: dict[str, Callable[[], Detector]] = {
+    "robust_z": RobustZScore,
+    "snarimax": SnarimaxResidual,
+    "holt_winters": HoltWintersResidual,
+    "hst": ScaledHalfSpaceTrees,
+    "ensemble": Ensemble,
+}
+#: each detector's own threshold: its standard-profile optimum over the whole NAB
+#: corpus (``workbench nab --detector NAME`` prints it; docs/BENCHMARKS.md)
+THRESHOLDS = {"robust_z": 0.75, "snarimax": 0.6919, "holt_winters": 0.7445, "hst": 0.5345, "ensemble": 0.7550}
+#: Workbench's default: the catalogue's best on NAB (docs/BENCHMARKS.md)
+DEFAULT_DETECTOR = "snarimax"
 
 
 def detect_file(
-    path: str | Path, out: str | Path, *, time_column: str = "timestamp", detector: str = "robust_z"
+    path: str | Path, out: str | Path, *, time_column: str = "timestamp", detector: str = DEFAULT_DETECTOR
 ) -> pl.DataFrame:
     """Score every row of the CSV ``path`` in time order and write ``out``; returns the scored frame."""
     if detector not in DETECTORS:

@@ -83,7 +83,7 @@ class RobustZScore(Detector):
     An anomaly lasts several rows; only a *new* extreme is reported in full: a row
     whose distance does not exceed the largest of the previous ``holdoff`` rows
     scores ``damp`` times as much (on NAB this alone lifts the standard score from
-    19 to 42: fewer false positives on the echoes of one event).
+    19 to 44: fewer false positives on the echoes of one event).
 
     Parameters
     ----------
@@ -106,7 +106,7 @@ class RobustZScore(Detector):
     }
 
     def __init__(
-        self, window: int = 2000, warm_up: int = 30, refresh: int = 10, holdoff: int = 500, damp: float = 0.5
+        self, window: int = 2000, warm_up: int = 30, refresh: int = 10, holdoff: int = 350, damp: float = 0.5
     ) -> None:
         super().__init__(window=window, warm_up=warm_up, refresh=refresh, holdoff=holdoff, damp=damp)
         self.window, self.warm_up, self.refresh = window, warm_up, refresh
