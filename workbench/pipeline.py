@@ -244,6 +244,19 @@ class Pipeline:
         for name in outputs if outputs is not None else list(self.outputs):
             self._db_sinks.append(PostgresSink(self._stream(name), dsn, name, **kwargs))
 
+    def publish(
+        self, publisher: Any, *, outputs: list[str] | None = None, topic: str = "{output}", **kwargs: Any
+    ) -> None:
+        """Publish named outputs (default: all) to a broker, one JSON message per row, at every checkpoint.
+
+        ``publisher`` is a :mod:`workbench.bus` publisher (MQTT, Redis Streams, NATS
+        JetStream); ``topic`` may hold ``{output}``. At least once: see :class:`workbench.bus.sink.BusSink`.
+        """
+        from workbench.bus.sink import BusSink
+
+        for name in outputs if outputs is not None else list(self.outputs):
+            self._db_sinks.append(BusSink(self._stream(name), publisher, name, topic=topic, **kwargs))
+
     def _stream(self, name: str) -> Stream:
         builtin = {"dead_letter": self.dead_letter, "duplicates": self.duplicates, "late": self.late}
         if name in builtin:

@@ -13,7 +13,7 @@ Examples
 >>> p.window, p.param.window.bounds, p.param.window.doc
 (300, (20, 100000), 'Values remembered per feature.')
 >>> p.build()
-RobustZScore(window=300, warm_up=30, refresh=10, holdoff=500, damp=0.5)
+RobustZScore(window=300, warm_up=30, refresh=10, holdoff=350, damp=0.5)
 >>> p.tune(window=5)
 Traceback (most recent call last):
 ...

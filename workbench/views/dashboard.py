@@ -77,7 +77,7 @@ class Dashboard(LiveView):
             ("Latest windows", self.latest._layout),
             ("Dead letters", self.dead._layout),
             sizing_mode="stretch_width",
-            dynamic=False,
+            dynamic=True,  # a tab's widgets are built when it is first shown: sessions start faster
         )
         if self.alerts:
             self.tabs.append(("Alerts", pn.Column(*(v._layout for v in self.alerts), sizing_mode="stretch_width")))
