@@ -7,8 +7,9 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from workbench.operators.decode import RawLines, _lines_with_literals
 from workbench.operators.strings import byte_lengths, first_byte_in
-from workbench.sources.lines import high_bytes, newlines
+from workbench.sources.lines import high_bytes, newlines, occurrences
 
 CHARS = b"-0123456789 tf{["
 
@@ -44,3 +45,31 @@ def test_string_views_match_the_values(parts, cut):
     assert byte_lengths(series).tolist() == [len(v.encode()) if v is not None else 0 for v in items]
     want = [bool(v) and v.encode()[0] in CHARS for v in items]
     assert first_byte_in(series, CHARS).tolist() == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([b"N", b"a", b"NaN", b"I", b"Infinity", b"x", b"\n", b"{}", b" "]), max_size=60))
+def test_occurrences_find_every_token(parts):
+    data = b"".join(parts)
+    for token in (b"NaN", b"Infinity"):
+        want = [i for i in range(len(data)) if data.startswith(token, i)]
+        assert occurrences(data, token, limit=10_000).tolist() == want
+        assert occurrences(bytearray(data), token, limit=10_000).tolist() == want
+    if data.count(b"N") > 2:
+        assert occurrences(data, b"NaN", limit=2) is None
+
+
+LITERAL_LINES = [b'{"a": NaN}', b'{"a": 1}', b'{"N": "Na"}', b'{"b": -Infinity}', b"", b"  "]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(LITERAL_LINES), max_size=80))
+def test_lines_with_literals_match_a_per_line_search(lines):
+    """The memchr search and its per-line fallback (many candidates) agree with plain Python."""
+    data = b"\n".join(lines) + b"\n"
+    raw = RawLines(data)
+    want = [i for i in range(len(raw)) if b"NaN" in raw.line(i) or b"Infinity" in raw.line(i)]
+    assert _lines_with_literals(raw) == want
+    many = RawLines(data * 40)  # enough candidates to search per line instead
+    has = [i for i in range(len(many)) if b"NaN" in many.line(i) or b"Infinity" in many.line(i)]
+    assert _lines_with_literals(many) == has

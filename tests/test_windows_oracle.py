@@ -207,3 +207,46 @@ def test_buffer_bound_forces_oldest_windows_and_stays_bounded():
         w.process(pl.DataFrame({"host": ["a"] * 500, "ts": ts}))
         assert w.state_size <= 1000
     assert w.counters["forced"] > 0
+
+
+def test_buffer_holds_only_the_columns_the_windows_read():
+    """Keys, aggregated columns and event time are buffered; ids and labels are not."""
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    frame = pl.DataFrame(
+        {
+            "event_id": ["a", "b", "c"],
+            "host": ["h", "h", "g"],
+            "cpu": [1.0, 2.0, 3.0],
+            "ts": [t0, t0 + timedelta(seconds=1), t0 + timedelta(seconds=2)],
+        }
+    )
+    w = Windower(Tumbling("10s"), by="host", aggs=[agg.count(), agg.mean("cpu")], lateness="5s")
+    _, late = w.process(frame)
+    assert set(w.snapshot()["buffer"].columns) == {"host", "cpu", "__t"}
+    out = w.flush()
+    assert out.sort("host").select("host", "count", "cpu_mean").rows() == [("g", 1, 3.0), ("h", 2, 1.5)]
+
+
+def test_aggregations_by_selector_keep_every_column():
+    """``pl.first()`` reads a column by position: nothing is dropped from the buffer."""
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    frame = pl.DataFrame({"event_id": ["a", "b"], "host": ["h", "h"], "ts": [t0, t0]})
+    w = Windower(Tumbling("10s"), by="host", aggs=[pl.first().first().alias("first_id")], lateness="5s")
+    w.process(frame)
+    assert w.flush()["first_id"].to_list() == ["a"]
+
+
+def test_restore_from_a_snapshot_with_every_column():
+    """A snapshot taken before the buffer was narrowed (all columns) restores and goes on."""
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    mk = lambda secs: pl.DataFrame(  # noqa: E731
+        {"event_id": [str(s) for s in secs], "host": ["h"] * len(secs), "ts": [t0 + timedelta(seconds=s) for s in secs]}
+    )
+    w = Windower(Tumbling("10s"), by="host", aggs=[agg.count()], lateness="5s")
+    w.process(mk([1, 2]))
+    snap = w.snapshot()
+    wide = mk([1, 2]).with_columns(__t=pl.col("ts").dt.epoch("ms"))
+    w2 = Windower(Tumbling("10s"), by="host", aggs=[agg.count()], lateness="5s")
+    w2.restore({**snap, "buffer": wide})
+    out, _ = w2.process(mk([3, 16]))
+    assert out["count"].to_list() == [3]

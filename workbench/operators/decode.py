@@ -5,7 +5,7 @@ decoding is one pass that never leaves bulk code for clean lines:
 
 1. Lines the parser would choke on are found vectorised — oversize records and
    invalid UTF-8 (by byte class), records that are not a JSON object (first/last
-   byte), ``NaN``/``Infinity`` literals (substring search) — and blanked in a copy of
+   byte), ``NaN``/``Infinity`` literals (``memchr`` search) — and blanked in a copy of
    the batch (same length, so line spans hold; polars skips blank lines).
 2. One ``pl.read_ndjson`` decodes the rest with ``ignore_errors``: a wrong-typed
    number becomes null, and string fields arrive as text.
@@ -43,7 +43,7 @@ import pyarrow as pa
 
 from workbench.operators.strings import first_byte_in
 from workbench.schema import Schema
-from workbench.sources.lines import high_bytes
+from workbench.sources.lines import high_bytes, occurrences
 from workbench.sources.lines import newlines as find_newlines
 
 __all__ = ["DEAD_LETTER_SCHEMA", "Decoded", "RawLines", "decode_frame", "decode_ndjson"]
@@ -215,7 +215,7 @@ def _unparseable(raw: RawLines, schema: Schema) -> dict[int, str]:
     """Lines the bulk decoder cannot parse, found without touching each line in Python.
 
     Oversize records and invalid UTF-8 (by byte class), records that are not a JSON
-    object (first and last byte), and ``NaN`` / ``Infinity`` literals (by substring
+    object (first and last byte), and ``NaN`` / ``Infinity`` literals (by a ``memchr``
     search, then checked exactly). Anything subtler is caught by bisection.
     """
     buf = np.frombuffer(raw.data, dtype=np.uint8)
@@ -235,15 +235,32 @@ def _unparseable(raw: RawLines, schema: Schema) -> dict[int, str]:
         text = raw.line(i).strip()
         if not (text.startswith(b"{") and text.endswith(b"}")):
             reasons[i] = "broken JSON: the record is not a complete JSON object"
-    # NaN / Infinity literals break the parser: a SIMD substring search per line
-    lines = raw.binary()
-    hits = (lines.bin.contains(b"NaN") | lines.bin.contains(b"Infinity")).arg_true().to_list()
-    for i in hits:
+    for i in _lines_with_literals(raw):
         if i not in reasons:
             why = check_record(raw.line(i), schema)
             if why is not None:
                 reasons[i] = why
     return reasons
+
+
+#: Literals that are not JSON but that the bulk parser chokes on.
+_NOT_JSON = (b"NaN", b"Infinity")
+
+
+def _lines_with_literals(raw: RawLines) -> list[int]:
+    """Lines holding ``NaN`` or ``Infinity`` anywhere (in a string too: they are checked exactly).
+
+    Their first bytes are rare in JSON, so a ``memchr`` search of the whole batch finds
+    them; data where they are common is searched per line by polars instead.
+    """
+    limit = len(raw) // 16 + 256
+    found = [occurrences(raw.data, token, limit=limit) for token in _NOT_JSON]
+    if any(f is None for f in found):
+        lines = raw.binary()
+        hit = lines.bin.contains(_NOT_JSON[0]) | lines.bin.contains(_NOT_JSON[1])
+        return hit.arg_true().to_list()
+    at = np.concatenate([f for f in found if f is not None])
+    return _lines_of(raw, np.sort(at))
 
 
 #: How a string decoded from a JSON number, bool, object or array starts.

@@ -154,7 +154,7 @@ class Deduplicator:
         self._maintain()
         if not dup.any():
             return frame, frame.clear()
-        return frame.filter(pl.Series(~dup)), frame.filter(pl.Series(dup))
+        return frame.filter(pl.Series(~dup)), frame[np.flatnonzero(dup)]  # duplicates are few: a gather
 
     def _lookup(self, sorted_h: np.ndarray, order: np.ndarray, keys: pl.Series) -> np.ndarray:
         """Per row, whether its key is remembered (live: not past the horizon).
@@ -164,12 +164,13 @@ class Deduplicator:
         seen = np.zeros(len(sorted_h), dtype=bool)
         horizon = self._horizon()
         for run in self._runs:
+            # one search for every row; the end of the equal range only for the few hits
             lo = np.searchsorted(run.h, sorted_h, side="left")
-            hi = np.searchsorted(run.h, sorted_h, side="right")
-            hit = np.flatnonzero(hi > lo)
+            hit = np.flatnonzero(run.h[np.minimum(lo, len(run) - 1)] == sorted_h)
+            hit = hit[lo[hit] < len(run)]
             if not len(hit):
                 continue
-            counts = (hi - lo)[hit]
+            counts = np.searchsorted(run.h, sorted_h[hit], side="right") - lo[hit]
             # every (row, entry) pair with equal hashes, live entries only
             pair_row = np.repeat(order[hit], counts)
             pair_at = np.repeat(lo[hit] - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())

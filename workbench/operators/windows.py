@@ -208,6 +208,7 @@ class Windower:
         self.max_rows = max_rows
         self._s = _State(buffer=pl.DataFrame())
         self._empty: tuple[tuple, pl.DataFrame] | None = None
+        self._kept: tuple[tuple, list[str] | None] | None = None  # (input schema, buffered columns)
 
     # -- public state ---------------------------------------------------------------
     @property
@@ -246,7 +247,10 @@ class Windower:
             threshold = pl.max_horizontal(threshold, pl.lit(s.floor_ms))
         marked = frame.with_columns(__t=ts_ms, __late=(ts_ms < threshold).fill_null(False))
         late = marked.filter(pl.col("__late"))
-        on_time = marked.filter(~pl.col("__late")).drop("__late")
+        kept = self._buffered_columns(marked)
+        on_time = (marked if kept is None else marked.select(*kept, "__late")).filter(~pl.col("__late")).drop("__late")
+        if s.buffer.width and s.buffer.columns != on_time.columns:  # restored from a wider snapshot
+            s.buffer = s.buffer.select(on_time.columns)
         batch_max = int(marked["__t"].max())  # type: ignore[arg-type]
         s.max_ts = batch_max if s.max_ts is None else max(s.max_ts, batch_max)
         if late.height:
@@ -259,6 +263,33 @@ class Windower:
         if s.buffer.height > self.max_rows:
             out = pl.concat([out, self._force()], how="vertical_relaxed")
         return out, late
+
+    def _buffered_columns(self, marked: pl.DataFrame) -> list[str] | None:
+        """The columns open windows need: keys, what the aggregations read, ``__t``.
+
+        Buffering only these makes every copy of the buffer cheaper (an event's id and
+        labels are most of its bytes). ``None`` (keep every column) when an aggregation
+        selects columns by pattern or position, or gives another result on the narrow
+        frame: checked once per input schema, on an empty frame.
+        """
+        key = tuple(marked.schema.items())
+        if self._kept is not None and self._kept[0] == key:
+            return self._kept[1]
+        kept: list[str] | None = None
+        if not any(e.meta.has_multiple_outputs() for e in self.aggs):
+            read = {*self.by, *(r for e in self.aggs for r in e.meta.root_names()), "__t"}
+            cols = [c for c in marked.columns if c in read]
+            if len(cols) == len(read):
+                probe = marked.clear().with_columns(__k=pl.lit(0, pl.Int64))
+                try:
+                    wide = probe.group_by([*self.by, "__k"]).agg(self.aggs).schema
+                    narrow = probe.select(*cols, "__k").group_by([*self.by, "__k"]).agg(self.aggs).schema
+                except pl.exceptions.PolarsError:
+                    wide, narrow = None, None
+                if wide is not None and wide == narrow:
+                    kept = cols
+        self._kept = (key, kept)
+        return kept
 
     def flush(self) -> pl.DataFrame:
         """Close every open window (end of input)."""
