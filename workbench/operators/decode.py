@@ -55,10 +55,11 @@ DEAD_LETTER_SCHEMA = pl.Schema({"node": pl.String, "reason": pl.String, "raw": p
 class RawLines:
     """The raw bytes of a batch with the spans of its non-blank lines.
 
-    Row ``i`` of a batch decoded from ``data`` is line ``i`` here.
+    Row ``i`` of a batch decoded from ``data`` is line ``i`` here; ``first`` and
+    ``last`` hold each line's first and last byte.
     """
 
-    __slots__ = ("data", "ends", "starts")
+    __slots__ = ("data", "ends", "first", "last", "starts")
 
     def __init__(self, data: bytes | bytearray, newlines: np.ndarray | None = None) -> None:
         self.data = data
@@ -66,22 +67,29 @@ class RawLines:
         nl = find_newlines(data) if newlines is None else newlines
         starts = np.concatenate(([0], nl + 1))
         ends = np.concatenate((nl, [len(data)]))
+        # first and last byte of every line, gathered once (the decoder's checks use them)
+        nonempty = ends > starts
+        last = buf[np.maximum(ends - 1, 0)] if len(buf) else np.zeros(len(ends), dtype=np.uint8)
         # strip a trailing CR; blank (whitespace-only) lines are skipped as polars does
-        cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13) if len(buf) else ends > starts
-        ends = ends - cr.astype(ends.dtype)
+        cr = nonempty & (last == 13)
+        if cr.any():
+            ends = ends - cr.astype(ends.dtype)
+            last[cr] = buf[np.maximum(ends[cr] - 1, 0)]
         keep = ends > starts
-        starts, ends = starts[keep], ends[keep]
-        if len(starts) and len(buf):
+        starts, ends, last = starts[keep], ends[keep], last[keep]
+        first = buf[starts] if len(starts) else np.zeros(0, dtype=np.uint8)
+        if len(starts):
             # whitespace-only lines: cheap check on the first byte, exact check on those few
-            first = buf[starts]
             maybe_blank = np.flatnonzero((first == 32) | (first == 9))
             if len(maybe_blank):
                 blank = np.zeros(len(starts), dtype=bool)
                 for i in maybe_blank:
                     blank[i] = not data[starts[i] : ends[i]].strip()
-                starts, ends = starts[~blank], ends[~blank]
+                starts, ends, first, last = starts[~blank], ends[~blank], first[~blank], last[~blank]
         self.starts = starts
         self.ends = ends
+        self.first = first
+        self.last = last
 
     def binary(self) -> pl.Series:
         """The lines as a polars Binary series over the same memory (no copy).
@@ -198,13 +206,18 @@ def decode_ndjson(
     except pl.exceptions.PolarsError:
         frame = None
     if frame is not None and frame.height == len(good):
-        frames.append(frame.with_columns(pl.Series("__line", good, dtype=pl.UInt32)))
+        frames.append(frame.with_columns(_line_numbers(good)))
     elif len(good):
         _decode_lines(raw, good, schema, frames, reasons)
     frame = pl.concat(frames) if frames else _empty_wire(schema)
     if len(frames) > 1:
         frame = frame.sort("__line")
     return _finish(frame, raw, schema, node, reasons)
+
+
+def _line_numbers(idx: np.ndarray) -> pl.Series:
+    """The ``__line`` column: cast in numpy first (polars converts int64 to UInt32 value by value, 60x slower)."""
+    return pl.Series("__line", idx.astype(np.uint32, copy=False))
 
 
 def _empty_wire(schema: Schema) -> pl.DataFrame:
@@ -218,7 +231,6 @@ def _unparseable(raw: RawLines, schema: Schema) -> dict[int, str]:
     object (first and last byte), and ``NaN`` / ``Infinity`` literals (by a ``memchr``
     search, then checked exactly). Anything subtler is caught by bisection.
     """
-    buf = np.frombuffer(raw.data, dtype=np.uint8)
     reasons: dict[int, str] = {}
     sizes = raw.ends - raw.starts
     for big in np.flatnonzero(sizes > schema.max_record_bytes):
@@ -227,8 +239,7 @@ def _unparseable(raw: RawLines, schema: Schema) -> dict[int, str]:
         )
     for line_no, reason in _invalid_utf8_lines(raw).items():
         reasons.setdefault(line_no, reason)
-    first, last = buf[raw.starts], buf[np.maximum(raw.ends - 1, 0)]
-    for k in np.flatnonzero((first != 123) | (last != 125)):  # not '{' … '}'
+    for k in np.flatnonzero((raw.first != 123) | (raw.last != 125)):  # not '{' … '}'
         i = int(k)
         if i in reasons:
             continue
@@ -340,7 +351,7 @@ def _decode_lines(
         _decode_lines(raw, idx[:mid], schema, frames, reasons)
         _decode_lines(raw, idx[mid:], schema, frames, reasons)
         return
-    frames.append(frame.with_columns(pl.Series("__line", idx, dtype=pl.UInt32)))
+    frames.append(frame.with_columns(_line_numbers(idx)))
 
 
 def _polars_reason(exc: Exception) -> str:
