@@ -163,7 +163,8 @@ def validate_frame(
     out_cols = [*cols[:at], pl.col("__ts").cast(TS_DTYPE).alias(schema.time), *cols[at + 1 :]]
     if not broken.any():
         return marked.with_columns(__ts=ts).select(out_cols), dead_letters(node, [], [])
-    good = marked.with_columns(__ts=ts).filter(~broken).select(out_cols)
+    # select, then filter: the copy holds the output columns only (not the text times, nor __line)
+    good = marked.with_columns(__ts=ts).select(out_cols).filter(~broken)
     # rechunk: formatting strings of a filtered read_ndjson frame can panic in polars 2.1
     # ("assertion failed: i < self.len()" in binview); a compacted copy of these few rows cannot
     bad = (
