@@ -32,6 +32,19 @@ def test_newlines_across_blocks():
     assert high_bytes(data).tolist() == np.flatnonzero(np.frombuffer(data, np.uint8) >= 0x80).tolist()
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 50_000), max_size=20), st.integers(0, 50_000))
+def test_high_bytes_sparse_across_chunks(at, size):
+    """Few high bytes in a buffer of many chunks, at chunk edges too."""
+    data = bytearray(b"a" * size)
+    for i in [*at, 8191, 8192, 16383]:
+        if i < size:
+            data[i] = 0x80 + i % 128
+    want = [i for i, b in enumerate(data) if b >= 0x80]
+    assert high_bytes(data).tolist() == want
+    assert high_bytes(bytes(data)).tolist() == want
+
+
 values = st.lists(st.one_of(st.none(), st.text(max_size=20)), max_size=40)
 
 

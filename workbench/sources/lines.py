@@ -47,11 +47,27 @@ def newlines(data: bytes | bytearray) -> np.ndarray:
     return _positions(data, np.equal, 10)
 
 
+#: Bytes per chunk of the high-byte search, and the high bit of each byte of a word.
+_CHUNK = 1 << 13
+_HIGH = np.uint64(0x8080808080808080)
+
+
 def high_bytes(data: bytes | bytearray) -> np.ndarray:
-    """Positions of every byte >= 0x80 (none when ``data`` is ASCII: a fast check first)."""
+    """Positions of every byte >= 0x80 (none when ``data`` is ASCII: a fast check first).
+
+    Such bytes are rare in JSON, so whole chunks are ruled out at once — an OR over
+    their 64-bit words has no high bit set — and only the few others are searched
+    byte by byte.
+    """
     if data.isascii():
         return np.empty(0, dtype=np.int64)
-    return _positions(data, np.greater_equal, 0x80)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    whole = len(buf) // _CHUNK * _CHUNK
+    words = buf[:whole].view(np.uint64).reshape(-1, _CHUNK // 8)
+    hit = np.flatnonzero(np.bitwise_or.reduce(words, axis=1) & _HIGH)
+    found = np.flatnonzero(buf[:whole].reshape(-1, _CHUNK)[hit] >= 0x80)
+    tail = np.flatnonzero(buf[whole:] >= 0x80)
+    return np.concatenate((hit[found // _CHUNK] * _CHUNK + found % _CHUNK, tail + whole))
 
 
 def occurrences(data: bytes | bytearray, token: bytes, *, limit: int) -> np.ndarray | None:
