@@ -320,13 +320,20 @@ def _finish(frame: pl.DataFrame, raw: RawLines, schema: Schema, node: str, reaso
 
 
 def _without(raw: RawLines, bad: list[int]) -> bytes:
-    """The batch minus lines ``bad`` (sorted), in one copy: the runs between them joined."""
-    parts, at = [], 0
-    for i in bad:
-        parts.append(raw.data[at : int(raw.starts[i])])
-        at = int(raw.ends[i])
-    parts.append(raw.data[at:])
-    return b"\n".join(parts)
+    """The batch minus lines ``bad`` (sorted), in one copy: the runs between them joined.
+
+    The runs are memoryviews: slicing the ``bytearray`` itself would copy each first.
+    """
+    with memoryview(raw.data) as view:
+        parts, at = [], 0
+        for i in bad:
+            parts.append(view[at : int(raw.starts[i])])
+            at = int(raw.ends[i])
+        parts.append(view[at:])
+        joined = b"\n".join(parts)
+        for part in parts:
+            part.release()
+    return joined
 
 
 def _decode_lines(
