@@ -162,7 +162,10 @@ def test_detect_command_scores_a_csv_online(tmp_path, capsys):
     out = (tmp_path / "out.csv").read_text().splitlines()
     assert out[0] == "timestamp,value,other,anomaly_score,is_anomaly" and len(out) == 701
     flagged = [i for i, line in enumerate(out[1:]) if line.endswith(",true")]
-    assert flagged[0] == 650 and flagged[-1] <= 653  # the default detector: the spike (and its echo)
+    # the default detector (contextual) flags the spike; a context memory still learning may
+    # raise an alarm in its first few hundred rows, never later
+    assert 650 in flagged and all(i < 300 or 650 <= i <= 653 for i in flagged)
+    assert max(range(700), key=lambda i: float(out[i + 1].split(",")[3])) == 650
 
     assert main(["detect", str(tmp_path / "in.csv"), "--time-column", "ts", "--out", str(tmp_path / "x.csv")]) == 2
     assert "no time column 'ts'" in capsys.readouterr().err

@@ -43,18 +43,21 @@ def test_worked_by_hand_early_late_and_false_positives():
         s[list(rows)] = 1.0
         return score_file(s, windows, threshold=0.5, profile=STD, probation=15).raw
 
+    # a true positive is rescaled so the window's first row is worth exactly 1 (NAB divides by σ at -1)
+    top = _sig(-1.0)
+    assert raw(40) == pytest.approx(1.0)
     # middle of the window: p = -(49 - 45 + 1) / 10 = -0.5
-    assert raw(45) == pytest.approx(_sig(-0.5)) == pytest.approx(0.8483, abs=1e-4)
+    assert raw(45) == pytest.approx(_sig(-0.5) / top) == pytest.approx(0.8598, abs=1e-4)
     # last row of the window: p = -0.1, worth little
-    assert raw(49) == pytest.approx(0.2449, abs=1e-4)
+    assert raw(49) == pytest.approx(0.2482, abs=1e-4)
     # only the earliest detection of a window counts
-    assert raw(45, 41, 48) == pytest.approx(_sig(-0.9))
+    assert raw(45, 41, 48) == pytest.approx(_sig(-0.9) / top)
     # a false positive before any window costs -1 x 0.11, and the window is missed (-1)
     assert raw(20) == pytest.approx(-0.11 - 1.0)
     # right after the window: p = 1 / 9, a mild penalty; three widths on: -0.11
-    assert raw(40, 50) == pytest.approx(_sig(-1.0) + 0.11 * _sig(1 / 9))
+    assert raw(40, 50) == pytest.approx(1.0 + 0.11 * _sig(1 / 9))
     assert 0.11 * _sig(1 / 9) == pytest.approx(-0.0298, abs=1e-4)
-    assert raw(40, 90) == pytest.approx(_sig(-1.0) - 0.11)
+    assert raw(40, 90) == pytest.approx(1.0 - 0.11)
     # probationary rows are not scored
     assert raw(5) == pytest.approx(-1.0)
 

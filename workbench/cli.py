@@ -120,6 +120,8 @@ def _bench_models(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
     return 0 if report["all_detected"] else 1
+
+
 def _alerts(args: argparse.Namespace) -> int:
     from workbench.alerts import commands
 
@@ -158,9 +160,7 @@ def _bench_alerts(args: argparse.Namespace) -> int:
 def _detect(args: argparse.Namespace) -> int:
     from workbench.models.detect import DEFAULT_DETECTOR, detect_file
 
-    result = detect_file(
-        args.input, args.out, time_column=args.time_column, detector=args.detector or DEFAULT_DETECTOR
-    )
+    result = detect_file(args.input, args.out, time_column=args.time_column, detector=args.detector or DEFAULT_DETECTOR)
     flagged = int(result["is_anomaly"].sum())
     print(f"{result.height:,} rows scored, {flagged:,} anomalies → {args.out}")
     return 0
@@ -203,6 +203,8 @@ def _schedule(args: argparse.Namespace) -> int:
     from workbench.schedule.cli import schedule_command
 
     return schedule_command(args)
+
+
 def _run(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -338,7 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     bc.set_defaults(func=_bench_connectors)
 
     rs = sub.add_parser("run", help="run a live source URL into windows, the lake and PostgreSQL (resumes)")
-    rs.add_argument("--source", required=True, help="mqtt://…, redis://…, nats://…, kafka://…, http(s)://…, prometheus://…")
+    rs.add_argument(
+        "--source", required=True, help="mqtt://…, redis://…, nats://…, kafka://…, http(s)://…, prometheus://…"
+    )
     rs.add_argument("--out", required=True, help="folder for checkpoint/ and lake/ (resumes from it)")
     rs.add_argument("--schema", default="server_metrics")
     rs.add_argument("--window", default="10s")
@@ -371,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--address", default="localhost")
     v.add_argument("--allow-origin", default=None, help="extra websocket origin (host:port)")
     v.add_argument("--show", action="store_true", help="open a browser")
-    v.add_argument("--source", help="live source URL instead of the simulator, e.g. prometheus://127.0.0.1:9100/metrics")
+    v.add_argument(
+        "--source", help="live source URL instead of the simulator, e.g. prometheus://127.0.0.1:9100/metrics"
+    )
     v.add_argument("panel_args", nargs=argparse.REMAINDER, help="passed on to panel serve")
     v.set_defaults(func=_serve)
 

@@ -6,7 +6,8 @@ Anomaly Benchmark" (2015), and the NAB repository's scoring rules:
 - Each labelled anomaly sits in an *anomaly window*. A detection inside a window is a
   true positive; only the earliest detection of a window counts, weighted by a scaled
   sigmoid of its position: ``2·σ(−5·p) − 1`` with ``p`` from −1 (the window's first
-  row) to 0 (its last), so an early detection scores ≈ 0.987 and one at the end ≈ 0.
+  row) to 0 (its last), divided by its value at −1 (as NAB's sweeper does), so a
+  detection on a window's first row scores 1 and one at the end ≈ 0.
 - A detection outside every window is a false positive: ``−1`` before the first window,
   otherwise the same sigmoid of its distance after the preceding window,
   ``p = (i − end) / (width − 1)`` (−1 from three window widths on).
@@ -18,13 +19,17 @@ Anomaly Benchmark" (2015), and the NAB repository's scoring rules:
   total is normalised so the null detector (never fires) scores 0 and the perfect
   detector (fires on each window's first row) scores 100.
 
+The scorer reproduces NAB's published numbers: an implementation of CAD-OSE's
+algorithm given the file's range as NAB does scores 69.98 / 67.09 / 73.16 here against
+the published 69.9 / 67.0 / 73.2 (docs/BENCHMARKS.md).
+
 Examples
 --------
 >>> import numpy as np
 >>> windows = [(40, 49)]  # rows 40..49 of a 100-row file
 >>> perfect = np.zeros(100); perfect[40] = 1.0
->>> score_file(perfect, windows, threshold=0.5, profile=PROFILES["standard"]).raw  # doctest: +ELLIPSIS
-0.9866...
+>>> score_file(perfect, windows, threshold=0.5, profile=PROFILES["standard"]).raw
+1.0
 >>> score_file(np.zeros(100), windows, threshold=0.5, profile=PROFILES["standard"]).raw
 -1.0
 """
@@ -74,15 +79,22 @@ def probation_rows(n: int, share: float = 0.15) -> int:
     return int(min(math.floor(share * n), share * 5000))
 
 
+#: a detection on a window's first row, the most a true positive can score before NAB rescales it to 1
+MAX_TP = 2.0 / (1.0 + math.exp(-5.0)) - 1.0
+
+
 def _row_weights(n: int, windows: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: the window it lies in (or −1), and its unweighted score if detected."""
+    """Per row: the window it lies in (or −1), and its unweighted score if detected.
+
+    A true positive's sigmoid is divided by ``MAX_TP``.
+    """
     window_of = np.full(n, -1, dtype=np.int64)
     unweighted = np.full(n, -1.0)  # before any window
     idx = np.arange(n)
     for k, (a, b) in enumerate(windows):
         width = b - a + 1
         window_of[a : b + 1] = k
-        unweighted[a : b + 1] = scaled_sigmoid(-(b - idx[a : b + 1] + 1) / width)
+        unweighted[a : b + 1] = scaled_sigmoid(-(b - idx[a : b + 1] + 1) / width) / MAX_TP
         nxt = windows[k + 1][0] if k + 1 < len(windows) else n
         after = idx[b + 1 : nxt]
         if len(after):
@@ -177,6 +189,6 @@ def corpus_score(files: list[dict[str, Any]], profile: Profile) -> dict[str, flo
     """
     threshold, total = _sweep(files, profile)
     null = -profile.fn * sum(len(f["windows"]) for f in files)
-    perfect = sum(profile.tp * scaled_sigmoid(-1.0) * len(f["windows"]) for f in files)
+    perfect = sum(profile.tp * len(f["windows"]) for f in files)
     score = 100.0 * (total - null) / (perfect - null) if perfect != null else 0.0
     return {"threshold": float(threshold), "raw": float(total), "score": round(float(score), 4)}

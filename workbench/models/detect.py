@@ -23,6 +23,7 @@ from pathlib import Path
 import polars as pl
 
 from workbench.errors import ConfigError
+from workbench.models.context import ContextDetector
 from workbench.models.detectors import Detector, RobustZScore
 from workbench.models.ensemble import Ensemble
 from workbench.models.forecast import HoltWintersResidual, SnarimaxResidual
@@ -37,12 +38,20 @@ DETECTORS: dict[str, Callable[[], Detector]] = {
     "holt_winters": HoltWintersResidual,
     "hst": ScaledHalfSpaceTrees,
     "ensemble": Ensemble,
+    "context": ContextDetector,
 }
 #: each detector's own threshold: its standard-profile optimum over the whole NAB
 #: corpus (``workbench nab --detector NAME`` prints it; docs/BENCHMARKS.md)
-THRESHOLDS = {"robust_z": 0.75, "snarimax": 0.6919, "holt_winters": 0.7445, "hst": 0.5345, "ensemble": 0.7550}
+THRESHOLDS = {
+    "robust_z": 0.75,
+    "snarimax": 0.6919,
+    "holt_winters": 0.7445,
+    "hst": 0.5345,
+    "ensemble": 0.7550,
+    "context": 0.7673,
+}
 #: Workbench's default: the catalogue's best on NAB (docs/BENCHMARKS.md)
-DEFAULT_DETECTOR = "snarimax"
+DEFAULT_DETECTOR = "context"
 
 
 def detect_file(
