@@ -258,7 +258,7 @@ class ContextDetector(Detector):
         max_active: int = 15,
         history: int = 2000,
         max_contexts: int = 200_000,
-        warm_up: int = 150,
+        warm_up: int = 50,
         margin: float = 0.0,
         value_range: tuple[float, float] | None = None,
     ) -> None:
