@@ -11,6 +11,7 @@ $(UV):
 
 env: $(UV)
 	$(UV) sync --locked
+	@$(UV) run python -c "from workbench import native; print('NDJSON decoder:', native.status())"
 
 # Debian's chromium drives the UI tests (Playwright uses it; it never downloads a browser)
 browser:

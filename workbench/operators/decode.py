@@ -41,6 +41,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from workbench import native
 from workbench.operators.strings import first_byte_in
 from workbench.schema import Schema
 from workbench.sources.lines import high_bytes, occurrences
@@ -194,6 +195,9 @@ def decode_ndjson(
     n = len(raw)
     if n == 0:
         return Decoded(_empty_wire(schema), dead_letters(node, [], []), 0, raw)
+    fast = native.parse_ndjson(raw.data, raw.starts, raw.ends, schema)
+    if fast is not None:
+        return _decode_rest(raw, schema, node, *fast)
     reasons = _unparseable(raw, schema)
     if reasons:
         data = _without(raw, sorted(reasons))
@@ -213,6 +217,52 @@ def decode_ndjson(
     if len(frames) > 1:
         frame = frame.sort("__line")
     return _finish(frame, raw, schema, node, reasons)
+
+
+def _decode_rest(raw: RawLines, schema: Schema, node: str, taken: np.ndarray, frame: pl.DataFrame) -> Decoded:
+    """Finish a batch whose simple lines the native decoder took: the rest as before.
+
+    The rest are the lines it flagged — typically under 1 % — each checked in Python
+    for what the bulk checks of :func:`_unparseable` look for, then decoded by polars
+    and type-checked exactly. The native rows need no type check: it takes a value only
+    when its JSON type is the field's.
+    """
+    frame = frame.with_columns(_line_numbers(np.flatnonzero(taken)))
+    rest = np.flatnonzero(~taken)
+    reasons: dict[int, str] = {}
+    if len(rest):
+        for i in rest.tolist():
+            why = _line_unparseable(raw.line(i), schema)
+            if why is not None:
+                reasons[i] = why
+        good = np.array([i for i in rest.tolist() if i not in reasons], dtype=np.int64)
+        frames: list[pl.DataFrame] = []
+        _decode_lines(raw, good, schema, frames, reasons)
+        if frames:
+            slow = pl.concat(frames).sort("__line") if len(frames) > 1 else frames[0]
+            found = _wrong_types(slow, raw, schema)
+            if found:
+                reasons.update(found)
+                slow = _drop_lines(slow, found)
+            if slow.height:  # few rows, merged in line order
+                frame = pl.concat([frame, slow]).sort("__line")
+    return _result(frame, raw, node, reasons)
+
+
+def _line_unparseable(line: bytes, schema: Schema) -> str | None:
+    """What :func:`_unparseable` finds, for one line (the same checks, the same order)."""
+    if len(line) > schema.max_record_bytes:
+        return f"record is {len(line):,} bytes; a {schema.name} record is at most {schema.max_record_bytes:,}"
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"invalid UTF-8: byte 0x{line[exc.start]:02x} at position {exc.start}"
+    text = line.strip()
+    if not (text.startswith(b"{") and text.endswith(b"}")):
+        return "broken JSON: the record is not a complete JSON object"
+    if any(token in line for token in _NOT_JSON):
+        return check_record(line, schema)
+    return None
 
 
 def _line_numbers(idx: np.ndarray) -> pl.Series:
@@ -281,7 +331,28 @@ _NOT_A_STRING = r"^(?:-?\d[\d.eE+-]*|true|false|\{.*\}|\[.*\])$"
 
 
 def _finish(frame: pl.DataFrame, raw: RawLines, schema: Schema, node: str, reasons: dict[int, str]) -> Decoded:
-    """Reject rows whose values had the wrong JSON type, and build the result.
+    """Reject rows whose values had the wrong JSON type, and build the result."""
+    found = _wrong_types(frame, raw, schema)
+    if found:
+        reasons = {**reasons, **found}
+        frame = _drop_lines(frame, found)
+    return _result(frame, raw, node, reasons)
+
+
+def _result(frame: pl.DataFrame, raw: RawLines, node: str, reasons: dict[int, str]) -> Decoded:
+    bad = sorted(reasons)
+    return Decoded(frame, dead_letters(node, [reasons[i] for i in bad], raw.lines(bad)), len(raw), raw)
+
+
+def _drop_lines(frame: pl.DataFrame, lines: dict[int, str]) -> pl.DataFrame:
+    at = np.searchsorted(frame["__line"].to_numpy(), sorted(lines))  # __line ascends
+    keep = np.ones(frame.height, dtype=bool)
+    keep[at] = False
+    return frame.filter(pl.Series(keep))
+
+
+def _wrong_types(frame: pl.DataFrame, raw: RawLines, schema: Schema) -> dict[int, str]:
+    """Rows of a polars-decoded frame whose values had the wrong JSON type, with the reason.
 
     The decoder turns a wrong-typed number into null, and reads string fields as
     text, so a JSON ``123`` and ``"123"`` both arrive as ``"123"``. Rows with a null
@@ -290,6 +361,7 @@ def _finish(frame: pl.DataFrame, raw: RawLines, schema: Schema, node: str, reaso
     """
     nums = [f.name for f in schema.fields if f.kind in ("float", "int")]
     strs = [f.name for f in schema.fields if f.kind == "str"]
+    found: dict[int, str] = {}
     if frame.height and (nums or strs):
         # cheap and exact as a pre-filter: a value JSON sent as a number, bool, object or
         # array starts with one of these bytes (read from the string views, no string walked)
@@ -304,19 +376,11 @@ def _finish(frame: pl.DataFrame, raw: RawLines, schema: Schema, node: str, reaso
             few = frame[rows].rechunk()  # a compact copy (see validate_frame)
             exact = [pl.col(c).is_null() for c in nums]
             exact += [pl.col(c).str.contains(_NOT_A_STRING).fill_null(False) for c in strs]
-            found = {}
             for i in few.filter(pl.any_horizontal(exact))["__line"].to_list():
                 reason = check_record(raw.line(i), schema)
                 if reason is not None:
                     found[i] = reason
-            if found:
-                reasons = {**reasons, **found}
-                at = np.searchsorted(frame["__line"].to_numpy(), sorted(found))  # __line ascends
-                keep = np.ones(frame.height, dtype=bool)
-                keep[at] = False
-                frame = frame.filter(pl.Series(keep))
-    bad = sorted(reasons)
-    return Decoded(frame, dead_letters(node, [reasons[i] for i in bad], raw.lines(bad)), len(raw), raw)
+    return found
 
 
 def _without(raw: RawLines, bad: list[int]) -> bytes:

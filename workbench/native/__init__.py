@@ -1,0 +1,257 @@
+"""Native fast paths, compiled from C source on first use and loaded with :mod:`ctypes`.
+
+The only one is the NDJSON fast path (``ndjson.c``, see :func:`parse_ndjson`): it
+takes the common, simple record — a flat object of schema fields with plain ASCII
+strings and numbers of the right type — straight into Arrow columns, and flags every
+other line for the general decoder, which finds the exact reason. It decides what is
+certainly accepted, never what is rejected.
+
+The library is compiled with the system C compiler (``$CC``, else ``cc``) the first
+time it is needed, into this package's folder or, when that is read-only, into
+``$XDG_CACHE_HOME/workbench``; its file name carries a hash of the source and the
+platform, so an edited source or another Python builds afresh. Without a compiler
+the decoder falls back on polars alone (correct, slower); ``WORKBENCH_NATIVE=0``
+chooses that on purpose. :func:`status` says which one runs.
+
+Examples
+--------
+>>> import numpy as np
+>>> from workbench.schema import SERVER_METRICS
+>>> data = b'{"event_id":"a","ts":1700000000000,"host":"h1","cpu":1.5}\\n{"event_id":"b","cpu":"1.5"}'
+>>> cut = data.index(b"\\n")
+>>> taken, frame = parse_ndjson(data, np.array([0, cut + 1]), np.array([cut, len(data)]), SERVER_METRICS)
+>>> taken.tolist()  # the second line has a string for a number: left to the general decoder
+[True, False]
+>>> frame.select("event_id", "ts", "cpu", "status").rows()
+[('a', '1700000000000', 1.5, None)]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import logging
+import os
+import subprocess
+import sysconfig
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from workbench.schema import Schema
+
+__all__ = ["available", "disabled", "parse_ndjson", "status"]
+
+log = logging.getLogger(__name__)
+_SOURCE = Path(__file__).with_name("ndjson.c")
+_KINDS = {"str": 0, "float": 1, "int": 2, "ts": 3}
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_why: str | None = None  # why there is no library, once that is known
+_off = 0  # depth of active ``disabled()`` blocks
+
+
+def _target() -> str:
+    digest = hashlib.sha256(_SOURCE.read_bytes() + sysconfig.get_platform().encode()).hexdigest()[:12]
+    return f"_wbndjson-{digest}.so"
+
+
+def _build(dest: Path) -> None:
+    cc = os.environ.get("CC") or "cc"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=dest.parent)
+    os.close(fd)
+    try:
+        cmd = [*cc.split(), "-O2", "-shared", "-fPIC", "-std=c11", "-o", tmp, str(_SOURCE), "-lm"]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise OSError(f"{' '.join(cmd)} failed: {result.stderr.strip()[:500]}")
+        os.replace(tmp, dest)  # atomic: a concurrent build leaves one complete file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _candidates() -> list[Path]:
+    name = _target()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "workbench"
+    return [_SOURCE.parent / name, cache / name]
+
+
+def _load() -> ctypes.CDLL | None:
+    global _lib, _why
+    if _lib is not None or _why is not None:
+        return _lib
+    with _lock:
+        if _lib is not None or _why is not None:
+            return _lib
+        if os.environ.get("WORKBENCH_NATIVE", "1") == "0":
+            _why = "disabled by WORKBENCH_NATIVE=0"
+            return None
+        errors = []
+        for path in _candidates():
+            try:
+                if not path.exists():
+                    _build(path)
+                lib = ctypes.CDLL(str(path))  # CDLL: the GIL is released during calls
+                break
+            except (OSError, subprocess.SubprocessError) as exc:
+                errors.append(f"{path}: {exc}")
+        else:
+            _why = "no C compiler could build it: " + "; ".join(errors)
+            log.warning("native NDJSON decoder unavailable, decoding with polars alone (%s)", _why)
+            return None
+        lib.wb_parse_ndjson.restype = ctypes.c_int64
+        vp, i32, i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
+        # buf, starts, ends, n, nfields, names, name_lens, kinds, max_record, status, values, valid, data, used
+        lib.wb_parse_ndjson.argtypes = [vp, vp, vp, i64, i32, vp, vp, vp, i64, vp, vp, vp, vp, vp]
+        _lib = lib
+        return lib
+
+
+def available() -> bool:
+    """Whether the native NDJSON decoder is in use (building it if need be)."""
+    return not _off and _load() is not None
+
+
+def status() -> str:
+    """``"native"``, or ``"polars (…why…)"`` when the fast path is not in use."""
+    if _off:
+        return "polars (native decoder disabled in this block)"
+    return "native" if available() else f"polars ({_why})"
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Decode with polars alone inside this block (the reference the fast path is checked against).
+
+    Process-wide, for tests and benchmarks: batches decoding on other threads meanwhile
+    take the polars path too.
+    """
+    global _off
+    with _lock:
+        _off += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _off -= 1
+
+
+class _Spec:
+    """A schema's fields in the form the C code reads, built once per schema."""
+
+    def __init__(self, schema: Schema) -> None:
+        self.fields = [f for f in schema.fields]
+        self.names = [f.name.encode() for f in self.fields]
+        self.c_names = (ctypes.c_char_p * len(self.names))(*self.names)
+        self.lens = np.array([len(n) for n in self.names], dtype=np.int32)
+        self.kinds = np.array([_KINDS[f.kind] for f in self.fields], dtype=np.int32)
+        self.max_record = schema.max_record_bytes
+        self.wire = schema.wire_schema
+
+
+_specs: dict[int, tuple[Schema, _Spec]] = {}
+
+
+def _spec(schema: Schema) -> _Spec | None:
+    hit = _specs.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    if not 0 < len(schema.fields) <= 64 or any(f.kind not in _KINDS for f in schema.fields):
+        return None
+    spec = _Spec(schema)
+    if len(_specs) > 64:  # bounded: schemas are few, but ids may be reused
+        _specs.clear()
+    _specs[id(schema)] = (schema, spec)
+    return spec
+
+
+def _ptr(a: np.ndarray) -> int:
+    return a.ctypes.data
+
+
+def parse_ndjson(
+    data: bytes | bytearray, starts: np.ndarray, ends: np.ndarray, schema: Schema
+) -> tuple[np.ndarray, pl.DataFrame] | None:
+    """Decode the simple lines of a batch; ``None`` when the fast path is unavailable.
+
+    Parameters
+    ----------
+    data
+        The batch's bytes.
+    starts, ends
+        Each line's span in ``data`` (int64; a trailing CR already excluded).
+    schema
+        The event schema; the frame has its wire types.
+
+    Returns
+    -------
+    (taken, frame)
+        ``taken``: for each line, whether it was decoded here; ``frame``: one row per
+        taken line, in line order, equal to what ``pl.read_ndjson`` gives for it.
+        The other lines are left to the general decoder.
+    """
+    lib = None if _off else _load()
+    spec = _spec(schema) if lib is not None else None
+    if lib is None or spec is None:
+        return None
+    n = len(starts)
+    starts = np.ascontiguousarray(starts, dtype=np.int64)
+    ends = np.ascontiguousarray(ends, dtype=np.int64)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    status = np.empty(n, dtype=np.uint8)
+    nf = len(spec.fields)
+    values: list[np.ndarray] = []
+    valid: list[np.ndarray] = []
+    strdata: list[np.ndarray] = []
+    for f in spec.fields:
+        if f.kind in ("str", "ts"):
+            values.append(np.empty((n, 16), dtype=np.uint8))
+            strdata.append(np.empty(len(buf) + 1, dtype=np.uint8))  # untouched pages cost no memory
+        else:
+            values.append(np.empty(n, dtype=np.float64 if f.kind == "float" else np.int64))
+            strdata.append(np.empty(1, dtype=np.uint8))
+        valid.append(np.empty(max(n, 1), dtype=np.uint8))
+    used = np.zeros(nf, dtype=np.int64)
+    ptrs = (ctypes.c_void_p * nf)
+    rows = lib.wb_parse_ndjson(
+        _ptr(buf) if len(buf) else None,
+        _ptr(starts),
+        _ptr(ends),
+        n,
+        nf,
+        spec.c_names,
+        _ptr(spec.lens),
+        _ptr(spec.kinds),
+        spec.max_record,
+        _ptr(status),
+        ptrs(*[_ptr(v) for v in values]),
+        ptrs(*[_ptr(v) for v in valid]),
+        ptrs(*[_ptr(d) for d in strdata]),
+        _ptr(used),
+    )
+    if rows < 0:
+        raise RuntimeError("native NDJSON decoder refused the call")
+    columns = {}
+    for k, f in enumerate(spec.fields):
+        ok = valid[k][:rows].view(bool)
+        nulls = rows - int(np.count_nonzero(ok))
+        bitmap = pa.py_buffer(np.packbits(ok, bitorder="little")) if nulls else None
+        if f.kind in ("str", "ts"):
+            body = pa.py_buffer(strdata[k][: used[k]].copy())
+            arr = pa.Array.from_buffers(
+                pa.string_view(), rows, [bitmap, pa.py_buffer(values[k][:rows]), body], null_count=nulls
+            )
+        else:
+            typ = pa.float64() if f.kind == "float" else pa.int64()
+            arr = pa.Array.from_buffers(typ, rows, [bitmap, pa.py_buffer(values[k][:rows])], null_count=nulls)
+        columns[f.name] = pl.from_arrow(arr)
+    frame = pl.DataFrame(columns).cast(spec.wire)  # type: ignore[arg-type]
+    return status == 0, frame
