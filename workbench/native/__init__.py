@@ -37,6 +37,7 @@ import subprocess
 import sysconfig
 import tempfile
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -173,6 +174,53 @@ def _spec(schema: Schema) -> _Spec | None:
     return spec
 
 
+class _Pool:
+    """Output memory reused from batch to batch.
+
+    Fresh memory costs a page fault per 4 kB on first touch — on a virtual machine
+    as much as the decoding itself — so the decoder's output buffers come from blocks
+    that earlier batches used. A block lent to a column comes back when the last
+    reference to that column's memory goes; at most ``keep`` free blocks of each size
+    are kept, the rest are freed.
+    """
+
+    def __init__(self, keep: int = 32) -> None:
+        self._free: dict[int, list[np.ndarray]] = {}
+        self._keep = keep
+
+    def take(self, nbytes: int) -> np.ndarray:
+        """A block of at least ``nbytes`` bytes (sizes are powers of two, at least 64 kB)."""
+        size = max(1 << 16, 1 << max(nbytes - 1, 0).bit_length())
+        free = self._free.get(size)
+        if free:
+            with contextlib.suppress(IndexError):  # another thread took the last one
+                return free.pop()
+        return np.empty(size, dtype=np.uint8)
+
+    def give(self, block: np.ndarray) -> None:
+        """Return a block nothing refers to any more."""
+        free = self._free.setdefault(len(block), [])
+        if len(free) < self._keep:
+            free.append(block)
+
+    def lend(self, block: np.ndarray, nbytes: int) -> np.ndarray:
+        """``block[:nbytes]``; the block comes back when that view is gone.
+
+        The view handed out must be the object that its users hold on to (numpy
+        slices of it refer to ``block``, not to the view).
+        """
+        view = block[:nbytes]
+        weakref.finalize(view, self.give, block).atexit = False
+        return view
+
+    def free_bytes(self) -> int:
+        """Bytes held in free blocks."""
+        return sum(len(b) for blocks in list(self._free.values()) for b in list(blocks))
+
+
+_POOL = _Pool()
+
+
 def _ptr(a: np.ndarray) -> int:
     return a.ctypes.data
 
@@ -206,21 +254,13 @@ def parse_ndjson(
     starts = np.ascontiguousarray(starts, dtype=np.int64)
     ends = np.ascontiguousarray(ends, dtype=np.int64)
     buf = np.frombuffer(data, dtype=np.uint8)
-    status = np.empty(n, dtype=np.uint8)
     nf = len(spec.fields)
-    values: list[np.ndarray] = []
-    valid: list[np.ndarray] = []
-    strdata: list[np.ndarray] = []
-    for f in spec.fields:
-        if f.kind in ("str", "ts"):
-            values.append(np.empty((n, 16), dtype=np.uint8))
-            strdata.append(np.empty(len(buf) + 1, dtype=np.uint8))  # untouched pages cost no memory
-        else:
-            values.append(np.empty(n, dtype=np.float64 if f.kind == "float" else np.int64))
-            strdata.append(np.empty(1, dtype=np.uint8))
-        valid.append(np.empty(max(n, 1), dtype=np.uint8))
+    status = _POOL.take(n)
+    valid = [_POOL.take(n) for _ in spec.fields]
+    values = [_POOL.take(n * (16 if f.kind in ("str", "ts") else 8)) for f in spec.fields]
+    strdata = [_POOL.take(len(buf) + 1) if f.kind in ("str", "ts") else None for f in spec.fields]
     used = np.zeros(nf, dtype=np.int64)
-    ptrs = (ctypes.c_void_p * nf)
+    ptrs = ctypes.c_void_p * nf
     rows = lib.wb_parse_ndjson(
         _ptr(buf) if len(buf) else None,
         _ptr(starts),
@@ -234,24 +274,32 @@ def parse_ndjson(
         _ptr(status),
         ptrs(*[_ptr(v) for v in values]),
         ptrs(*[_ptr(v) for v in valid]),
-        ptrs(*[_ptr(d) for d in strdata]),
+        ptrs(*[None if d is None else _ptr(d) for d in strdata]),
         _ptr(used),
     )
     if rows < 0:
         raise RuntimeError("native NDJSON decoder refused the call")
+    taken = status[:n] == 0
+    _POOL.give(status)
     columns = {}
     for k, f in enumerate(spec.fields):
         ok = valid[k][:rows].view(bool)
         nulls = rows - int(np.count_nonzero(ok))
         bitmap = pa.py_buffer(np.packbits(ok, bitorder="little")) if nulls else None
-        if f.kind in ("str", "ts"):
-            body = pa.py_buffer(strdata[k][: used[k]].copy())
-            arr = pa.Array.from_buffers(
-                pa.string_view(), rows, [bitmap, pa.py_buffer(values[k][:rows]), body], null_count=nulls
-            )
+        _POOL.give(valid[k])
+        block = strdata[k]
+        if block is not None:
+            if used[k]:
+                body = pa.py_buffer(_POOL.lend(block, int(used[k])))
+            else:  # every value inline in its view
+                body = pa.py_buffer(b"")
+                _POOL.give(block)
+            views = pa.py_buffer(_POOL.lend(values[k], rows * 16))
+            arr = pa.Array.from_buffers(pa.string_view(), rows, [bitmap, views, body], null_count=nulls)
         else:
             typ = pa.float64() if f.kind == "float" else pa.int64()
-            arr = pa.Array.from_buffers(typ, rows, [bitmap, pa.py_buffer(values[k][:rows])], null_count=nulls)
+            body = pa.py_buffer(_POOL.lend(values[k], rows * 8))
+            arr = pa.Array.from_buffers(typ, rows, [bitmap, body], null_count=nulls)
         columns[f.name] = pl.from_arrow(arr)
     frame = pl.DataFrame(columns).cast(spec.wire)  # type: ignore[arg-type]
-    return status == 0, frame
+    return taken, frame

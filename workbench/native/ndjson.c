@@ -43,8 +43,26 @@ static inline const uint8_t *skip_ws(const uint8_t *p, const uint8_t *e) {
     return p;
 }
 
-/* A string body: printable ASCII without backslash. Returns the closing quote or NULL. */
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* A string body: printable ASCII without backslash. Returns the closing quote or NULL.
+ * Eight bytes at a time: a word with no quote, backslash, control or non-ASCII byte is
+ * skipped whole (the bit tricks are exact for the first such byte, which the byte loop
+ * then judges). */
 static inline const uint8_t *scan_string(const uint8_t *p, const uint8_t *e) {
+    while (e - p >= 8) {
+        uint64_t w, q, b;
+        memcpy(&w, p, 8);
+        q = w ^ (ONES * '"');
+        b = w ^ (ONES * '\\');
+        uint64_t hit = (((q - ONES) & ~q) | ((b - ONES) & ~b) | ((w - ONES * 0x20) & ~w) | w) & HIGHS;
+        if (hit) {
+            p += __builtin_ctzll(hit) >> 3;
+            break;
+        }
+        p += 8;
+    }
     while (p < e) {
         uint8_t c = *p;
         if (c == '"') return p;
@@ -52,6 +70,14 @@ static inline const uint8_t *scan_string(const uint8_t *p, const uint8_t *e) {
         p++;
     }
     return NULL;
+}
+
+/* Whether the key at p is name followed by its closing quote. */
+static inline int is_key(const uint8_t *p, const uint8_t *e, const char *name, int32_t len) {
+    if (e - p <= len || p[len] != '"') return 0;
+    for (int32_t k = 0; k < len; k++)
+        if (p[k] != (uint8_t)name[k]) return 0;
+    return 1;
 }
 
 static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
@@ -98,20 +124,42 @@ static inline int fast_double(const uint8_t *s, const uint8_t *e, double *out) {
     return 1;
 }
 
-static inline void put_view(uint8_t *view, const uint8_t *s, int64_t len, uint8_t *data, int64_t *used) {
-    memset(view, 0, 16);
-    int32_t n = (int32_t)len;
-    memcpy(view, &n, 4);
+/* An Arrow string view: length, then the bytes inline (up to 12) or a 4-byte prefix,
+ * buffer 0 and the offset of the bytes copied into data. `limit` is where the input
+ * ends: short strings are read as whole words when that stays inside it. */
+static inline void put_view(uint8_t *view, const uint8_t *s, int64_t len, const uint8_t *limit, uint8_t *data,
+                            int64_t *used) {
+    uint64_t lo, hi;
     if (len <= 12) {
-        memcpy(view + 4, s, (size_t)len);
+        uint64_t w = 0;
+        uint32_t w2 = 0;
+        if (limit - s >= 12) {
+            memcpy(&w, s, 8);
+            memcpy(&w2, s + 8, 4);
+            if (len < 8) {
+                w &= len ? ~0ULL >> (64 - 8 * len) : 0;
+                w2 = 0;
+            } else {
+                w2 &= len > 8 ? ~0U >> (32 - 8 * (len - 8)) : 0;
+            }
+        } else {
+            uint8_t tmp[12] = {0};
+            memcpy(tmp, s, (size_t)len);
+            memcpy(&w, tmp, 8);
+            memcpy(&w2, tmp + 8, 4);
+        }
+        lo = (uint64_t)len | (w << 32);
+        hi = (w >> 32) | ((uint64_t)w2 << 32);
     } else {
-        int32_t buffer = 0, offset = (int32_t)*used;
-        memcpy(view + 4, s, 4);
-        memcpy(view + 8, &buffer, 4);
-        memcpy(view + 12, &offset, 4);
+        uint32_t prefix;
+        memcpy(&prefix, s, 4);
+        lo = (uint64_t)len | ((uint64_t)prefix << 32);
+        hi = (uint64_t)(uint32_t)*used << 32; /* buffer 0, then the offset */
         memcpy(data + *used, s, (size_t)len);
         *used += len;
     }
+    memcpy(view, &lo, 8);
+    memcpy(view + 8, &hi, 8);
 }
 
 /*
@@ -127,6 +175,7 @@ int64_t wb_parse_ndjson(const uint8_t *buf, const int64_t *starts, const int64_t
     if (!c_locale) c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
     if (!c_locale) return -1;
     int64_t row = 0;
+    const uint8_t *limit = n ? buf + ends[n - 1] : buf;
     int64_t at[MAX_FIELDS], saved[MAX_FIELDS]; /* bytes used in each data buffer */
     for (int f = 0; f < nfields; f++) at[f] = used[f];
     char number[MAX_NUMBER + 1];
@@ -135,10 +184,7 @@ int64_t wb_parse_ndjson(const uint8_t *buf, const int64_t *starts, const int64_t
         const uint8_t *p = buf + starts[i], *e = buf + ends[i];
         status[i] = 1;
         if (e - p > max_record || e - p < 2 || *p != '{' || e[-1] != '}') continue;
-        for (int f = 0; f < nfields; f++) {
-            saved[f] = at[f];
-            valid[f][row] = 0;
-        }
+        memcpy(saved, at, sizeof(int64_t) * (size_t)nfields);
         uint64_t seen = 0;
         int ok = 0, guess = 0;
         p = skip_ws(p + 1, e);
@@ -147,16 +193,19 @@ int64_t wb_parse_ndjson(const uint8_t *buf, const int64_t *starts, const int64_t
             ok = 1;
         }
         while (!ok) {
-            /* key */
+            /* key: usually the field after the previous one, checked in place */
             if (p >= e || *p != '"') break;
-            const uint8_t *ks = p + 1, *kq = scan_string(ks, e);
-            if (!kq) break;
-            int64_t klen = kq - ks;
-            /* keys usually come in the same order on every line: try the next one first */
+            const uint8_t *ks = p + 1, *kq;
             int f = guess;
-            if (!(f < nfields && name_lens[f] == klen && memcmp(names[f], ks, (size_t)klen) == 0))
+            if (f < nfields && is_key(ks, e, names[f], name_lens[f])) {
+                kq = ks + name_lens[f];
+            } else {
+                kq = scan_string(ks, e);
+                if (!kq) break;
+                int64_t klen = kq - ks;
                 for (f = 0; f < nfields; f++)
                     if (name_lens[f] == klen && memcmp(names[f], ks, (size_t)klen) == 0) break;
+            }
             guess = f + 1;
             if (f == nfields || (seen >> f) & 1) break; /* unknown or repeated key */
             seen |= (uint64_t)1 << f;
@@ -170,7 +219,7 @@ int64_t wb_parse_ndjson(const uint8_t *buf, const int64_t *starts, const int64_t
                 if (kind != K_STR && kind != K_TS) break;
                 const uint8_t *s = p + 1, *q = scan_string(s, e);
                 if (!q) break;
-                put_view((uint8_t *)values[f] + 16 * row, s, q - s, data[f], &at[f]);
+                put_view((uint8_t *)values[f] + 16 * row, s, q - s, limit, data[f], &at[f]);
                 valid[f][row] = 1;
                 p = q + 1;
             } else if (c == '-' || (c >= '0' && c <= '9')) {
@@ -227,7 +276,7 @@ int64_t wb_parse_ndjson(const uint8_t *buf, const int64_t *starts, const int64_t
                 } else if (kind == K_TS) {
                     /* kept as text: only a canonical integer reads back as written */
                     if (!integral || digits > 18 || (len == 2 && s[0] == '-' && s[1] == '0')) break;
-                    put_view((uint8_t *)values[f] + 16 * row, s, len, data[f], &at[f]);
+                    put_view((uint8_t *)values[f] + 16 * row, s, len, limit, data[f], &at[f]);
                 } else {
                     break; /* a number where a string belongs */
                 }
@@ -235,6 +284,7 @@ int64_t wb_parse_ndjson(const uint8_t *buf, const int64_t *starts, const int64_t
             } else if (c == 'n') {
                 if (e - p < 4 || memcmp(p, "null", 4) != 0) break;
                 p += 4;
+                valid[f][row] = 0;
             } else {
                 break; /* true, false, an object, an array or garbage */
             }
@@ -255,7 +305,11 @@ int64_t wb_parse_ndjson(const uint8_t *buf, const int64_t *starts, const int64_t
             continue;
         }
         for (int f = 0; f < nfields; f++) {
-            if (valid[f][row]) continue;
+            if ((seen >> f) & 1) {
+                if (valid[f][row]) continue;
+            } else {
+                valid[f][row] = 0; /* absent */
+            }
             if (kinds[f] == K_STR || kinds[f] == K_TS)
                 memset((uint8_t *)values[f] + 16 * row, 0, 16);
             else
