@@ -139,7 +139,7 @@ def value_token(draw) -> str:
 @st.composite
 def record_line(draw, schema) -> bytes:
     names = [f.name for f in schema.fields]
-    keys = draw(st.lists(st.sampled_from([*names, *names, "extra", "Host", 'ho\\u0073t']), max_size=len(names) + 2))
+    keys = draw(st.lists(st.sampled_from([*names, *names, "extra", "Host", "ho\\u0073t"]), max_size=len(names) + 2))
     ws = draw(st.sampled_from(["", " ", "\t", "  "]))
     parts = [f'"{k}"{ws}:{ws}{draw(value_token())}' for k in keys]
     text = "{" + ws + f",{ws}".join(parts) + ws + "}"
@@ -204,3 +204,21 @@ def test_a_native_batch_feeds_the_pipeline_like_a_polars_batch(metric_lines):
     assert_frame_equal(fast[0], ref[0], check_exact=True)
     assert fast[1] == ref[1]
     assert fast[1]["dead_lettered"] == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=80), max_size=60), st.booleans())
+def test_native_newlines_equal_the_numpy_scan(pieces, trailing):
+    from workbench.sources.lines import _positions
+
+    data = b"\n".join(pieces) + (b"\n" if trailing else b"")
+    expect = _positions(data, np.equal, 10)
+    got = native.newlines(data)
+    assert got is not None
+    assert got.dtype == np.int64
+    assert got.tolist() == expect.tolist()
+
+
+def test_native_newlines_in_a_block_of_only_newlines_ask_again_with_room_for_all():
+    data = bytearray(b"\n" * 70_000)  # more lines than the first guess of room
+    assert native.newlines(data).tolist() == list(range(70_000))

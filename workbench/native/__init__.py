@@ -47,7 +47,7 @@ import pyarrow as pa
 
 from workbench.schema import Schema
 
-__all__ = ["available", "disabled", "parse_ndjson", "status"]
+__all__ = ["available", "disabled", "newlines", "parse_ndjson", "status"]
 
 log = logging.getLogger(__name__)
 _SOURCE = Path(__file__).with_name("ndjson.c")
@@ -112,6 +112,8 @@ def _load() -> ctypes.CDLL | None:
         vp, i32, i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
         # buf, starts, ends, n, nfields, names, name_lens, kinds, max_record, status, values, valid, data, used
         lib.wb_parse_ndjson.argtypes = [vp, vp, vp, i64, i32, vp, vp, vp, i64, vp, vp, vp, vp, vp]
+        lib.wb_newlines.restype = ctypes.c_int64
+        lib.wb_newlines.argtypes = [vp, i64, vp, i64]
         _lib = lib
         return lib
 
@@ -223,6 +225,23 @@ _POOL = _Pool()
 
 def _ptr(a: np.ndarray) -> int:
     return a.ctypes.data
+
+
+def newlines(data: bytes | bytearray) -> np.ndarray | None:
+    """Positions (int64, ascending) of every ``\\n`` in ``data`` by ``memchr``; ``None`` without the library."""
+    lib = None if _off else _load()
+    if lib is None:
+        return None
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if not len(buf):
+        return np.empty(0, dtype=np.int64)
+    cap = len(buf) // 64 + 1024  # lines are rarely shorter; if they are, ask again
+    out = np.empty(cap, dtype=np.int64)
+    count = lib.wb_newlines(_ptr(buf), len(buf), _ptr(out), cap)
+    if count > cap:
+        out = np.empty(count, dtype=np.int64)
+        lib.wb_newlines(_ptr(buf), len(buf), _ptr(out), count)
+    return out[:count]
 
 
 def parse_ndjson(

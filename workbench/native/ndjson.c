@@ -321,3 +321,21 @@ int64_t wb_parse_ndjson(const uint8_t *buf, const int64_t *starts, const int64_t
     for (int f = 0; f < nfields; f++) used[f] = at[f];
     return row;
 }
+
+/*
+ * Positions of the '\n' bytes of buf[0, n), written to out (capacity `cap`) in
+ * ascending order. Returns how many there are; when that is more than `cap`, only
+ * the first `cap` were written and the caller asks again with room for all.
+ */
+int64_t wb_newlines(const uint8_t *buf, int64_t n, int64_t *out, int64_t cap) {
+    int64_t count = 0;
+    const uint8_t *p = buf, *e = buf + n;
+    while (p < e) {
+        const uint8_t *q = memchr(p, '\n', (size_t)(e - p));
+        if (!q) break;
+        if (count < cap) out[count] = q - buf;
+        count++;
+        p = q + 1;
+    }
+    return count;
+}
