@@ -1,7 +1,13 @@
 """Bulk decoding of NDJSON and tabular input, designed for dirty data.
 
+First, the native fast path (:mod:`workbench.native`, when built) takes every simple
+line — a flat object of schema fields, plain ASCII strings, numbers of the field's
+type — straight into columns, and leaves the others (typically under 1 %) to the
+general path below, line by line. It only decides what is certainly accepted, so both
+paths give the same result.
+
 A typed NDJSON decode in polars fails for the *whole* batch on one broken line, so
-decoding is one pass that never leaves bulk code for clean lines:
+the general path is one pass that never leaves bulk code for clean lines:
 
 1. Lines the parser would choke on are found vectorised — oversize records and
    invalid UTF-8 (by byte class), records that are not a JSON object (first/last
