@@ -222,3 +222,25 @@ def test_native_newlines_equal_the_numpy_scan(pieces, trailing):
 def test_native_newlines_in_a_block_of_only_newlines_ask_again_with_room_for_all():
     data = bytearray(b"\n" * 70_000)  # more lines than the first guess of room
     assert native.newlines(data).tolist() == list(range(70_000))
+
+
+def test_without_a_compiler_decoding_falls_back_on_polars_and_says_why(monkeypatch, tmp_path, caplog, metric_lines):
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setattr(native, "_why", None)
+    monkeypatch.setattr(native, "_candidates", lambda: [tmp_path / "pkg" / "x.so", tmp_path / "cache" / "x.so"])
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    with caplog.at_level("WARNING", logger="workbench.native"):
+        assert not native.available()
+    assert native.status().startswith("polars (no C compiler could build it")
+    assert "decoding with polars alone" in caplog.text
+    out = decode_ndjson(metric_lines(50) + b"{broken\n", SERVER_METRICS)
+    assert (out.frame.height, out.dead.height) == (50, 1)
+
+
+def test_a_build_replaces_the_builds_of_earlier_sources(monkeypatch, tmp_path):
+    stale = tmp_path / "_wbndjson-000000000000.so"
+    stale.write_bytes(b"old")
+    dest = tmp_path / native._target()
+    native._build(dest)
+    assert dest.exists()
+    assert not stale.exists()

@@ -74,6 +74,10 @@ def _build(dest: Path) -> None:
         if result.returncode != 0:
             raise OSError(f"{' '.join(cmd)} failed: {result.stderr.strip()[:500]}")
         os.replace(tmp, dest)  # atomic: a concurrent build leaves one complete file
+        for old in dest.parent.glob("_wbndjson-*.so"):  # builds of earlier sources
+            if old != dest:
+                with contextlib.suppress(OSError):
+                    old.unlink()
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -106,6 +110,11 @@ def _load() -> ctypes.CDLL | None:
                 errors.append(f"{path}: {exc}")
         else:
             _why = "no C compiler could build it: " + "; ".join(errors)
+            log.warning("native NDJSON decoder unavailable, decoding with polars alone (%s)", _why)
+            return None
+        lib.wb_init.restype = ctypes.c_int64
+        if lib.wb_init() != 1:
+            _why = "the native library could not create a C locale"
             log.warning("native NDJSON decoder unavailable, decoding with polars alone (%s)", _why)
             return None
         lib.wb_parse_ndjson.restype = ctypes.c_int64
@@ -267,7 +276,7 @@ def parse_ndjson(
     """
     lib = None if _off else _load()
     spec = _spec(schema) if lib is not None else None
-    if lib is None or spec is None:
+    if lib is None or spec is None or len(data) >= 1 << 31:  # string views hold 32-bit offsets
         return None
     n = len(starts)
     starts = np.ascontiguousarray(starts, dtype=np.int64)

@@ -34,9 +34,17 @@
 enum { K_STR = 0, K_FLOAT = 1, K_INT = 2, K_TS = 3 };
 enum { MAX_FIELDS = 64, MAX_NUMBER = 64 };
 
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the string views are built for a little-endian machine"
+#endif
+
 static locale_t c_locale;
 
-int64_t wb_version(void) { return 1; }
+/* Called once, before any other call, by the loader (under its lock). */
+int64_t wb_init(void) {
+    if (!c_locale) c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+    return c_locale ? 1 : 0;
+}
 
 static inline const uint8_t *skip_ws(const uint8_t *p, const uint8_t *e) {
     while (p < e && (*p == ' ' || *p == '\t')) p++;
@@ -171,9 +179,7 @@ int64_t wb_parse_ndjson(const uint8_t *buf, const int64_t *starts, const int64_t
                         int32_t nfields, const char *const *names, const int32_t *name_lens,
                         const int32_t *kinds, int64_t max_record, uint8_t *status, void *const *values,
                         uint8_t *const *valid, uint8_t *const *data, int64_t *used) {
-    if (nfields <= 0 || nfields > MAX_FIELDS) return -1;
-    if (!c_locale) c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
-    if (!c_locale) return -1;
+    if (nfields <= 0 || nfields > MAX_FIELDS || !c_locale) return -1;
     int64_t row = 0;
     const uint8_t *limit = n ? buf + ends[n - 1] : buf;
     int64_t at[MAX_FIELDS], saved[MAX_FIELDS]; /* bytes used in each data buffer */
