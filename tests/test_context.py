@@ -50,6 +50,19 @@ def test_a_new_extreme_rebuilds_the_bins_and_scores_high():
     assert len(stream.recent) == det.history
 
 
+def test_a_value_well_beyond_the_range_seen_scores_one_whatever_its_context():
+    rows = _cycle(1500)  # 0 … 11, learned
+    rows[1200] = {"v": 11.05}  # beyond the range by 0.45 % of it: context decides
+    rows[1300] = {"v": 11.5}  # beyond by 4.5 %: a spatial anomaly
+    spatial = score_stream(ContextDetector(rest=0), rows)
+    context_only = score_stream(ContextDetector(rest=0, spatial=0.0), rows)
+    assert spatial[1200] == context_only[1200] < 1.0
+    assert spatial[1300] == 1.0 > context_only[1300]
+    assert spatial[:1200] == context_only[:1200]  # the first row of all sets no range to leave
+    wide = score_stream(ContextDetector(rest=0, spatial=0.05), rows)
+    assert wide[1300] == context_only[1300]  # within 5 % of the range
+
+
 def test_a_fixed_range_never_rebuilds_and_clips_values_outside_it():
     det = ContextDetector(value_range=(0.0, 11.0), rest=0)
     score_stream(det, _cycle(600))

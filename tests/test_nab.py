@@ -114,3 +114,27 @@ def test_nab_command_writes_results_and_scores(tmp_path):
 
     written = (tmp_path / "out" / "realTest" / f"{DEFAULT_DETECTOR}_spike.csv").read_text().splitlines()
     assert written[0] == "timestamp,value,anomaly_score" and len(written) == 121
+
+
+def test_nab_with_several_jobs_gives_the_same_result(tmp_path):
+    import json
+
+    from workbench.evaluate.run import run_nab
+
+    (tmp_path / "data" / "realTest").mkdir(parents=True)
+    (tmp_path / "labels").mkdir()
+    ts = [f"2024-01-01 {h:02d}:{m:02d}:00" for h in range(20) for m in range(0, 60, 5)]  # 240 rows
+    windows = {}
+    for k in range(3):
+        values = [10.0 + 0.1 * ((i * (k + 1)) % 7) for i in range(240)]
+        values[150 + 20 * k] = 40.0 + k
+        lines = ["timestamp,value", *(f"{t},{v}" for t, v in zip(ts, values, strict=True))]
+        (tmp_path / "data" / "realTest" / f"s{k}.csv").write_text("\n".join(lines) + "\n")
+        windows[f"realTest/s{k}.csv"] = [[ts[140 + 20 * k] + ".000000", ts[160 + 20 * k] + ".000000"]]
+    (tmp_path / "labels" / "combined_windows.json").write_text(json.dumps(windows))
+    one = run_nab(tmp_path / "data" / "..", out=tmp_path / "one")
+    two = run_nab(tmp_path, out=tmp_path / "two", jobs=2)
+    assert (one["scores"], one["thresholds"], two["jobs"]) == (two["scores"], two["thresholds"], 2)
+    for k in range(3):
+        name = f"realTest/{one['detector']}_s{k}.csv"
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()

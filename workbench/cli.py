@@ -169,7 +169,7 @@ def _detect(args: argparse.Namespace) -> int:
 def _nab(args: argparse.Namespace) -> int:
     from workbench.evaluate.run import DEFAULT_DETECTOR, run_nab
 
-    report = run_nab(args.data, detector=args.detector or DEFAULT_DETECTOR, out=args.out)
+    report = run_nab(args.data, detector=args.detector or DEFAULT_DETECTOR, out=args.out, jobs=args.jobs)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -368,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--data", default="../shared/data/nab", help="NAB folder with data/ and labels/")
     n.add_argument("--detector", help="detector name (default: Workbench's best)")
     n.add_argument("--out", help="results folder: OUT/<category>/<detector>_<file>.csv")
+    n.add_argument("--jobs", type=int, default=1, help="processes scoring files side by side (same result)")
     n.set_defaults(func=_nab)
 
     v = sub.add_parser("serve", help="serve the monitoring app (panel serve with sensible defaults)")

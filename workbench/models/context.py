@@ -229,6 +229,10 @@ class ContextDetector(Detector):
     value_range
         ``(low, high)`` fixed up front (as NAB hands CAD-OSE each file's range); ``None``: the
         range seen so far.
+    spatial
+        A value beyond the range seen so far by more than this share of it scores 1 whatever
+        its context (a *spatial* anomaly: a new extreme, as Numenta's HTM detector flags them);
+        0: context alone.
 
     Examples
     --------
@@ -247,13 +251,14 @@ class ContextDetector(Detector):
         "max_contexts": (100, 10_000_000),
         "warm_up": (0, 100_000),
         "margin": (0.0, 10.0),
+        "spatial": (0.0, 10.0),
     }
 
     def __init__(
         self,
         bits: int = 3,
-        rest: int = 20,
-        base_threshold: float = 0.8,
+        rest: int = 10,
+        base_threshold: float = 0.7,
         max_left: int = 7,
         max_active: int = 15,
         history: int = 2000,
@@ -261,6 +266,7 @@ class ContextDetector(Detector):
         warm_up: int = 50,
         margin: float = 0.0,
         value_range: tuple[float, float] | None = None,
+        spatial: float = 0.01,
     ) -> None:
         super().__init__(
             bits=bits,
@@ -273,10 +279,11 @@ class ContextDetector(Detector):
             warm_up=warm_up,
             margin=margin,
             value_range=value_range,
+            spatial=spatial,
         )
         self.bits, self.rest, self.base_threshold = int(bits), int(rest), base_threshold
         self.max_left, self.max_active, self.history, self.max_contexts = max_left, max_active, history, max_contexts
-        self.warm_up, self.margin, self.value_range = warm_up, margin, value_range
+        self.warm_up, self.margin, self.value_range, self.spatial = warm_up, margin, value_range, spatial
         self._rows = 0
         self._bins = 2**self.bits - 1
         self._streams: dict[str, _Stream] = {}
@@ -319,12 +326,16 @@ class ContextDetector(Detector):
         stream = self._streams.get(name)
         if stream is None:
             stream = self._streams[name] = _Stream(self.history)
+        span = stream.high - stream.low
+        beyond = self.spatial > 0 and span > 0
+        beyond = beyond and not stream.low - self.spatial * span <= value <= stream.high + self.spatial * span
         stream.low, stream.high = min(stream.low, value), max(stream.high, value)
         outside = self.value_range is None and not stream.bin_low <= value <= stream.bin_high
         if stream.memory is None or outside or len(stream.memory) >= self.max_contexts:
             self._rebuild(stream)
         stream.recent.append(value)
-        return self._advance(stream, value)
+        score = self._advance(stream, value)
+        return 1.0 if beyond else score
 
     # -- the Detector API --------------------------------------------------------------------------
 
