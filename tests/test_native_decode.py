@@ -244,3 +244,28 @@ def test_a_build_replaces_the_builds_of_earlier_sources(monkeypatch, tmp_path):
     native._build(dest)
     assert dest.exists()
     assert not stale.exists()
+
+
+def test_output_blocks_come_back_when_the_columns_go_and_the_pool_is_bounded():
+    import gc
+
+    pool = native._Pool(keep=2)
+    block = pool.take(100_000)
+    assert len(block) == 1 << 17  # sizes are powers of two
+    view = pool.lend(block, 10)
+    assert pool.free_bytes() == 0
+    del view
+    gc.collect()
+    assert pool.take(100_000) is block  # back, and handed out again
+    for _ in range(5):
+        pool.give(np.empty(1 << 17, dtype=np.uint8))
+    assert pool.free_bytes() == 2 << 17  # at most `keep` of a size
+
+    data = b"".join(line(metric(i, host=f"host-with-a-long-name-{i % 7}")) for i in range(3_000))
+    out = decode_ndjson(data, SERVER_METRICS)
+    held = native._POOL.free_bytes()
+    host = out.frame["host"].to_list()
+    del out
+    gc.collect()
+    assert native._POOL.free_bytes() > held  # the frame's blocks returned
+    assert host[8] == "host-with-a-long-name-1"

@@ -192,10 +192,11 @@ class _Pool:
     as much as the decoding itself — so the decoder's output buffers come from blocks
     that earlier batches used. A block lent to a column comes back when the last
     reference to that column's memory goes; at most ``keep`` free blocks of each size
-    are kept, the rest are freed.
+    are kept, the rest are freed. Blocks are sized to what they hold (the next power of
+    two), so the memory kept is bounded by ``keep`` times the batches' own needs.
     """
 
-    def __init__(self, keep: int = 32) -> None:
+    def __init__(self, keep: int = 16) -> None:
         self._free: dict[int, list[np.ndarray]] = {}
         self._keep = keep
 
@@ -317,11 +318,14 @@ def parse_ndjson(
         _POOL.give(valid[k])
         block = strdata[k]
         if block is not None:
-            if used[k]:
-                body = pa.py_buffer(_POOL.lend(block, int(used[k])))
+            size = int(used[k])
+            if size:  # copied out of the batch-sized scratch block, so a column holds what it uses
+                own = _POOL.take(size)
+                own[:size] = block[:size]
+                body = pa.py_buffer(_POOL.lend(own, size))
             else:  # every value inline in its view
                 body = pa.py_buffer(b"")
-                _POOL.give(block)
+            _POOL.give(block)
             views = pa.py_buffer(_POOL.lend(values[k], rows * 16))
             arr = pa.Array.from_buffers(pa.string_view(), rows, [bitmap, views, body], null_count=nulls)
         else:
