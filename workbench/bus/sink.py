@@ -34,10 +34,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import polars as pl
 from streamz import Stream
 
 from workbench.errors import ConfigError
+from workbench.storage.held import HeldSink
 
 __all__ = ["BusSink"]
 
@@ -48,7 +48,7 @@ class _Publisher(Protocol):
     def close(self) -> None: ...  # noqa: D102
 
 
-class BusSink(Stream):
+class BusSink(HeldSink):
     """Hold an output's frames and publish their rows, one message each, at every commit.
 
     Parameters
@@ -75,20 +75,13 @@ class BusSink(Stream):
         self.output = output
         self.topic = topic.format(output=output)
         self.max_held = max_held
-        self._held: list[pl.DataFrame] = []
         self.rows_published = 0
 
     def update(self, x: Any, who: Any = None, metadata: Any = None) -> None:
         """Hold a frame; publish at once when more than ``max_held`` rows wait."""
-        if isinstance(x, pl.DataFrame) and x.height:
-            self._held.append(x)
-            if self.held_rows > self.max_held:
-                self._publish()
-
-    @property
-    def held_rows(self) -> int:
-        """Rows waiting for the next commit."""
-        return sum(f.height for f in self._held)
+        super().update(x, who, metadata)
+        if self.held_rows > self.max_held:
+            self._publish()
 
     def _publish(self) -> None:
         for frame in self._held:
@@ -97,15 +90,11 @@ class BusSink(Stream):
                 if line:
                     self.publisher.publish(self.topic, line)
             self.rows_published += frame.height
-        self._held = []
+        self.forget()
 
     def commit(self, epoch: int) -> None:
         """Publish every held row (``epoch`` is the checkpoint's); raises the publisher's error."""
         self._publish()
-
-    def rollback(self, epoch: int) -> None:
-        """Forget held rows: the replay from the checkpoint produces them again."""
-        self._held = []
 
     def close(self) -> None:
         """Close the publisher."""

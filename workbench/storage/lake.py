@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 from streamz import Stream
 
 from workbench.errors import ConfigError
 from workbench.storage.atomic import atomic_write
+from workbench.storage.held import HeldSink
 
 __all__ = ["Lake", "LakeSink"]
 
@@ -121,7 +121,7 @@ class Lake:
             con.close()
 
 
-class LakeSink(Stream):
+class LakeSink(HeldSink):
     """A streamz node that keeps the frames it receives until a checkpoint commits them.
 
     ``commit(epoch)`` writes the held rows as that epoch's files; ``rollback(epoch)``
@@ -133,29 +133,18 @@ class LakeSink(Stream):
         self.lake = lake
         self.output = output
         self.time = time
-        self._held: list[pl.DataFrame] = []
         self.rows_written = 0
-
-    def update(self, x: Any, who: Any = None, metadata: Any = None) -> None:
-        """Hold a frame until the next commit."""
-        if isinstance(x, pl.DataFrame) and x.height:
-            self._held.append(x)
-
-    @property
-    def held_rows(self) -> int:
-        """Rows waiting for the next commit."""
-        return sum(f.height for f in self._held)
 
     def commit(self, epoch: int) -> None:
         """Write held rows as ``epoch``'s files."""
-        if not self._held:
+        frame = self.held()
+        if frame is None:
             return
-        frame = pl.concat(self._held, how="diagonal_relaxed")
         self.lake.write(self.output, frame, epoch=epoch, time=self.time)
         self.rows_written += frame.height
-        self._held = []
+        self.forget()
 
     def rollback(self, epoch: int) -> None:
         """Forget held rows and delete files newer than ``epoch``."""
-        self._held = []
+        super().rollback(epoch)
         self.lake.rollback(self.output, epoch)

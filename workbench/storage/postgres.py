@@ -34,6 +34,7 @@ import polars as pl
 from streamz import Stream
 
 from workbench.errors import ConfigError, SinkError
+from workbench.storage.held import HeldSink
 
 __all__ = ["PostgresSink", "create_table_sql", "default_keys"]
 
@@ -103,7 +104,7 @@ def _as_csv(frame: pl.DataFrame) -> bytes:
     return frame.select(exprs).write_csv(include_header=False).encode()
 
 
-class PostgresSink(Stream):
+class PostgresSink(HeldSink):
     """A streamz node that upserts the frames it receives into PostgreSQL at each checkpoint.
 
     Parameters
@@ -149,7 +150,6 @@ class PostgresSink(Stream):
         self.keys = list(keys) if keys else None
         self.on_conflict = on_conflict
         self.connect_timeout = connect_timeout
-        self._held: list[pl.DataFrame] = []
         self._ready = False
         self.rows_written = 0
         self._conn: Any = None
@@ -164,23 +164,13 @@ class PostgresSink(Stream):
             where = re.sub(r"://([^:@/]+):[^@/]*@", r"://\1:***@", self.dsn)
             raise SinkError(f"postgres sink {where!r}: cannot connect: {' '.join(str(exc).split())}") from exc
 
-    def update(self, x: Any, who: Any = None, metadata: Any = None) -> None:
-        """Hold a frame until the next commit."""
-        if isinstance(x, pl.DataFrame) and x.height:
-            self._held.append(x)
-
-    @property
-    def held_rows(self) -> int:
-        """Rows waiting for the next commit."""
-        return sum(f.height for f in self._held)
-
     def commit(self, epoch: int) -> None:
         """Upsert the held rows in one transaction (``epoch`` is the checkpoint's)."""
-        if not self._held:
+        frame = self.held()
+        if frame is None:
             return
         import psycopg
 
-        frame = pl.concat(self._held, how="diagonal_relaxed")
         keys = self.keys or default_keys(frame)
         missing = [k for k in keys if k not in frame.columns]
         if missing:
@@ -196,7 +186,7 @@ class PostgresSink(Stream):
                 log.warning("postgres sink %r: %s; reconnecting", self.table, exc)
                 self._connect()
         self.rows_written += frame.height
-        self._held = []
+        self.forget()
 
     def _upsert(self, frame: pl.DataFrame, keys: list[str]) -> None:
         target = f"{_q(self.schema)}.{_q(self.table)}"
@@ -221,7 +211,7 @@ class PostgresSink(Stream):
 
     def rollback(self, epoch: int) -> None:
         """Forget held rows (rows of later epochs are overwritten by the replay)."""
-        self._held = []
+        self.forget()
 
     def close(self) -> None:
         """Close the connection."""
