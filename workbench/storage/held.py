@@ -28,6 +28,7 @@ Examples
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import polars as pl
@@ -36,7 +37,7 @@ from streamz import Stream
 __all__ = ["HeldSink"]
 
 
-class HeldSink(Stream):
+class HeldSink(Stream, abc.ABC):
     """A streamz node that holds the non-empty frames it receives until a commit."""
 
     def __init__(self, upstream: Stream, *, stream_name: str) -> None:
@@ -65,9 +66,9 @@ class HeldSink(Stream):
         """Drop the held rows (once they are written, or on a rollback)."""
         self._held = []
 
+    @abc.abstractmethod
     def commit(self, epoch: int) -> None:
-        """Write the held rows as checkpoint ``epoch``'s (subclasses)."""
-        raise NotImplementedError
+        """Write the held rows as checkpoint ``epoch``'s, then :meth:`forget` them."""
 
     def rollback(self, epoch: int) -> None:
         """Forget held rows: the replay from checkpoint ``epoch`` produces them again."""
