@@ -258,17 +258,35 @@ def _decode_rest(raw: RawLines, schema: Schema, node: str, taken: np.ndarray, fr
 def _line_unparseable(line: bytes, schema: Schema) -> str | None:
     """What :func:`_unparseable` finds, for one line (the same checks, the same order)."""
     if len(line) > schema.max_record_bytes:
-        return f"record is {len(line):,} bytes; a {schema.name} record is at most {schema.max_record_bytes:,}"
+        return _oversize(len(line), schema)
+    why = _utf8_reason(line)
+    if why is not None:
+        return why
+    if not _is_object(line):
+        return _NOT_AN_OBJECT
+    if any(token in line for token in _NOT_JSON):
+        return check_record(line, schema)
+    return None
+
+
+_NOT_AN_OBJECT = "broken JSON: the record is not a complete JSON object"
+
+
+def _oversize(size: int, schema: Schema) -> str:
+    return f"record is {size:,} bytes; a {schema.name} record is at most {schema.max_record_bytes:,}"
+
+
+def _utf8_reason(line: bytes) -> str | None:
     try:
         line.decode("utf-8")
     except UnicodeDecodeError as exc:
         return f"invalid UTF-8: byte 0x{line[exc.start]:02x} at position {exc.start}"
-    text = line.strip()
-    if not (text.startswith(b"{") and text.endswith(b"}")):
-        return "broken JSON: the record is not a complete JSON object"
-    if any(token in line for token in _NOT_JSON):
-        return check_record(line, schema)
     return None
+
+
+def _is_object(line: bytes) -> bool:
+    text = line.strip()
+    return text.startswith(b"{") and text.endswith(b"}")
 
 
 def _line_numbers(idx: np.ndarray) -> pl.Series:
@@ -290,18 +308,15 @@ def _unparseable(raw: RawLines, schema: Schema) -> dict[int, str]:
     reasons: dict[int, str] = {}
     sizes = raw.ends - raw.starts
     for big in np.flatnonzero(sizes > schema.max_record_bytes):
-        reasons[int(big)] = (
-            f"record is {int(sizes[big]):,} bytes; a {schema.name} record is at most {schema.max_record_bytes:,}"
-        )
+        reasons[int(big)] = _oversize(int(sizes[big]), schema)
     for line_no, reason in _invalid_utf8_lines(raw).items():
         reasons.setdefault(line_no, reason)
     for k in np.flatnonzero((raw.first != 123) | (raw.last != 125)):  # not '{' … '}'
         i = int(k)
         if i in reasons:
             continue
-        text = raw.line(i).strip()
-        if not (text.startswith(b"{") and text.endswith(b"}")):
-            reasons[i] = "broken JSON: the record is not a complete JSON object"
+        if not _is_object(raw.line(i)):
+            reasons[i] = _NOT_AN_OBJECT
     for i in _lines_with_literals(raw):
         if i not in reasons:
             why = check_record(raw.line(i), schema)
@@ -451,11 +466,9 @@ def _invalid_utf8_lines(raw: RawLines) -> dict[int, str]:
     """Lines holding invalid UTF-8: only lines with non-ASCII bytes are decoded."""
     bad: dict[int, str] = {}
     for i in _lines_of(raw, high_bytes(raw.data)):
-        line = raw.line(i)
-        try:
-            line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            bad[i] = f"invalid UTF-8: byte 0x{line[exc.start]:02x} at position {exc.start}"
+        why = _utf8_reason(raw.line(i))
+        if why is not None:
+            bad[i] = why
     return bad
 
 
