@@ -17,6 +17,11 @@ rebuilt over the wider range from the last ``history`` values (replayed, not sco
 and the new value is scored against it. Pass ``value_range`` to fix the range up front
 instead (how NAB runs CAD-OSE; docs/BENCHMARKS.md has both scores).
 
+Four rules score 1 what a memory of contexts soon finds familiar: a value beyond the range
+seen so far (``spatial``), and the shape rules of :mod:`workbench.models.shape` — a flat
+line longer than any before (``flat``), a sustained new level (``level``) and, for a
+periodic series, a break in its season (``seasonal``).
+
 State is bounded: at most ``history`` values are kept, and the memory is rebuilt from
 them when it holds ``max_contexts`` contexts (to under half as many: a replay that fills
 half of it starts afresh from where it got to).
@@ -39,6 +44,7 @@ from itertools import chain
 from typing import Any, ClassVar
 
 from workbench.models.detectors import Detector
+from workbench.models.shape import FlatLine, LevelShift, SeasonalBreak
 
 __all__ = ["ContextDetector", "ContextMemory"]
 
@@ -188,9 +194,9 @@ class ContextMemory:
 
 
 class _Stream:
-    """One feature's quantiser, memory and recent values."""
+    """One feature's quantiser, memory, recent values and shape rules."""
 
-    def __init__(self, history: int) -> None:
+    def __init__(self, history: int, rules: tuple[FlatLine, LevelShift, SeasonalBreak]) -> None:
         self.recent: deque[float] = deque(maxlen=history)
         self.low = math.inf  # the range of the values seen
         self.high = -math.inf
@@ -199,6 +205,7 @@ class _Stream:
         self.memory: ContextMemory | None = None
         self.predicted: set[int] = set()
         self.step = 1.0
+        self.flat, self.level, self.seasonal = rules
 
 
 class ContextDetector(Detector):
@@ -233,6 +240,18 @@ class ContextDetector(Detector):
         A value beyond the range seen so far by more than this share of it scores 1 whatever
         its context (a *spatial* anomaly: a new extreme, as Numenta's HTM detector flags them);
         0: context alone.
+    flat
+        A value repeated exactly for more than this many rows, and for longer than any run
+        before it, scores 1 once (a stuck sensor or a dead metric); 0: off.
+    level
+        From row ``history`` on, a median of the last ``smooth`` values beyond the range of
+        such medians by more than this share of it scores 1 (a sustained new level); 0: off.
+    seasonal
+        For a periodic series, a median of the last ``smooth`` differences from the same
+        phase of the last periods beyond the range of such medians by more than this share
+        of it scores 1 (a missing peak, a quiet holiday); 0: off.
+    smooth
+        Rows in the rolling medians of the ``level`` and ``seasonal`` rules.
 
     Examples
     --------
@@ -252,6 +271,10 @@ class ContextDetector(Detector):
         "warm_up": (0, 100_000),
         "margin": (0.0, 10.0),
         "spatial": (0.0, 10.0),
+        "flat": (0, 100_000),
+        "level": (0.0, 10.0),
+        "seasonal": (0.0, 10.0),
+        "smooth": (1, 10_000),
     }
 
     def __init__(
@@ -267,6 +290,10 @@ class ContextDetector(Detector):
         margin: float = 0.0,
         value_range: tuple[float, float] | None = None,
         spatial: float = 0.01,
+        flat: int = 100,
+        level: float = 0.05,
+        seasonal: float = 0.1,
+        smooth: int = 24,
     ) -> None:
         super().__init__(
             bits=bits,
@@ -280,10 +307,15 @@ class ContextDetector(Detector):
             margin=margin,
             value_range=value_range,
             spatial=spatial,
+            flat=flat,
+            level=level,
+            seasonal=seasonal,
+            smooth=smooth,
         )
         self.bits, self.rest, self.base_threshold = int(bits), int(rest), base_threshold
         self.max_left, self.max_active, self.history, self.max_contexts = max_left, max_active, history, max_contexts
         self.warm_up, self.margin, self.value_range, self.spatial = warm_up, margin, value_range, spatial
+        self.flat, self.level, self.seasonal, self.smooth = int(flat), level, seasonal, int(smooth)
         self._rows = 0
         self._bins = 2**self.bits - 1
         self._streams: dict[str, _Stream] = {}
@@ -325,17 +357,26 @@ class ContextDetector(Detector):
         """Score ``value`` of feature ``name`` and learn it (CAD learns as it scores)."""
         stream = self._streams.get(name)
         if stream is None:
-            stream = self._streams[name] = _Stream(self.history)
+            rules = (
+                FlatLine(self.flat),
+                LevelShift(self.level, self.smooth, after=self.history),
+                SeasonalBreak(self.seasonal, self.smooth, self.history),
+            )
+            stream = self._streams[name] = _Stream(self.history, rules)
         span = stream.high - stream.low
         beyond = self.spatial > 0 and span > 0
         beyond = beyond and not stream.low - self.spatial * span <= value <= stream.high + self.spatial * span
         stream.low, stream.high = min(stream.low, value), max(stream.high, value)
+        flat = stream.flat.update(value)
+        level = stream.level.update(value) and self.level > 0
+        seasonal = self.seasonal > 0 and stream.seasonal.update(value, stream.recent)  # before value joins recent
+        shape = flat or level or seasonal
         outside = self.value_range is None and not stream.bin_low <= value <= stream.bin_high
         if stream.memory is None or outside or len(stream.memory) >= self.max_contexts:
             self._rebuild(stream)
         stream.recent.append(value)
         score = self._advance(stream, value)
-        return 1.0 if beyond else score
+        return 1.0 if beyond or shape else score
 
     # -- the Detector API --------------------------------------------------------------------------
 
