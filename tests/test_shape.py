@@ -106,3 +106,17 @@ def test_each_rule_scores_one_in_the_detector_and_zero_turns_it_off(rule):
     changed = [i for i, (a, b) in enumerate(zip(on, off, strict=True)) if a != b]
     assert changed and all(on[i] == 1.0 for i in changed)
     assert min(changed) >= 4200
+
+
+def test_a_checkpoint_from_before_the_shape_rules_restores_and_scores_on():
+    rows = [{"v": float(v)} for v in _daily(2500)]
+    det = ContextDetector()
+    score_stream(det, rows[:1500])
+    state = det.snapshot()
+    for stream in state["_streams"].values():  # how a stream was saved before the rules
+        del stream.flat, stream.level, stream.seasonal
+    again = ContextDetector()
+    again.restore(state)
+    scores = score_stream(again, rows[1500:])
+    assert len(scores) == 1000 and all(0.0 <= s <= 1.0 for s in scores)
+    assert again._streams["v"].seasonal.rows == 1000  # the rules start afresh from the restore

@@ -357,12 +357,7 @@ class ContextDetector(Detector):
         """Score ``value`` of feature ``name`` and learn it (CAD learns as it scores)."""
         stream = self._streams.get(name)
         if stream is None:
-            rules = (
-                FlatLine(self.flat),
-                LevelShift(self.level, self.smooth, after=self.history),
-                SeasonalBreak(self.seasonal, self.smooth, self.history),
-            )
-            stream = self._streams[name] = _Stream(self.history, rules)
+            stream = self._streams[name] = _Stream(self.history, self._rules())
         span = stream.high - stream.low
         beyond = self.spatial > 0 and span > 0
         beyond = beyond and not stream.low - self.spatial * span <= value <= stream.high + self.spatial * span
@@ -378,7 +373,21 @@ class ContextDetector(Detector):
         score = self._advance(stream, value)
         return 1.0 if beyond or shape else score
 
+    def _rules(self) -> tuple[FlatLine, LevelShift, SeasonalBreak]:
+        return (
+            FlatLine(self.flat),
+            LevelShift(self.level, self.smooth, after=self.history),
+            SeasonalBreak(self.seasonal, self.smooth, self.history),
+        )
+
     # -- the Detector API --------------------------------------------------------------------------
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`snapshot`; a stream saved before the shape rules existed gets fresh ones."""
+        super().restore(state)
+        for stream in self._streams.values():
+            if not hasattr(stream, "seasonal"):
+                stream.flat, stream.level, stream.seasonal = self._rules()
 
     def _assess(self, x: dict[str, float]) -> float:
         best = 0.0
