@@ -143,3 +143,28 @@ def test_broker_restart_recovers_and_health_shows_the_outage(kind: str) -> None:
     finally:
         pub.cleanup()
         broker.close()
+
+
+def test_a_restarted_nats_source_replays_what_a_killed_one_fetched_first_and_in_order() -> None:
+    pub = PUBLISHERS["nats"]()
+    pub.setup()
+    try:
+        old, new = events(0, 10), events(10, 15)
+        pub.publish(old)
+        killed = from_url(pub.url)
+        killed._connect()
+        assert [m[0] for m in killed._receive(10, 2.0)] == old
+        killed._close()  # gone without an ack, as a SIGKILL leaves it: 10 messages pending on the consumer
+        pub.publish(new)
+        restarted = from_url(pub.url)
+        t0 = time.monotonic()
+        restarted._connect()
+        got = restarted._receive(20, 2.0)
+        assert [m[0] for m in got] == old + new  # not after ack_wait (60 s), and before the newer ones
+        assert time.monotonic() - t0 < 10
+        restarted._close()  # a reconnect of the same source keeps the consumer: nothing is delivered twice
+        restarted._connect()
+        assert restarted._receive(20, 0.5) == []
+        restarted._close()
+    finally:
+        pub.cleanup()

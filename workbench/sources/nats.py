@@ -3,8 +3,12 @@
 The consumer uses ``AckPolicy.ALL``: acknowledging the last message of the batches
 a durable checkpoint covers acknowledges every earlier one, in one publish. A
 crash before it re-delivers the messages after the consumer's ack floor (``dedupe``
-drops the repeats). nats-py is asynchronous; the source runs its own event loop on
-a daemon thread and calls it from the pipeline's threads.
+drops the repeats). JetStream would re-deliver the ones a killed process had fetched only
+after ``ack_wait``, behind newer messages that would push the watermark past them; so on
+its first connection the source restarts a consumer that has messages pending from
+before at its ack floor, and the replay comes first, in stream order. nats-py is
+asynchronous; the source runs its own event loop on a daemon thread and calls it from the
+pipeline's threads.
 
 Examples
 --------
@@ -55,7 +59,8 @@ class NatsSource(BrokerSource):
     stream
         The stream (default: the one whose subjects match ``subject``).
     durable
-        Durable consumer name: its ack floor survives restarts (default ``workbench``).
+        Durable consumer name: its ack floor survives restarts (default ``workbench``). One
+        pipeline per durable: on start the source may recreate it at its ack floor.
     max_ack_pending
         The consumer's limit of unacknowledged messages (a new consumer is created with it).
     ack_wait
@@ -93,6 +98,7 @@ class NatsSource(BrokerSource):
         self.max_ack_pending = int(max_ack_pending)
         self.ack_wait = float(ack_wait)
         self.connect_timeout = connect_timeout
+        self._resumed = False  # the first connection replays what an earlier process left unacked
         self._loop: asyncio.AbstractEventLoop | None = None
         self._nc: Any = None
         self._sub: Any = None
@@ -109,7 +115,7 @@ class NatsSource(BrokerSource):
     def _connect(self) -> None:
         import nats
         import nats.js.errors as je
-        from nats.js.api import AckPolicy, ConsumerConfig
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         # nats-py retries a refused first connection for a long time: ask the socket first
         socket.create_connection((self.host, self.port), timeout=self.connect_timeout).close()
@@ -140,7 +146,15 @@ class NatsSource(BrokerSource):
             config = ConsumerConfig(
                 ack_policy=AckPolicy.ALL, max_ack_pending=self.max_ack_pending, ack_wait=self.ack_wait
             )
+            if not self._resumed:
+                with contextlib.suppress(je.NotFoundError):  # a new durable starts at the stream's start
+                    info = await js.consumer_info(stream, self.durable)
+                    if info.num_ack_pending:  # fetched by an earlier process, never acked: replay them now
+                        await js.delete_consumer(stream, self.durable)
+                        config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+                        config.opt_start_seq = info.ack_floor.stream_seq + 1
             sub = await js.pull_subscribe(self.subject, durable=self.durable, stream=stream, config=config)
+            self._resumed = True
             return nc, sub
 
         self._nc, self._sub = self._run(connect(), self.connect_timeout + 10)
