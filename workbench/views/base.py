@@ -10,6 +10,7 @@ all its views. Its subscription is released when the browser session ends, or by
 
 from __future__ import annotations
 
+import abc
 import time
 import weakref
 from typing import Any, ClassVar
@@ -18,13 +19,18 @@ import holoviews as hv
 import holoviews.plotting.bokeh  # noqa: F401 - registers the Bokeh backend for every view
 import panel as pn
 import param
+from param.parameterized import ParameterizedMetaclass
 
 from workbench.views.feed import Feed, Subscription
 
 __all__ = ["LiveView"]
 
 
-class LiveView(pn.viewable.Viewer):
+class _ViewMeta(ParameterizedMetaclass, abc.ABCMeta):
+    """param's metaclass and ABCMeta together: a view must implement the abstract hooks."""
+
+
+class LiveView(pn.viewable.Viewer, metaclass=_ViewMeta):
     """Base class: a live view over a feed, refreshed at most ``refresh_hz`` times a second."""
 
     refresh_hz = param.Number(default=2.0, bounds=(0.2, 4.0), doc="Updates per second (at most 4, latest wins).")
@@ -76,13 +82,13 @@ class LiveView(pn.viewable.Viewer):
         self.refresh()
 
     # -- to implement ---------------------------------------------------------------
+    @abc.abstractmethod
     def _build(self) -> Any:
         """Create the panes once; return the layout."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def refresh(self) -> None:
         """Pull what is new from the feed into the panes (cheap when nothing is)."""
-        raise NotImplementedError
 
     # -- lifecycle ------------------------------------------------------------------
     def attach(self) -> None:
