@@ -81,11 +81,11 @@ def test_the_seasonal_rule_waits_for_a_period_and_for_half_a_history_on_it():
     rule = SeasonalBreak(0.1, window=24, history=2000)
     values = _daily(2500)
     _flags(rule, values, recent_len=2000)
-    assert rule.period == 100 and rule.since == 500 - 24 + 1
+    assert rule.period == 100 and rule.residuals.medians == 500 - 24 + 1
     noise = np.random.default_rng(6).normal(0, 1, 5000)
     quiet = SeasonalBreak(0.1, window=24, history=2000)
     assert _flags(quiet, noise, recent_len=2000) == [] and quiet.period is None
-    assert len(quiet.residuals) == 0
+    assert len(quiet.residuals.values) == 0
 
 
 @pytest.mark.parametrize("rule", ["flat", "level", "seasonal"])

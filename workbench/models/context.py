@@ -44,7 +44,7 @@ from itertools import chain
 from typing import Any, ClassVar
 
 from workbench.models.detectors import Detector
-from workbench.models.shape import FlatLine, LevelShift, SeasonalBreak
+from workbench.models.shape import FlatLine, LevelShift, SeasonalBreak, beyond
 
 __all__ = ["ContextDetector", "ContextMemory"]
 
@@ -358,20 +358,18 @@ class ContextDetector(Detector):
         stream = self._streams.get(name)
         if stream is None:
             stream = self._streams[name] = _Stream(self.history, self._rules())
-        span = stream.high - stream.low
-        beyond = self.spatial > 0 and span > 0
-        beyond = beyond and not stream.low - self.spatial * span <= value <= stream.high + self.spatial * span
+        spatial = self.spatial > 0 and beyond(value, stream.low, stream.high, self.spatial)
         stream.low, stream.high = min(stream.low, value), max(stream.high, value)
         flat = stream.flat.update(value)
-        level = stream.level.update(value) and self.level > 0
+        level = self.level > 0 and stream.level.update(value)
         seasonal = self.seasonal > 0 and stream.seasonal.update(value, stream.recent)  # before value joins recent
-        shape = flat or level or seasonal
+        shape = spatial or flat or level or seasonal
         outside = self.value_range is None and not stream.bin_low <= value <= stream.bin_high
         if stream.memory is None or outside or len(stream.memory) >= self.max_contexts:
             self._rebuild(stream)
         stream.recent.append(value)
         score = self._advance(stream, value)
-        return 1.0 if beyond or shape else score
+        return 1.0 if shape else score
 
     def _rules(self) -> tuple[FlatLine, LevelShift, SeasonalBreak]:
         return (

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["FlatLine", "LevelShift", "SeasonalBreak", "find_period"]
+__all__ = ["FlatLine", "LevelShift", "SeasonalBreak", "beyond", "find_period"]
 
 #: the shortest period looked for, in rows (shorter repeats are noise, not a season)
 MIN_PERIOD = 10
@@ -46,10 +46,35 @@ def _median(values: Sequence[float]) -> float:
     return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
 
 
-def _beyond(value: float, low: float, high: float, share: float) -> bool:
+def beyond(value: float, low: float, high: float, share: float) -> bool:
     """Whether ``value`` lies outside ``[low, high]`` widened by ``share`` of its span (never for no span)."""
     span = high - low
     return span > 0 and not low - share * span <= value <= high + share * span
+
+
+class _MedianRange:
+    """The median of the last ``window`` values pushed, and the range of those medians so far."""
+
+    def __init__(self, window: int) -> None:
+        self.values: deque[float] = deque(maxlen=window)
+        self.low, self.high = math.inf, -math.inf
+        self.medians = 0  # medians taken since the range last started
+
+    def reset(self) -> None:
+        """Start a new range (the window keeps its values)."""
+        self.low, self.high, self.medians = math.inf, -math.inf, 0
+
+    def push(self, value: float) -> float | None:
+        """Add ``value``; the window's median once the window is full (``None`` before)."""
+        self.values.append(value)
+        if len(self.values) < (self.values.maxlen or 0):
+            return None
+        self.medians += 1
+        return _median(self.values)
+
+    def widen(self, median: float) -> None:
+        """Take ``median`` into the range (after it was compared with it)."""
+        self.low, self.high = min(self.low, median), max(self.high, median)
 
 
 class FlatLine:
@@ -79,20 +104,19 @@ class LevelShift:
 
     def __init__(self, share: float, window: int, after: int) -> None:
         self.share, self.after = share, after
-        self.values: deque[float] = deque(maxlen=window)
-        self.low, self.high = math.inf, -math.inf  # the range of the medians seen
+        self.medians = _MedianRange(window)
         self.rows = 0
 
     def update(self, value: float) -> bool:
         """Take the next value; ``True`` when the rolling median leaves the range."""
         row = self.rows
         self.rows += 1
-        self.values.append(value)
-        if len(self.values) < (self.values.maxlen or 0):
+        median = self.medians.push(value)
+        if median is None:
             return False
-        median = _median(self.values)
-        out = row >= self.after and _beyond(median, self.low, self.high, self.share)
-        self.low, self.high = min(self.low, median), max(self.high, median)
+        m = self.medians
+        out = row >= self.after and beyond(median, m.low, m.high, self.share)
+        m.widen(median)
         return out
 
 
@@ -137,9 +161,7 @@ class SeasonalBreak:
     def __init__(self, share: float, window: int, history: int) -> None:
         self.share, self.history = share, history
         self.period: int | None = None
-        self.residuals: deque[float] = deque(maxlen=window)
-        self.low, self.high = math.inf, -math.inf  # the range of the medians seen on this period
-        self.since = 0  # medians seen on this period
+        self.residuals = _MedianRange(window)  # of the differences; its range starts anew with each period
         self.rows = 0
 
     def update(self, value: float, recent: Sequence[float]) -> bool:
@@ -151,17 +173,16 @@ class SeasonalBreak:
         if row % self.history == 0:
             period = find_period(np.fromiter(recent, float, len(recent))[-self.history :])
             if period != self.period:
-                self.low, self.high, self.since = math.inf, -math.inf, 0
+                self.residuals.reset()
             self.period = period
         if self.period is None:
-            self.residuals.clear()
+            self.residuals.values.clear()
             return False
         expected = _median([recent[-k * self.period] for k in range(1, CYCLES + 1)])
-        self.residuals.append(value - expected)
-        if len(self.residuals) < (self.residuals.maxlen or 0):
+        median = self.residuals.push(value - expected)
+        if median is None:
             return False
-        median = _median(self.residuals)
-        self.since += 1
-        out = self.since > self.history // 2 and _beyond(median, self.low, self.high, self.share)
-        self.low, self.high = min(self.low, median), max(self.high, median)
+        r = self.residuals
+        out = r.medians > self.history // 2 and beyond(median, r.low, r.high, self.share)
+        r.widen(median)
         return out
