@@ -3,6 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
+# uv may be installed into ~/.local/bin, which a fresh shell does not have on PATH:
+# every recipe (and the tests that call uv) finds it there all the same
+export PATH := $(dir $(UV)):$(PATH)
 
 .PHONY: env browser services demo test test-quick lint bench clean
 
@@ -29,6 +32,7 @@ demo: env
 
 test: env browser services
 	$(UV) run ruff check .
+	$(UV) run lint-imports
 	$(UV) run mypy workbench
 	$(UV) run pytest $(PYTEST_ARGS)
 
@@ -37,6 +41,7 @@ test-quick: env
 
 lint: env
 	$(UV) run ruff check .
+	$(UV) run lint-imports
 	$(UV) run mypy workbench
 
 bench: env

@@ -14,7 +14,7 @@ from workbench.testing import FrameSource, server_metrics_frame
 @pytest.fixture
 def alerting(tmp_path):
     from workbench.alerts.store import DuckDBStore
-    from workbench.views.feed import Feed
+    from workbench.feeds.feed import Feed
 
     frames = [server_metrics_frame(1200, hosts=4).slice(i, 300) for i in range(0, 1200, 300)]
     pipe = Pipeline(FrameSource(frames), name="alert-views-test")
@@ -95,9 +95,9 @@ def test_detail_fetches_the_raw_events_behind_the_evidence_off_the_ui_loop(tmp_p
     import time
 
     from workbench import Lake
+    from workbench.feeds.feed import Feed
     from workbench.operators import aggregations as agg
     from workbench.views import AlertDetail
-    from workbench.views.feed import Feed
 
     frames = [server_metrics_frame(1200, hosts=4).slice(i, 300) for i in range(0, 1200, 300)]
     pipe = Pipeline(FrameSource(frames), name="alert-raw-test")

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from workbench.bench_models import bench_models, format_table
-from workbench.sources.incidents import KINDS
+from workbench.bench.models import bench_models, format_table
+from workbench.sources.simulator.incidents import KINDS
 
 from conftest import cli
 

@@ -123,7 +123,7 @@ def test_broker_restart_recovers_and_health_shows_the_outage(kind: str) -> None:
         red_after = time.monotonic() - t0
         health = pipe.health()
         assert health["source"]["connected"] is False and health["source"]["error"]
-        from workbench.views.feed import Feed
+        from workbench.feeds.feed import Feed
         from workbench.views.graph import pipeline_svg
 
         assert "DISCONNECTED · last msg" in pipeline_svg(Feed(pipe))  # the pipeline view shows the outage

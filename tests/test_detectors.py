@@ -1,4 +1,4 @@
-"""Every catalogue detector keeps the contract (one battery, like river's ``checks``).
+"""Every catalogue detector keeps the contract (one battery, like river's ``checks``: workbench.testing.checks).
 
 Clone gives an equal fresh detector, snapshot/restore gives the same next scores and
 never aliases live state, inputs are not mutated, seeded runs reproduce, scores stay
@@ -8,29 +8,15 @@ argument has bounds and a line in the docstring's Parameters section.
 
 from __future__ import annotations
 
-import inspect
 import math
-import pickle
-import re
 
-import numpy as np
 import polars as pl
 import pytest
 
 from workbench.cli import main
 from workbench.evaluate.run import DETECTORS
 from workbench.models.detect import DEFAULT_DETECTOR, THRESHOLDS, detect_file
-from workbench.models.detectors import score_stream
-
-SPIKE = 900
-
-
-def _rows(n: int = 1000, seed: int = 0) -> list[dict[str, float]]:
-    rng = np.random.default_rng(seed)
-    values = 10 + np.sin(np.arange(n) / 20) + rng.normal(0, 0.1, n)
-    if n > SPIKE:
-        values[SPIKE] += 8  # one spike
-    return [{"value": float(v)} for v in values]
+from workbench.testing import checks
 
 
 @pytest.fixture(params=sorted(DETECTORS))
@@ -38,94 +24,37 @@ def make(request):
     return DETECTORS[request.param]
 
 
+# each contract check lives in the shipped battery (workbench.testing.checks), so users run the same ones
 def test_scores_are_in_0_1_and_the_spike_stands_out(make):
-    scores = score_stream(make(), _rows())
-    assert all(0.0 <= s <= 1.0 and not math.isnan(s) for s in scores)
-    assert max(scores[SPIKE : SPIKE + 11]) == max(scores[600:]) > 0.3  # at the spike, or a few rows on
-    assert scores[0] == 0.0  # warm-up
+    checks.check_scores_in_range(make)
 
 
 def test_scores_stay_in_0_1_on_awkward_series(make):
-    flat = [{"value": 5.0}] * 700
-    steps = [{"value": float(i // 100)} for i in range(700)]
-    wild = [{"value": float(v)} for v in np.random.default_rng(3).standard_cauchy(700) * 1e6]
-    for rows in (flat, steps, wild, [{"value": math.nan}] * 5 + flat[:50]):
-        scores = score_stream(make(), rows)
-        assert all(0.0 <= s <= 1.0 for s in scores)
+    checks.check_awkward_series(make)
 
 
 def test_clone_is_fresh_with_the_same_parameters(make):
-    det = make()
-    score_stream(det, _rows(100))
-    twin = det.clone()
-    assert repr(twin) == repr(det)
-    assert score_stream(twin, _rows()) == score_stream(make(), _rows())
+    checks.check_clone(make)
 
 
 def test_snapshot_restore_gives_the_same_next_score(make):
-    rows = _rows()
-    det = make()
-    score_stream(det, rows[:850])
-    state = det.snapshot()
-    a = score_stream(det, rows[850:])
-    other = make()
-    other.restore(state)
-    assert score_stream(other, rows[850:]) == a
-    score_stream(det, rows[:10])  # the snapshot does not alias live state
-    again = make()
-    again.restore(state)
-    assert score_stream(again, rows[850:]) == a
+    checks.check_snapshot_restore(make)
 
 
 def test_inputs_are_not_mutated_and_runs_reproduce(make):
-    rows = _rows()
-    copy = [dict(r) for r in rows]
-    first = score_stream(make(), rows)
-    assert rows == copy
-    assert score_stream(make(), rows) == first
+    checks.check_inputs_untouched(make)
 
 
 def test_seed_is_the_only_randomness(make):
-    params = inspect.signature(make).parameters
-    if "seed" not in params:
-        return
-    det = make()
-    rows = _rows()
-    assert score_stream(type(det)(**{**det._params, "seed": 7}), rows) == score_stream(
-        type(det)(**{**det._params, "seed": 7}), rows
-    )
-    assert score_stream(type(det)(**{**det._params, "seed": 8}), rows) != score_stream(
-        type(det)(**{**det._params, "seed": 7}), rows
-    )
+    checks.check_seed(make)
 
 
 def test_state_is_bounded_on_a_long_stream(make):
-    det = make()
-    rows = _rows(6000, seed=1)
-    score_stream(det, rows[:3000])
-    size = len(pickle.dumps(det.snapshot()))
-    score_stream(det, rows[3000:])
-    assert len(pickle.dumps(det.snapshot())) < 1.1 * size
-
-
-def _documented(doc: str) -> set[str]:
-    section = doc.split("Parameters\n    ----------\n", 1)[1].split("\n\n    ", 1)[0]
-    names = set()
-    for line in section.splitlines():
-        if re.match(r"    \S", line):
-            names.update(n.strip() for n in line.split(","))
-    return names
+    checks.check_bounded_state(make)
 
 
 def test_every_numeric_argument_has_bounds_and_docs(make):
-    params = inspect.signature(make).parameters
-    documented = _documented(make.__doc__ or "")
-    for name, param in params.items():
-        assert name in documented, f"{make.__name__}: {name} is not in the Parameters section"
-        default = param.default
-        if isinstance(default, int | float) and not isinstance(default, bool):
-            low, high = make.bounds[name]
-            assert low <= default <= high, f"{make.__name__}.{name}={default} outside {make.bounds[name]}"
+    checks.check_arguments(make)
 
 
 def test_every_detector_has_its_threshold():

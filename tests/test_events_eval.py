@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from workbench.errors import ConfigError
 from workbench.evaluate.events import evaluate_events
-from workbench.sources.incidents import Incident, incidents_frame
+from workbench.sources.simulator.incidents import Incident, incidents_frame
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

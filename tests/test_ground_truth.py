@@ -7,7 +7,7 @@ import json
 import polars as pl
 import pytest
 
-from workbench.replay import replay
+from workbench.pipeline.replay import replay
 from workbench.sources.simulator import write_simulation
 
 

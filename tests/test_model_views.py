@@ -10,7 +10,7 @@ from bokeh.document import Document
 from test_model_nodes import T0, window_rows
 
 from workbench import Pipeline
-from workbench.sources.incidents import Incident, incidents_frame
+from workbench.sources.simulator.incidents import Incident, incidents_frame
 from workbench.testing import FrameSource
 
 

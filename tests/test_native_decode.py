@@ -209,7 +209,7 @@ def test_a_native_batch_feeds_the_pipeline_like_a_polars_batch(metric_lines):
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.binary(max_size=80), max_size=60), st.booleans())
 def test_native_newlines_equal_the_numpy_scan(pieces, trailing):
-    from workbench.sources.lines import _positions
+    from workbench.native.lines import _positions
 
     data = b"\n".join(pieces) + (b"\n" if trailing else b"")
     expect = _positions(data, np.equal, 10)

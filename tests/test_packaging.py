@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -36,7 +37,8 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
 
 def test_lock_file_is_present_and_current():
     assert (ROOT / "uv.lock").exists()
-    result = subprocess.run(["uv", "lock", "--check"], cwd=ROOT, capture_output=True, text=True)
+    uv = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")  # where `make` installs it
+    result = subprocess.run([uv, "lock", "--check"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
@@ -77,9 +79,11 @@ def test_public_api_is_pinned():
 
 def test_nothing_below_views_imports_panel_or_bokeh():
     code = (
-        "import sys, workbench, workbench.pipeline, workbench.replay, workbench.bench, workbench.cli, "
-        "workbench.testing, workbench.sources.simulator, workbench.views.live, "
-        "workbench.views.feed, workbench.evaluate.run\n"
+        "import sys, workbench, workbench.pipeline, workbench.pipeline.replay, workbench.bench, workbench.cli, "
+        "workbench.testing, workbench.sources.simulator, workbench.feeds.live, workbench.pipeline.core, "
+        "workbench.pipeline.nodes, workbench.pipeline.alerting, workbench.pipeline.ingest, "
+        "workbench.feeds.feed, workbench.evaluate.run, workbench.models.catalog\n"
+        "workbench.cli.build_parser()\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('panel', 'bokeh', 'holoviews'))\n"
         "print(','.join(bad))"
     )
@@ -100,3 +104,43 @@ def test_console_script_is_declared_and_runs():
     assert out.returncode == 0
     for command in ("replay", "simulate", "query", "bench", "serve"):
         assert command in out.stdout
+
+
+def test_the_command_starts_without_the_engine():
+    """``workbench --help`` and every sub-command's parser import no polars, river, streamz or panel."""
+    code = (
+        "import sys, workbench, workbench.cli\n"
+        "workbench.cli.build_parser()\n"
+        "heavy = ('polars', 'river', 'streamz', 'panel', 'bokeh', 'numpy', 'duckdb', 'pyarrow', 'jupyter_client')\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_the_layout_follows_the_layers():
+    """Benchmarks live in ``workbench/bench/`` only; the assembly layer is a package."""
+    package = ROOT / "workbench"
+    home = package / "bench"
+    stray = [p for p in package.rglob("bench*") if p != home and home not in p.parents]
+    assert stray == []
+    assert (package / "pipeline" / "__init__.py").exists()
+    assert (package / "feeds" / "__init__.py").exists()
+
+
+def test_the_import_contract_is_configured_and_kept():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    contracts = project["tool"]["importlinter"]["contracts"]
+    assert any(c["type"] == "layers" for c in contracts)
+    lint = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "broken" in result.stdout and "0 broken" in result.stdout
+
+
+def test_panel_is_banned_below_the_presentation_layer():
+    ruff = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]["lint"]
+    banned = ruff["flake8-tidy-imports"]["banned-api"]
+    assert {"panel", "bokeh", "holoviews"} <= set(banned)
+    allowed = {k for k, v in ruff["per-file-ignores"].items() if "TID251" in v}
+    assert not any(k.startswith(("workbench/pipeline", "workbench/feeds", "workbench/models")) for k in allowed)

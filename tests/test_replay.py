@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from workbench.replay import replay
+from workbench.pipeline.replay import replay
 
 from conftest import cli, line, metric
 

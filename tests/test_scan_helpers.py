@@ -7,9 +7,9 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from workbench.native.lines import high_bytes, newlines, occurrences
+from workbench.native.strings import byte_lengths, first_byte_in
 from workbench.operators.decode import RawLines, _lines_with_literals
-from workbench.operators.strings import byte_lengths, first_byte_in
-from workbench.sources.lines import high_bytes, newlines, occurrences
 
 CHARS = b"-0123456789 tf{["
 

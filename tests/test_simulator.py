@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from workbench.clock import ManualClock
 from workbench.errors import ConfigError, SourceError
 from workbench.schema import SCHEMAS, get_schema
-from workbench.sources.chunks import CHUNK_EVENTS
-from workbench.sources.faults import MALFORMED_CLASSES, Faults
-from workbench.sources.incidents import Incident
 from workbench.sources.simulator import Simulator, write_simulation
+from workbench.sources.simulator.chunks import CHUNK_EVENTS
+from workbench.sources.simulator.faults import MALFORMED_CLASSES, Faults
+from workbench.sources.simulator.incidents import Incident
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 T0_MS = int(T0.timestamp() * 1000)

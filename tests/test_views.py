@@ -17,7 +17,7 @@ from workbench.testing import FrameSource, server_metrics_frame
 @pytest.fixture
 def fed():
     """A pipeline over 2 minutes of 4 hosts (h0 runs hot), run to the end, and its feed."""
-    from workbench.views.feed import Feed
+    from workbench.feeds.feed import Feed
 
     frames = [server_metrics_frame(1200, hosts=4).slice(i, 300) for i in range(0, 1200, 300)]
     pipe = Pipeline(FrameSource(frames), name="views-test")
@@ -67,8 +67,8 @@ def test_series_draws_top_n_then_chosen_entities_and_marks_outliers(fed):
 
 
 def test_selectors_accept_a_metric_before_the_first_window():
+    from workbench.feeds.feed import Feed
     from workbench.views import EntityHeatmap, MetricSeries
-    from workbench.views.feed import Feed
 
     pipe = Pipeline(FrameSource([]), name="views-empty")
     pipe.standard("server_metrics", Tumbling("10s"))
@@ -78,8 +78,8 @@ def test_selectors_accept_a_metric_before_the_first_window():
 
 
 def test_dashboard_renders_with_no_data_yet_then_fills(fed):
+    from workbench.feeds.feed import Feed
     from workbench.views import Dashboard
-    from workbench.views.feed import Feed
 
     empty = Pipeline(FrameSource([]), name="views-empty-dash")
     empty.standard("server_metrics", Tumbling("10s"))
@@ -96,8 +96,8 @@ def test_dashboard_renders_with_no_data_yet_then_fills(fed):
 
 
 def test_dead_letter_view_lists_reasons_and_raw_records():
+    from workbench.feeds.feed import Feed
     from workbench.views import DeadLetters
-    from workbench.views.feed import Feed
 
     good = b'{"event_id":"a","ts":1700000000000,"host":"h","cpu":1,"mem":1,"latency_ms":1,"status":200}\n'
     bad = b'{"event_id":"b","ts":1700000000000,"host":"h","cpu":"12.5","mem":1,"latency_ms":1,"status":200}\n'
@@ -115,8 +115,8 @@ def test_dead_letter_view_lists_reasons_and_raw_records():
 
 
 def test_subscriptions_are_released_and_stores_are_bounded(fed):
+    from workbench.feeds.live import LiveFrame
     from workbench.views import Dashboard
-    from workbench.views.live import LiveFrame
 
     _, feed = fed
     dash = Dashboard(feed)
@@ -154,8 +154,8 @@ class _Quiet(FrameSource):
 
 def test_stale_banner_says_since_when(fed):
     from workbench.clock import ManualClock
+    from workbench.feeds.feed import Feed
     from workbench.views import Dashboard
-    from workbench.views.feed import Feed
 
     clock = ManualClock()
     pipe = Pipeline(_Quiet([server_metrics_frame(200)], clock=clock), name="views-stale")

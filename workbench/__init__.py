@@ -2,7 +2,10 @@
 
 Events stream in, are decoded and validated in bulk, de-duplicated, enriched and
 windowed in event time on a streamz graph of polars micro-batches; results go to a
-Parquet lake, alerts and live views.
+Parquet lake, alerts and live views. The names below are imported on first use:
+``import workbench`` itself imports nothing heavy (``wb.Pipeline`` brings in the
+engine and registers its nodes on ``streamz.Stream``). The layers are described in
+``docs/architecture.md``.
 
 Examples
 --------
@@ -11,16 +14,40 @@ Examples
 10000
 """
 
-from workbench import operators as _operators  # noqa: F401 - registers the streamz nodes
-from workbench.clock import ManualClock, SystemClock
-from workbench.errors import CheckpointError, ConfigError, SchemaError, SourceError, WorkbenchError
-from workbench.operators import aggregations
-from workbench.operators.windows import Session, Sliding, Tumbling
-from workbench.pipeline import Pipeline
-from workbench.replay import replay
-from workbench.schema import NETWORK_FLOWS, SERVER_METRICS, USER_EVENTS, Field, Schema, get_schema
-from workbench.sources import FileSource, RawBatch, Simulator, Source, write_simulation
-from workbench.storage import CheckpointStore, Lake
+from __future__ import annotations
+
+from workbench.lazy import exports
+
+#: public name → the module that defines it; imported on first use, so the
+#: ``workbench`` command starts without polars or streamz (``workbench --help``)
+_WHERE = {
+    "NETWORK_FLOWS": "workbench.schema",
+    "SERVER_METRICS": "workbench.schema",
+    "USER_EVENTS": "workbench.schema",
+    "CheckpointError": "workbench.errors",
+    "CheckpointStore": "workbench.storage.checkpoints",
+    "ConfigError": "workbench.errors",
+    "Field": "workbench.schema",
+    "FileSource": "workbench.sources.files",
+    "Lake": "workbench.storage.lake",
+    "ManualClock": "workbench.clock",
+    "Pipeline": "workbench.pipeline",
+    "RawBatch": "workbench.sources.base",
+    "Schema": "workbench.schema",
+    "SchemaError": "workbench.errors",
+    "Session": "workbench.operators.windows",
+    "Simulator": "workbench.sources.simulator",
+    "Sliding": "workbench.operators.windows",
+    "Source": "workbench.sources.base",
+    "SourceError": "workbench.errors",
+    "SystemClock": "workbench.clock",
+    "Tumbling": "workbench.operators.windows",
+    "WorkbenchError": "workbench.errors",
+    "aggregations": "workbench.operators",
+    "get_schema": "workbench.schema",
+    "replay": "workbench.pipeline.replay",
+    "write_simulation": "workbench.sources.simulator",
+}
 
 __version__ = "0.1.0"
 
@@ -52,3 +79,5 @@ __all__ = [
     "replay",
     "write_simulation",
 ]
+
+__getattr__, __dir__ = exports(__name__, _WHERE)

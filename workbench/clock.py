@@ -11,7 +11,9 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "ManualClock", "SystemClock"]
+from workbench.errors import ConfigError
+
+__all__ = ["Clock", "ManualClock", "SystemClock", "parse_time"]
 
 
 @runtime_checkable
@@ -110,3 +112,32 @@ class ManualClock:
 
     def __repr__(self) -> str:
         return f"ManualClock(start={self._start.isoformat()!r})"
+
+
+def parse_time(value: str | datetime | None, *, what: str = "time") -> datetime | None:
+    """An aware UTC datetime from ISO-8601 text with an offset (``""`` and ``None`` mean unbounded).
+
+    The one parser of user-given times (``--from``/``--to``, ``--start``/``--end``,
+    report parameters). A time without an offset is refused: it would mean something
+    else on every machine.
+
+    Examples
+    --------
+    >>> parse_time("2024-01-01T06:00:00+02:00").isoformat()
+    '2024-01-01T04:00:00+00:00'
+    >>> parse_time("2024-01-01", what="report start")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    workbench.errors.ConfigError: report start: expected ISO-8601 with a UTC offset (...), not '2024-01-01'
+    """
+    if value is None or value == "":
+        return None
+    parsed: datetime | None = value if isinstance(value, datetime) else None
+    if parsed is None:
+        try:
+            parsed = datetime.fromisoformat(str(value))
+        except ValueError:
+            parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise ConfigError(f"{what}: expected ISO-8601 with a UTC offset (2024-01-01T00:00:00+00:00), not {value!r}")
+    return parsed.astimezone(UTC)

@@ -14,45 +14,41 @@
 - :func:`backtest` runs rules over the lake with the same code path.
 """
 
-from workbench.alerts.backtest import BacktestResult, backtest, compare
-from workbench.alerts.dispatch import Inhibit, Route
-from workbench.alerts.loader import AlertConfig, load_config
-from workbench.alerts.mail import BusNotifier, EmailNotifier
-from workbench.alerts.manager import AlertManager
-from workbench.alerts.matchers import Matcher, Silence
-from workbench.alerts.notifiers import JsonlNotifier, Notifier, NotifyError, SlackNotifier, WebhookNotifier
-from workbench.alerts.outbox import Outbox
-from workbench.alerts.rules import Absence, AnomalyScore, Drift, ForecastDeviation, RateOfChange, Rule, Threshold
-from workbench.alerts.store import AlertStore, DuckDBStore, PostgresStore, open_store
+from __future__ import annotations
 
-__all__ = [
-    "Absence",
-    "AlertConfig",
-    "AlertManager",
-    "AlertStore",
-    "AnomalyScore",
-    "BacktestResult",
-    "BusNotifier",
-    "Drift",
-    "DuckDBStore",
-    "EmailNotifier",
-    "ForecastDeviation",
-    "Inhibit",
-    "JsonlNotifier",
-    "Matcher",
-    "Notifier",
-    "NotifyError",
-    "Outbox",
-    "PostgresStore",
-    "RateOfChange",
-    "Route",
-    "Rule",
-    "Silence",
-    "SlackNotifier",
-    "Threshold",
-    "WebhookNotifier",
-    "backtest",
-    "compare",
-    "load_config",
-    "open_store",
-]
+from workbench.lazy import exports
+
+_WHERE = {
+    "Absence": "workbench.alerts.rules",
+    "AlertConfig": "workbench.alerts.loader",
+    "AlertManager": "workbench.alerts.manager",
+    "AlertStore": "workbench.alerts.store",
+    "AnomalyScore": "workbench.alerts.rules",
+    "BacktestResult": "workbench.alerts.backtest",
+    "BusNotifier": "workbench.alerts.mail",
+    "Drift": "workbench.alerts.rules",
+    "DuckDBStore": "workbench.alerts.store",
+    "EmailNotifier": "workbench.alerts.mail",
+    "ForecastDeviation": "workbench.alerts.rules",
+    "Inhibit": "workbench.alerts.dispatch",
+    "JsonlNotifier": "workbench.alerts.notifiers",
+    "Matcher": "workbench.alerts.matchers",
+    "Notifier": "workbench.alerts.notifiers",
+    "NotifyError": "workbench.alerts.notifiers",
+    "Outbox": "workbench.alerts.outbox",
+    "PostgresStore": "workbench.alerts.store",
+    "RateOfChange": "workbench.alerts.rules",
+    "Route": "workbench.alerts.dispatch",
+    "Rule": "workbench.alerts.rules",
+    "Silence": "workbench.alerts.matchers",
+    "SlackNotifier": "workbench.alerts.notifiers",
+    "Threshold": "workbench.alerts.rules",
+    "WebhookNotifier": "workbench.alerts.notifiers",
+    "backtest": "workbench.alerts.backtest",
+    "compare": "workbench.alerts.backtest",
+    "load_config": "workbench.alerts.loader",
+    "open_store": "workbench.alerts.store",
+}
+
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = exports(__name__, _WHERE)

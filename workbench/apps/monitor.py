@@ -9,8 +9,8 @@ from panel.io.resources import get_dist_path
 from panel.theme.fast import Fast
 
 from workbench.apps.live import live_pipeline
+from workbench.feeds.feed import Feed
 from workbench.views.dashboard import Dashboard
-from workbench.views.feed import Feed
 
 __all__ = ["create_app"]
 

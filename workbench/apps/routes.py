@@ -23,7 +23,7 @@ from workbench.apps.live import current
 from workbench.pipeline import Pipeline
 from workbench.views.base import LiveView
 
-__all__ = ["ROUTES", "HealthHandler", "housekeeping", "process_stats", "remember", "sweep", "trim"]
+__all__ = ["ROUTES", "HealthHandler", "housekeeping", "process_stats", "remember", "session_state", "sweep", "trim"]
 
 
 def _rss_mb() -> float:
@@ -82,6 +82,15 @@ def housekeeping() -> None:
     trim()
 
 
+def session_state(session: Any) -> dict[str, Any]:
+    """What keeps a Bokeh server session alive: its connections, expiration blocks and idle time."""
+    return {
+        "connections": session.connection_count,
+        "expiration_blocked": session.expiration_blocked_count,
+        "idle_s": round(session.milliseconds_since_last_unsubscribe / 1000, 1),
+    }
+
+
 def process_stats() -> dict[str, Any]:
     """RSS (MB) and CPU seconds (user + system) of this process."""
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -104,6 +113,8 @@ class HealthHandler(RequestHandler):
             "process": process_stats(),
             "pipelines_in_process": Pipeline.instances(),
             "sessions": sum(len(list(ctx.sessions)) for ctx in apps.values()),
+            # why a session lives on: open connections, and what blocks its expiration
+            "session_states": [session_state(s) for ctx in apps.values() for s in ctx.sessions],
             "views_alive": LiveView.alive(),
             "python_objects": len(gc.get_objects()),
         }

@@ -72,7 +72,7 @@ def serve(**kwargs) -> int:
     print("serving:", " ".join(cmd), flush=True)  # noqa: T201 - the CLI tells the user what runs
     env = server_env()
     if source:
-        from workbench.sources.urls import from_url
+        from workbench.sources.factory import from_url
 
         from_url(source)  # a malformed URL fails here, with one message, not in the server
         env["WORKBENCH_SOURCE"] = source

@@ -6,18 +6,19 @@ Every publisher follows one small interface, :class:`~workbench.bus.base.Publish
 re-opened with exponential backoff (:class:`~workbench.bus.retry.Backoff`).
 """
 
-from workbench.bus.base import Publisher, PublishError
-from workbench.bus.mqtt import MqttPublisher
-from workbench.bus.nats_jetstream import NatsPublisher
-from workbench.bus.redis_streams import RedisStreamPublisher
-from workbench.bus.retry import Backoff, call_with_retries
+from __future__ import annotations
 
-__all__ = [
-    "Backoff",
-    "MqttPublisher",
-    "NatsPublisher",
-    "PublishError",
-    "Publisher",
-    "RedisStreamPublisher",
-    "call_with_retries",
-]
+from workbench.lazy import exports
+
+_WHERE = {
+    "Backoff": "workbench.bus.retry",
+    "MqttPublisher": "workbench.bus.mqtt",
+    "NatsPublisher": "workbench.bus.nats_jetstream",
+    "PublishError": "workbench.bus.base",
+    "Publisher": "workbench.bus.base",
+    "RedisStreamPublisher": "workbench.bus.redis_streams",
+    "call_with_retries": "workbench.bus.retry",
+}
+
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = exports(__name__, _WHERE)

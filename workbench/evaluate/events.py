@@ -18,7 +18,7 @@ Examples
 --------
 >>> import polars as pl
 >>> from datetime import UTC, datetime, timedelta
->>> from workbench.sources.incidents import Incident, incidents_frame
+>>> from workbench.sources.simulator.incidents import Incident, incidents_frame
 >>> t0 = datetime(2024, 1, 1, tzinfo=UTC)
 >>> labels = incidents_frame([Incident("i1", "cpu_saturation", "server_metrics", "h1",
 ...                                    t0 + timedelta(minutes=5), t0 + timedelta(minutes=6))])
@@ -109,7 +109,7 @@ def evaluate_events(
     detections
         Rows with ``by`` and ``time`` (and optionally ``is_anomaly``).
     labels
-        Incidents as :func:`~workbench.sources.incidents.incidents_frame` gives them.
+        Incidents as :func:`~workbench.sources.simulator.incidents.incidents_frame` gives them.
     by, time
         Entity and event-time columns of ``detections``.
     grace

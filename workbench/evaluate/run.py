@@ -18,7 +18,7 @@ import polars as pl
 from workbench.errors import ConfigError
 from workbench.evaluate.corpus import load_nab
 from workbench.evaluate.nab import PROFILES, corpus_score
-from workbench.models.detect import DEFAULT_DETECTOR, DETECTORS
+from workbench.models.catalog import DEFAULT_DETECTOR, DETECTORS
 from workbench.models.detectors import score_stream
 
 __all__ = ["DEFAULT_DETECTOR", "DETECTORS", "run_nab"]

@@ -295,23 +295,6 @@ class ContextDetector(Detector):
         seasonal: float = 0.1,
         smooth: int = 24,
     ) -> None:
-        super().__init__(
-            bits=bits,
-            rest=rest,
-            base_threshold=base_threshold,
-            max_left=max_left,
-            max_active=max_active,
-            history=history,
-            max_contexts=max_contexts,
-            warm_up=warm_up,
-            margin=margin,
-            value_range=value_range,
-            spatial=spatial,
-            flat=flat,
-            level=level,
-            seasonal=seasonal,
-            smooth=smooth,
-        )
         self.bits, self.rest, self.base_threshold = int(bits), int(rest), base_threshold
         self.max_left, self.max_active, self.history, self.max_contexts = max_left, max_active, history, max_contexts
         self.warm_up, self.margin, self.value_range, self.spatial = warm_up, margin, value_range, spatial

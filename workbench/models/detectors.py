@@ -17,6 +17,8 @@ from __future__ import annotations
 import abc
 import bisect
 import copy
+import functools
+import inspect
 import math
 from collections import deque
 from collections.abc import Iterable
@@ -26,17 +28,26 @@ __all__ = ["Detector", "RobustZScore", "calibrate", "score_stream"]
 
 
 class Detector(abc.ABC):
-    """Base class: constructor arguments are kept verbatim, so ``clone()`` and ``repr`` come free.
+    """Base class: each constructor argument is kept as the attribute of its name; ``clone()``, ``repr`` come free.
 
-    ``bounds`` gives the inclusive range of each numeric constructor argument: live
-    tuning turns the arguments into bounded ``param`` parameters (their docs come from
-    the class docstring's Parameters section).
+    The arguments are declared once, in the constructor's signature (as river does):
+    :attr:`_params` reads them back by name. ``bounds`` gives the inclusive range of
+    each numeric constructor argument: live tuning turns the arguments into bounded
+    ``param`` parameters (their docs come from the class docstring's Parameters section).
     """
 
     bounds: ClassVar[dict[str, tuple[float, float]]] = {}
 
     def __init__(self, **params: Any) -> None:
-        self._params = params
+        # a subclass may hand its arguments up (``super().__init__(scale=scale)``) instead of
+        # keeping them itself: each becomes the attribute of its name all the same
+        for name, value in params.items():
+            setattr(self, name, value)
+
+    @property
+    def _params(self) -> dict[str, Any]:
+        """The constructor arguments, by name, as this detector holds them."""
+        return {name: getattr(self, name) for name in _argument_names(type(self))}
 
     @abc.abstractmethod
     def score_one(self, x: dict[str, float]) -> float:
@@ -54,7 +65,7 @@ class Detector(abc.ABC):
 
     def snapshot(self) -> dict[str, Any]:
         """State as plain values (a deep copy: never aliases live state)."""
-        return copy.deepcopy({k: v for k, v in vars(self).items() if k != "_params"})
+        return copy.deepcopy(vars(self))
 
     def restore(self, state: dict[str, Any]) -> None:
         """Restore from :meth:`snapshot`."""
@@ -63,6 +74,13 @@ class Detector(abc.ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
         return f"{type(self).__name__}({args})"
+
+
+@functools.cache
+def _argument_names(cls: type) -> tuple[str, ...]:
+    """Names of the constructor arguments of ``cls`` (without ``self``, ``*args``, ``**kwargs``)."""
+    kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return tuple(p.name for p in inspect.signature(cls).parameters.values() if p.kind not in kinds)
 
 
 def calibrate(z: float, scale: float = 3.0) -> float:
@@ -108,7 +126,6 @@ class RobustZScore(Detector):
     def __init__(
         self, window: int = 2000, warm_up: int = 30, refresh: int = 10, holdoff: int = 350, damp: float = 0.5
     ) -> None:
-        super().__init__(window=window, warm_up=warm_up, refresh=refresh, holdoff=holdoff, damp=damp)
         self.window, self.warm_up, self.refresh = window, warm_up, refresh
         self.holdoff, self.damp = holdoff, damp
         self._peaks: deque[tuple[int, float]] = deque()  # (row, z), z decreasing: the sliding maximum

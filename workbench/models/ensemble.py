@@ -73,8 +73,8 @@ class Ensemble(Detector):
         holdoff: int = 350,
         damp: float = 0.5,
     ) -> None:
-        super().__init__(p=p, d=d, lr=lr, clip=clip, window=window, warm_up=warm_up, holdoff=holdoff, damp=damp)
-        self.window, self.warm_up = window, warm_up
+        self.p, self.d, self.lr, self.clip = p, d, lr, clip
+        self.window, self.warm_up, self.holdoff, self.damp = window, warm_up, holdoff, damp
         self._forecaster = SnarimaxResidual(p=p, d=d, lr=lr, clip=clip, window=window, warm_up=warm_up, holdoff=0)
         self._values: dict[str, RollingRobust] = {}
         self._diffs: dict[str, RollingRobust] = {}

@@ -168,9 +168,6 @@ class SnarimaxResidual(ForecastResidual):
         damp: float = 0.5,
         clip: float = 0.0,
     ) -> None:
-        super().__init__(
-            p=p, d=d, q=q, m=m, sp=sp, lr=lr, window=window, warm_up=warm_up, holdoff=holdoff, damp=damp, clip=clip
-        )
         self.p, self.d, self.q, self.m, self.sp, self.lr = p, d, q, m, sp, lr
         self._setup(window, warm_up, holdoff, damp, clip)
 
@@ -245,17 +242,6 @@ class HoltWintersResidual(ForecastResidual):
         damp: float = 0.5,
         clip: float = 5.0,
     ) -> None:
-        super().__init__(
-            alpha=alpha,
-            beta=beta,
-            gamma=gamma,
-            seasonality=seasonality,
-            window=window,
-            warm_up=warm_up,
-            holdoff=holdoff,
-            damp=damp,
-            clip=clip,
-        )
         self.alpha, self.beta, self.gamma, self.seasonality = alpha, beta, gamma, seasonality
         self._setup(window, warm_up, holdoff, damp, clip)
 

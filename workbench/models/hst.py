@@ -73,18 +73,9 @@ class ScaledHalfSpaceTrees(Detector):
         damp: float = 0.5,
         seed: int = 0,
     ) -> None:
-        super().__init__(
-            n_trees=n_trees,
-            height=height,
-            window_size=window_size,
-            spread=spread,
-            diffs=diffs,
-            window=window,
-            holdoff=holdoff,
-            damp=damp,
-            seed=seed,
-        )
+        self.n_trees, self.height, self.seed = n_trees, height, seed
         self.window_size, self.window, self.spread, self.diffs = window_size, window, spread, diffs
+        self.holdoff, self.damp = holdoff, damp
         self._trees = anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size, seed=seed)
         self._scales: dict[str, RollingRobust] = {}  # feature (or "feature'", its difference) → its scale
         self._previous: dict[str, float] = {}

@@ -21,7 +21,7 @@ Examples
 >>> rows = pl.DataFrame({"host": ["a"] * 80, "window_end": [t0 + timedelta(seconds=10 * i) for i in range(80)],
 ...                      "cpu_mean": [20.0 + i % 3 for i in range(79)] + [90.0]})
 >>> head = Stream()
->>> node = head.score("robust_z", features=["cpu_mean"], by="host", params={"warm_up": 20})
+>>> node = ScoreNode(head, "robust_z", features=["cpu_mean"], by="host", params={"warm_up": 20})
 >>> out = node.sink_to_list()
 >>> head.emit(rows)
 >>> out[0].filter("is_anomaly")["cpu_mean"].to_list()
@@ -34,9 +34,9 @@ Examples
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -50,11 +50,14 @@ from workbench.models.detectors import Detector
 from workbench.models.scoring import Scorer
 from workbench.models.threshold import AdaptiveThreshold
 from workbench.models.tuning import DetectorParams, detector_params
-from workbench.operators.nodes import Operator
+from workbench.operators.base import ErrorPolicy, Operator
 from workbench.sources.base import RawBatch
 from workbench.storage.lake import Lake
 
 __all__ = ["ScoreNode"]
+
+#: keyword arguments a ScoreNode passes on to its Scorer (read from its signature, declared once)
+_SCORER_OPTIONS = frozenset(inspect.signature(Scorer).parameters) - {"detector", "threshold"}
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +70,10 @@ class ScoreNode(Operator):
     upstream
         The window node (or any stream of window rows).
     detector
-        A name in :data:`workbench.models.detect.DETECTORS` (or a Detector class).
-    features, by, time, warm_up, drift, drift_on, idle, max_entities, fill, seed, shared, where, skip_anomalies
-        See :class:`~workbench.models.scoring.Scorer`.
+        A name in :data:`workbench.models.catalog.DETECTORS` (or a Detector class).
+    **options
+        The :class:`~workbench.models.scoring.Scorer`'s keyword arguments (``features``,
+        ``by``, ``time``, ``warm_up``, ``drift``, ``idle``, ``max_entities`` …), passed on as given.
     params
         Detector arguments other than the defaults (checked against its bounds).
     threshold
@@ -87,49 +91,28 @@ class ScoreNode(Operator):
         upstream: Stream,
         detector: str | type[Detector] = "robust_z",
         *,
-        features: Sequence[str] | None = None,
-        by: str | Sequence[str] = "host",
-        time: str = "window_end",
         params: dict[str, Any] | None = None,
-        warm_up: int = 10,
         threshold: AdaptiveThreshold | None = None,
-        drift: Sequence[str] = ("adwin",),
-        drift_on: Sequence[str] | None = None,
-        idle: str | float | timedelta = "30m",
-        max_entities: int = 10_000,
-        fill: dict[str, float] | None = None,
-        seed: int = 0,
-        shared: bool = False,
-        where: pl.Expr | None = None,
-        skip_anomalies: int = 0,
         lake: Lake | None = None,
         lake_output: str = "windows",
         history: str | float | timedelta = "30m",
-        **kwargs: Any,
+        name: str | None = None,
+        errors: ErrorPolicy = "dead_letter",
+        **options: Any,
     ) -> None:
-        from workbench.models.detect import THRESHOLDS
+        from workbench.models.catalog import THRESHOLDS
 
         self.params: DetectorParams = detector_params(detector)()
-        super().__init__(upstream, name=kwargs.pop("name", f"score_{self.params.detector_name}"), **kwargs)
+        super().__init__(upstream, name=name or f"score_{self.params.detector_name}", errors=errors)
+        unknown = sorted(set(options) - _SCORER_OPTIONS)
+        if unknown:
+            raise ConfigError(
+                f"node {self.name!r}: unknown argument(s) {unknown}; known: "
+                f"{sorted({*_SCORER_OPTIONS, 'params', 'threshold', 'lake', 'lake_output', 'history'})}"
+            )
         self.params.tune(**(params or {}))
         floor = THRESHOLDS.get(self.params.detector_name, 0.5)
-        self.scorer = Scorer(
-            self.params.build(),
-            features=features,
-            by=by,
-            time=time,
-            warm_up=warm_up,
-            threshold=threshold or AdaptiveThreshold(floor=floor),
-            drift=drift,
-            drift_on=drift_on,
-            idle=idle,
-            max_entities=max_entities,
-            fill=fill,
-            seed=seed,
-            shared=shared,
-            where=where,
-            skip_anomalies=skip_anomalies,
-        )
+        self.scorer = Scorer(self.params.build(), threshold=threshold or AdaptiveThreshold(floor=floor), **options)
         self.drift = Stream(stream_name=f"{self.name}.drift")
         self.drift_count = 0
         self.lake, self.lake_output = lake, lake_output

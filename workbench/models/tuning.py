@@ -37,7 +37,7 @@ __all__ = ["DetectorParams", "detector_class", "detector_params", "parameter_doc
 
 def detector_class(detector: str | type[Detector]) -> tuple[str, type[Detector]]:
     """``(name, class)`` of a catalogue detector given by name (or a class)."""
-    from workbench.models.detect import DETECTORS
+    from workbench.models.catalog import DETECTORS
 
     if isinstance(detector, str):
         if detector not in DETECTORS:
@@ -127,7 +127,7 @@ def _parameter(default: Any, bounds: tuple[float, float] | None, doc: str) -> pa
 
 @cache
 def _generated(cls: type[Detector], name: str) -> type[DetectorParams]:
-    from workbench.models.detect import DETECTORS
+    from workbench.models.catalog import DETECTORS
 
     docs = parameter_docs(cls)
     # a catalogue entry may be a factory with its own settings: those are the defaults

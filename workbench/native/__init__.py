@@ -1,6 +1,13 @@
-"""Native fast paths, compiled from C source on first use and loaded with :mod:`ctypes`.
+"""Byte-level helpers, in one home: the native NDJSON decoder, line scans and string-view facts.
 
-The only one is the NDJSON fast path (``ndjson.c``, see :func:`parse_ndjson`): it
+- this module: native fast paths, compiled from C source on first use and loaded
+  with :mod:`ctypes`;
+- :mod:`workbench.native.lines`: line boundaries, high bytes and token occurrences in
+  NDJSON bytes, found in bulk with numpy (the fallback of the C scans);
+- :mod:`workbench.native.strings`: first bytes and byte lengths of polars string
+  columns, read from their Arrow views without a copy.
+
+The only native fast path is the NDJSON one (``ndjson.c``, see :func:`parse_ndjson`): it
 takes the common, simple record — a flat object of schema fields with plain ASCII
 strings and numbers of the right type — straight into Arrow columns, and flags every
 other line for the general decoder, which finds the exact reason. It decides what is

@@ -1,10 +1,22 @@
-"""Operators: decode, validate, dedupe, enrich, window — registered on ``streamz.Stream``.
+"""Operators: decode, validate, dedupe, enrich, window — pure state classes and their streamz nodes.
 
-Importing this package registers the nodes (see :mod:`workbench.operators.nodes`).
+The nodes are registered as ``streamz.Stream`` methods in one module,
+:mod:`workbench.pipeline.nodes` (importing :mod:`workbench.pipeline` does it).
 """
 
-from workbench.operators import aggregations
-from workbench.operators.nodes import NodeMetrics, Operator
-from workbench.operators.windows import Session, Sliding, Tumbling, Windower
+from __future__ import annotations
 
-__all__ = ["NodeMetrics", "Operator", "Session", "Sliding", "Tumbling", "Windower", "aggregations"]
+from workbench.lazy import exports
+
+_WHERE = {
+    "NodeMetrics": "workbench.operators.base",
+    "Operator": "workbench.operators.base",
+    "Session": "workbench.operators.windows",
+    "Sliding": "workbench.operators.windows",
+    "Tumbling": "workbench.operators.windows",
+    "Windower": "workbench.operators.windows",
+    "aggregations": "workbench.operators.aggregations",
+}
+
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = exports(__name__, _WHERE)

@@ -48,10 +48,10 @@ import polars as pl
 import pyarrow as pa
 
 from workbench import native
-from workbench.operators.strings import first_byte_in
+from workbench.native.lines import high_bytes, occurrences
+from workbench.native.lines import newlines as find_newlines
+from workbench.native.strings import first_byte_in
 from workbench.schema import Schema
-from workbench.sources.lines import high_bytes, occurrences
-from workbench.sources.lines import newlines as find_newlines
 
 __all__ = ["DEAD_LETTER_SCHEMA", "Decoded", "RawLines", "decode_frame", "decode_ndjson"]
 

@@ -1,28 +1,25 @@
-"""Workbench's streamz nodes, registered on ``streamz.Stream`` in this one module.
+"""The transform nodes: ``decode``, ``validate``, ``dedupe``, ``enrich``, ``window``.
 
-After ``import workbench`` a pipeline reads::
-
-    head.decode("server_metrics").validate("server_metrics").dedupe("event_id")
-        .enrich(hosts, on="host").window(Tumbling("10s"), by="host", aggs=AGGS)
-
-and streamz's own nodes (``map``, ``filter``, ``sink`` …) mix in freely. Every node
-carries a polars frame per emit, has an error policy (``"dead_letter"``, ``"fail"``,
-``"drop"``), metrics, and side outputs: ``rejects`` (dead letters with reasons) and,
-for windows, ``late``.
+Each is a small streamz node around a pure state class of this package
+(:class:`~workbench.operators.dedupe.Deduplicator`, :class:`~workbench.operators.windows.Windower` …).
+They are registered as methods of ``streamz.Stream`` in one place,
+:mod:`workbench.pipeline.nodes`, so a pipeline reads
+``head.decode(s).validate(s).dedupe("event_id").window(spec, by="host", aggs=AGGS)``.
+Every node carries a polars frame per emit, has an error policy, metrics and side
+outputs (see :class:`~workbench.operators.base.Operator`).
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
 import polars as pl
 from streamz import Stream
 
 from workbench.errors import ConfigError
-from workbench.operators.decode import Decoded, RawLines, dead_letters, decode_frame, decode_ndjson, rows_as_json
+from workbench.operators.base import NodeMetrics, Operator, as_batch, rows
+from workbench.operators.decode import Decoded, RawLines, decode_frame, decode_ndjson
 from workbench.operators.dedupe import Deduplicator
 from workbench.operators.enrich import Enricher
 from workbench.operators.validate import validate_frame
@@ -30,153 +27,9 @@ from workbench.operators.windows import Windower, WindowSpec
 from workbench.schema import Schema, get_schema
 from workbench.sources.base import RawBatch
 
-__all__ = ["NodeMetrics", "Operator", "decode", "dedupe", "enrich", "score", "validate", "window"]
-
-ErrorPolicy = Literal["dead_letter", "fail", "drop"]
-_POLICIES = ("dead_letter", "fail", "drop")
+__all__ = ["NodeMetrics", "Operator", "decode", "dedupe", "enrich", "validate", "window"]
 
 
-@dataclass
-class NodeMetrics:
-    """Counters of one node; ``state_size`` and ``watermark`` are filled on read."""
-
-    batches: int = 0
-    rows_in: int = 0
-    rows_out: int = 0
-    rejected: int = 0
-    dropped: int = 0
-    errors: int = 0
-    seconds: float = 0.0
-    last_batch_ms: float = 0.0
-    last_error: str | None = None
-
-
-def _rows(x: Any) -> int:
-    if isinstance(x, pl.DataFrame):
-        return x.height
-    if isinstance(x, RawBatch):
-        return x.rows
-    return 1
-
-
-class Operator(Stream):
-    """Base of Workbench nodes: timing, metrics, error policy and side outputs.
-
-    Subclasses implement ``process(x, metadata) -> (frame, metadata)``.
-    """
-
-    def __init__(self, upstream: Stream, *, name: str | None = None, errors: ErrorPolicy = "dead_letter"):
-        if errors not in _POLICIES:
-            raise ConfigError(f"node {name!r}: errors must be one of {_POLICIES}, not {errors!r}")
-        super().__init__(upstream, stream_name=name or type(self).__name__)
-        self.errors = errors
-        self.metrics = NodeMetrics()
-        self._ahead_s = 0.0
-        self.rejects = Stream(stream_name=f"{self.name}.rejects")
-
-    @property
-    def name(self) -> str:
-        """The node's name (unique within a pipeline)."""
-        return str(self._name)
-
-    @name.setter
-    def name(self, value: str) -> None:
-        self._name = value
-
-    def __str__(self) -> str:
-        return f"{type(self).__name__}<{self.name}>"
-
-    # streamz calls this for every element
-    def update(self, x: Any, who: Any = None, metadata: Any = None) -> Any:
-        """Process one batch and emit the result downstream."""
-        start = time.perf_counter()
-        m = self.metrics
-        m.batches += 1
-        m.rows_in += _rows(x)
-        try:
-            out, meta = self.process(x, metadata)
-        except Exception as exc:
-            m.errors += 1
-            m.last_error = f"{type(exc).__name__}: {exc}"
-            self.on_failed_batch(x)
-            if self.errors == "fail":
-                raise
-            if self.errors == "dead_letter":
-                self.reject(self._whole_batch(x, f"node {self.name!r} failed: {m.last_error}"))
-            else:
-                m.dropped += _rows(x)
-            return None
-        finally:
-            # plus any time this batch spent in ``prepare`` on a read-ahead thread
-            elapsed = time.perf_counter() - start + self._ahead_s
-            self._ahead_s = 0.0
-            m.seconds += elapsed
-            m.last_batch_ms = elapsed * 1000
-        if out is None or (isinstance(out, pl.DataFrame) and out.height == 0):
-            return None
-        m.rows_out += _rows(out)
-        return self._emit(out, metadata=meta)
-
-    def process(self, x: Any, metadata: Any) -> tuple[Any, Any]:
-        """Transform one batch; return ``(output, metadata)``."""
-        return x, metadata
-
-    def on_failed_batch(self, x: Any) -> None:
-        """Hook: account for a batch whose processing raised."""
-
-    def reject(self, dead: pl.DataFrame) -> None:
-        """Send dead letters to the ``rejects`` side output."""
-        if dead.height:
-            self.metrics.rejected += dead.height
-            self.rejects.emit(dead)
-
-    def _whole_batch(self, x: Any, reason: str) -> pl.DataFrame:
-        if isinstance(x, bytes | pl.DataFrame):
-            x = _as_batch(x, self.name)
-        if isinstance(x, RawBatch) and x.data is not None:
-            raw = RawLines(x.data)
-            lines = raw.lines(list(range(len(raw))))
-        elif isinstance(x, RawBatch) and x.frame is not None:
-            lines = rows_as_json(x.frame)
-        else:
-            lines = [repr(x).encode()]
-        return dead_letters(self.name, [reason] * len(lines), lines)
-
-    # stateful nodes override these
-    @property
-    def state_size(self) -> int:
-        """Rows or keys held as state."""
-        return 0
-
-    @property
-    def watermark(self) -> Any:
-        """Event-time watermark, for nodes that keep one."""
-        return None
-
-    def flush(self) -> None:
-        """End of input: emit whatever is held."""
-
-    def snapshot(self) -> dict[str, Any]:
-        """Node state (a copy) plus its metrics."""
-        return {"metrics": asdict(self.metrics)}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`snapshot`."""
-        self.metrics = NodeMetrics(**state["metrics"])
-
-
-def _as_batch(x: Any, node: str) -> RawBatch:
-    """Bytes and frames fed to ``decode`` directly, as the raw batches sources yield."""
-    if isinstance(x, RawBatch):
-        return x
-    if isinstance(x, bytes):
-        return RawBatch(data=x)
-    if isinstance(x, pl.DataFrame):
-        return RawBatch(frame=x, rows=x.height)
-    raise ConfigError(f"node {node!r}: expected RawBatch, bytes or DataFrame, not {type(x).__name__}")
-
-
-@Stream.register_api()
 class decode(Operator):  # noqa: N801 - streamz nodes are lower-case verbs
     """Decode raw batches (NDJSON bytes or a frame) into the schema's wire types.
 
@@ -198,7 +51,7 @@ class decode(Operator):  # noqa: N801 - streamz nodes are lower-case verbs
         raise ConfigError(f"node {self.name!r}: a RawBatch needs data or frame")
 
     def process(self, x: Any, metadata: Any) -> tuple[Any, Any]:  # noqa: D102
-        batch = _as_batch(x, self.name)
+        batch = as_batch(x, self.name)
         prepared = batch.meta.pop("prepared", None) or {}
         out, self._ahead_s = prepared.pop(self.name, (None, 0.0))
         out = out or self.prepare(batch)
@@ -207,7 +60,7 @@ class decode(Operator):  # noqa: N801 - streamz nodes are lower-case verbs
         return out.frame, [*(metadata or []), {"raw": out.raw, "prepared": prepared}]
 
     def on_failed_batch(self, x: Any) -> None:  # noqa: D102
-        self.records += _rows(x) if not (isinstance(x, RawBatch) and x.data is not None) else len(RawLines(x.data))
+        self.records += rows(x) if not (isinstance(x, RawBatch) and x.data is not None) else len(RawLines(x.data))
 
     def snapshot(self) -> dict[str, Any]:  # noqa: D102
         return {**super().snapshot(), "records": self.records}
@@ -217,7 +70,6 @@ class decode(Operator):  # noqa: N801 - streamz nodes are lower-case verbs
         self.records = state["records"]
 
 
-@Stream.register_api()
 class validate(Operator):  # noqa: N801
     """Check decoded records against the schema's rules; bad ones go to ``rejects``."""
 
@@ -241,7 +93,6 @@ class validate(Operator):  # noqa: N801
         return valid, rest
 
 
-@Stream.register_api()
 class dedupe(Operator):  # noqa: N801
     """Drop repeated keys (event-time TTL); repeats go to the ``duplicates`` side output."""
 
@@ -280,7 +131,6 @@ class dedupe(Operator):  # noqa: N801
         self.duplicate_count = state["duplicates"]
 
 
-@Stream.register_api()
 class enrich(Operator):  # noqa: N801
     """Join a reference table (e.g. host → service, owner) onto each batch."""
 
@@ -292,7 +142,6 @@ class enrich(Operator):  # noqa: N801
         return self.state.process(x), metadata
 
 
-@Stream.register_api()
 class window(Operator):  # noqa: N801
     """Keyed event-time windows; emits each closed window once; late rows to ``late``."""
 
@@ -343,11 +192,3 @@ class window(Operator):  # noqa: N801
     def restore(self, state: dict[str, Any]) -> None:  # noqa: D102
         super().restore(state)
         self.state.restore(state["state"])
-
-
-@Stream.register_api()
-def score(upstream: Stream, detector: Any = "robust_z", **kwargs: Any) -> Stream:
-    """Per-entity online anomaly scores of window rows (:class:`workbench.models.node.ScoreNode`)."""
-    from workbench.models.node import ScoreNode  # the models layer builds on this one
-
-    return ScoreNode(upstream, detector, **kwargs)

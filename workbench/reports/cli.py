@@ -8,10 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from typing import Any
 
-__all__ = ["add_export_parser", "add_report_parser", "export_command", "report_command"]
+__all__ = ["export_command", "register", "report_command"]
 
 
 def _say(text: object, *, err: bool = False) -> None:
@@ -25,7 +24,13 @@ def _params(pairs: list[list[str]] | None) -> dict[str, Any]:
     return {key: parse_value(value) for key, value in pairs or []}
 
 
-def add_export_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> None:
+def register(sub: Any) -> None:
+    """Add ``export`` and ``report`` to the ``workbench`` sub-parsers ``sub``."""
+    _add_export(sub)
+    _add_report(sub)
+
+
+def _add_export(sub: Any) -> None:
     """``workbench export --view NAME … (--lake DIR | --simulate N) --out x.html|x.png``."""
     from workbench.reports import VIEWS  # no Panel import
 
@@ -48,7 +53,7 @@ def add_export_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> No
     e.add_argument("--title", help="page title")
     e.add_argument("--width", type=int, default=1280, help="PNG viewport width (default: 1280)")
     e.add_argument("--out", required=True, help="x.html (self-contained, offline) or x.png")
-    e.set_defaults(func=func)
+    e.set_defaults(func=export_command)
 
 
 def export_command(args: argparse.Namespace) -> int:
@@ -66,7 +71,7 @@ def export_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_report_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> None:
+def _add_report(sub: Any) -> None:
     """``workbench report NOTEBOOK -p key value … --out reports/x.html``."""
     r = sub.add_parser("report", help="run a report notebook with parameters and render its outputs as HTML")
     r.add_argument("notebook", help="notebook with a cell tagged 'parameters'")
@@ -80,7 +85,7 @@ def add_report_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> No
         metavar="URL",
         help="POST a JSON message to this webhook when the report fails (or set WORKBENCH_REPORT_WEBHOOK)",
     )
-    r.set_defaults(func=func)
+    r.set_defaults(func=report_command)
 
 
 def report_command(args: argparse.Namespace) -> int:

@@ -29,12 +29,13 @@ Examples
 from __future__ import annotations
 
 import tempfile
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from workbench import clock
 from workbench.errors import ConfigError
 from workbench.reports.frozen import time_filter
 from workbench.storage.lake import Lake
@@ -46,28 +47,14 @@ METRICS = ("cpu_mean", "mem_mean", "latency_p95", "error_rate")
 
 
 def parse_time(value: str | datetime | None, *, what: str = "time") -> datetime | None:
-    """An aware datetime from ISO-8601 text (``""`` and ``None`` mean unbounded).
+    """An aware datetime from ISO-8601 text (see :func:`workbench.clock.parse_time`); ``what`` names a report field.
 
-    >>> parse_time("2024-01-01T06:00:00+00:00").isoformat()
-    '2024-01-01T06:00:00+00:00'
     >>> parse_time("2024-01-01", what="start")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     workbench.errors.ConfigError: report start: expected ISO-8601 with a UTC offset (...), not '2024-01-01'
     """
-    if value is None or value == "":
-        return None
-    parsed: datetime | None = value if isinstance(value, datetime) else None
-    if parsed is None:
-        try:
-            parsed = datetime.fromisoformat(str(value))
-        except ValueError:
-            parsed = None
-    if parsed is None or parsed.tzinfo is None:
-        raise ConfigError(
-            f"report {what}: expected ISO-8601 with a UTC offset (2024-01-01T00:00:00+00:00), not {value!r}"
-        )
-    return parsed.astimezone(UTC)
+    return clock.parse_time(value, what=f"report {what}")
 
 
 def simulate_lake(
@@ -78,7 +65,7 @@ def simulate_lake(
     The lake gets ``windows``, ``dead_letter`` and ``late`` (as ``workbench replay``
     writes them), ``labels`` (the incidents) and ``hosts`` (host → service, region).
     """
-    from workbench.replay import replay, window_spec
+    from workbench.pipeline.replay import replay, window_spec
     from workbench.sources.simulator import Simulator, write_simulation
 
     lake = Path(lake)

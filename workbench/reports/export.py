@@ -28,12 +28,12 @@ from typing import Any, BinaryIO
 
 import panel as pn
 
+from workbench.feeds.feed import Feed
 from workbench.reports import VIEWS
 from workbench.reports.errors import ExportError
 from workbench.reports.offline import make_offline, network_references
 from workbench.reports.screenshot import screenshot
 from workbench.storage.atomic import atomic_write
-from workbench.views.feed import Feed
 
 __all__ = ["VIEWS", "build_view", "embed", "export", "export_html", "export_views", "network_references"]
 

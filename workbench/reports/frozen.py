@@ -2,7 +2,7 @@
 
 :func:`simulated_feed` runs the standard pipeline over a seeded simulation to the
 end; :func:`lake_feed` reads the window rows (and dead letters) of a Parquet lake,
-optionally within a time range. Either gives a :class:`~workbench.views.feed.Feed`
+optionally within a time range. Either gives a :class:`~workbench.feeds.feed.Feed`
 that every view accepts; nothing here imports Panel.
 
 Examples
@@ -23,12 +23,12 @@ import polars as pl
 
 from workbench.clock import ManualClock
 from workbench.errors import ConfigError
+from workbench.feeds.feed import Feed
 from workbench.operators.windows import Tumbling
 from workbench.pipeline import Pipeline
+from workbench.sources.frames import FrameSource
 from workbench.sources.simulator import Simulator
 from workbench.storage.lake import Lake
-from workbench.testing import FrameSource
-from workbench.views.feed import Feed
 
 __all__ = ["lake_feed", "simulated_feed", "time_filter"]
 

@@ -9,8 +9,20 @@ Examples
 'workbench.schedule.scheduler'
 """
 
-from workbench.schedule.history import STATUSES, RunHistory
-from workbench.schedule.jobs import Job, Notify, Schedule, load_schedule
-from workbench.schedule.scheduler import Scheduler, run_job
+from __future__ import annotations
 
-__all__ = ["STATUSES", "Job", "Notify", "RunHistory", "Schedule", "Scheduler", "load_schedule", "run_job"]
+from workbench.lazy import exports
+
+_WHERE = {
+    "Job": "workbench.schedule.jobs",
+    "Notify": "workbench.schedule.jobs",
+    "RunHistory": "workbench.storage.runs",
+    "STATUSES": "workbench.storage.runs",
+    "Schedule": "workbench.schedule.jobs",
+    "Scheduler": "workbench.schedule.scheduler",
+    "load_schedule": "workbench.schedule.jobs",
+    "run_job": "workbench.schedule.scheduler",
+}
+
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = exports(__name__, _WHERE)

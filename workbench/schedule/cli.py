@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
 from typing import Any
 
-__all__ = ["add_schedule_parser", "schedule_command"]
+__all__ = ["register", "schedule_command"]
 
 
 def _say(text: object, *, err: bool = False) -> None:
@@ -16,7 +15,7 @@ def _say(text: object, *, err: bool = False) -> None:
     (sys.stderr if err else sys.stdout).write(f"{text}\n")
 
 
-def add_schedule_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> None:
+def register(sub: Any) -> None:
     """``workbench schedule run FILE`` and ``workbench schedule list FILE``."""
     s = sub.add_parser("schedule", help="run report notebooks on cron schedules; list their run history")
     ssub = s.add_subparsers(dest="schedule", required=True)
@@ -29,19 +28,19 @@ def add_schedule_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> 
         metavar="JOB",
         help="run this job now, wait for it and exit (repeat for several); exit 1 when a run failed",
     )
-    r.set_defaults(func=func)
+    r.set_defaults(func=schedule_command)
     ls = ssub.add_parser("list", help="the run history: job, scheduled, start, end, status, output, error")
     ls.add_argument("file", help="schedule file (YAML), or its history file (.duckdb)")
     ls.add_argument("--job", help="only this job")
     ls.add_argument("--status", help="only runs with this status (ok, failed, skipped, running, interrupted)")
     ls.add_argument("--limit", type=int, default=20, help="newest runs shown (default: 20)")
     ls.add_argument("--format", choices=["table", "json"], default="table")
-    ls.set_defaults(func=func)
+    ls.set_defaults(func=schedule_command)
 
 
 def _history(path: str) -> Any:
-    from workbench.schedule.history import RunHistory
     from workbench.schedule.jobs import load_schedule
+    from workbench.storage.runs import RunHistory
 
     if path.endswith(".duckdb"):
         return RunHistory(path)
@@ -80,9 +79,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from workbench.schedule.history import RunHistory
     from workbench.schedule.jobs import load_schedule
     from workbench.schedule.scheduler import Scheduler
+    from workbench.storage.runs import RunHistory
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     schedule = load_schedule(args.file)

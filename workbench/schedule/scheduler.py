@@ -10,7 +10,7 @@ Time comes only from the injected clock (``clock.now()``, ``clock.sleep()``), so
   history: the newest scheduled time of the job) run *once*, at start, as the latest
   of them; its row says how many fire times it stands for (``coalesced``). A job with
   no history starts at its next fire time.
-- **History.** Every run is a row in :class:`~workbench.schedule.history.RunHistory`:
+- **History.** Every run is a row in :class:`~workbench.storage.runs.RunHistory`:
   ``running`` when it starts, then ``ok`` (with the output) or ``failed`` (with the
   error). Rows left ``running`` by a scheduler that died are marked ``interrupted``.
 - **Failures notify** through the alert notifiers (a webhook per job); a failed
@@ -22,7 +22,7 @@ Examples
 >>> from datetime import UTC
 >>> from pathlib import Path
 >>> from workbench.clock import ManualClock
->>> from workbench.schedule.history import RunHistory
+>>> from workbench.storage.runs import RunHistory
 >>> from workbench.schedule.jobs import Job
 >>> tmp = Path(tempfile.mkdtemp())
 >>> clock = ManualClock(datetime(2024, 1, 1, 5, 59, tzinfo=UTC))
@@ -47,9 +47,9 @@ from typing import Any
 
 from workbench.clock import Clock, SystemClock
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.schedule.history import RunHistory
 from workbench.schedule.jobs import Job
 from workbench.schedule.notify import FailureNotifier, failure_message
+from workbench.storage.runs import RunHistory
 
 __all__ = ["Runner", "Scheduler", "run_job"]
 

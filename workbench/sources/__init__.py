@@ -1,10 +1,24 @@
-"""Sources: where events come from (files, the simulator, brokers and scrapes via ``from_url``)."""
+"""Sources: where events come from (files, the simulator, brokers and scrapes via ``from_url``).
 
-from workbench.sources.base import RawBatch, Source
-from workbench.sources.faults import Faults
-from workbench.sources.files import FileSource
-from workbench.sources.incidents import Incident
-from workbench.sources.simulator import Simulator, write_simulation
-from workbench.sources.urls import from_url
+Names are imported on first use, so ``import workbench.sources.base`` stays light
+(a command that reads a file never imports the simulator or a broker client).
+"""
 
-__all__ = ["Faults", "FileSource", "Incident", "RawBatch", "Simulator", "Source", "from_url", "write_simulation"]
+from __future__ import annotations
+
+from workbench.lazy import exports
+
+_WHERE = {
+    "Faults": "workbench.sources.simulator.faults",
+    "FileSource": "workbench.sources.files",
+    "FrameSource": "workbench.sources.frames",
+    "Incident": "workbench.sources.simulator.incidents",
+    "RawBatch": "workbench.sources.base",
+    "Simulator": "workbench.sources.simulator",
+    "Source": "workbench.sources.base",
+    "from_url": "workbench.sources.factory",
+    "write_simulation": "workbench.sources.simulator",
+}
+
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = exports(__name__, _WHERE)

@@ -30,8 +30,8 @@ import polars as pl
 from workbench.clock import Clock
 from workbench.config import parse_duration
 from workbench.errors import ConfigError, SourceError
+from workbench.native.lines import newlines
 from workbench.sources.base import RawBatch, Source
-from workbench.sources.lines import newlines
 
 __all__ = ["FileSource"]
 

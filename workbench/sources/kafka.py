@@ -9,7 +9,7 @@ configuration error with one message.
 
 Examples
 --------
->>> from workbench.sources.urls import from_url
+>>> from workbench.sources.factory import from_url
 >>> src = from_url("kafka://127.0.0.1:9092/events?group=wb")
 >>> src.topic, src.group, src.config["enable.auto.offset.store"]
 ('events', 'wb', False)

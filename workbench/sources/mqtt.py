@@ -15,7 +15,7 @@ on the broker and here for throughput.
 
 Examples
 --------
->>> from workbench.sources.urls import from_url
+>>> from workbench.sources.factory import from_url
 >>> src = from_url("mqtt://127.0.0.1:1883/plant/#?client_id=doc&qos=1")
 >>> src.topic, src.client_id, src.qos, src.host, src.port
 ('plant/#', 'doc', 1, '127.0.0.1', 1883)

@@ -12,7 +12,7 @@ pipeline's threads.
 
 Examples
 --------
->>> from workbench.sources.urls import from_url
+>>> from workbench.sources.factory import from_url
 >>> src = from_url("nats://127.0.0.1:4222/metrics.>?stream=METRICS&durable=wb")
 >>> src.subject, src.stream, src.durable
 ('metrics.>', 'METRICS', 'wb')

@@ -11,7 +11,7 @@ again.
 
 Examples
 --------
->>> from workbench.sources.urls import from_url
+>>> from workbench.sources.factory import from_url
 >>> src = from_url("redis://127.0.0.1:6379/events?group=wb&consumer=c1")
 >>> src.stream, src.group, src.consumer, src.db
 ('events', 'wb', 'c1', 0)

@@ -1,49 +1,25 @@
-"""``from_url``: one factory for every connector, by URL scheme.
+"""Source URLs taken apart: ``scheme://user:password@host:port/path?query``, and masked for messages.
 
-======================================================  ==================================
-URL                                                     source
-======================================================  ==================================
-``mqtt://host:1883/sensors/#?client_id=wb``             :class:`~workbench.sources.mqtt.MqttSource`
-``redis://host:6379/stream?group=wb``                   :class:`~workbench.sources.redis_streams.RedisStreamSource`
-``nats://host:4222/subject?stream=S&durable=wb``        :class:`~workbench.sources.nats.NatsSource`
-``kafka://host:9092/topic?group=wb``                    :class:`~workbench.sources.kafka.KafkaSource`
-``http://host/path`` / ``https://…`` (JSON)             :class:`~workbench.sources.http.HttpSource`
-``prometheus://host:9100/metrics``                      :class:`~workbench.sources.prometheus.PrometheusSource`
-``file:///path/events.jsonl`` or a plain path            :class:`~workbench.sources.files.FileSource`
-======================================================  ==================================
-
-Query parameters become keyword arguments (``max_rows``, ``max_delay`` and each
-connector's own); keyword arguments passed to ``from_url`` win over the URL's.
+The factory that turns a URL into a source is :func:`workbench.sources.factory.from_url`.
 
 Examples
 --------
 >>> u = split_url("mqtt://user:pw@127.0.0.1:1883/plant/+/temp/#?qos=1")
 >>> u.scheme, u.host, u.port, u.path, u.query, u.username
 ('mqtt', '127.0.0.1', 1883, 'plant/+/temp/#', {'qos': '1'}, 'user')
->>> from_url("redis://h/s?group=g&colour=red")
-Traceback (most recent call last):
-...
-workbench.errors.ConfigError: source 'redis://h/s?group=g&colour=red': unknown option 'colour'
->>> from_url("gopher://x/y")  # doctest: +ELLIPSIS
-Traceback (most recent call last):
-...
-workbench.errors.ConfigError: source 'gopher://x/y': unknown scheme 'gopher'; use one of file, http, ...
+>>> u.url
+'mqtt://user:***@127.0.0.1:1883/plant/+/temp/#?qos=1'
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from workbench.errors import ConfigError
-from workbench.sources.base import Source
 
-__all__ = ["ParsedUrl", "from_url", "masked", "parse_for", "split_url"]
-
-_INT_PARAMS = {"max_rows", "max_unacked", "qos", "max_inflight", "session_expiry", "db", "batch", "max_ack_pending"}
-_SCHEMES = ("file", "http", "https", "kafka", "mqtt", "nats", "prometheus", "redis")
+__all__ = ["ParsedUrl", "masked", "parse_for", "split_url"]
 
 
 @dataclass(frozen=True)
@@ -105,74 +81,3 @@ def parse_for(url: str | ParsedUrl, kind: str) -> ParsedUrl:
             "pass them as keyword arguments to the class"
         )
     return u
-
-
-def _kwargs(query: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in query.items():
-        if key in _INT_PARAMS:
-            try:
-                out[key] = int(value)
-            except ValueError:
-                raise ConfigError(f"source URL: {key} must be an integer, not {value!r}") from None
-        else:
-            out[key] = value
-    return out
-
-
-def from_url(url: str, **kwargs: Any) -> Source:
-    """The source for ``url``; see the module's table of schemes.
-
-    Parameters
-    ----------
-    url
-        The source URL. Query parameters are passed on as keyword arguments.
-    **kwargs
-        More keyword arguments for the source (``clock``, ``name``, ``max_rows`` …).
-    """
-    try:
-        return _make(url, **kwargs)
-    except TypeError as exc:
-        m = re.search(r"unexpected keyword argument '([^']+)'", str(exc))
-        if m is None:
-            raise
-        raise ConfigError(f"source {url!r}: unknown option {m.group(1)!r}") from None
-
-
-def _make(url: str, **kwargs: Any) -> Source:
-    if "://" not in url:
-        from workbench.sources.files import FileSource
-
-        return FileSource(url, **kwargs)
-    parsed = split_url(url)
-    options = {**_kwargs(parsed.query), **kwargs}
-    scheme = parsed.scheme
-    if scheme == "file":
-        from workbench.sources.files import FileSource
-
-        return FileSource("/" + parsed.path, **options)
-    if scheme == "mqtt":
-        from workbench.sources.mqtt import MqttSource
-
-        return MqttSource(parsed, **options)
-    if scheme == "redis":
-        from workbench.sources.redis_streams import RedisStreamSource
-
-        return RedisStreamSource(parsed, **options)
-    if scheme == "nats":
-        from workbench.sources.nats import NatsSource
-
-        return NatsSource(parsed, **options)
-    if scheme == "kafka":
-        from workbench.sources.kafka import KafkaSource
-
-        return KafkaSource(parsed, **options)
-    if scheme in ("http", "https"):
-        from workbench.sources.http import HttpSource
-
-        return HttpSource(url, **kwargs)  # the query string belongs to the endpoint
-    if scheme == "prometheus":
-        from workbench.sources.prometheus import PrometheusSource
-
-        return PrometheusSource(parsed, **options)
-    raise ConfigError(f"source {url!r}: unknown scheme {scheme!r}; use one of {', '.join(_SCHEMES)}")

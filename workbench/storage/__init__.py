@@ -1,6 +1,14 @@
 """Outputs that persist: the Parquet lake and checkpoints."""
 
-from workbench.storage.checkpoints import CheckpointStore
-from workbench.storage.lake import Lake, LakeSink
+from __future__ import annotations
 
-__all__ = ["CheckpointStore", "Lake", "LakeSink"]
+from workbench.lazy import exports
+
+_WHERE = {
+    "CheckpointStore": "workbench.storage.checkpoints",
+    "Lake": "workbench.storage.lake",
+    "LakeSink": "workbench.storage.lake",
+}
+
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = exports(__name__, _WHERE)

@@ -2,52 +2,42 @@
 
 :class:`Feed` is computed once per process and does not import Panel; the views
 read it, each browser session (or notebook) on its own document. Names are
-imported lazily, so ``workbench.views.feed`` stays usable headless.
+imported lazily, so ``workbench.feeds.feed`` stays usable headless.
 
 Examples
 --------
 >>> import workbench.views as views
 >>> views.Feed.__module__
-'workbench.views.feed'
+'workbench.feeds.feed'
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from workbench.lazy import exports
 
 _WHERE = {
-    "AlertDetail": "alerts",
-    "AlertTimeline": "alerts",
-    "AlertsTable": "alerts",
-    "Dashboard": "dashboard",
-    "DeadLetters": "tables",
-    "EntityHeatmap": "heatmap",
-    "Feed": "feed",
-    "KpiCards": "kpis",
-    "Kpis": "feed",
-    "LatestWindows": "tables",
-    "Leaderboard": "scores",
-    "LiveFrame": "live",
-    "LiveView": "base",
-    "MetricSeries": "series",
-    "PipelineView": "graph",
-    "RunHistoryView": "runs",
-    "ScoreBoard": "board",
-    "ScoreView": "scores",
-    "Subscription": "feed",
-    "anomaly_marks": "anomaly",
-    "crossings": "anomaly",
+    "AlertDetail": "workbench.views.alerts",
+    "AlertTimeline": "workbench.views.alerts",
+    "AlertsTable": "workbench.views.alerts",
+    "Dashboard": "workbench.views.dashboard",
+    "DeadLetters": "workbench.views.tables",
+    "EntityHeatmap": "workbench.views.heatmap",
+    "Feed": "workbench.feeds.feed",
+    "KpiCards": "workbench.views.kpis",
+    "Kpis": "workbench.feeds.feed",
+    "LatestWindows": "workbench.views.tables",
+    "Leaderboard": "workbench.views.scores",
+    "LiveFrame": "workbench.feeds.live",
+    "LiveView": "workbench.views.base",
+    "MetricSeries": "workbench.views.series",
+    "PipelineView": "workbench.views.graph",
+    "RunHistoryView": "workbench.views.runs",
+    "ScoreBoard": "workbench.views.board",
+    "ScoreView": "workbench.views.scores",
+    "Subscription": "workbench.feeds.feed",
+    "anomaly_marks": "workbench.views.anomaly",
+    "crossings": "workbench.views.anomaly",
 }
 
 __all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'workbench.views' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"workbench.views.{_WHERE[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = exports(__name__, _WHERE)

@@ -23,8 +23,8 @@ import polars as pl
 from workbench.alerts.backtest import episodes
 from workbench.alerts.manager import AlertManager
 from workbench.alerts.rules import SEVERITIES
+from workbench.feeds.feed import Feed
 from workbench.views.base import LiveView
-from workbench.views.feed import Feed
 from workbench.views.series import _pandas
 
 __all__ = ["AlertDetail", "AlertTimeline", "AlertsTable", "alert_views", "find_manager"]

@@ -1,6 +1,6 @@
 """``LiveView``: the base of every live view — subscribe, refresh at most 4 Hz, release.
 
-A view reads a shared :class:`~workbench.views.feed.Feed` and never computes on
+A view reads a shared :class:`~workbench.feeds.feed.Feed` and never computes on
 behalf of other sessions. Displayed on its own (a notebook cell, or ``.servable()``)
 it refreshes itself from a periodic callback on its own document; inside a
 :class:`~workbench.views.dashboard.Dashboard` the dashboard drives one callback for
@@ -21,7 +21,7 @@ import panel as pn
 import param
 from param.parameterized import ParameterizedMetaclass
 
-from workbench.views.feed import Feed, Subscription
+from workbench.feeds.feed import Feed, Subscription
 
 __all__ = ["LiveView"]
 

@@ -12,7 +12,7 @@ Examples
 >>> import polars as pl
 >>> from datetime import UTC, datetime, timedelta
 >>> from workbench import Pipeline
->>> from workbench.testing import FrameSource
+>>> from workbench.sources.frames import FrameSource
 >>> t0 = datetime(2024, 1, 1, tzinfo=UTC)
 >>> rows = pl.DataFrame({"host": ["a"] * 60, "window_end": [t0 + timedelta(seconds=10 * i) for i in range(60)],
 ...                      "cpu_mean": [20.0 + i % 3 for i in range(59)] + [90.0]})

@@ -12,9 +12,9 @@ from typing import Any
 import panel as pn
 import param
 
+from workbench.feeds.feed import Feed
 from workbench.views.alerts import alert_views
 from workbench.views.base import LiveView
-from workbench.views.feed import Feed
 from workbench.views.graph import PipelineView
 from workbench.views.heatmap import EntityHeatmap
 from workbench.views.kpis import KpiCards

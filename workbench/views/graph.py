@@ -8,7 +8,7 @@ Examples
 --------
 >>> from workbench.testing import FrameSource, server_metrics_frame
 >>> from workbench import Pipeline, Tumbling
->>> from workbench.views.feed import Feed
+>>> from workbench.feeds.feed import Feed
 >>> p = Pipeline(FrameSource([server_metrics_frame(100)]), name="doc-graph")
 >>> _ = p.standard("server_metrics", Tumbling("10s"))
 >>> svg = pipeline_svg(Feed(p))
@@ -25,8 +25,8 @@ from typing import Any
 import panel as pn
 import param
 
+from workbench.feeds.feed import Feed
 from workbench.views.base import LiveView
-from workbench.views.feed import Feed
 
 __all__ = ["PipelineView", "pipeline_svg"]
 

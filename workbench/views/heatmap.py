@@ -26,8 +26,8 @@ from bokeh.models.annotations import ColorBar, Title
 from bokeh.palettes import Cividis256, Inferno256, Magma256, Turbo256, Viridis256
 from bokeh.plotting import figure
 
+from workbench.feeds.feed import Feed, unit_of
 from workbench.views.base import LiveView
-from workbench.views.feed import Feed, unit_of
 
 __all__ = ["EntityHeatmap"]
 

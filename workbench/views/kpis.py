@@ -13,8 +13,8 @@ from typing import Any
 import panel as pn
 import param
 
+from workbench.feeds.feed import Feed, Kpis
 from workbench.views.base import LiveView
-from workbench.views.feed import Feed, Kpis
 
 __all__ = ["KpiCards"]
 

@@ -1,6 +1,6 @@
 """The run history of scheduled reports: counts by status and a table of the latest runs.
 
-It reads a :class:`~workbench.schedule.history.RunHistory` (not a live feed), at
+It reads a :class:`~workbench.storage.runs.RunHistory` (not a live feed), at
 most every ``refresh_s`` seconds on its own document, and exports like any view.
 
 Examples
@@ -8,7 +8,7 @@ Examples
 >>> import tempfile
 >>> from datetime import UTC, datetime
 >>> from pathlib import Path
->>> from workbench.schedule.history import RunHistory
+>>> from workbench.storage.runs import RunHistory
 >>> h = RunHistory(Path(tempfile.mkdtemp()) / "runs.duckdb")
 >>> t = datetime(2024, 1, 1, 6, tzinfo=UTC)
 >>> h.finish(h.start("daily", scheduled=t, started=t), ended=t, status="failed", error="cell 3 raised KeyError: 'x'")
@@ -25,7 +25,7 @@ import panel as pn
 import param
 import polars as pl
 
-from workbench.schedule.history import STATUSES, RunHistory
+from workbench.storage.runs import STATUSES, RunHistory
 
 __all__ = ["RunHistoryView"]
 

@@ -1,6 +1,6 @@
 """Model views: an entity's anomaly score with its threshold and detections; the leaderboard.
 
-:class:`ScoreView` reads a :class:`~workbench.views.feed.Feed` that follows a score
+:class:`ScoreView` reads a :class:`~workbench.feeds.feed.Feed` that follows a score
 output (``Feed(pipe, output="scores")``): the feed keeps the scored window rows, and
 the view streams the chosen entity's new rows into bounded ``hv.streams.Buffer``
 objects (a patch per refresh, not a re-render). :class:`Leaderboard` shows a
@@ -19,9 +19,9 @@ import panel as pn
 import param
 import polars as pl
 
+from workbench.feeds.feed import Feed
 from workbench.views.base import LiveView
 from workbench.views.board import ScoreBoard
-from workbench.views.feed import Feed
 
 __all__ = ["Leaderboard", "ScoreView"]
 

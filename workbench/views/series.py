@@ -19,9 +19,9 @@ import panel as pn
 import param
 import polars as pl
 
+from workbench.feeds.feed import Feed, unit_of
 from workbench.views.anomaly import anomaly_marks
 from workbench.views.base import LiveView
-from workbench.views.feed import Feed, unit_of
 
 __all__ = ["MetricSeries"]
 

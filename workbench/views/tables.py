@@ -9,8 +9,8 @@ import panel as pn
 import param
 import polars as pl
 
+from workbench.feeds.feed import Feed, unit_of
 from workbench.views.base import LiveView
-from workbench.views.feed import Feed, unit_of
 from workbench.views.series import _pandas
 
 __all__ = ["DeadLetters", "LatestWindows"]

@@ -2,7 +2,7 @@
 
 A :class:`Fleet` is built once from ``hosts`` and ``seed``. :meth:`Fleet.sample` turns
 an array of event times into the columns of one schema, fully vectorised, with the
-effects of the active :class:`~workbench.sources.incidents.Incident` values applied.
+effects of the active :class:`~workbench.sources.simulator.incidents.Incident` values applied.
 
 Examples
 --------
@@ -31,7 +31,7 @@ import polars as pl
 from workbench.errors import ConfigError
 
 if TYPE_CHECKING:
-    from workbench.sources.incidents import Incident
+    from workbench.sources.simulator.incidents import Incident
 
 __all__ = ["COUNTRIES", "REGIONS", "SERVICES", "Fleet"]
 

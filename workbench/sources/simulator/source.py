@@ -3,10 +3,10 @@
 :class:`Simulator` is a replayable :class:`~workbench.sources.base.Source`; its offset
 counts events (delivery slots), not lines: duplicates add lines, and incidents such as
 a silent host remove some. :func:`write_simulation` writes a large simulation to disk
-with its ground truth. The parts: :mod:`~workbench.sources.fleet` (the world),
-:mod:`~workbench.sources.incidents` (labelled anomalies),
-:mod:`~workbench.sources.faults` (data-quality faults) and
-:mod:`~workbench.sources.chunks` (events to bytes).
+with its ground truth. The parts: :mod:`~workbench.sources.simulator.fleet` (the world),
+:mod:`~workbench.sources.simulator.incidents` (labelled anomalies),
+:mod:`~workbench.sources.simulator.faults` (data-quality faults) and
+:mod:`~workbench.sources.simulator.chunks` (events to bytes).
 
 Examples
 --------
@@ -42,10 +42,10 @@ from workbench.clock import Clock
 from workbench.errors import ConfigError, SourceError
 from workbench.schema import SCHEMAS, Schema, get_schema
 from workbench.sources.base import RawBatch, Source
-from workbench.sources.chunks import CHUNK_EVENTS, Chunk, ChunkSpec
-from workbench.sources.faults import FAULTS_SCHEMA, MALFORMED_CLASSES, Faults
-from workbench.sources.fleet import Fleet
-from workbench.sources.incidents import Incident, incidents_frame, schedule
+from workbench.sources.simulator.chunks import CHUNK_EVENTS, Chunk, ChunkSpec
+from workbench.sources.simulator.faults import FAULTS_SCHEMA, MALFORMED_CLASSES, Faults
+from workbench.sources.simulator.fleet import Fleet
+from workbench.sources.simulator.incidents import Incident, incidents_frame, schedule
 
 __all__ = ["INCIDENT_CYCLE", "SimulatedData", "Simulator", "write_simulation"]
 
@@ -63,9 +63,9 @@ class SimulatedData:
     data
         Whole ``\\n``-terminated lines.
     labels
-        The incidents (see :func:`~workbench.sources.incidents.incidents_frame`).
+        The incidents (see :func:`~workbench.sources.simulator.incidents.incidents_frame`).
     faults
-        One row per faulty line (see :data:`~workbench.sources.faults.FAULTS_SCHEMA`).
+        One row per faulty line (see :data:`~workbench.sources.simulator.faults.FAULTS_SCHEMA`).
     lines
         Number of lines in ``data``.
 
@@ -94,7 +94,7 @@ class Simulator(Source):
     schema
         ``"server_metrics"``, ``"user_events"`` or ``"network_flows"``.
     hosts
-        Size of the fleet (see :class:`~workbench.sources.fleet.Fleet`).
+        Size of the fleet (see :class:`~workbench.sources.simulator.fleet.Fleet`).
     rate
         Events per second of event time.
     start

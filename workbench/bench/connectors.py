@@ -151,7 +151,7 @@ def _publish(kind: str, target: str, n: int) -> float:
 def _consume(url: str, n: int, folder: Path, timeout: float) -> dict[str, Any]:
     from workbench.operators.windows import Tumbling
     from workbench.pipeline import Pipeline
-    from workbench.sources.urls import from_url
+    from workbench.sources.factory import from_url
     from workbench.storage.checkpoints import CheckpointStore
 
     src = from_url(url, max_rows=20_000, max_delay=0.2)
@@ -219,15 +219,15 @@ def _bench_one(kind: str, n: int, timeout: float, backlog: bool) -> dict[str, An
                 url, target = f"nats://127.0.0.1:{port}/bench.>?stream=BENCH&durable=bench", f"{port}/bench.x"
             n_expect = n
         if kind == "mqtt":  # the session must exist before publishing, or the broker drops the messages
+            from workbench.sources.factory import from_url
             from workbench.sources.mqtt import MqttSource
-            from workbench.sources.urls import from_url
 
             probe = from_url(url)
             assert isinstance(probe, MqttSource)
             probe._open()
             probe._shut()
         pub = subprocess.Popen(
-            [sys.executable, "-m", "workbench.bench_connectors", kind, target, str(n)],
+            [sys.executable, "-m", "workbench.bench.connectors", kind, target, str(n)],
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -20,7 +20,7 @@ from typing import Any
 from workbench.operators.windows import WindowSpec
 from workbench.pipeline import Pipeline
 from workbench.schema import Schema, get_schema
-from workbench.sources.urls import from_url
+from workbench.sources.factory import from_url
 from workbench.storage.checkpoints import CheckpointStore
 from workbench.storage.lake import Lake
 

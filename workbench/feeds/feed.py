@@ -41,8 +41,8 @@ from typing import Any
 
 import polars as pl
 
+from workbench.feeds.live import LiveFrame
 from workbench.pipeline import Pipeline
-from workbench.views.live import LiveFrame
 
 __all__ = ["Feed", "Kpis", "Subscription", "unit_of"]
 

@@ -39,8 +39,8 @@ from workbench.operators.aggregations import default_aggs
 from workbench.operators.windows import Tumbling
 from workbench.pipeline import Pipeline
 from workbench.schema import get_schema
-from workbench.sources.incidents import KINDS, kinds_for, schedule
 from workbench.sources.simulator import INCIDENT_CYCLE, Simulator
+from workbench.sources.simulator.incidents import KINDS, kinds_for, schedule
 
 __all__ = ["PLANS", "ScorePlan", "bench_models", "format_table"]
 
@@ -188,7 +188,7 @@ def bench_models(
     window
         Tumbling window size; also the grace after an incident's end.
     detector
-        A name in :data:`workbench.models.detect.DETECTORS`.
+        A name in :data:`workbench.models.catalog.DETECTORS`.
     params
         Its arguments; default for ``robust_z``: ``holdoff=10`` (its NAB default, 500
         rows, is 83 minutes of 10 s windows: an incident would damp the next one's scores).

@@ -14,7 +14,7 @@ Examples
 --------
 >>> import workbench as wb
 >>> from workbench.alerts.rules import Threshold
->>> from workbench.testing import FrameSource
+>>> from workbench.sources.frames import FrameSource
 >>> p = wb.Pipeline(FrameSource([]), name="doc-alerts")
 >>> _ = p.standard("server_metrics", wb.Tumbling("10s"))
 >>> node = p.alerts([Threshold("hot", metric="cpu_mean", value=90)])

@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from workbench.schema import Schema
-from workbench.sources.faults import (
+from workbench.sources.simulator.faults import (
     FAULTS_SCHEMA,
     LATE,
     MALFORMED,
@@ -32,8 +32,8 @@ from workbench.sources.faults import (
     Faults,
     corrupt,
 )
-from workbench.sources.fleet import Fleet
-from workbench.sources.incidents import Incident
+from workbench.sources.simulator.fleet import Fleet
+from workbench.sources.simulator.incidents import Incident
 
 __all__ = ["CHUNK_EVENTS", "Chunk", "ChunkSpec", "encode"]
 
@@ -55,7 +55,7 @@ class Chunk:
     line_at, byte_at
         For ``b = 0 .. CHUNK_EVENTS``: lines and bytes delivered for the first ``b`` events.
     faults
-        Ground truth (:data:`~workbench.sources.faults.FAULTS_SCHEMA`), chunk-local lines.
+        Ground truth (:data:`~workbench.sources.simulator.faults.FAULTS_SCHEMA`), chunk-local lines.
 
     Examples
     --------

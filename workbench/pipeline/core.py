@@ -30,11 +30,9 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -43,10 +41,15 @@ import polars as pl
 from streamz import Stream
 
 from workbench.clock import Clock, SystemClock
-from workbench.errors import CheckpointError, ConfigError, WorkbenchError
+from workbench.config import parse_duration
+from workbench.errors import ConfigError
 from workbench.operators.aggregations import default_aggs
-from workbench.operators.nodes import Operator, decode, dedupe, validate, window
+from workbench.operators.base import Operator
 from workbench.operators.windows import WindowSpec
+from workbench.pipeline import accounting, checkpointing, graph, health
+from workbench.pipeline import nodes as _nodes  # noqa: F401 - registers the streamz nodes
+from workbench.pipeline.readahead import preparer, read_ahead
+from workbench.pipeline.registry import NameRegistry
 from workbench.schema import Schema, get_schema
 from workbench.sources.base import Source
 from workbench.storage.checkpoints import CheckpointStore
@@ -54,20 +57,7 @@ from workbench.storage.lake import Lake, LakeSink
 
 __all__ = ["Pipeline"]
 
-
-def _prepared(batch: Any, prepared: Any) -> Any:
-    batch.meta["prepared"] = prepared
-    return batch
-
-
 log = logging.getLogger(__name__)
-
-_METRICS_SCHEMA: dict[str, pl.DataType] = {
-    **dict.fromkeys(("node", "kind"), pl.String()),
-    **dict.fromkeys(("batches", "rows_in", "rows_out", "rejected", "errors", "state_size"), pl.Int64()),
-    **dict.fromkeys(("seconds", "last_batch_ms", "rows_per_s"), pl.Float64()),
-    "watermark": pl.Datetime("ms", "UTC"),
-}
 
 
 class Pipeline:
@@ -95,9 +85,7 @@ class Pipeline:
         last batch processed, never of one merely read ahead.
     """
 
-    _live: ClassVar[dict[str, weakref.ref[Pipeline]]] = {}
-    _live_lock: ClassVar[threading.Lock] = threading.Lock()
-    _all: ClassVar[weakref.WeakSet[Pipeline]] = weakref.WeakSet()
+    _names: ClassVar[NameRegistry] = NameRegistry()
 
     def __init__(
         self,
@@ -110,8 +98,6 @@ class Pipeline:
         clock: Clock | None = None,
         prefetch: int = 2,
     ) -> None:
-        from workbench.config import parse_duration
-
         if prefetch < 0:
             raise ConfigError(f"pipeline {name!r}: prefetch must be >= 0, not {prefetch}")
         self.prefetch = prefetch
@@ -141,29 +127,21 @@ class Pipeline:
         self._lake_sinks: list[LakeSink] = []
         self._db_sinks: list[Any] = []  # e.g. PostgresSink: commit(epoch) / rollback(epoch), like a LakeSink
         self._closed_ops: list[Operator] | None = None
-        Pipeline._all.add(self)
-        self._replace_live()
-
-    # -- lifecycle of the name ------------------------------------------------------
-    def _replace_live(self) -> None:
-        with Pipeline._live_lock:
-            old_ref = Pipeline._live.get(self.name)
-            old = old_ref() if old_ref else None
-            Pipeline._live[self.name] = weakref.ref(self)
-        if old is not None and old is not self:
+        old = Pipeline._names.claim(name, self)
+        if old is not None:
             log.info("pipeline %r replaced; stopping the previous one", self.name)
             old.close()
 
+    # -- lifecycle of the name ------------------------------------------------------
     @classmethod
     def instances(cls) -> int:
         """Pipeline objects alive in this process (one, in a served app, however many sessions)."""
-        return len(cls._all)
+        return len(cls._names)
 
     @classmethod
     def live(cls, name: str) -> Pipeline | None:
         """The live pipeline called ``name``, if any."""
-        ref = cls._live.get(name)
-        return ref() if ref else None
+        return cls._names.live(name)
 
     def close(self) -> None:
         """Stop and detach every node and subscriber, so nothing keeps emitting.
@@ -180,10 +158,7 @@ class Pipeline:
         self._subscribers.clear()
         self._lake_sinks.clear()
         self._db_sinks.clear()
-        with Pipeline._live_lock:
-            ref = Pipeline._live.get(self.name)
-            if ref is not None and ref() is self:
-                del Pipeline._live[self.name]
+        Pipeline._names.release(self.name, self)
 
     # -- building -------------------------------------------------------------------
     def standard(
@@ -202,8 +177,6 @@ class Pipeline:
         ``dedupe_ttl`` defaults to the lateness plus one minute (at least the lateness,
         so a repeat past the dedupe horizon is counted late, not twice).
         """
-        from workbench.config import parse_duration
-
         s = get_schema(schema)
         lateness_ms = parse_duration(lateness, what="lateness")
         ttl = dedupe_ttl if dedupe_ttl is not None else (lateness_ms + 60_000) / 1000
@@ -218,8 +191,8 @@ class Pipeline:
         return self.output("windows", node)
 
     def alerts(self, rules: Any, **kwargs: Any) -> Any:
-        """Evaluate alert rules on ``windows``; adds output ``alerts`` (see :func:`workbench.alerts.node.attach`)."""
-        from workbench.alerts.node import attach
+        """Evaluate alert rules on ``windows``; adds output ``alerts`` (see :func:`.alerting.attach`)."""
+        from workbench.pipeline.alerting import attach
 
         return attach(self, rules, **kwargs)
 
@@ -299,54 +272,21 @@ class Pipeline:
     # -- the graph -----------------------------------------------------------------
     def _graph(self) -> list[Stream]:
         """Every node reachable from the head, upstream first (topological order)."""
-        reachable: dict[int, Stream] = {}
-        stack = [self.head]
-        while stack:
-            node = stack.pop()
-            if id(node) not in reachable:
-                reachable[id(node)] = node
-                stack.extend(node.downstreams)
-        pending = {
-            key: sum(1 for up in node.upstreams if up is not None and id(up) in reachable)
-            for key, node in reachable.items()
-        }
-        order: list[Stream] = []
-        ready = [self.head]
-        while ready:
-            node = ready.pop(0)
-            order.append(node)
-            for down in node.downstreams:
-                pending[id(down)] -= 1
-                if pending[id(down)] == 0:
-                    ready.append(down)
-        return order
+        return graph.topological(self.head)
 
     def operators(self) -> list[Operator]:
         """Workbench nodes of the graph, upstream first."""
         if self._closed_ops is not None:
             return list(self._closed_ops)
-        return [n for n in self._graph() if isinstance(n, Operator)]
+        return graph.operators(self.head)
 
     def _sinks(self) -> list[Any]:
         return [*self._lake_sinks, *self._db_sinks]
 
     def _wire(self) -> None:
         """Connect side outputs to the pipeline streams; make node names unique."""
-        names: set[str] = set()
-        for op in self.operators():
-            base, i = op.name, 1
-            while op.name in names:
-                i += 1
-                op.name = f"{base}_{i}"
-            names.add(op.name)
-            if id(op) in self._wired:
-                continue
-            self._wired.add(id(op))
-            op.rejects.connect(self.dead_letter)
-            if isinstance(op, dedupe):
-                op.duplicates.connect(self.duplicates)
-            if isinstance(op, window):
-                op.late.connect(self.late)
+        side = {"rejects": self.dead_letter, "duplicates": self.duplicates, "late": self.late}
+        graph.wire(self.operators(), self._wired, side)
 
     # -- running --------------------------------------------------------------------
     def run(self, *, max_batches: int | None = None, resume: bool = True) -> None:
@@ -391,103 +331,10 @@ class Pipeline:
 
     def _batches(self) -> Iterator[Any]:
         """Raw batches in source order, decoded ahead on worker threads when possible."""
-        prepare = self._preparer()
+        prepare = preparer(self.head, name=self.name)
         if prepare is None or self.prefetch == 0:
-            yield from self.source.batches()
-        elif self.source.bulk:
-            yield from self._read_ahead_inline(prepare)
-        else:
-            yield from self._read_ahead_threaded(prepare)
-
-    def _read_ahead_inline(self, prepare: Callable[[Any], Any]) -> Iterator[Any]:
-        """For bulk sources: read on this thread, keep ``prefetch`` batches decoding ahead."""
-        from collections import deque
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(self.prefetch, thread_name_prefix=f"wb-{self.name}-decode") as pool:
-            ahead: deque = deque()
-            try:
-                for batch in self.source.batches():
-                    ahead.append((batch, pool.submit(prepare, batch)))
-                    if len(ahead) > self.prefetch:
-                        first, fut = ahead.popleft()
-                        yield _prepared(first, fut.result())
-                while ahead:
-                    first, fut = ahead.popleft()
-                    yield _prepared(first, fut.result())
-            finally:
-                for _, fut in ahead:
-                    fut.cancel()
-
-    def _read_ahead_threaded(self, prepare: Callable[[Any], Any]) -> Iterator[Any]:
-        """For live sources: a reader thread feeds the decoders; no batch waits for the next."""
-        import queue
-        from concurrent.futures import ThreadPoolExecutor
-
-        ahead: queue.Queue = queue.Queue(maxsize=self.prefetch + 2)
-        halt = threading.Event()
-        end = object()
-        pool = ThreadPoolExecutor(self.prefetch, thread_name_prefix=f"wb-{self.name}-decode")
-
-        def read() -> None:
-            try:
-                for batch in self.source.batches():
-                    ahead.put((batch, pool.submit(prepare, batch)))
-                    if halt.is_set():
-                        break
-            except BaseException as exc:  # handed to the pipeline thread, which raises it
-                ahead.put((end, exc))
-                return
-            ahead.put((end, None))
-
-        reader = threading.Thread(target=read, name=f"wb-{self.name}-read", daemon=True)
-        reader.start()
-        try:
-            while True:
-                batch, item = ahead.get()
-                if batch is end:
-                    if item is not None:
-                        raise item
-                    return
-                yield _prepared(batch, item.result())
-        finally:
-            halt.set()
-            if reader.is_alive():
-                self.source.stop()  # a partial run: unblock a source waiting for data
-            while reader.is_alive():
-                with contextlib.suppress(queue.Empty):
-                    ahead.get(timeout=0.05)  # let a blocked put through
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    def _preparer(self) -> Callable[[Any], Any] | None:
-        """Work that may run ahead of the graph: a leading decode (and validate) chain.
-
-        Both are stateless, so running them on worker threads changes nothing but
-        speed. Returns a function of a raw batch giving ``{node name: (result, seconds)}``.
-        """
-        firsts = [d for d in self.head.downstreams if isinstance(d, decode)]
-        if len(firsts) != 1:
-            return None
-        dec = firsts[0]
-        nexts = [d for d in dec.downstreams if isinstance(d, validate)]
-        val = nexts[0] if len(nexts) == 1 and len(dec.downstreams) == 1 else None
-
-        def prepare(batch: Any) -> dict[str, Any]:
-            # A failure here is left to the node itself: it redoes the work on the
-            # pipeline thread, where its error policy applies (never a dead run).
-            out: dict[str, Any] = {}
-            try:
-                t0 = time.perf_counter()
-                decoded = dec.prepare(batch)
-                t1 = time.perf_counter()
-                out[dec.name] = (decoded, t1 - t0)
-                if val is not None and decoded is not None:
-                    out[val.name] = (val.prepare(decoded.frame, decoded.raw), time.perf_counter() - t1)
-            except Exception:
-                log.debug("pipeline %r: read-ahead failed; the node will retry", self.name, exc_info=True)
-            return out
-
-        return prepare
+            return self.source.batches()
+        return read_ahead(self.source, prepare, self.prefetch, name=self.name)
 
     def start(self) -> None:
         """Run in a background thread (never on a UI event loop)."""
@@ -526,158 +373,54 @@ class Pipeline:
 
     # -- checkpoints -----------------------------------------------------------------
     def _checkpoint_due(self) -> bool:
-        if self.checkpoints is None and not self._sinks():
-            return False
-        if self.checkpoint_batches is not None and self.batches % self.checkpoint_batches == 0:
-            return True
-        return self.clock.monotonic() - self._last_checkpoint >= self.checkpoint_every_s
+        return checkpointing.checkpoint_due(self)
 
     def checkpoint(self) -> None:
-        """Commit sink files for a new epoch, then write the checkpoint (in that order).
-
-        Without a checkpoint store only the sinks commit (their files then carry
-        epochs after any already in the lake, so runs never overwrite each other).
-        Then the source learns that its batches up to the offset are durable
-        (``source.commit``): a broker source acknowledges them only now.
-        """
-        if self.checkpoints is None and self.epoch == 0:
-            self.epoch = max((s.lake.last_epoch(s.output) for s in self._lake_sinks), default=0)
-        self.epoch += 1
-        for sink in self._sinks():
-            sink.commit(self.epoch)
-        self._last_checkpoint = self.clock.monotonic()
-        if self.checkpoints is None:
-            self.source.commit(self._offset)
-            return
-        self.checkpoints.save(
-            {
-                "pipeline": self.name,
-                "epoch": self.epoch,
-                "batches": self.batches,
-                "source": {**self.source.snapshot(), "offset": self._offset},
-                "nodes": {op.name: op.snapshot() for op in self.operators()},
-            }
-        )
-        self._last_checkpoint = self.clock.monotonic()
-        self.source.commit(self._offset)
+        """Commit sink files for a new epoch, then write the checkpoint (see :mod:`.checkpointing`)."""
+        checkpointing.checkpoint(self)
 
     def restore(self) -> None:
         """Restore node state and source offset; drop sink files of uncommitted epochs."""
-        assert self.checkpoints is not None
         self._wire()
-        state = self.checkpoints.load()
-        if state is None:
-            return
-        if state.get("pipeline") != self.name:
-            raise CheckpointError(
-                f"checkpoint {self.checkpoints.path}: written by pipeline {state.get('pipeline')!r}, not {self.name!r}"
-            )
-        ops = {op.name: op for op in self.operators()}
-        missing = set(state["nodes"]) ^ set(ops)
-        if missing:
-            raise CheckpointError(
-                f"checkpoint {self.checkpoints.path}: nodes differ from this pipeline's: {sorted(missing)}"
-            )
-        for name, snap in state["nodes"].items():
-            ops[name].restore(snap)
-        self.epoch = state["epoch"]
-        self.batches = state["batches"]
-        for sink in self._sinks():
-            sink.rollback(self.epoch)
-        self.source.restore(state["source"])
-        self._offset = state["source"].get("offset")
+        checkpointing.restore(self)
 
-    # -- accounting ------------------------------------------------------------------
+    # -- accounting and health ---------------------------------------------------------
     def counts(self) -> dict[str, int]:
         """``ingested = valid + dead_lettered + duplicates + late + dropped``."""
-        ops = self.operators()
-        ingested = sum(op.records for op in ops if isinstance(op, decode))
-        dead = sum(op.metrics.rejected for op in ops)
-        dropped = sum(op.metrics.dropped for op in ops)
-        dups = sum(op.duplicate_count for op in ops if isinstance(op, dedupe))
-        wins = [op for op in ops if isinstance(op, window)]
-        late = sum(w.late_count for w in wins)
-        if wins:
-            valid = sum(w.metrics.rows_in for w in wins) - late
-        else:
-            last = ops[-1] if ops else None
-            valid = last.metrics.rows_out if last is not None else 0
-        return {
-            "ingested": ingested,
-            "valid": valid,
-            "dead_lettered": dead,
-            "duplicates": dups,
-            "late": late,
-            "dropped": dropped,
-        }
+        return accounting.counts(self.operators())
 
     def check_invariant(self) -> None:
         """Raise when ingested records are unaccounted for."""
-        c = self.counts()
-        total = c["valid"] + c["dead_lettered"] + c["duplicates"] + c["late"] + c["dropped"]
-        if c["ingested"] != total:
-            raise WorkbenchError(
-                f"pipeline {self.name!r}: ingested {c['ingested']} != valid + dead_lettered + "
-                f"duplicates + late + dropped = {total} ({c})"
-            )
+        accounting.check_invariant(self.name, self.counts())
 
     def health(self, *, stale_after: float = 10.0) -> dict[str, Any]:
         """Liveness of the run: is it running, did it fail, how old is the last batch.
 
-        A source that stopped producing is not an error by itself (a quiet stream), so
-        ``stale`` is reported separately: no batch for ``stale_after`` seconds (by the
-        injected clock) while the pipeline is meant to run.
+        ``stale`` means no batch for ``stale_after`` seconds (by the injected clock)
+        while the pipeline is meant to run, or a source that lost its connection;
+        ``source`` is the source's own health (a broker's ``connected``,
+        ``last_message_age_s`` …).
 
         Examples
         --------
-        >>> from workbench.testing import FrameSource
+        >>> from workbench.sources.frames import FrameSource
         >>> p = Pipeline(FrameSource([]), name="doc-health")
         >>> sorted(p.health())
         ['batches', 'error', 'exhausted', 'last_batch_age_s', 'running', 'source', 'stale']
-
-        ``source`` is the source's own health (a broker's ``connected``,
-        ``last_message_age_s`` …); a source that lost its connection makes ``stale`` true.
         """
-        last = self.source.last_batch_at
-        reference = last if last is not None else self.started_at
-        age = None if reference is None else max(0.0, self.clock.monotonic() - reference)
-        running = self.running
-        source = self.source.health()
-        down = source.get("connected") is False
-        return {
-            "running": running,
-            "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}",
-            "batches": self.batches,
-            "last_batch_age_s": age,
-            "stale": bool(running and ((age is not None and age > stale_after) or down)),
-            "exhausted": self.source.exhausted,
-            "source": source,
-        }
+        return health.health(
+            self.source,
+            now=self.clock.monotonic(),
+            started_at=self.started_at,
+            running=self.running,
+            error=self.error,
+            batches=self.batches,
+            stale_after=stale_after,
+        )
 
     def metrics(self) -> pl.DataFrame:
         """One row per node: rows in/out, rejects, batch latency, state size, watermark."""
-        rows = []
-        for op in self.operators():
-            m = op.metrics
-            rows.append(
-                {
-                    "node": op.name,
-                    "kind": type(op).__name__,
-                    "batches": m.batches,
-                    "rows_in": m.rows_in,
-                    "rows_out": m.rows_out,
-                    "rejected": m.rejected,
-                    "errors": m.errors,
-                    "seconds": m.seconds,
-                    "last_batch_ms": m.last_batch_ms,
-                    "rows_per_s": m.rows_in / m.seconds if m.seconds else 0.0,
-                    "state_size": op.state_size,
-                    "watermark": op.watermark,
-                }
-            )
-        if not rows:  # a graph without Workbench nodes (e.g. frames replayed from a lake): same columns
-            return pl.DataFrame(schema=_METRICS_SCHEMA)
-        return pl.DataFrame(rows, schema_overrides={"watermark": pl.Datetime("ms", "UTC")})
+        return health.node_metrics(self.operators())
 
     def __repr__(self) -> str:
         return f"Pipeline(name={self.name!r}, source={type(self.source).__name__}, batches={self.batches})"

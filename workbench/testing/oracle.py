@@ -1,10 +1,10 @@
-"""Test helpers shipped for users' tests: an offline reference, fake sources, strategies.
+"""The offline reference a streaming result must equal, and event frames to feed both.
 
 - :func:`offline_windows` computes windows in one polars query over a whole frame
-  (in arrival order) — the reference a streaming result must equal.
-- :class:`FrameSource` replays a list of frames or byte blobs as batches.
-- :func:`server_metrics_frames` is a hypothesis strategy for event frames with
-  random disorder (needs ``hypothesis``).
+  (in arrival order), after removing the rows :func:`late_mask` calls late.
+- :func:`server_metrics_frame` is a seeded frame of server metrics;
+  :func:`server_metrics_frames` a hypothesis strategy for event frames with random
+  disorder (needs ``hypothesis``).
 
 Examples
 --------
@@ -19,21 +19,16 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
 
-from workbench.clock import Clock, ManualClock
 from workbench.config import parse_duration
 from workbench.operators.windows import Session, Sliding, Tumbling, WindowSpec
 from workbench.schema import TS_DTYPE
-from workbench.sources.base import RawBatch, Source
 
 __all__ = [
-    "FrameSource",
-    "ManualClock",
     "late_mask",
     "offline_windows",
     "server_metrics_frame",
@@ -94,42 +89,6 @@ def offline_windows(
         pl.from_epoch("__e", time_unit="ms").cast(TS_DTYPE).alias("window_end"),
         *names,
     ).sort(["window_start", *keys])
-
-
-class FrameSource(Source):
-    """Replays a fixed list of batches (frames or NDJSON bytes); the offset is the index.
-
-    Examples
-    --------
-    >>> src = FrameSource([b'{"a":1}\\n', b'{"a":2}\\n'])
-    >>> [b.offset for b in src.batches()]
-    [1, 2]
-    """
-
-    replayable = True
-
-    def __init__(self, batches: Sequence[pl.DataFrame | bytes], *, name: str = "frames", clock: Clock | None = None):
-        super().__init__(name=name, clock=clock or ManualClock())
-        self.items = list(batches)
-        self.offset = 0
-
-    @property
-    def bulk(self) -> bool:
-        """A fixed list never waits."""
-        return True
-
-    def _batches(self) -> Iterator[RawBatch]:
-        while self.offset < len(self.items) and not self.stopped:
-            item = self.items[self.offset]
-            self.offset += 1
-            if isinstance(item, bytes):
-                yield RawBatch(data=item, offset=self.offset, rows=item.count(b"\n"))
-            else:
-                yield RawBatch(frame=item, offset=self.offset, rows=item.height)
-
-    def seek(self, offset: Any) -> None:
-        """Continue with batch number ``offset``."""
-        self.offset = int(offset)
 
 
 def server_metrics_frame(

@@ -1,0 +1,146 @@
+"""``workbench bench …``: every benchmark, each measured against a baseline in the same run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import ConfigError
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    """Add ``bench`` and its sub-commands to the ``workbench`` sub-parsers ``sub``."""
+    b = sub.add_parser("bench", help="benchmarks")
+    bsub = b.add_subparsers(dest="bench", required=True)
+    be = bsub.add_parser("engine", help="streaming replay vs offline polars on the same file")
+    be.add_argument("--events", type=int, default=2_000_000)
+    be.add_argument("--seed", type=int, default=0)
+    be.add_argument("--max-rows", type=int, default=200_000)
+    be.add_argument("--file", help="use this JSONL file instead of simulating one")
+    be.add_argument("--no-offline", action="store_true", help="skip the offline baseline (RSS runs)")
+    be.add_argument("--tuned-allocator", action="store_true", help="both processes with bench.ALLOCATOR_ENV")
+    be.set_defaults(func=_engine)
+    bu = bsub.add_parser("ui", help="event-to-screen latency of the served monitor in chromium")
+    bu.add_argument("--rate", type=float, default=100_000, help="simulated events/s (default: 100000)")
+    bu.add_argument("--seconds", type=float, default=60, help="measurement time (default: 60)")
+    bu.add_argument("--sessions", type=int, default=3, help="browser sessions (default: 3)")
+    bu.add_argument("--hosts", type=int, default=120, help="simulated hosts (default: 120)")
+    bu.add_argument("--refresh", type=float, default=4.0, help="updates per second per session (default: 4)")
+    bu.set_defaults(func=_ui)
+    bm = bsub.add_parser("models", help="score nodes on the simulator's labelled incidents: per-class detection")
+    bm.add_argument("--schemas", nargs="+", default=["server_metrics", "user_events", "network_flows"])
+    bm.add_argument("--rate", type=float, default=1000.0, help="simulated events/s of event time (default: 1000)")
+    bm.add_argument("--hosts", type=int, default=20)
+    bm.add_argument("--cycles", type=int, default=3, help="10-minute cycles of incidents (default: 3)")
+    bm.add_argument("--warmup", default="5m", help="event time before the first incident (default: 5m)")
+    bm.add_argument("--window", default="10s")
+    bm.add_argument("--detector", default="robust_z")
+    bm.add_argument("--param", action="append", help="detector argument NAME=VALUE (JSON value), repeatable")
+    bm.add_argument("--skip-anomalies", type=int, default=30, help="anomalous rows in a row not learned (default: 30)")
+    bm.add_argument("--seed", type=int, default=0)
+    bm.add_argument("--json", help="also write the whole report here")
+    bm.set_defaults(func=_models)
+    ba = bsub.add_parser("alerts", help="rules x entities evaluated per second, beside plain polars filters")
+    ba.add_argument("--rules", type=int, default=1000)
+    ba.add_argument("--entities", type=int, default=10_000)
+    ba.add_argument("--windows", type=int, default=5, help="10 s windows timed (default: 5)")
+    ba.add_argument("--match", type=float, default=0.001, help="share of rule x entity pairs matching")
+    ba.add_argument("--storm", action="store_true", help="redraw every value each window (all alerts churn)")
+    ba.set_defaults(func=_alerts)
+    bc = bsub.add_parser("connectors", help="events/s from each broker into window results vs its publish rate")
+    bc.add_argument("--events", type=int, default=100_000, help="events per connector (default: 100000)")
+    bc.add_argument("--connectors", nargs="+", default=["mqtt", "redis", "nats"], help="mqtt redis nats kafka")
+    bc.add_argument("--backlog", action="store_true", help="publish everything first, then drain it")
+    bc.set_defaults(func=_connectors)
+    bs = bsub.add_parser("startup", help="start-up time of workbench commands against python -c 'import polars'")
+    bs.add_argument("--repeat", type=int, default=7, help="timed runs of each command (default: 7)")
+    bs.set_defaults(func=_startup)
+
+
+def _print(report: Any) -> None:
+    sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+
+
+def _engine(args: argparse.Namespace) -> int:
+    from workbench.bench.engine import bench_engine
+
+    report = bench_engine(
+        events=args.events,
+        seed=args.seed,
+        max_rows=args.max_rows,
+        file=args.file,
+        offline=not args.no_offline,
+        tuned=args.tuned_allocator,
+    )
+    _print(report)
+    if "agree" in report and report["agree"] != "yes":
+        sys.stderr.write(f"streaming and offline results disagree: {report['agree']}\n")
+        return 1
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from workbench.bench.ui import bench_ui
+
+    report = bench_ui(
+        rate=args.rate, seconds=args.seconds, sessions=args.sessions, hosts=args.hosts, refresh_hz=args.refresh
+    )
+    _print(report)
+    if not report["p99_ok"]:
+        sys.stderr.write(f"event-to-screen p99 {report['latency_s']['p99']} s is over 1 s\n")
+        return 1
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from workbench.bench.models import bench_models, format_table
+
+    pairs = [kv.split("=", 1) for kv in args.param or []]
+    if any(len(p) != 2 for p in pairs):
+        raise ConfigError(f"bench models: --param takes NAME=VALUE, not {args.param}")
+    report = bench_models(
+        schemas=tuple(args.schemas),
+        rate=args.rate,
+        hosts=args.hosts,
+        cycles=args.cycles,
+        warmup=args.warmup,
+        window=args.window,
+        detector=args.detector,
+        params={k: json.loads(v) for k, v in pairs} if pairs else None,
+        skip_anomalies=args.skip_anomalies,
+        seed=args.seed,
+    )
+    sys.stdout.write(format_table(report) + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return 0 if report["all_detected"] else 1
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    from workbench.bench.alerts import bench_alerts
+
+    report = bench_alerts(
+        rules=args.rules, entities=args.entities, windows=args.windows, match=args.match, storm=args.storm
+    )
+    _print(report)
+    return 0 if report["target_met"] else 1
+
+
+def _connectors(args: argparse.Namespace) -> int:
+    from workbench.bench.connectors import bench_connectors
+
+    _print(bench_connectors(events=args.events, connectors=args.connectors, backlog=args.backlog))
+    return 0
+
+
+def _startup(args: argparse.Namespace) -> int:
+    from workbench.bench.startup import bench_startup
+
+    report = bench_startup(repeat=args.repeat)
+    _print(report)
+    return 0 if report["all_met"] else 1

@@ -1,0 +1,28 @@
+"""``workbench nab``: score a detector on the Numenta Anomaly Benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    """Add ``nab`` to the ``workbench`` sub-parsers ``sub``."""
+    n = sub.add_parser("nab", help="score a detector on the Numenta Anomaly Benchmark (NAB's results layout)")
+    n.add_argument("--data", default="../shared/data/nab", help="NAB folder with data/ and labels/")
+    n.add_argument("--detector", help="detector name (default: Workbench's best)")
+    n.add_argument("--out", help="results folder: OUT/<category>/<detector>_<file>.csv")
+    n.add_argument("--jobs", type=int, default=1, help="processes scoring files side by side (same result)")
+    n.set_defaults(func=_nab)
+
+
+def _nab(args: argparse.Namespace) -> int:
+    from workbench.evaluate.run import DEFAULT_DETECTOR, run_nab
+
+    report = run_nab(args.data, detector=args.detector or DEFAULT_DETECTOR, out=args.out, jobs=args.jobs)
+    sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    return 0
