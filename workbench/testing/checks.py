@@ -128,7 +128,7 @@ def check_bounded_state(make: Callable[..., Detector]) -> None:
 
 def _documented(doc: str) -> set[str]:
     section = doc.split("Parameters\n    ----------\n", 1)[1].split("\n\n    ", 1)[0]
-    names = set()
+    names: set[str] = set()
     for line in section.splitlines():
         if re.match(r"    \S", line):
             names.update(n.strip() for n in line.split(","))
