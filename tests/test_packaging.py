@@ -144,3 +144,22 @@ def test_panel_is_banned_below_the_presentation_layer():
     assert {"panel", "bokeh", "holoviews"} <= set(banned)
     allowed = {k for k, v in ruff["per-file-ignores"].items() if "TID251" in v}
     assert not any(k.startswith(("workbench/pipeline", "workbench/feeds", "workbench/models")) for k in allowed)
+
+
+def test_every_exception_class_is_in_the_tree_of_errors_py():
+    import importlib
+    import pkgutil
+
+    import workbench.errors
+
+    for info in pkgutil.walk_packages(workbench.__path__, "workbench."):
+        if info.name.rsplit(".", 1)[-1].startswith("_") or ".bench." in info.name:
+            continue
+        importlib.import_module(info.name)
+    seen, todo = set(), [workbench.errors.WorkbenchError, workbench.errors.WorkbenchWarning]
+    while todo:
+        cls = todo.pop()
+        seen.add(cls)
+        todo.extend(c for c in cls.__subclasses__() if c.__module__.startswith("workbench.") and c not in seen)
+    missing = sorted(c.__name__ for c in seen if c.__name__ not in (workbench.errors.__doc__ or ""))
+    assert missing == []

@@ -7,7 +7,17 @@ The tree::
     ├── SchemaError        an event schema or frame does not fit its declaration
     ├── CheckpointError    a checkpoint is missing, corrupt or written by an incompatible version
     ├── SourceError        a source cannot be opened, read or positioned
-    └── SinkError          an external sink (PostgreSQL) cannot be reached or written
+    ├── SinkError          an external sink (PostgreSQL) cannot be reached or written
+    ├── PublishError       a message could not be published to the bus          (workbench.bus.base)
+    ├── NotifyError        a notification could not be delivered               (workbench.alerts.notifiers)
+    ├── StoreError         the alert store cannot be opened, written or read   (workbench.alerts.store)
+    └── ReportError        a report or export cannot be made                   (workbench.reports.errors)
+        ├── ExportError    a view cannot be exported (offline HTML or PNG)
+        └── NotebookError  a report notebook failed (the cell, the exception, the kept notebook)
+
+Errors defined in a wing's own module are raised by that wing only; every one derives
+from ``WorkbenchError``, so ``except WorkbenchError`` (what the ``workbench`` command
+does) catches them all. A test checks that this tree names every class.
 
 ``WorkbenchWarning`` is the root of our warnings; the test-suite turns it into an error.
 """

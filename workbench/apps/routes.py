@@ -69,6 +69,40 @@ def sweep(sessions: Any) -> int:
     return freed
 
 
+#: seconds a session may sit with no connection and its expiration blocked before it is reaped
+REAP_AFTER_S = 20.0
+
+
+def reap(context: Any, *, after_s: float = REAP_AFTER_S) -> int:
+    """Destroy sessions left with no connection for ``after_s`` whose expiration stays blocked; returns how many.
+
+    Seen under load: a page closes while its session's document lock is taken and never
+    given back, so the session's periodic callbacks (and Bokeh's own discard) queue on
+    the lock, each blocking expiration. Bokeh never discards a session whose expiration
+    is blocked, so it, its views and their feed subscriptions lived as long as the
+    server (``/workbench/health`` shows ``session_states`` for such a session:
+    ``connections`` 0 and ``expiration_blocked`` > 0). A session nobody can reach any
+    more is destroyed here the way Bokeh's discard does it — document and callbacks
+    first, then the session-destroyed hooks, which release the views.
+    """
+    import asyncio
+
+    reaped = 0
+    for session in list(context.sessions):
+        if session.connection_count or not session.expiration_blocked or session.destroyed:
+            continue
+        if session.milliseconds_since_last_unsubscribe < after_s * 1000:
+            continue
+        session_context = context._session_contexts.pop(session.id, None)
+        context._sessions.pop(session.id, None)
+        session.destroy()
+        reaped += 1
+        if session_context is not None:
+            hooks = context._application.on_session_destroyed(session_context)
+            asyncio.ensure_future(hooks)
+    return reaped
+
+
 def remember(application_context: Any) -> None:
     """Note the application context sessions live in (called from a session of the app)."""
     if application_context is not None and all(c is not application_context for c in _contexts):
@@ -76,9 +110,10 @@ def remember(application_context: Any) -> None:
 
 
 def housekeeping() -> None:
-    """Every few seconds: free sessions with only dead connections, and trim the heap."""
+    """Every few seconds: free sessions with only dead connections, reap unreachable ones, trim the heap."""
     for context in _contexts:
         sweep(context.sessions)
+        reap(context)
     trim()
 
 
