@@ -94,6 +94,8 @@ class AlertManager:
         Recent events and notifications kept in memory (for views).
     evidence
         Window rows kept per alert (the evidence shown with it).
+    evaluation_interval, lookback
+        The evaluation clock and lookback (see :class:`~workbench.alerts.evaluator.Evaluator`).
     """
 
     def __init__(
@@ -102,16 +104,18 @@ class AlertManager:
         *,
         routes: Sequence[Route] | None = None,
         inhibit: Sequence[Inhibit] = (),
-        by: str = "host",
+        by: str | Sequence[str] = "host",
         time: str = "window_end",
         store: AlertSink | None = None,
         outbox: Any = None,
         clock: Clock | None = None,
         history: int = 10_000,
         evidence: int = 30,
+        evaluation_interval: str | float = "1m",
+        lookback: str | float = "5m",
     ) -> None:
         self.rules = list(rules)
-        self.evaluator = Evaluator(self.rules, by=by, time=time)
+        self.evaluator = Evaluator(self.rules, by=by, time=time, interval=evaluation_interval, lookback=lookback)
         self.dispatcher = Dispatcher(routes, inhibit)
         self.store = store
         self.outbox = outbox
@@ -126,7 +130,7 @@ class AlertManager:
         self._callbacks: list[Callable[[dict[str, Any], str], Any]] = []
         self._lock = threading.RLock()
         self._rules_by_name = {r.name: r for r in self.rules}
-        self._builder = EventBuilder(self.rules, self.evaluator.entity_column)
+        self._builder = EventBuilder(self.rules, self.evaluator.entity_labels)
         self.version = 0  # bumped whenever events, notifications or feedback change (views redraw on it)
 
     # -- inputs ---------------------------------------------------------------------
