@@ -18,8 +18,8 @@ Examples
 >>> from workbench.alerts.rules import Threshold
 >>> from workbench.alerts.dispatch import Route
 >>> am = AlertManager([Threshold("hot", metric="cpu_mean", value=90)], routes=[Route(receivers=("ops",), group_wait=0)])
->>> rows = pl.DataFrame({"host": ["a", "b"], "window_end": [10_000, 10_000], "cpu_mean": [95.0, 3.0]})
->>> am.process(rows).select("fingerprint", "to_state").rows()
+>>> rows = pl.DataFrame({"host": ["a", "b"], "window_end": [60_000, 60_000], "cpu_mean": [95.0, 3.0]})
+>>> am.process(rows).select("fingerprint", "to_state").rows()  # evaluated at 1 m, the first evaluation time
 [('hot/a', 'firing')]
 >>> [(n["receiver"], n["status"], n["summary"]) for n in am.notifications]
 [('ops', 'firing', 'hot on a: 95')]
