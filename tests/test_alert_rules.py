@@ -211,9 +211,9 @@ def test_forecast_deviation_absolute_and_relative():
     frame = pl.DataFrame(
         {"host": ["a", "b"], "window_end": [STEP] * 2, "cpu_mean": [50.0, 12.0], "cpu_mean_forecast": [20.0, 10.0]}
     )
-    assert AM([ForecastDeviation("fc", metric="cpu_mean", max_deviation=10)]).process(frame)[
-        "entity"
-    ].to_list() == ["a"]
+    assert AM([ForecastDeviation("fc", metric="cpu_mean", max_deviation=10)]).process(frame)["entity"].to_list() == [
+        "a"
+    ]
     rel = ForecastDeviation("fc", metric="cpu_mean", max_deviation=0.15, relative=True)
     assert sorted(AM([rel]).process(frame)["entity"]) == ["a", "b"]
 

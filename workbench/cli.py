@@ -332,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--labels", help="incident labels (a simulator *.labels.json) for precision/recall/TTD")
     ab.add_argument("--json", action="store_true", help="print the whole report as JSON")
     ab.set_defaults(func=_alerts)
+    from workbench.alerts import cli as alerts_cli
+
+    alerts_cli.register(sub, alerts=asub)
 
     bc = bsub.add_parser("connectors", help="events/s from each broker into window results vs its publish rate")
     bc.add_argument("--events", type=int, default=100_000, help="events per connector (default: 100000)")

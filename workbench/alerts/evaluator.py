@@ -121,7 +121,9 @@ class Evaluator:
         self.interval_ms = parse_duration(interval, what="alert rules: evaluation_interval")
         self.lookback_ms = parse_duration(lookback, what="alert rules: lookback")
         if self.interval_ms <= 0 or self.lookback_ms <= 0:
-            raise ConfigError(f"alert rules: evaluation_interval and lookback must be > 0, not {interval!r}, {lookback!r}")
+            raise ConfigError(
+                f"alert rules: evaluation_interval and lookback must be > 0, not {interval!r}, {lookback!r}"
+            )
         self.forget_after = forget_after
         self.table = pl.DataFrame(
             {
@@ -139,7 +141,11 @@ class Evaluator:
             if isinstance(r, RateOfChange):
                 self._rate_by.setdefault(self.entity_column(r), []).append(r.metric)
         self._seen_by = sorted(
-            {self.entity_labels(self.rules[i]) for i in self._absence if getattr(self.rules[i], "scope", "") == "entity"}
+            {
+                self.entity_labels(self.rules[i])
+                for i in self._absence
+                if getattr(self.rules[i], "scope", "") == "entity"
+            }
         )
         keys = list(self.labels)
         for i in self._window:
@@ -276,7 +282,9 @@ class Evaluator:
         rules = [self.rules[i] for i in idx]
         key = tuple(idx)
         if key not in self._hits:
-            self._hits = {key: [r.condition().arg_true().implode().alias(str(i)) for i, r in zip(idx, rules, strict=True)]}
+            self._hits = {
+                key: [r.condition().arg_true().implode().alias(str(i)) for i, r in zip(idx, rules, strict=True)]
+            }
         hits = rows.select(self._hits[key])
         long = hits.unpivot(variable_name="rule", value_name="row").explode("row").drop_nulls("row")
         if long.height == 0:

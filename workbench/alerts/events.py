@@ -76,8 +76,15 @@ class EventBuilder:
                 else:
                     pre, post = json.dumps({**own, cols[0]: "\x00"}, sort_keys=True).split('"\\u0000"')
                 rows.append(
-                    {"rule": i, "name": rule.name, "severity": rule.severity, "pre": pre, "post": post,
-                     "multi": multi, "const": const}
+                    {
+                        "rule": i,
+                        "name": rule.name,
+                        "severity": rule.severity,
+                        "pre": pre,
+                        "post": post,
+                        "multi": multi,
+                        "const": const,
+                    }
                 )
             self._table = pl.DataFrame(rows, schema_overrides={"rule": pl.UInt32})
         return self._table

@@ -59,9 +59,7 @@ TRANSITION_SCHEMA = pl.Schema(
 HIT_SCHEMA = pl.Schema({"rule": pl.UInt32, "entity": pl.String, "hit_value": pl.Float64})
 
 
-def step(
-    state: pl.DataFrame, hits: pl.DataFrame, table: pl.DataFrame, t: int
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+def step(state: pl.DataFrame, hits: pl.DataFrame, table: pl.DataFrame, t: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The alert states after the evaluation at ``t``, and the transitions it made.
 
     Parameters
@@ -80,7 +78,9 @@ def step(
     joined = (
         state.join(hits, on=["rule", "entity"], how="full", coalesce=True)
         .join(table, on="rule", how="left")
-        .with_columns(pl.col("hit_value").is_not_null().alias("hit"), pl.col("state").fill_null("inactive").alias("old"))
+        .with_columns(
+            pl.col("hit_value").is_not_null().alias("hit"), pl.col("state").fill_null("inactive").alias("old")
+        )
     )
     hit, old, now = pl.col("hit"), pl.col("old"), pl.lit(t, pl.Int64)
     active_at = pl.when(old == "inactive").then(now).otherwise(pl.col("active_at"))
@@ -105,7 +105,10 @@ def step(
         pl.when(hit).then(now).otherwise(pl.col("last_match")).alias("last_match"),
         pl.when(hit).then(pl.col("hit_value")).otherwise(pl.col("value")).alias("value"),
     ).with_columns(
-        pl.when((pl.col("new") == "firing") & (old != "firing")).then(now).otherwise(pl.col("fired_at")).alias("fired_at")
+        pl.when((pl.col("new") == "firing") & (old != "firing"))
+        .then(now)
+        .otherwise(pl.col("fired_at"))
+        .alias("fired_at")
     )
     transitions = (
         stepped.filter(pl.col("new") != old)

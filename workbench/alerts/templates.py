@@ -14,10 +14,10 @@ Examples
 'cpu on a is 1e+06'
 >>> go_float(0.5), go_float(95.0), go_float(123456.0), go_float(1.5e-5)
 ('0.5', '95', '123456', '1.5e-05')
->>> Template("{{ $value | humanize }}", what="rule 'hot': annotation 'summary'")
+>>> Template("{{ $value | humanize }}", what="rule 'hot': annotation 'summary'")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-workbench.errors.ConfigError: rule 'hot': annotation 'summary': template action '{{ $value | humanize }}' is not supported (only {{ $labels.NAME }}, {{ .Labels.NAME }}, {{ $value }}, {{ .Value }})
+workbench.errors.ConfigError: rule 'hot': annotation 'summary': template action '{{ $value | humanize }}' is not ...
 """
 
 from __future__ import annotations
