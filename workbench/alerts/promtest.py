@@ -171,29 +171,24 @@ class _Run:
             self.done = tick
             tick += self.interval_ms
 
-    def alerts_at(self, t: int) -> list[tuple[Rule, dict[str, str], str, float]]:
-        """(rule, alert labels, state, value) of every active alert at the evaluation at or before ``t``."""
+    def alerts_at(self, t: int) -> list[tuple[Rule, dict[str, str], str, float, dict[str, str]]]:
+        """(rule, alert labels, state, value, annotations) of each active alert at the evaluation at or before ``t``."""
         state = self.states[t // self.interval_ms * self.interval_ms]
         out = []
         for rule_no, entity, st, value in state.select("rule", "entity", "state", "value").iter_rows():
             rule = self.rules[rule_no]
             cols = self.evaluator.entity_labels(rule)
             series = json.loads(entity) if len(cols) > 1 else {cols[0]: entity}
-            out.append((rule, {**series, **self.builder.labels_of(rule)}, st, value))
+            # $labels in annotations are the series' labels, with its metric name
+            notes = rule.render_annotations({**series, "__name__": rule.column} if rule.column else series, value)
+            out.append((rule, {**series, **self.builder.labels_of(rule)}, st, value, notes))
         return out
-
-    def series_labels(self, rule: Rule, labels: dict[str, str]) -> dict[str, str]:
-        own = set(self.builder.labels_of(rule))
-        series = {k: v for k, v in labels.items() if k not in own}
-        return {**series, "__name__": rule.column} if rule.column else series
 
     def check_alerts(self, case: Mapping[str, Any]) -> str | None:
         t = parse_duration(case.get("eval_time", 0), what=f"{self.where}: eval_time")
         name = case.get("alertname")
         got = [
-            (labels, rule.render_annotations(self.series_labels(rule, labels), value))
-            for rule, labels, st, value in self.alerts_at(t)
-            if rule.name == name and st == "firing"
+            (labels, notes) for rule, labels, st, _, notes in self.alerts_at(t) if rule.name == name and st == "firing"
         ]
         exp = []
         for item in case.get("exp_alerts") or []:
@@ -224,7 +219,7 @@ class _Run:
         matchers = parse_matchers(body, what=what)
         checks = [Matcher(n, op, v) for n, op, v in matchers]
         got = []
-        for _rule, labels, st, _value in self.alerts_at(t):
+        for _rule, labels, st, _value, _notes in self.alerts_at(t):
             series = {"__name__": "ALERTS", **labels, "alertstate": st}
             if all(m.matches(series) for m in checks):
                 got.append((series, 1.0))
@@ -309,10 +304,10 @@ def timeline(
                 "alertname": rule.name,
                 "state": st,
                 "labels": labels,
-                "annotations": rule.render_annotations(run.series_labels(rule, labels), value),
+                "annotations": notes,
                 "value": value,
             }
-            for rule, labels, st, value in run.alerts_at(t)
+            for rule, labels, st, value, notes in run.alerts_at(t)
         ]
         for t in sorted(run.states)
     }
