@@ -81,7 +81,12 @@ def live_pipeline() -> Live:
             from workbench.config import parse_duration
 
             window_s = parse_duration(_env("WINDOW", "5s")) / 1000
-            pipe.alerts(server_rules(window_s=window_s), routes=server_routes(), inhibit=server_inhibit())
+            pipe.alerts(
+                server_rules(window_s=window_s),
+                routes=server_routes(),
+                inhibit=server_inhibit(),
+                evaluation_interval=window_s,  # the demo rules count `for` in windows
+            )
         feed = Feed(pipe, stale_after=float(_env("STALE_AFTER", "10")))
         pipe.start()
         _live = Live(pipe, feed)
