@@ -75,7 +75,7 @@ def _rule(item: Any, who: str, names: set[str]) -> Rule:
     if name in names:
         raise ConfigError(f"{who}: several rules with one alert name are not supported")
     names.add(name)
-    metric, matchers, op, value = parse_threshold(item.get("expr"), what=who)
+    metric, matchers, op, value = parse_threshold(str(item.get("expr", "")), what=who)
     labels = item.get("labels") or {}
     if not isinstance(labels, Mapping):
         raise ConfigError(f"{who}: 'labels' must be a mapping, not {labels!r}")
