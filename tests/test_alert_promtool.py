@@ -373,3 +373,30 @@ def test_unsupported_expressions_and_notation_are_named(tmp_path):
 
 def test_durations_print_as_prometheus_prints_them():
     assert [format_duration(parse_duration(x)) for x in ("0s", "90s", "1h", "5m")] == ["0s", "1m30s", "1h", "5m"]
+
+
+def _readme_example(tmp: Path) -> Path:
+    import re
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    (tmp / "rules.yml").write_text(next(b for b in blocks if b.startswith("# rules.yml")))
+    path = tmp / "rules.test.yml"
+    path.write_text(next(b for b in blocks if b.startswith("# rules.test.yml")))
+    return path
+
+
+@needs_promtool
+def test_the_readme_example_passes_and_a_changed_expectation_fails_byte_for_byte_as_promtool(tmp_path, capfd):
+    from workbench.cli import main
+
+    path = _readme_example(tmp_path)
+    assert _promtool(path).returncode == 0
+    assert main(["alerts", "test", str(path)]) == 0
+    assert "SUCCESS" in capfd.readouterr().out
+    path.write_text(path.read_text().replace("exp_labels: {host: web-1", "exp_labels: {host: web-9", 1))
+    theirs = subprocess.run([PROMTOOL, "test", "rules", str(path)], capture_output=True, text=True)
+    assert main(["alerts", "test", str(path)]) == 1
+    ours = capfd.readouterr()
+    assert theirs.returncode == 1
+    assert (ours.out, ours.err) == (theirs.stdout, theirs.stderr)

@@ -30,7 +30,10 @@ def run_tests_command(args: argparse.Namespace) -> int:
     ok = True
     for name in args.files:
         result = run_rule_tests(name)
-        (sys.stdout if result.passed else sys.stderr).write(result.text())
+        sys.stdout.write(result.head)
+        sys.stdout.flush()
+        (sys.stdout if result.passed else sys.stderr).write(result.body)
+        sys.stdout.write("\n" if result.passed else "\n\n")  # promtool's layout, byte for byte
         ok = ok and result.passed
     return 0 if ok else 1
 

@@ -82,12 +82,19 @@ class RuleTestResult:
         """Whether every expectation held."""
         return not self.errors
 
+    @property
+    def head(self) -> str:
+        """The first line (promtool prints it on stdout)."""
+        return f"Unit Testing:  {self.file}\n"
+
+    @property
+    def body(self) -> str:
+        """The verdict (promtool prints a failure on stderr)."""
+        return "  SUCCESS\n" if self.passed else "  FAILED:\n" + "".join(e + "\n" for e in self.errors)
+
     def text(self) -> str:
         """The report, as promtool prints it."""
-        head = f"Unit Testing:  {self.file}\n"
-        if self.passed:
-            return head + "  SUCCESS\n"
-        return head + "  FAILED:\n" + "".join(e + "\n\n" for e in self.errors)
+        return self.head + self.body
 
 
 def _e_float(value: float) -> str:
