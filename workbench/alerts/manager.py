@@ -209,7 +209,8 @@ class AlertManager:
         state = self.evaluator.state
         by_col: dict[str, set[str]] = {}
         for rule_no, entity in state.select("rule", "entity").iter_rows():
-            by_col.setdefault(self.evaluator.entity_column(self.rules[rule_no]), set()).add(entity)
+            rule = self.rules[rule_no]
+            by_col.setdefault(self.evaluator.entity_column(rule), set()).add(self._first_label(rule, entity))
         for col in list(self.evidence):
             if col not in by_col:
                 del self.evidence[col]
@@ -221,6 +222,11 @@ class AlertManager:
             rows = frame.filter(keep)
             both = rows if old is None else pl.concat([old.filter(keep), rows], how="diagonal_relaxed")
             self.evidence[col] = both.group_by(col, maintain_order=True).tail(self._evidence_rows)
+
+    def _first_label(self, rule: Rule, entity: str) -> str:
+        """The value of the rule's (first) entity column in an alert's entity (a JSON object for several labels)."""
+        labels = self.evaluator.entity_labels(rule)
+        return str(json.loads(entity).get(labels[0], "")) if len(labels) > 1 else entity
 
     def evidence_for(self, fingerprint: str) -> pl.DataFrame:
         """The window rows kept for an active alert (its entity's latest windows), oldest first."""
@@ -234,7 +240,7 @@ class AlertManager:
             rows = self.evidence.get(col)
         if rows is None:
             return pl.DataFrame()
-        return rows.filter(pl.col(col).cast(pl.String) == entity)
+        return rows.filter(pl.col(col).cast(pl.String) == self._first_label(rule, entity))
 
     # -- what is active ---------------------------------------------------------------
     def active(self) -> pl.DataFrame:
