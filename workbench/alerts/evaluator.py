@@ -33,7 +33,7 @@ Examples
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -162,6 +162,9 @@ class Evaluator:
         self.previous: dict[str, pl.DataFrame] = {}
         self.pending_drift = pl.DataFrame(schema={"entity": pl.String, "t": pl.Int64, "__rules": pl.List(pl.UInt32)})
         self._hits: dict[tuple[int, ...], list[pl.Expr]] = {}
+        #: Called after every evaluation with (time, alert states, transitions): how
+        #: alerts reach an Alertmanager the way Prometheus sends them.
+        self.on_evaluation: Callable[[int, pl.DataFrame, pl.DataFrame], None] | None = None
 
     def entity_column(self, rule: Rule) -> str:
         """The (first) column naming a rule's entity."""
@@ -271,6 +274,8 @@ class Evaluator:
         found = pl.concat([m for m in matches if m.height] or [pl.DataFrame(schema=_MATCH_SCHEMA)])
         hits = found.group_by("rule", "entity").agg(pl.col("value").max().alias("hit_value")).cast(HIT_SCHEMA)
         self.state, transitions = step(self.state, hits, self.table, t)
+        if self.on_evaluation is not None:
+            self.on_evaluation(t, self.state, transitions)
         return transitions
 
     def _match(self, rows: pl.DataFrame, idx: list[int]) -> pl.DataFrame:

@@ -96,6 +96,9 @@ class AlertManager:
         Window rows kept per alert (the evidence shown with it).
     evaluation_interval, lookback
         The evaluation clock and lookback (see :class:`~workbench.alerts.evaluator.Evaluator`).
+    resend_delay
+        How often alerts are re-sent to the outbox's Alertmanager receivers
+        (:mod:`~workbench.alerts.amsender`), as Prometheus does.
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class AlertManager:
         evidence: int = 30,
         evaluation_interval: str | float = "1m",
         lookback: str | float = "5m",
+        resend_delay: str | float = "1m",
     ) -> None:
         self.rules = list(rules)
         self.evaluator = Evaluator(self.rules, by=by, time=time, interval=evaluation_interval, lookback=lookback)
@@ -132,6 +136,9 @@ class AlertManager:
         self._rules_by_name = {r.name: r for r in self.rules}
         self._builder = EventBuilder(self.rules, self.evaluator.entity_labels)
         self.version = 0  # bumped whenever events, notifications or feedback change (views redraw on it)
+        from workbench.alerts.amsender import connect_alertmanagers
+
+        self.prometheus = connect_alertmanagers(self, resend_delay=resend_delay)
 
     # -- inputs ---------------------------------------------------------------------
     def process(self, frame: pl.DataFrame) -> pl.DataFrame:
@@ -399,6 +406,7 @@ class AlertManager:
                 "evaluator": self.evaluator.snapshot(),
                 "dispatcher": self.dispatcher.snapshot(),
                 "feedback": {k: [dict(r) for r in v] for k, v in self.feedback.items()},
+                "prometheus": None if self.prometheus is None else self.prometheus.snapshot(),
             }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -407,3 +415,5 @@ class AlertManager:
             self.evaluator.restore(state["evaluator"])
             self.dispatcher.restore(state["dispatcher"])
             self.feedback = {k: [dict(r) for r in v] for k, v in state["feedback"].items()}
+            if self.prometheus is not None and state.get("prometheus") is not None:
+                self.prometheus.restore(state["prometheus"])
