@@ -161,9 +161,9 @@ class PrometheusSender:
         done = transitions.filter((pl.col("from_state") == "firing") & (pl.col("to_state") == "resolved"))
         for rule_no, entity in done.select("rule", "entity").iter_rows():
             key = f"{rule_no}/{entity}"
-            alert = self.firing.pop(key) if key in self.firing else None
-            if alert is not None:
-                resolved = {**alert, "endsAt": rfc3339(t)}
+            was = self.firing.pop(key) if key in self.firing else None
+            if was is not None:
+                resolved = {**was, "endsAt": rfc3339(t)}
                 self.resolved[key] = (resolved, t)
                 out.append(resolved)
                 self.last_sent[key] = t
