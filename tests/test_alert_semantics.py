@@ -93,3 +93,12 @@ def test_results_do_not_depend_on_batching_or_the_interval_alignment(cuts, inter
         i += n
     assert batched.recent_events().equals(one.recent_events())
     assert batched.advance(20 * M).equals(one.advance(20 * M))
+
+
+def test_a_late_sample_never_hides_a_newer_one():
+    am = AlertManager([HOT], routes=[NOW])
+    am.process(rows(M, a=95.0))
+    assert am.active()["state"].to_list() == ["firing"]
+    am.process(rows(30_000, a=10.0))  # late: older than the last evaluation and than the newest sample
+    assert am.advance(2 * M).height == 0
+    assert am.active()["state"].to_list() == ["firing"]

@@ -103,7 +103,8 @@ class SeriesStore:
         joined = self.latest.join(new, on=list(self.labels), how="full", coalesce=True, nulls_equal=True, suffix="~")
         updates = []
         for c in cols:
-            fresh = pl.col(_tcol(c) + "~").is_not_null()
+            old, new = pl.col(_tcol(c)), pl.col(_tcol(c) + "~")
+            fresh = new.is_not_null() & (old.is_null() | (new >= old))  # a late sample never hides a newer one
             updates += [
                 pl.when(fresh).then(pl.col(c + "~")).otherwise(pl.col(c)).alias(c),
                 pl.when(fresh).then(pl.col(_tcol(c) + "~")).otherwise(pl.col(_tcol(c))).alias(_tcol(c)),
