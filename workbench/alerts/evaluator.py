@@ -410,10 +410,15 @@ class Evaluator:
             raise CheckpointError(
                 f"alert evaluator: snapshot rules {state['rules']} differ from {[r.name for r in self.rules]}"
             )
-        self.state = state["state"].clone()
-        self.store.restore(state["store"])
+        # a snapshot from before the evaluation clock has no samples and no keep_since: start those empty
+        old = state["state"]
+        self.state = old.with_columns(
+            [pl.lit(None, dtype).alias(c) for c, dtype in STATE_SCHEMA.items() if c not in old.columns]
+        ).select(list(STATE_SCHEMA))
+        if "store" in state:
+            self.store.restore(state["store"])
         self.last_t = state["last_t"]
-        self.seen = {k: v.clone() for k, v in state["seen"].items()}
+        self.seen = {(k,) if isinstance(k, str) else k: v.clone() for k, v in state["seen"].items()}
         self.seen_any = state["seen_any"]
         self.previous = {k: v.clone() for k, v in state["previous"].items()}
         self.pending_drift = state["pending_drift"].clone()
