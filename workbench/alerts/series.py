@@ -103,8 +103,8 @@ class SeriesStore:
         joined = self.latest.join(new, on=list(self.labels), how="full", coalesce=True, nulls_equal=True, suffix="~")
         updates = []
         for c in cols:
-            old, new = pl.col(_tcol(c)), pl.col(_tcol(c) + "~")
-            fresh = new.is_not_null() & (old.is_null() | (new >= old))  # a late sample never hides a newer one
+            t_old, t_new = pl.col(_tcol(c)), pl.col(_tcol(c) + "~")
+            fresh = t_new.is_not_null() & (t_old.is_null() | (t_new >= t_old))  # a late sample never hides a newer one
             updates += [
                 pl.when(fresh).then(pl.col(c + "~")).otherwise(pl.col(c)).alias(c),
                 pl.when(fresh).then(pl.col(_tcol(c) + "~")).otherwise(pl.col(_tcol(c))).alias(_tcol(c)),
