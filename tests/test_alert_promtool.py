@@ -400,3 +400,36 @@ def test_the_readme_example_passes_and_a_changed_expectation_fails_byte_for_byte
     ours = capfd.readouterr()
     assert theirs.returncode == 1
     assert (ours.out, ours.err) == (theirs.stdout, theirs.stderr)
+
+
+@needs_promtool
+def test_eval_times_between_evaluations_and_a_slower_test_interval_report_byte_for_byte(tmp_path, capfd):
+    from workbench.cli import main
+
+    (tmp_path / "r.yml").write_text(
+        yaml.safe_dump(
+            {"groups": [{"name": "g", "rules": [rule("Hot", 'cpu{job="x"} > 90', **{"for": "1m"}, labels={"s": "p"})]}]}
+        )
+    )
+    doc = {
+        "rule_files": ["r.yml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "45s",
+                "input_series": [series('cpu{host="a", job="x"}', "95 95 95 95 10 10")],
+                "alert_rule_test": [
+                    {"eval_time": t, "alertname": "Hot", "exp_alerts": []} for t in ("90s", "119s", "200s")
+                ],
+                "promql_expr_test": [{"expr": 'ALERTS{alertstate="pending"}', "eval_time": "59s", "exp_samples": []}],
+            }
+        ],
+    }
+    path = tmp_path / "t.yml"
+    path.write_text(yaml.safe_dump(doc))
+    theirs = _promtool(path)
+    assert main(["alerts", "test", str(path)]) == theirs.returncode == 1
+    ours = capfd.readouterr()
+    assert ours.err.count("alertname: Hot") == 2 and "ALERTS" in ours.err  # resolved by 3m20s
+    assert ours.err == theirs.stderr
+    assert ours.out.replace(str(path), path.name) == theirs.stdout

@@ -33,7 +33,7 @@ def run_tests_command(args: argparse.Namespace) -> int:
         sys.stdout.write(result.head)
         sys.stdout.flush()
         (sys.stdout if result.passed else sys.stderr).write(result.body)
-        sys.stdout.write("\n" if result.passed else "\n\n")  # promtool's layout, byte for byte
+        sys.stdout.write("\n" * (len(result.errors) + 1))  # promtool's layout, byte for byte
         ok = ok and result.passed
     return 0 if ok else 1
 
