@@ -226,6 +226,11 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         ],
         "until": "2m",
     },
+    "an_empty_label_is_no_label": {
+        "rules": [rule("Hot", 'cpu{job=""} > 90')],
+        "series": [series('cpu{host="a", job=""}', "95 95"), series('cpu{host="b", job="x"}', "95 95")],
+        "until": "2m",
+    },
     "two_metrics_two_rules": {
         "rules": [rule("Hot", "cpu > 90", **{"for": "1m"}), rule("Full", "disk >= 0.95", keep_firing_for="1m")],
         "series": [

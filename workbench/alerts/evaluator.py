@@ -57,7 +57,9 @@ def _epoch_ms(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 
 
 def entity_expr(labels: Sequence[str]) -> pl.Expr:
-    """A series' identity as one string: the label's value, or (several labels) a JSON object without nulls.
+    """A series' identity as one string: the label's value, or (several labels) a JSON object of the labels set.
+
+    With several labels, a null or empty value is no label (as in Prometheus).
 
     Examples
     --------
@@ -71,7 +73,7 @@ def entity_expr(labels: Sequence[str]) -> pl.Expr:
     for c in sorted(labels):
         v = pl.col(c).cast(pl.String).str.replace_all("\\", "\\\\", literal=True)
         v = v.str.replace_all('"', '\\"', literal=True)
-        parts.append(pl.lit(json.dumps(c) + ':"') + v + pl.lit('"'))
+        parts.append(pl.when(v != "").then(pl.lit(json.dumps(c) + ':"') + v + pl.lit('"')))
     inner = pl.concat_str(parts, separator=",", ignore_nulls=True).fill_null("")
     return (pl.lit("{") + inner + pl.lit("}")).alias(labels[0])
 

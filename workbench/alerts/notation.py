@@ -72,7 +72,8 @@ def parse_series(text: str, *, what: str = "input series") -> tuple[str, dict[st
     for name, op, value in parse_matchers(m.group(2) or "", what=f"{what} {text!r}"):
         if op != "=":
             raise ConfigError(f"{what} {text!r}: a series has labels (=), not matchers ({op})")
-        labels[name] = value
+        if value:  # an empty label value is no label (as in Prometheus)
+            labels[name] = value
     metric = m.group(1) or labels.pop("__name__", "")
     if not metric:
         raise ConfigError(f"{what}: {text!r} has no metric name")
