@@ -438,3 +438,30 @@ def test_eval_times_between_evaluations_and_a_slower_test_interval_report_byte_f
     assert ours.err.count("alertname: Hot") == 2 and "ALERTS" in ours.err  # resolved by 3m20s
     assert ours.err == theirs.stderr
     assert ours.out.replace(str(path), path.name) == theirs.stdout
+
+
+def _random_scenario(seed: int) -> dict[str, Any]:
+    import random
+
+    rng = random.Random(seed)
+    kw: dict[str, Any] = {"for": rng.choice(["0s", "1m", "2m"]), "keep_firing_for": rng.choice(["0s", "1m", "90s"])}
+    op, value = rng.choice([(">", 90), (">=", 95), ("<", 60), ("!=", 50)])
+    tokens = ["50", "95", "95", "_", "stale", "_x6", "99"]
+    hosts = rng.sample(["a", "b", "c"], rng.randint(1, 3))
+    return {
+        "interval": rng.choice(["30s", "1m", "2m"]),
+        "evaluation_interval": rng.choice(["30s", "1m"]),
+        "rules": [rule("Rnd", f"cpu {op} {value}", annotations={"v": "{{ $labels.host }}={{ $value }}"}, **kw)],
+        "series": [series(f'cpu{{host="{h}"}}', " ".join(rng.choice(tokens) for _ in range(14))) for h in hosts],
+        "until": "16m",
+    }
+
+
+@needs_promtool
+@pytest.mark.parametrize("seed", range(12))
+def test_promtool_agrees_on_random_scenarios(seed, tmp_path):
+    sc = _random_scenario(seed)
+    path, seen = _test_file(tmp_path, f"random{seed}", sc)
+    done = _promtool(path)
+    assert done.returncode == 0, f"promtool disagrees on seed {seed} ({sc}):\n{done.stdout}{done.stderr}"
+    assert run_rule_tests(path).passed

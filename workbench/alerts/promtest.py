@@ -265,7 +265,11 @@ def run_rule_tests(path: str | Path) -> RuleTestResult:
         raise ConfigError(f"{where}: field(s) {unknown} are not supported")
     rules: list[Rule] = []
     for name in data["rule_files"]:
-        rules += load_config(path.parent / str(name)).rules
+        found = sorted(path.parent.glob(str(name))) if any(c in str(name) for c in "*?[") else [path.parent / str(name)]
+        if not found:
+            raise ConfigError(f"{where}: rule_files pattern {name!r} matches no file")
+        for file in found:
+            rules += load_config(file).rules
     interval_ms = parse_duration(data.get("evaluation_interval", "1m"), what=f"{where}: evaluation_interval")
     errors: list[str] = []
     for n, group in enumerate(data.get("tests") or [], 1):
