@@ -151,7 +151,7 @@ class AlertManager:
             return self._after(transitions, self.evaluator.times)
 
     def process_drift(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Take drift events; they are evaluated at the next window end (or :meth:`advance`)."""
+        """Take drift events; they match at the next evaluation at or after their time."""
         with self._lock:
             self.evaluator.add_drift(frame)
             return pl.DataFrame(schema=EVENT_SCHEMA)

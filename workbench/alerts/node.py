@@ -49,7 +49,7 @@ class AlertNode(Operator):
     """Evaluates alert rules on each window batch; emits the batch's alert events.
 
     Drift events arriving from a second upstream (``drift``) are buffered by the
-    manager and matched at the next window end.
+    manager and matched at the next evaluation at or after their time.
     """
 
     def __init__(self, upstream: Stream, manager: AlertManager, *, drift: Sequence[Stream] = (), **kwargs: Any) -> None:

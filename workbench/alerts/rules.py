@@ -371,7 +371,7 @@ class Drift(Rule):
 class Absence(Rule):
     """No window from an entity for ``after`` — or, with ``scope="source"``, from anyone.
 
-    Evaluated in event time: at each evaluation (a window end, or the watermark the
+    Evaluated in event time: at each evaluation time (reached by samples, or by the watermark the
     engine is advanced to) an entity last seen ``after`` ago or more matches. Its
     value is the silence in seconds.
     """
