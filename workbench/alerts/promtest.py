@@ -286,9 +286,9 @@ def run_rule_tests(path: str | Path) -> RuleTestResult:
         expr_cases = group.get("promql_expr_test") or []
         times = [parse_duration(c.get("eval_time", 0), what=gwhere) for c in [*alert_cases, *expr_cases]]
         run.run_until(max(times, default=0))
-        found = [run.check_alerts(c) for c in alert_cases] + [run.check_expr(c) for c in expr_cases]
+        failures = [run.check_alerts(c) for c in alert_cases] + [run.check_expr(c) for c in expr_cases]
         prefix = f"    name: {group['name']},\n" if group.get("name") else ""
-        errors += [prefix + e for e in found if e is not None]
+        errors += [prefix + e for e in failures if e is not None]
     return RuleTestResult(str(path), errors)
 
 
