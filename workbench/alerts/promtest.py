@@ -286,9 +286,9 @@ def run_rule_tests(path: str | Path) -> RuleTestResult:
         expr_cases = group.get("promql_expr_test") or []
         times = [parse_duration(c.get("eval_time", 0), what=gwhere) for c in [*alert_cases, *expr_cases]]
         run.run_until(max(times, default=0))
-        failures = [run.check_alerts(c) for c in alert_cases] + [run.check_expr(c) for c in expr_cases]
-        prefix = f"    name: {group['name']},\n" if group.get("name") else ""
-        errors += [prefix + e for e in failures if e is not None]
+        prefix = f"    name: {group['name']},\n" if group.get("name") else ""  # promtool names alert failures only
+        errors += [prefix + e for e in map(run.check_alerts, alert_cases) if e is not None]
+        errors += [e for e in map(run.check_expr, expr_cases) if e is not None]
     return RuleTestResult(str(path), errors)
 
 
