@@ -421,6 +421,7 @@ def test_eval_times_between_evaluations_and_a_slower_test_interval_report_byte_f
         "evaluation_interval": "1m",
         "tests": [
             {
+                "name": "slower input",
                 "interval": "45s",
                 "input_series": [series('cpu{host="a", job="x"}', "95 95 95 95 10 10")],
                 "alert_rule_test": [
