@@ -265,6 +265,7 @@ def test_receivers_from_yaml_settings_deliver_through_a_pipeline(tmp_path):
     with hook_server() as hook:
         rules = tmp_path / "rules.yaml"
         rules.write_text(
+            "evaluation_interval: 10s\n"  # the frame spans less than a minute
             "rules:\n  - {name: any, kind: threshold, metric: count, value: 0}\n"
             "routes:\n  - {receivers: [ops, log], group_wait: 0s}\n"
             f"receivers:\n  ops: {{kind: webhook, url: '{hook.url}', secret: k}}\n"

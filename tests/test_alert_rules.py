@@ -14,6 +14,10 @@ from workbench.errors import ConfigError
 STEP = 10_000  # 10 s windows
 
 
+def AM(*args, **kwargs):  # noqa: N802 - these tests evaluate once per 10 s window
+    return AlertManager(*args, evaluation_interval="10s", **kwargs)
+
+
 def series(**hosts: str) -> list[pl.DataFrame]:
     """``series(a="1 1 95 95", b="_ 3 3")``: one frame per 10 s window; ``_`` = no window for that host."""
     values = {h: s.split() for h, s in hosts.items()}
@@ -63,7 +67,7 @@ NOW = Route(receivers=("ops",), group_wait=0, group_interval="10s", repeat_inter
 
 
 def test_for_holds_pending_until_the_duration_passes():
-    am = AlertManager([HOT.with_(for_="30s")], routes=[NOW])
+    am = AM([HOT.with_(for_="30s")], routes=[NOW])
     assert run(am, series(a="95 95 95 95 95 10")) == [
         (1, "hot/a", "pending"),
         (4, "hot/a", "firing"),
@@ -72,7 +76,7 @@ def test_for_holds_pending_until_the_duration_passes():
 
 
 def test_pending_that_stops_matching_goes_back_to_inactive_without_a_notification():
-    am = AlertManager([HOT.with_(for_="30s")], routes=[NOW])
+    am = AM([HOT.with_(for_="30s")], routes=[NOW])
     assert run(am, series(a="95 95 10 95")) == [
         (1, "hot/a", "pending"),
         (3, "hot/a", "inactive"),
@@ -88,20 +92,21 @@ def deque_empty():
 
 
 def test_keep_firing_for_bridges_a_short_dip_and_resolves_after_a_long_one():
-    am = AlertManager([HOT.with_(keep_firing_for="20s")], routes=[NOW])
-    # fires at 1; dips at 2 (kept: 10 s < 20 s), matches at 3; dips 4-6: resolved at 6 (20 s after 3... at 5)
-    assert run(am, series(a="95 10 95 10 10 10")) == [(1, "hot/a", "firing"), (5, "hot/a", "resolved")]
+    am = AM([HOT.with_(keep_firing_for="20s")], routes=[NOW])
+    # fires at 1; dips at 2 (kept: 0 s < 20 s since the first miss), matches at 3; misses from 4 on: kept
+    # at 4 and 5, resolved at 6 (20 s after the first miss at 4, as Prometheus counts keep_firing_for)
+    assert run(am, series(a="95 10 95 10 10 10")) == [(1, "hot/a", "firing"), (6, "hot/a", "resolved")]
     assert [n[1] for n in notes(am)] == ["firing", "resolved"]
 
 
 def test_without_keep_firing_for_the_same_series_flaps():
-    am = AlertManager([HOT], routes=[NOW])
+    am = AM([HOT], routes=[NOW])
     assert [s for _, _, s in run(am, series(a="95 10 95 10"))] == ["firing", "resolved", "firing", "resolved"]
 
 
 def test_grouping_one_notification_per_group_after_group_wait():
     route = Route(receivers=("ops",), group_wait="20s", group_interval="30s", repeat_interval="1h")
-    am = AlertManager([HOT], routes=[route])
+    am = AM([HOT], routes=[route])
     run(am, series(a="95 95 95 95 95 95 95 95", b="10 95 95 95 95 95 95 95", c="10 10 10 95 95 95 95 95"))
     # a fires at 1 → group waits until 3; b joined meanwhile; c fires at 4 → next flush at 3 + 3 = 6
     assert notes(am) == [
@@ -112,13 +117,13 @@ def test_grouping_one_notification_per_group_after_group_wait():
 
 def test_group_by_entity_gives_one_group_per_host():
     route = Route(receivers=("ops",), group_by=("alertname", "host"), group_wait=0, repeat_interval="1h")
-    am = AlertManager([HOT], routes=[route])
+    am = AM([HOT], routes=[route])
     run(am, series(a="95", b="95"))
     assert sorted(n["group_labels"]["host"] for n in am.notifications) == ["a", "b"]
 
 
 def test_one_notification_per_receiver():
-    am = AlertManager([HOT], routes=[Route(receivers=("ops", "log"), group_wait=0)])
+    am = AM([HOT], routes=[Route(receivers=("ops", "log"), group_wait=0)])
     run(am, series(a="95"))
     assert [n["receiver"] for n in am.notifications] == ["ops", "log"]
     assert am.notifications[0]["id"] != am.notifications[1]["id"]
@@ -126,7 +131,7 @@ def test_one_notification_per_receiver():
 
 def test_repeat_interval_resends_while_firing_and_ack_stops_it():
     route = Route(receivers=("ops",), group_wait=0, group_interval="10s", repeat_interval="30s")
-    am = AlertManager([HOT], routes=[route])
+    am = AM([HOT], routes=[route])
     run(am, series(a="95 95 95 95 95 95 95"))
     assert [n[0] for n in notes(am)] == [1, 4, 7]
     am.acknowledge("hot/a", by="ana", note="looking")
@@ -137,7 +142,7 @@ def test_repeat_interval_resends_while_firing_and_ack_stops_it():
 
 def test_resolved_is_sent_only_for_an_alert_whose_firing_was_sent():
     route = Route(receivers=("ops",), group_wait="30s", group_interval="10s")
-    am = AlertManager([HOT], routes=[route])
+    am = AM([HOT], routes=[route])
     run(am, series(a="95 10 10 10 10"))  # fires and resolves inside group_wait
     assert notes(am) == []
 
@@ -148,7 +153,7 @@ def test_inhibition_mutes_children_of_a_firing_parent_with_equal_labels():
         Threshold("cpu_low", metric="cpu_mean", op="<", value=5, severity="warning"),
     ]
     inhibit = [Inhibit(('severity="critical"',), ('severity="warning"',), ("host",))]
-    am = AlertManager(rules, routes=[Route(receivers=("ops",), group_by=("...",), group_wait=0)], inhibit=inhibit)
+    am = AM(rules, routes=[Route(receivers=("ops",), group_by=("...",), group_wait=0)], inhibit=inhibit)
     run(am, series(a="0", b="3"))
     sent = sorted(a["fingerprint"] for n in am.notifications for a in n["alerts"])
     assert sent == ["cpu_low/b", "host_down/a"]  # cpu_low/a is inhibited by host_down/a
@@ -156,7 +161,7 @@ def test_inhibition_mutes_children_of_a_firing_parent_with_equal_labels():
 
 
 def test_silence_mutes_until_it_expires_then_the_alert_is_sent():
-    am = AlertManager([HOT], routes=[Route(receivers=("ops",), group_wait=0, group_interval="10s")])
+    am = AM([HOT], routes=[Route(receivers=("ops",), group_wait=0, group_interval="10s")])
     am.silence(['host="a"'], duration="25s", by="ana", comment="maintenance", starts_at=0)
     run(am, series(a="95 95 95 95", b="_ 95 95 95"))
     assert notes(am) == [
@@ -166,14 +171,14 @@ def test_silence_mutes_until_it_expires_then_the_alert_is_sent():
 
 
 def test_absence_fires_for_a_silent_entity_in_event_time_and_resolves_when_it_returns():
-    am = AlertManager([Absence("silent", after="30s")], routes=[NOW])
+    am = AM([Absence("silent", after="30s")], routes=[NOW])
     trans = run(am, series(a="1 1 1 1 1 1 1 1", b="1 1 _ _ _ _ 1 1"))
     assert trans == [(5, "silent/b", "firing"), (7, "silent/b", "resolved")]
     assert am.notifications[0]["alerts"][0]["summary"] == "silent: no data from b for 30 s"
 
 
 def test_source_absence_is_a_dead_mans_switch_driven_by_advance():
-    am = AlertManager([Absence("no_data", after="1m", scope="source", severity="page")], routes=[NOW])
+    am = AM([Absence("no_data", after="1m", scope="source", severity="page")], routes=[NOW])
     run(am, series(a="1 1"))
     assert am.advance(50_000).height == 0
     ev = am.advance(80_000)
@@ -181,7 +186,7 @@ def test_source_absence_is_a_dead_mans_switch_driven_by_advance():
 
 
 def test_rate_of_change_between_consecutive_windows():
-    am = AlertManager([RateOfChange("jump", metric="cpu_mean", limit=2.0)], routes=[NOW])  # > 2 per second
+    am = AM([RateOfChange("jump", metric="cpu_mean", limit=2.0)], routes=[NOW])  # > 2 per second
     assert run(am, series(a="10 15 40 41 41")) == [(3, "jump/a", "firing"), (4, "jump/a", "resolved")]
 
 
@@ -194,10 +199,10 @@ def test_anomaly_score_uses_is_anomaly_or_min_score():
             "is_anomaly": [True, False, False],
         }
     )
-    assert AlertManager([AnomalyScore("anom")]).process(frame)["entity"].to_list() == ["a"]
-    assert sorted(AlertManager([AnomalyScore("anom", min_score=0.5)]).process(frame)["entity"]) == ["a", "b"]
+    assert AM([AnomalyScore("anom")]).process(frame)["entity"].to_list() == ["a"]
+    assert sorted(AM([AnomalyScore("anom", min_score=0.5)]).process(frame)["entity"]) == ["a", "b"]
     # a frame without scores (no score node): the rule is not evaluated, nothing resolves
-    am = AlertManager([AnomalyScore("anom")])
+    am = AM([AnomalyScore("anom")])
     am.process(frame)
     assert am.process(pl.DataFrame({"host": ["a"], "window_end": [2 * STEP]})).height == 0
 
@@ -206,21 +211,22 @@ def test_forecast_deviation_absolute_and_relative():
     frame = pl.DataFrame(
         {"host": ["a", "b"], "window_end": [STEP] * 2, "cpu_mean": [50.0, 12.0], "cpu_mean_forecast": [20.0, 10.0]}
     )
-    assert AlertManager([ForecastDeviation("fc", metric="cpu_mean", max_deviation=10)]).process(frame)[
-        "entity"
-    ].to_list() == ["a"]
+    assert AM([ForecastDeviation("fc", metric="cpu_mean", max_deviation=10)]).process(frame)["entity"].to_list() == [
+        "a"
+    ]
     rel = ForecastDeviation("fc", metric="cpu_mean", max_deviation=0.15, relative=True)
-    assert sorted(AlertManager([rel]).process(frame)["entity"]) == ["a", "b"]
+    assert sorted(AM([rel]).process(frame)["entity"]) == ["a", "b"]
 
 
 def test_drift_event_fires_at_the_next_evaluation_and_resolves_after_keep_firing_for():
-    am = AlertManager([Drift("drift", feature="cpu_mean", keep_firing_for="20s")], routes=[NOW])
+    am = AM([Drift("drift", feature="cpu_mean", keep_firing_for="20s")], routes=[NOW])
     am.process_drift(
         pl.DataFrame(
             {"host": ["a", "b"], "feature": ["cpu_mean", "mem"], "detector": ["adwin"] * 2, "ts": [15_000, 15_000]}
         )
     )
-    assert run(am, series(a="1 1 1 1 1 1")) == [(2, "drift/a", "firing"), (4, "drift/a", "resolved")]
+    # matches at 2 only; keep_firing_for counts from the first evaluation without it (3): resolved at 5
+    assert run(am, series(a="1 1 1 1 1 1")) == [(2, "drift/a", "firing"), (5, "drift/a", "resolved")]
 
 
 @settings(max_examples=15, deadline=None)
@@ -233,10 +239,10 @@ def test_results_do_not_depend_on_how_windows_are_batched(cuts):
     ]
     frames = series(a="95 95 10 95 95 95 10 10 10 95", b="10 95 _ _ _ _ 95 95 10 10", c="50 50 99 99 99 99 1 1 1 1")
     route = Route(receivers=("ops",), group_wait="10s", group_interval="20s", repeat_interval="40s")
-    one = AlertManager(rules, routes=[route])
+    one = AM(rules, routes=[route])
     for f in frames:
         one.process(f)
-    batched = AlertManager(rules, routes=[route])
+    batched = AM(rules, routes=[route])
     i = 0
     for n in cuts * 10:
         if i >= len(frames):
@@ -251,16 +257,16 @@ def test_snapshot_restore_mid_stream_gives_identical_output():
     rules = [HOT.with_(for_="20s"), Absence("silent", after="30s")]
     frames = series(a="95 95 95 95 10 95 95", b="1 1 _ _ _ _ 1")
     route = Route(receivers=("ops",), group_wait="10s", group_interval="20s")
-    full = AlertManager(rules, routes=[route])
+    full = AM(rules, routes=[route])
     for f in frames:
         full.process(f)
-    first = AlertManager(rules, routes=[route])
+    first = AM(rules, routes=[route])
     for f in frames[:3]:
         first.process(f)
     snap = first.snapshot()
     before = list(first.notifications)
     first.process(frames[3])  # the live object moves on; the snapshot must not alias it
-    second = AlertManager(rules, routes=[route])
+    second = AM(rules, routes=[route])
     second.restore(snap)
     for f in frames[3:]:
         second.process(f)
@@ -269,7 +275,7 @@ def test_snapshot_restore_mid_stream_gives_identical_output():
 
 
 def test_feedback_precision_and_callback():
-    am = AlertManager([HOT], routes=[NOW])
+    am = AM([HOT], routes=[NOW])
     seen = []
     am.on_feedback(lambda alert, label: seen.append((alert["fingerprint"], label)))
     run(am, series(a="95", b="95", c="95"))
@@ -345,7 +351,7 @@ receivers:
 
 
 def test_expire_silence_lets_the_alert_through_at_the_next_flush():
-    am = AlertManager([HOT], routes=[Route(receivers=("ops",), group_wait=0, group_interval="10s")])
+    am = AM([HOT], routes=[Route(receivers=("ops",), group_wait=0, group_interval="10s")])
     s = am.silence('host="a"', duration="1h", starts_at=0)
     run(am, series(a="95 95"))
     assert notes(am) == []
@@ -357,13 +363,13 @@ def test_expire_silence_lets_the_alert_through_at_the_next_flush():
 
 def test_an_alert_never_inhibits_itself():
     inhibit = [Inhibit(('alertname="hot"',), ('alertname=~".*"',), ("host",))]
-    am = AlertManager([HOT], routes=[Route(receivers=("ops",), group_wait=0)], inhibit=inhibit)
+    am = AM([HOT], routes=[Route(receivers=("ops",), group_wait=0)], inhibit=inhibit)
     run(am, series(a="95"))
     assert [a["fingerprint"] for n in am.notifications for a in n["alerts"]] == ["hot/a"]
 
 
 def test_drift_events_with_a_generic_entity_column():
-    am = AlertManager([Drift("drift")], routes=[NOW])
+    am = AM([Drift("drift")], routes=[NOW])
     am.process_drift(pl.DataFrame({"entity": ["b"], "feature": ["mem"], "detector": ["adwin"], "event_time": [5_000]}))
     assert run(am, series(b="1")) == [(1, "drift/b", "firing")]
 

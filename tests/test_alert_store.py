@@ -39,6 +39,7 @@ def run(store):
         [Threshold("hot", metric="cpu_mean", value=90, for_="10s", severity="critical", labels={"team": "infra"})],
         routes=[Route(receivers=("ops",), group_wait=0, group_interval="10s")],
         store=store,
+        evaluation_interval="10s",  # one evaluation per 10 s window
     )
     for f in windows((95, 10), (95, 95), (95, 95), (10, 95), (10, 10)):
         am.process(f)
@@ -81,7 +82,7 @@ def test_replayed_events_are_not_duplicated(store):
 
 def test_feedback_and_precision(store):
     am = run(store)
-    am2 = AlertManager(am.rules, store=store)
+    am2 = AlertManager(am.rules, store=store, evaluation_interval="10s")
     for f in windows((95, 95), (95, 95)):
         am2.process(f)
     am2.acknowledge("hot/a", by="ana", note="on it")

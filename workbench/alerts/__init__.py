@@ -3,14 +3,16 @@
 - Rules (:mod:`~workbench.alerts.rules`): :class:`Threshold`, :class:`AnomalyScore`,
   :class:`ForecastDeviation`, :class:`RateOfChange`, :class:`Drift`, :class:`Absence`;
   or a YAML file (:func:`load_config`).
-- Lifecycle (:mod:`~workbench.alerts.evaluator`): inactive → pending → firing →
-  resolved, in event time, vectorised over entities.
+- Lifecycle (:mod:`~workbench.alerts.evaluator`): Prometheus' alerting-rule semantics
+  on an evaluation clock in event time (lookback, staleness, ``for``,
+  ``keep_firing_for``), vectorised over series; :func:`run_rule_tests` runs promtool's
+  unit-test files (``workbench alerts test``).
 - Routing (:mod:`~workbench.alerts.dispatch`): :class:`Route` (grouping and its timers),
   :class:`Inhibit`, silences, acknowledgements.
 - :class:`AlertManager` ties them to an alert store (:class:`DuckDBStore`,
   :class:`PostgresStore`) and an :class:`Outbox` of notifiers (:class:`JsonlNotifier`,
   :class:`WebhookNotifier`, :class:`SlackNotifier`, :class:`EmailNotifier`,
-  :class:`BusNotifier`); ``Pipeline.alerts(...)`` puts it in a pipeline.
+  :class:`BusNotifier`, :class:`AlertmanagerNotifier`); ``Pipeline.alerts(...)`` puts it in a pipeline.
 - :func:`backtest` runs rules over the lake with the same code path.
 """
 
@@ -23,6 +25,7 @@ _WHERE = {
     "AlertConfig": "workbench.alerts.loader",
     "AlertManager": "workbench.alerts.manager",
     "AlertStore": "workbench.alerts.store",
+    "AlertmanagerNotifier": "workbench.alerts.amsender",
     "AnomalyScore": "workbench.alerts.rules",
     "BacktestResult": "workbench.alerts.backtest",
     "BusNotifier": "workbench.alerts.mail",
@@ -48,6 +51,7 @@ _WHERE = {
     "compare": "workbench.alerts.backtest",
     "load_config": "workbench.alerts.loader",
     "open_store": "workbench.alerts.store",
+    "run_rule_tests": "workbench.alerts.promtest",
 }
 
 __all__ = sorted(_WHERE)

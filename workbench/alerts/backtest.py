@@ -25,7 +25,7 @@ Examples
 >>> ends = [datetime(2024, 1, 1, 0, 0, s, tzinfo=UTC) for s in (10, 20, 30, 40)]
 >>> _ = lake.write("windows", pl.DataFrame({"host": ["a"] * 4, "window_start": ends, "window_end": ends,
 ...                                          "cpu_mean": [95.0, 10.0, 95.0, 10.0]}), epoch=1)
->>> result = backtest([Threshold("hot", metric="cpu_mean", value=90)], lake)
+>>> result = backtest([Threshold("hot", metric="cpu_mean", value=90)], lake, evaluation_interval="10s")
 >>> result.summary().select("rule", "alerts", "episodes", "flap_score").row(0)
 ('hot', 1, 2, 1.0)
 """
@@ -228,11 +228,13 @@ def backtest(
     grace: str | float = "1m",
     batch_windows: int = 64,
     name: str = "rules",
+    evaluation_interval: str | float | None = None,
 ) -> BacktestResult:
     """Run ``rules`` over the window rows of ``lake`` between ``start`` and ``end``.
 
     Rows are fed ``batch_windows`` window ends at a time (results do not depend on it:
-    evaluation is per window end, and property-tested so).
+    evaluation runs on the rules' evaluation clock, and is property-tested so).
+    ``evaluation_interval`` defaults to the rules file's (1 m).
     """
     import time as _time
 
@@ -242,12 +244,21 @@ def backtest(
     if isinstance(rules, AlertConfig):
         routes = routes if routes is not None else (list(rules.routes) or None)
         inhibit = inhibit or rules.inhibit
+        evaluation_interval = evaluation_interval or rules.evaluation_interval
         rules = list(rules.rules)
     lake = lake if isinstance(lake, Lake) else Lake(lake)
     if isinstance(labels, str | Path):
         labels = load_labels(labels)
     frame = _read(lake, output, start, end, time)
-    manager = AlertManager(rules, routes=routes, inhibit=inhibit, by=by, time=time, history=10_000_000)
+    manager = AlertManager(
+        rules,
+        routes=routes,
+        inhibit=inhibit,
+        by=by,
+        time=time,
+        history=10_000_000,
+        evaluation_interval=evaluation_interval or "1m",
+    )
     t0 = _time.perf_counter()
     parts: list[pl.DataFrame] = []
     n_windows = 0

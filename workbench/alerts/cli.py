@@ -1,4 +1,14 @@
-"""``workbench alerts check|backtest``: validate a rules file; run rules over the stored windows."""
+"""``workbench alerts check|backtest|test``: check a rules file, backtest it over the lake, run promtool tests.
+
+Examples
+--------
+>>> import argparse
+>>> top = argparse.ArgumentParser(prog="workbench")
+>>> register(top.add_subparsers(dest="command"))
+>>> args = top.parse_args(["alerts", "test", "tests.yml"])
+>>> args.files, args.func.__name__
+(['tests.yml'], '_test')
+"""
 
 from __future__ import annotations
 
@@ -26,6 +36,11 @@ def register(sub: Any) -> None:
     ab.add_argument("--labels", help="incident labels (a simulator *.labels.json) for precision/recall/TTD")
     ab.add_argument("--json", action="store_true", help="print the whole report as JSON")
     ab.set_defaults(func=_backtest)
+    at = asub.add_parser(
+        "test", help="run promtool rule unit-test files (rule_files, input_series, exp_alerts) through Workbench"
+    )
+    at.add_argument("files", nargs="+", metavar="FILE.yaml", help="promtool test file(s)")
+    at.set_defaults(func=_test)
 
 
 def _say(text: object) -> None:
@@ -59,3 +74,18 @@ def _backtest(args: argparse.Namespace) -> int:
             values = list(row.values())
             _say("  ".join([f"{values[0]:<{width}}", *(f"{v:>12}" for v in values[1:])]))
     return 0
+
+
+def _test(args: argparse.Namespace) -> int:
+    """Run each promtool test file; print promtool's report; 0 when all pass, 1 otherwise."""
+    from workbench.alerts.promtest import run_rule_tests
+
+    ok = True
+    for name in args.files:
+        result = run_rule_tests(name)
+        sys.stdout.write(result.head)
+        sys.stdout.flush()
+        (sys.stdout if result.passed else sys.stderr).write(result.body)
+        sys.stdout.write("\n" * (len(result.errors) + 1))  # promtool's layout, byte for byte
+        ok = ok and result.passed
+    return 0 if ok else 1

@@ -1,66 +1,52 @@
-"""The rule evaluator: every rule over a window batch in one polars ``select``, in event time.
+"""The rule evaluator: every rule on an evaluation clock in event time, as Prometheus runs it.
 
-An *evaluation* happens at each distinct window end of a batch (``t``, epoch ms): the
-rows of that window are matched against every rule at once — one expression per
-rule, vectorised over entities — and the alert states are stepped with one join:
+Rules are evaluated at the *evaluation times* ``t = k * interval`` (epoch ms, default
+every minute, Prometheus' ``evaluation_interval``), not at every window end. Window
+rows are *samples*: each value column of each label set (``by``: one column or
+several, e.g. ``host`` and ``job``) is a series; an evaluation sees, per series, its
+newest sample within the ``lookback`` (5 m) and nothing once it went stale
+(:mod:`~workbench.alerts.series`). Every rule is matched against that view at once —
+one expression per rule, vectorised over series — and every alert is stepped with one
+join, exactly as Prometheus' alerting rule does (:mod:`~workbench.alerts.lifecycle`):
+pending, ``for``, firing, ``keep_firing_for`` counted from the first evaluation that
+does not match, resolved.
 
-- a new match becomes *pending* (or *firing* at once when ``for_`` is 0);
-- a pending alert matching for at least ``for_`` becomes *firing*;
-- a pending alert that stops matching goes back to *inactive*;
-- a firing alert that has not matched for ``keep_firing_for`` is *resolved*.
-
-Time only comes from the data (window ends, drift event times, or :meth:`advance`),
-so a live run, a replay and a backtest of the same rows produce the same transitions.
-Evaluation times never go backwards (a late window is evaluated at the newest time).
+Time only comes from the data: an evaluation time is run once a sample at or after
+it arrives (samples at that very time are seen by it), or when :meth:`Evaluator.advance`
+moves event time there (a heartbeat: silences and dead man's switches need no data).
+A late sample (older than the last evaluation) is seen from the next one on. So a
+live run, a replay and a backtest of the same rows produce the same transitions.
 
 Examples
 --------
 >>> import polars as pl
 >>> from workbench.alerts.rules import Threshold
->>> ev = Evaluator([Threshold("hot", metric="cpu_mean", value=90, for_="20s")], by="host")
->>> def window(end_s, cpu):
+>>> ev = Evaluator([Threshold("hot", metric="cpu_mean", value=90, for_="1m")], by="host")
+>>> def sample(end_s, cpu):
 ...     return pl.DataFrame({"host": ["a"], "window_end": [end_s * 1000], "cpu_mean": [cpu]})
->>> [ev.evaluate(window(s, 95.0))["to_state"].to_list() for s in (10, 20, 30)]
+>>> [ev.evaluate(sample(s, 95.0))["to_state"].to_list() for s in (0, 30, 60)]
 [['pending'], [], ['firing']]
->>> ev.evaluate(window(40, 10.0)).select("from_state", "to_state").row(0)
-('firing', 'resolved')
+>>> ev.evaluate(sample(90, 10.0)).height, ev.advance(120_000).select("from_state", "to_state").row(0)
+(0, ('firing', 'resolved'))
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from workbench.alerts.rules import Absence, RateOfChange, Rule
+from workbench.alerts.lifecycle import HIT_SCHEMA, STATE_SCHEMA, TRANSITION_SCHEMA, step
+from workbench.alerts.rules import Absence, RateOfChange, Rule, Threshold
+from workbench.alerts.series import SeriesStore
+from workbench.config import parse_duration
 from workbench.errors import ConfigError
 
-__all__ = ["STATE_SCHEMA", "TRANSITION_SCHEMA", "Evaluator"]
+__all__ = ["STATE_SCHEMA", "TRANSITION_SCHEMA", "Evaluator", "entity_expr"]
 
-STATE_SCHEMA = pl.Schema(
-    {
-        "rule": pl.UInt32,
-        "entity": pl.String,
-        "state": pl.String,
-        "active_at": pl.Int64,
-        "fired_at": pl.Int64,
-        "last_match": pl.Int64,
-        "value": pl.Float64,
-    }
-)
-TRANSITION_SCHEMA = pl.Schema(
-    {
-        "rule": pl.UInt32,
-        "entity": pl.String,
-        "from_state": pl.String,
-        "to_state": pl.String,
-        "at": pl.Int64,
-        "active_at": pl.Int64,
-        "value": pl.Float64,
-    }
-)
 _MATCH_SCHEMA = pl.Schema({"rule": pl.UInt32, "entity": pl.String, "value": pl.Float64})
 _SEEN_SCHEMA = pl.Schema({"entity": pl.String, "last": pl.Int64})
 _DRIFT_TIME = ("ts", "time", "event_time", "window_end")
@@ -70,24 +56,59 @@ def _epoch_ms(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return expr.dt.epoch("ms") if isinstance(dtype, pl.Datetime) else expr.cast(pl.Int64)
 
 
+def entity_expr(labels: Sequence[str]) -> pl.Expr:
+    """A series' identity as one string: the label's value, or (several labels) a JSON object of the labels set.
+
+    With several labels, a null or empty value is no label (as in Prometheus).
+
+    Examples
+    --------
+    >>> frame = pl.DataFrame({"host": ["a", "b"], "job": ["x", None]})
+    >>> frame.select(entity_expr(["host", "job"]))["host"].to_list()
+    ['{"host":"a","job":"x"}', '{"host":"b"}']
+    """
+    if len(labels) == 1:
+        return pl.col(labels[0]).cast(pl.String)
+    parts = []
+    for c in sorted(labels):
+        v = pl.col(c).cast(pl.String).str.replace_all("\\", "\\\\", literal=True)
+        v = v.str.replace_all('"', '\\"', literal=True)
+        parts.append(pl.when(v != "").then(pl.lit(json.dumps(c) + ':"') + v + pl.lit('"')))
+    inner = pl.concat_str(parts, separator=",", ignore_nulls=True).fill_null("")
+    return (pl.lit("{") + inner + pl.lit("}")).alias(labels[0])
+
+
 class Evaluator:
-    """Vectorised rule evaluation and alert lifecycle state.
+    """Rules on an evaluation clock over the newest samples, and the alert lifecycle state.
 
     Parameters
     ----------
     rules
         The rules (unique names).
     by
-        Default entity column for rules without their own ``by``.
+        Label column(s) that, with the value column, identify a series; an alert is
+        identified by its rule and all of them (a rule's own ``by`` narrows it to one).
     time
         Event-time column of window rows (``window_end``).
+    interval
+        Evaluation interval (Prometheus' ``evaluation_interval``).
+    lookback
+        How far back an evaluation looks for a series' newest sample (PromQL's
+        lookback delta).
     forget_after
         Milliseconds after which an entity not seen is forgotten by absence and
         rate rules (bounded state).
     """
 
     def __init__(
-        self, rules: Sequence[Rule], *, by: str = "host", time: str = "window_end", forget_after: int = 86_400_000
+        self,
+        rules: Sequence[Rule],
+        *,
+        by: str | Sequence[str] = "host",
+        time: str = "window_end",
+        interval: str | float = "1m",
+        lookback: str | float = "5m",
+        forget_after: int = 86_400_000,
     ) -> None:
         names = [r.name for r in rules]
         dup = sorted({n for n in names if names.count(n) > 1})
@@ -95,7 +116,16 @@ class Evaluator:
             raise ConfigError(f"rules: names must be unique, not repeated {dup}")
         self.rules = list(rules)
         self.by = by
+        self.labels: tuple[str, ...] = (by,) if isinstance(by, str) else tuple(by)
+        if not self.labels or not all(isinstance(c, str) and c for c in self.labels):
+            raise ConfigError(f"alert rules: 'by' must name one or more label columns, not {by!r}")
         self.time = time
+        self.interval_ms = parse_duration(interval, what="alert rules: evaluation_interval")
+        self.lookback_ms = parse_duration(lookback, what="alert rules: lookback")
+        if self.interval_ms <= 0 or self.lookback_ms <= 0:
+            raise ConfigError(
+                f"alert rules: evaluation_interval and lookback must be > 0, not {interval!r}, {lookback!r}"
+            )
         self.forget_after = forget_after
         self.table = pl.DataFrame(
             {
@@ -114,27 +144,41 @@ class Evaluator:
                 self._rate_by.setdefault(self.entity_column(r), []).append(r.metric)
         self._seen_by = sorted(
             {
-                self.entity_column(self.rules[i])
+                self.entity_labels(self.rules[i])
                 for i in self._absence
                 if getattr(self.rules[i], "scope", "") == "entity"
             }
         )
+        keys = list(self.labels)
+        for i in self._window:
+            rule = self.rules[i]
+            extra = ((rule.by,) if rule.by else ()) + (rule.label_columns if isinstance(rule, Threshold) else ())
+            keys += [c for c in extra if c not in keys]
+        self.columns = list(dict.fromkeys(c for i in self._window for c in self.rules[i].columns))
+        self.store = SeriesStore(keys, lookback_ms=self.lookback_ms)
         self.state = pl.DataFrame(schema=STATE_SCHEMA)
-        self.last_t: int | None = None
+        self.last_t: int | None = None  # the latest evaluation time
         self.times: list[int] = []  # evaluation times of the last call, in order
-        self.seen: dict[str, pl.DataFrame] = {b: pl.DataFrame(schema=_SEEN_SCHEMA) for b in self._seen_by}
+        self.seen: dict[tuple[str, ...], pl.DataFrame] = {b: pl.DataFrame(schema=_SEEN_SCHEMA) for b in self._seen_by}
         self.seen_any: int | None = None
         self.previous: dict[str, pl.DataFrame] = {}
         self.pending_drift = pl.DataFrame(schema={"entity": pl.String, "t": pl.Int64, "__rules": pl.List(pl.UInt32)})
-        self._cache: dict[tuple[str, ...], list[pl.Expr]] = {}
+        self._hits: dict[tuple[int, ...], list[pl.Expr]] = {}
+        #: Called after every evaluation with (time, alert states, transitions): how
+        #: alerts reach an Alertmanager the way Prometheus sends them.
+        self.on_evaluation: Callable[[int, pl.DataFrame, pl.DataFrame], None] | None = None
 
     def entity_column(self, rule: Rule) -> str:
-        """The column naming a rule's entity."""
-        return rule.by or self.by
+        """The (first) column naming a rule's entity."""
+        return rule.by or self.labels[0]
+
+    def entity_labels(self, rule: Rule) -> tuple[str, ...]:
+        """The labels identifying a rule's alerts (besides the rule's own)."""
+        return (rule.by,) if rule.by else self.labels
 
     # -- inputs ---------------------------------------------------------------------
     def evaluate(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Evaluate every window end in ``frame`` in time order; the transitions (TRANSITION_SCHEMA)."""
+        """Take window rows; run every evaluation time they reach; the transitions (TRANSITION_SCHEMA)."""
         self.times = []
         if frame.height == 0:
             return pl.DataFrame(schema=TRANSITION_SCHEMA)
@@ -145,8 +189,12 @@ class Evaluator:
         parts = (
             frame.partition_by("__t", as_dict=True, maintain_order=False) if len(times) > 1 else {(times[0],): frame}
         )
-        out = [self._evaluate_at(t, parts[(t,)]) for t in times]
-        return pl.concat(out) if len(out) > 1 else out[0]
+        out = []
+        for t in times:
+            out.append(self._run_until(t - 1))  # evaluations before these samples do not see them
+            self._absorb(t, parts[(t,)])
+            out.append(self._run_until(t))
+        return pl.concat(out)
 
     def add_drift(self, frame: pl.DataFrame) -> None:
         """Buffer drift events; they match at the next evaluation at or after their time."""
@@ -174,34 +222,63 @@ class Evaluator:
             self.pending_drift = pl.concat([self.pending_drift, *parts])
 
     def advance(self, t: int) -> pl.DataFrame:
-        """Evaluate drift, absence and anti-flap at ``t`` with no new windows (a heartbeat)."""
+        """Move event time to ``t`` with no new samples: run the evaluation times up to it (a heartbeat)."""
         self.times = []
-        return self._evaluate_at(t, None)
+        return self._run_until(t)
+
+    # -- the evaluation clock -----------------------------------------------------------
+    def _run_until(self, t: int) -> pl.DataFrame:
+        """Run every evaluation time after the last one, up to and including ``t``."""
+        iv = self.interval_ms
+        if self.last_t is None:
+            first = [x for x in (self.store.newest, self.seen_any, t) if x is not None]
+            nxt = -(-min(first) // iv) * iv
+        else:
+            nxt = self.last_t + iv
+        out = [pl.DataFrame(schema=TRANSITION_SCHEMA)]
+        while nxt <= t:
+            if self._idle(nxt):  # nothing can change before new samples: jump to the last evaluation time
+                nxt = t // iv * iv
+            out.append(self._evaluate_at(nxt))
+            nxt += iv
+        return pl.concat(out)
+
+    def _idle(self, t: int) -> bool:
+        newest = self.store.newest
+        return (
+            self.state.height == 0
+            and self.pending_drift.height == 0
+            and not self._absence
+            and (newest is None or newest < t - self.lookback_ms)
+        )
+
+    def _absorb(self, t: int, rows: pl.DataFrame) -> None:
+        if self._window:
+            rows = self._with_previous(t, rows)
+            self.store.absorb(rows, self.columns)
+        self._remember(t, rows)
 
     # -- one evaluation ---------------------------------------------------------------
-    def _evaluate_at(self, t: int, rows: pl.DataFrame | None) -> pl.DataFrame:
-        t = t if self.last_t is None else max(t, self.last_t)
+    def _evaluate_at(self, t: int) -> pl.DataFrame:
         self.last_t = t
         self.times.append(t)
         matches: list[pl.DataFrame] = []
-        evaluated: list[int] = list(self._drift) + list(self._absence)
-        if rows is not None and rows.height:
-            rows = self._with_previous(t, rows)
-            window_rules = [i for i in self._window if self._evaluable(self.rules[i], rows)]
-            evaluated += window_rules
-            if window_rules:
-                matches.append(self._match(rows, window_rules))
-            self._remember(t, rows)
+        if self._window and self.store.latest.height:
+            view = self.store.instant(t)
+            cols = set(view.columns)
+            idx = [i for i in self._window if all(c in cols for c in self.rules[i].columns)]
+            if idx and view.height:
+                matches.append(self._match(view, idx))
         if self._drift:
             matches.append(self._drift_matches(t))
         if self._absence:
             matches.append(self._absence_matches(t))
         found = pl.concat([m for m in matches if m.height] or [pl.DataFrame(schema=_MATCH_SCHEMA)])
-        return self._step(t, found, evaluated)
-
-    def _evaluable(self, rule: Rule, rows: pl.DataFrame) -> bool:
-        cols = set(rows.columns)
-        return self.entity_column(rule) in cols and all(c in cols for c in rule.columns)
+        hits = found.group_by("rule", "entity").agg(pl.col("value").max().alias("hit_value")).cast(HIT_SCHEMA)
+        self.state, transitions = step(self.state, hits, self.table, t)
+        if self.on_evaluation is not None:
+            self.on_evaluation(t, self.state, transitions)
+        return transitions
 
     def _match(self, rows: pl.DataFrame, idx: list[int]) -> pl.DataFrame:
         """One expression per rule — the row numbers where it matches — then (rule, entity, value) rows.
@@ -210,7 +287,12 @@ class Evaluator:
         expressions shared by several rules (the same metric) are computed once.
         """
         rules = [self.rules[i] for i in idx]
-        hits = rows.select([r.condition().arg_true().implode().alias(str(i)) for i, r in zip(idx, rules, strict=True)])
+        key = tuple(idx)
+        if key not in self._hits:
+            self._hits = {
+                key: [r.condition().arg_true().implode().alias(str(i)) for i, r in zip(idx, rules, strict=True)]
+            }
+        hits = rows.select(self._hits[key])
         long = hits.unpivot(variable_name="rule", value_name="row").explode("row").drop_nulls("row")
         if long.height == 0:
             return pl.DataFrame(schema=_MATCH_SCHEMA)
@@ -218,7 +300,7 @@ class Evaluator:
         row_no = long["row"].cast(pl.Int64).to_numpy()
         value_keys: dict[str, int] = {}
         value_exprs: list[pl.Expr] = []
-        entity_keys: dict[str, int] = {}
+        entity_keys: dict[tuple[str, ...], int] = {}
         vmap = np.zeros(len(self.rules), dtype=np.int64)
         emap = np.zeros(len(self.rules), dtype=np.int64)
         for i, r in zip(idx, rules, strict=True):
@@ -226,9 +308,9 @@ class Evaluator:
             vmap[i] = value_keys.setdefault(str(expr), len(value_keys))
             if vmap[i] == len(value_exprs):
                 value_exprs.append(expr)
-            emap[i] = entity_keys.setdefault(self.entity_column(r), len(entity_keys))
+            emap[i] = entity_keys.setdefault(self.entity_labels(r), len(entity_keys))
         values = rows.select([e.alias(f"v{j}") for j, e in enumerate(value_exprs)]).to_numpy().astype(np.float64)
-        entities = rows.select(pl.col(c).cast(pl.String).alias(f"e{j}") for j, c in enumerate(entity_keys)).to_numpy()
+        entities = rows.select(entity_expr(c).alias(f"e{j}") for j, c in enumerate(entity_keys)).to_numpy()
         return pl.DataFrame(
             {
                 "rule": rule_no,
@@ -266,17 +348,19 @@ class Evaluator:
         return rows
 
     def _remember(self, t: int, rows: pl.DataFrame) -> None:
-        self.seen_any = t
-        for ent in self._seen_by:
-            if ent not in rows.columns:
+        self.seen_any = t if self.seen_any is None else max(t, self.seen_any)
+        for labels in self._seen_by:
+            if labels[0] not in rows.columns:
                 continue
+            missing = [c for c in labels if c not in rows.columns]
             now = (
-                rows.select(pl.col(ent).cast(pl.String).alias("entity"))
+                rows.with_columns(pl.lit(None, pl.String).alias(c) for c in missing)
+                .select(entity_expr(labels).alias("entity"))
                 .unique()
                 .with_columns(pl.lit(t, pl.Int64).alias("last"))
             )
-            old = self.seen[ent]
-            self.seen[ent] = pl.concat([old.join(now, on="entity", how="anti"), now]).filter(
+            old = self.seen[labels]
+            self.seen[labels] = pl.concat([old.join(now, on="entity", how="anti"), now]).filter(
                 pl.col("last") > t - self.forget_after
             )
 
@@ -298,7 +382,7 @@ class Evaluator:
                 if self.seen_any is not None and t - self.seen_any >= rule.after_ms:
                     parts.append(pl.DataFrame({"rule": [i], "entity": ["*"], "value": [(t - self.seen_any) / 1000]}))
                 continue
-            seen = self.seen[self.entity_column(rule)]
+            seen = self.seen[self.entity_labels(rule)]
             parts.append(
                 seen.filter(pl.lit(t) - pl.col("last") >= rule.after_ms).select(
                     pl.lit(i, pl.UInt32).alias("rule"), "entity", ((pl.lit(t) - pl.col("last")) / 1000).alias("value")
@@ -306,72 +390,13 @@ class Evaluator:
             )
         return pl.concat([p.cast(_MATCH_SCHEMA) for p in parts]) if parts else pl.DataFrame(schema=_MATCH_SCHEMA)
 
-    def _step(self, t: int, matches: pl.DataFrame, evaluated: list[int]) -> pl.DataFrame:
-        """Advance every alert state by one evaluation at ``t``: one full join, no loop per entity."""
-        if matches.height == 0 and self.state.height == 0:
-            return pl.DataFrame(schema=TRANSITION_SCHEMA)
-        hits = matches.group_by("rule", "entity").agg(pl.col("value").max().alias("hit_value"))
-        joined = (
-            self.state.join(hits, on=["rule", "entity"], how="full", coalesce=True)
-            .join(self.table, on="rule", how="left")
-            .with_columns(
-                pl.col("hit_value").is_not_null().alias("hit"),
-                pl.col("rule").is_in(pl.Series(evaluated, dtype=pl.UInt32).implode()).alias("evaluated"),
-                pl.col("state").fill_null("inactive").alias("old"),
-            )
-        )
-        hit, old = pl.col("hit"), pl.col("old")
-        active_at = pl.when(old == "inactive").then(pl.lit(t)).otherwise(pl.col("active_at"))
-        new = (
-            pl.when(hit & (old == "inactive"))
-            .then(pl.when(pl.col("for_ms") == 0).then(pl.lit("firing")).otherwise(pl.lit("pending")))
-            .when(hit & (old == "pending"))
-            .then(
-                pl.when(pl.lit(t) - active_at >= pl.col("for_ms")).then(pl.lit("firing")).otherwise(pl.lit("pending"))
-            )
-            .when(hit | ~pl.col("evaluated"))
-            .then(old)
-            .when((old == "firing") & (pl.lit(t) - pl.col("last_match") < pl.col("keep_ms")))
-            .then(pl.lit("firing"))
-            .when(old == "firing")
-            .then(pl.lit("resolved"))
-            .otherwise(pl.lit("inactive"))
-        )
-        stepped = joined.with_columns(
-            new.alias("new"),
-            active_at.alias("active_at"),
-            pl.when(hit).then(pl.lit(t)).otherwise(pl.col("last_match")).alias("last_match"),
-            pl.when(hit).then(pl.col("hit_value")).otherwise(pl.col("value")).alias("value"),
-        ).with_columns(
-            pl.when((pl.col("new") == "firing") & (old != "firing"))
-            .then(pl.lit(t))
-            .otherwise(pl.col("fired_at"))
-            .alias("fired_at")
-        )
-        changed = stepped.filter(pl.col("new") != old).sort("rule", "entity")
-        transitions = changed.select(
-            "rule",
-            "entity",
-            old.alias("from_state"),
-            pl.col("new").alias("to_state"),
-            pl.lit(t, pl.Int64).alias("at"),
-            "active_at",
-            "value",
-        ).cast(TRANSITION_SCHEMA)
-        self.state = (
-            stepped.filter(pl.col("new").is_in(["pending", "firing"]))
-            .with_columns(pl.col("new").alias("state"))
-            .select(list(STATE_SCHEMA))
-            .cast(STATE_SCHEMA)
-        )
-        return transitions
-
     # -- state ----------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """Alert states and the memory of absence and rate rules (frames are immutable: no aliasing)."""
         return {
             "rules": [r.name for r in self.rules],
             "state": self.state.clone(),
+            "store": self.store.snapshot(),
             "last_t": self.last_t,
             "seen": {k: v.clone() for k, v in self.seen.items()},
             "seen_any": self.seen_any,
@@ -387,9 +412,15 @@ class Evaluator:
             raise CheckpointError(
                 f"alert evaluator: snapshot rules {state['rules']} differ from {[r.name for r in self.rules]}"
             )
-        self.state = state["state"].clone()
+        # a snapshot from before the evaluation clock has no samples and no keep_since: start those empty
+        old = state["state"]
+        self.state = old.with_columns(
+            [pl.lit(None, dtype).alias(c) for c, dtype in STATE_SCHEMA.items() if c not in old.columns]
+        ).select(list(STATE_SCHEMA))
+        if "store" in state:
+            self.store.restore(state["store"])
         self.last_t = state["last_t"]
-        self.seen = {k: v.clone() for k, v in state["seen"].items()}
+        self.seen = {(k,) if isinstance(k, str) else k: v.clone() for k, v in state["seen"].items()}
         self.seen_any = state["seen_any"]
         self.previous = {k: v.clone() for k, v in state["previous"].items()}
         self.pending_drift = state["pending_drift"].clone()

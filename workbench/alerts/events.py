@@ -9,7 +9,7 @@ Examples
 --------
 >>> import polars as pl
 >>> from workbench.alerts.rules import Threshold
->>> b = EventBuilder([Threshold("hot", metric="cpu_mean", value=90)], lambda rule: "host")
+>>> b = EventBuilder([Threshold("hot", metric="cpu_mean", value=90)], lambda rule: ("host",))
 >>> tr = pl.DataFrame({"rule": [0], "entity": ["a"], "from_state": ["inactive"], "to_state": ["firing"],
 ...                    "at": [10_000], "active_at": [10_000], "value": [95.0]}, schema_overrides={"rule": pl.UInt32})
 >>> b.build(tr).select("fingerprint", "summary", "labels").row(0)
@@ -45,23 +45,47 @@ EVENT_SCHEMA: dict[str, Any] = {
 
 
 class EventBuilder:
-    """Turns transitions (rule number, entity, states, times, value) into alert events."""
+    """Turns transitions (rule number, entity, states, times, value) into alert events.
 
-    def __init__(self, rules: Sequence[Rule], entity_column: Callable[[Rule], str]) -> None:
+    An alert's labels are its series' labels, overridden by the rule's ``severity``
+    and ``labels``, then ``alertname`` (Prometheus' order).
+    """
+
+    def __init__(self, rules: Sequence[Rule], entity_labels: Callable[[Rule], tuple[str, ...] | str]) -> None:
         self.rules = list(rules)
-        self.entity_column = entity_column
+        self.entity_labels = entity_labels
         self._by_name = {r.name: r for r in self.rules}
         self._table: pl.DataFrame | None = None
+
+    def labels_of(self, rule: Rule) -> dict[str, str]:
+        """The labels a rule puts on each of its alerts (over the series' labels)."""
+        own = {"severity": rule.severity} if rule.severity_label else {}
+        return {**own, **rule.labels, "alertname": rule.name}
 
     def _rule_table(self) -> pl.DataFrame:
         """Per rule: name, severity, and the labels JSON around the entity value (sorted keys)."""
         if self._table is None:
             rows = []
             for i, rule in enumerate(self.rules):
-                col = self.entity_column(rule)
-                labels = {"alertname": rule.name, "severity": rule.severity, **rule.labels, col: "\x00"}
-                pre, post = json.dumps(labels, sort_keys=True).split('"\\u0000"')
-                rows.append({"rule": i, "name": rule.name, "severity": rule.severity, "pre": pre, "post": post})
+                cols = self.entity_labels(rule)
+                cols = (cols,) if isinstance(cols, str) else cols
+                own = self.labels_of(rule)
+                multi, const = len(cols) > 1, len(cols) == 1 and cols[0] in own
+                if multi or const:
+                    pre, post = json.dumps(own, sort_keys=True), ""
+                else:
+                    pre, post = json.dumps({**own, cols[0]: "\x00"}, sort_keys=True).split('"\\u0000"')
+                rows.append(
+                    {
+                        "rule": i,
+                        "name": rule.name,
+                        "severity": rule.severity,
+                        "pre": pre,
+                        "post": post,
+                        "multi": multi,
+                        "const": const,
+                    }
+                )
             self._table = pl.DataFrame(rows, schema_overrides={"rule": pl.UInt32})
         return self._table
 
@@ -70,14 +94,22 @@ class EventBuilder:
 
         Summaries are rendered (a Python ``str.format``) for transitions into or out of
         *firing* only — what notifications and people see; pending ↔ inactive churn
-        carries none, so a storm of pending alerts costs no Python per alert.
+        carries none, so a storm of pending alerts costs no Python per alert. Series
+        with several labels (the entity is their JSON object) get their labels merged
+        in Python, per transition.
         """
         if transitions.height == 0:
             return pl.DataFrame(schema=EVENT_SCHEMA)
         entity_json = (
             pl.col("entity").str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
         )
-        out = transitions.join(self._rule_table(), on="rule", how="left", maintain_order="left").select(
+        joined = transitions.join(self._rule_table(), on="rule", how="left", maintain_order="left")
+        labels = (
+            pl.when(pl.col("multi") | pl.col("const"))
+            .then(pl.col("pre"))
+            .otherwise(pl.concat_str(pl.col("pre"), pl.lit('"'), entity_json, pl.lit('"'), pl.col("post")))
+        )
+        out = joined.select(
             (pl.col("name") + "/" + pl.col("entity")).alias("fingerprint"),
             pl.col("name").alias("rule"),
             "entity",
@@ -88,8 +120,14 @@ class EventBuilder:
             "value",
             "severity",
             pl.lit(None, pl.String).alias("summary"),
-            pl.concat_str(pl.col("pre"), pl.lit('"'), entity_json, pl.lit('"'), pl.col("post")).alias("labels"),
+            labels.alias("labels"),
         )
+        if joined["multi"].any():
+            merged = [
+                json.dumps({**json.loads(e), **json.loads(lab)}, sort_keys=True) if m else lab
+                for e, lab, m in zip(out["entity"], out["labels"], joined["multi"], strict=True)
+            ]
+            out = out.with_columns(pl.Series("labels", merged, dtype=pl.String))
         firing = (pl.col("to_state") == "firing") | (pl.col("from_state") == "firing")
         shown = out.filter(firing)
         if shown.height:

@@ -1,7 +1,9 @@
 """Alert configuration from YAML (or a dict): rules, routes, inhibition, receivers.
 
-The file::
+The file (one rule group)::
 
+    evaluation_interval: 1m  # optional: the evaluation clock (default 1m) and
+    lookback: 5m             # how far back a series' newest sample is seen (default 5m)
     defaults:                # optional: fields every rule gets unless it sets them
       by: host
     rules:
@@ -53,6 +55,7 @@ from typing import Any
 
 from workbench.alerts.dispatch import Inhibit, Route
 from workbench.alerts.rules import KINDS, Rule
+from workbench.config import parse_duration
 from workbench.errors import ConfigError
 
 __all__ = ["AlertConfig", "load_config"]
@@ -66,6 +69,8 @@ class AlertConfig:
     routes: tuple[Route, ...] = ()
     inhibit: tuple[Inhibit, ...] = ()
     receivers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    evaluation_interval: str | float = "1m"
+    lookback: str | float = "5m"
 
 
 def _rule(item: Any, defaults: Mapping[str, Any], where: str, n: int) -> Rule:
@@ -129,11 +134,18 @@ def load_config(source: str | Path | Mapping[str, Any]) -> AlertConfig:
             raise ConfigError(f"{where}: not valid YAML ({exc})") from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping with 'rules', not {type(data).__name__}")
-    unknown = sorted(set(data) - {"defaults", "rules", "routes", "inhibit", "receivers"})
+    sections = ("evaluation_interval", "lookback", "defaults", "rules", "routes", "inhibit", "receivers")
+    unknown = sorted(set(data) - set(sections))
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown section(s) {unknown}; allowed: defaults, rules, routes, inhibit, receivers"
-        )
+        if "groups" in data:
+            from workbench.alerts.promrules import load_prometheus_rules
+
+            return load_prometheus_rules(data, where=where)
+        raise ConfigError(f"{where}: unknown section(s) {unknown}; allowed: {', '.join(sections)}")
+    clock = {k: data.get(k, d) for k, d in (("evaluation_interval", "1m"), ("lookback", "5m"))}
+    for key, value in clock.items():
+        if parse_duration(value, what=f"{where}: {key}") <= 0:
+            raise ConfigError(f"{where}: {key} must be > 0, not {value!r}")
     defaults = data.get("defaults") or {}
     items = data.get("rules")
     if not isinstance(items, list) or not items:
@@ -159,4 +171,4 @@ def load_config(source: str | Path | Mapping[str, Any]) -> AlertConfig:
         for name in route.receivers:
             if receivers and name not in receivers:
                 raise ConfigError(f"{where}: route receiver {name!r} is not defined; receivers: {sorted(receivers)}")
-    return AlertConfig(rules, routes, tuple(inhibit), dict(receivers))
+    return AlertConfig(rules, routes, tuple(inhibit), dict(receivers), **clock)

@@ -18,8 +18,8 @@ Examples
 >>> from workbench.alerts.rules import Threshold
 >>> from workbench.alerts.dispatch import Route
 >>> am = AlertManager([Threshold("hot", metric="cpu_mean", value=90)], routes=[Route(receivers=("ops",), group_wait=0)])
->>> rows = pl.DataFrame({"host": ["a", "b"], "window_end": [10_000, 10_000], "cpu_mean": [95.0, 3.0]})
->>> am.process(rows).select("fingerprint", "to_state").rows()
+>>> rows = pl.DataFrame({"host": ["a", "b"], "window_end": [60_000, 60_000], "cpu_mean": [95.0, 3.0]})
+>>> am.process(rows).select("fingerprint", "to_state").rows()  # evaluated at 1 m, the first evaluation time
 [('hot/a', 'firing')]
 >>> [(n["receiver"], n["status"], n["summary"]) for n in am.notifications]
 [('ops', 'firing', 'hot on a: 95')]
@@ -94,6 +94,11 @@ class AlertManager:
         Recent events and notifications kept in memory (for views).
     evidence
         Window rows kept per alert (the evidence shown with it).
+    evaluation_interval, lookback
+        The evaluation clock and lookback (see :class:`~workbench.alerts.evaluator.Evaluator`).
+    resend_delay
+        How often alerts are re-sent to the outbox's Alertmanager receivers
+        (:mod:`~workbench.alerts.amsender`), as Prometheus does.
     """
 
     def __init__(
@@ -102,16 +107,19 @@ class AlertManager:
         *,
         routes: Sequence[Route] | None = None,
         inhibit: Sequence[Inhibit] = (),
-        by: str = "host",
+        by: str | Sequence[str] = "host",
         time: str = "window_end",
         store: AlertSink | None = None,
         outbox: Any = None,
         clock: Clock | None = None,
         history: int = 10_000,
         evidence: int = 30,
+        evaluation_interval: str | float = "1m",
+        lookback: str | float = "5m",
+        resend_delay: str | float = "1m",
     ) -> None:
         self.rules = list(rules)
-        self.evaluator = Evaluator(self.rules, by=by, time=time)
+        self.evaluator = Evaluator(self.rules, by=by, time=time, interval=evaluation_interval, lookback=lookback)
         self.dispatcher = Dispatcher(routes, inhibit)
         self.store = store
         self.outbox = outbox
@@ -126,8 +134,11 @@ class AlertManager:
         self._callbacks: list[Callable[[dict[str, Any], str], Any]] = []
         self._lock = threading.RLock()
         self._rules_by_name = {r.name: r for r in self.rules}
-        self._builder = EventBuilder(self.rules, self.evaluator.entity_column)
+        self._builder = EventBuilder(self.rules, self.evaluator.entity_labels)
         self.version = 0  # bumped whenever events, notifications or feedback change (views redraw on it)
+        from workbench.alerts.amsender import connect_alertmanagers
+
+        self.prometheus = connect_alertmanagers(self, resend_delay=resend_delay)
 
     # -- inputs ---------------------------------------------------------------------
     def process(self, frame: pl.DataFrame) -> pl.DataFrame:
@@ -140,7 +151,7 @@ class AlertManager:
             return self._after(transitions, self.evaluator.times)
 
     def process_drift(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Take drift events; they are evaluated at the next window end (or :meth:`advance`)."""
+        """Take drift events; they match at the next evaluation at or after their time."""
         with self._lock:
             self.evaluator.add_drift(frame)
             return pl.DataFrame(schema=EVENT_SCHEMA)
@@ -205,7 +216,8 @@ class AlertManager:
         state = self.evaluator.state
         by_col: dict[str, set[str]] = {}
         for rule_no, entity in state.select("rule", "entity").iter_rows():
-            by_col.setdefault(self.evaluator.entity_column(self.rules[rule_no]), set()).add(entity)
+            rule = self.rules[rule_no]
+            by_col.setdefault(self.evaluator.entity_column(rule), set()).add(self._first_label(rule, entity))
         for col in list(self.evidence):
             if col not in by_col:
                 del self.evidence[col]
@@ -217,6 +229,11 @@ class AlertManager:
             rows = frame.filter(keep)
             both = rows if old is None else pl.concat([old.filter(keep), rows], how="diagonal_relaxed")
             self.evidence[col] = both.group_by(col, maintain_order=True).tail(self._evidence_rows)
+
+    def _first_label(self, rule: Rule, entity: str) -> str:
+        """The value of the rule's (first) entity column in an alert's entity (a JSON object for several labels)."""
+        labels = self.evaluator.entity_labels(rule)
+        return str(json.loads(entity).get(labels[0], "")) if len(labels) > 1 else entity
 
     def evidence_for(self, fingerprint: str) -> pl.DataFrame:
         """The window rows kept for an active alert (its entity's latest windows), oldest first."""
@@ -230,7 +247,7 @@ class AlertManager:
             rows = self.evidence.get(col)
         if rows is None:
             return pl.DataFrame()
-        return rows.filter(pl.col(col).cast(pl.String) == entity)
+        return rows.filter(pl.col(col).cast(pl.String) == self._first_label(rule, entity))
 
     # -- what is active ---------------------------------------------------------------
     def active(self) -> pl.DataFrame:
@@ -389,6 +406,7 @@ class AlertManager:
                 "evaluator": self.evaluator.snapshot(),
                 "dispatcher": self.dispatcher.snapshot(),
                 "feedback": {k: [dict(r) for r in v] for k, v in self.feedback.items()},
+                "prometheus": None if self.prometheus is None else self.prometheus.snapshot(),
             }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -397,3 +415,5 @@ class AlertManager:
             self.evaluator.restore(state["evaluator"])
             self.dispatcher.restore(state["dispatcher"])
             self.feedback = {k: [dict(r) for r in v] for k, v in state["feedback"].items()}
+            if self.prometheus is not None and state.get("prometheus") is not None:
+                self.prometheus.restore(state["prometheus"])

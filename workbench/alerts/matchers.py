@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import polars as pl
+
 from workbench.errors import ConfigError
 
 __all__ = ["Matcher", "Silence", "matches_all", "parse_matchers"]
@@ -63,6 +65,16 @@ class Matcher:
             return have != self.value
         hit = re.fullmatch(self.value, have) is not None
         return hit if self.op == "=~" else not hit
+
+    def expr(self) -> pl.Expr:
+        """The matcher over a frame's label column, vectorised (a null label is the empty string)."""
+        have = pl.col(self.name).cast(pl.String).fill_null("")
+        if self.op == "=":
+            return have == self.value
+        if self.op == "!=":
+            return have != self.value
+        hit = have.str.contains(f"^(?:{self.value})$")
+        return hit if self.op == "=~" else ~hit
 
     def __str__(self) -> str:
         return f'{self.name}{self.op}"{self.value}"'

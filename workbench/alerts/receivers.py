@@ -6,6 +6,7 @@ Each receiver names a ``kind`` and that notifier's settings::
       log:   {kind: jsonl, path: data/alerts.jsonl}
       ops:   {kind: webhook, url: "http://127.0.0.1:9000/hook", secret: s3cret, retries: 5}
       chat:  {kind: slack, url: "https://hooks.example.org/T000/B000"}
+      am:    {kind: alertmanager, url: "http://127.0.0.1:9093"}   # every alert, as Prometheus sends it
       mail:  {kind: email, host: 127.0.0.1, port: 25, sender: wb@example.org, to: [ops@example.org]}
       mqtt:  {kind: mqtt, host: 127.0.0.1, port: 1883, topic: "alerts/{severity}"}
       redis: {kind: redis, host: 127.0.0.1, port: 6379, topic: alerts, maxlen: 10000}
@@ -18,7 +19,7 @@ Examples
 >>> build_receivers({"x": {"kind": "pager"}})  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-workbench.errors.ConfigError: receiver 'x': kind must be one of ['email', 'jsonl', ...], not 'pager'
+workbench.errors.ConfigError: receiver 'x': kind must be one of ['alertmanager', 'email', 'jsonl', ...], not 'pager'
 """
 
 from __future__ import annotations
@@ -50,7 +51,14 @@ def _publisher(kind: str) -> Callable[..., Any]:
     return make
 
 
+def _alertmanager(url: str, **settings: Any) -> Notifier:
+    from workbench.alerts.amsender import AlertmanagerNotifier
+
+    return AlertmanagerNotifier(url, **settings)
+
+
 _KINDS: dict[str, Callable[..., Notifier]] = {
+    "alertmanager": _alertmanager,
     "jsonl": JsonlNotifier,
     "webhook": WebhookNotifier,
     "slack": SlackNotifier,

@@ -42,6 +42,8 @@ from typing import Any, ClassVar
 
 import polars as pl
 
+from workbench.alerts.matchers import parse_matchers
+from workbench.alerts.templates import Template
 from workbench.config import parse_duration
 from workbench.errors import ConfigError
 
@@ -89,7 +91,14 @@ class Rule:
     for_
         Pending duration before firing (``for`` in YAML).
     keep_firing_for
-        How long a firing alert stays firing once it stops matching.
+        How long a firing alert stays firing once it stops matching, counted from the
+        first evaluation that does not match (Prometheus' ``keep_firing_for``).
+    annotations
+        Annotation templates (``{{ $labels.NAME }}``, ``{{ $value }}``), rendered as
+        Prometheus does (:mod:`~workbench.alerts.templates`).
+    severity_label
+        Whether alerts carry a ``severity`` label (a rule read from a Prometheus rule
+        file has one only when its ``labels`` set it).
     """
 
     kind: ClassVar[str] = "rule"
@@ -100,6 +109,8 @@ class Rule:
     summary: str = "{rule} on {entity}: {value:.4g}"
     for_: Duration = 0
     keep_firing_for: Duration = 0
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    severity_label: bool = True
 
     def __post_init__(self) -> None:
         who = f"rule {self.name!r}"
@@ -118,6 +129,11 @@ class Rule:
         ):
             raise ConfigError(f"{who}: field 'labels' must map strings to strings, not {self.labels!r}")
         object.__setattr__(self, "labels", dict(self.labels))
+        if not isinstance(self.annotations, Mapping):
+            raise ConfigError(f"{who}: field 'annotations' must map names to templates, not {self.annotations!r}")
+        object.__setattr__(self, "annotations", dict(self.annotations))
+        for key, text in self.annotations.items():
+            Template(text, what=f"{who}: annotation {key!r}")
         if not isinstance(self.summary, str):
             raise ConfigError(f"{who}: field 'summary' must be a string, not {self.summary!r}")
         try:
@@ -167,12 +183,18 @@ class Rule:
         fields_.update(rule=self.name, entity=entity, severity=self.severity, metric=self.column)
         return self.summary.format(value=float("nan") if value is None else value, **fields_)
 
+    def render_annotations(self, labels: Mapping[str, str], value: float | None) -> dict[str, str]:
+        """The annotations of an alert with ``labels`` (its series' labels) and ``value``."""
+        return {k: Template(t, what=f"rule {self.name!r}").render(labels, value) for k, t in self.annotations.items()}
+
     def to_dict(self) -> dict[str, Any]:
         """The rule as a YAML-ready dict (``kind`` first, ``for`` not ``for_``)."""
         out: dict[str, Any] = {"kind": self.kind}
         for f in fields(self):
             v = getattr(self, f.name)
-            out["for" if f.name == "for_" else f.name] = dict(v) if isinstance(v, Mapping) else v
+            out["for" if f.name == "for_" else f.name] = (
+                dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v
+            )
         return out
 
     def with_(self, **changes: Any) -> Rule:
@@ -192,12 +214,17 @@ def _check_number(rule: Rule, fname: str, value: Any) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class Threshold(Rule):
-    """``metric op value`` on each window row, e.g. ``error_rate > 0.05``."""
+    """``metric op value`` on each series, e.g. ``error_rate > 0.05``; ``matchers`` select series by label.
+
+    As in PromQL, a NaN sample matches only ``!=``; ``matchers`` (``'job="api"'``,
+    ``!=``, ``=~``, ``!~``) are the ``{...}`` of ``error_rate{job="api"} > 0.05``.
+    """
 
     kind: ClassVar[str] = "threshold"
     metric: str
     op: str = ">"
     value: float
+    matchers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -205,9 +232,23 @@ class Threshold(Rule):
         if self.op not in _OPS:
             raise ConfigError(f"rule {self.name!r}: field 'op' must be one of {tuple(_OPS)}, not {self.op!r}")
         _check_number(self, "value", self.value)
+        if isinstance(self.matchers, str) or not isinstance(self.matchers, tuple | list):
+            raise ConfigError(f"rule {self.name!r}: field 'matchers' must be a list, not {self.matchers!r}")
+        object.__setattr__(self, "matchers", tuple(str(m) for m in self.matchers))
+        parse_matchers(self.matchers, what=f"rule {self.name!r}: field 'matchers'")
+
+    @property
+    def label_columns(self) -> tuple[str, ...]:
+        """Labels the matchers read."""
+        return tuple(m.name for m in parse_matchers(self.matchers))
 
     def condition(self) -> pl.Expr:  # noqa: D102
-        return _OPS[self.op](pl.col(self.metric), self.value).fill_null(False)
+        x = pl.col(self.metric).cast(pl.Float64)
+        hit = _OPS[self.op](x, self.value)
+        hit = hit | x.is_nan() if self.op == "!=" else hit & ~x.is_nan()
+        for m in parse_matchers(self.matchers):
+            hit = hit & m.expr()
+        return hit.fill_null(False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -330,7 +371,7 @@ class Drift(Rule):
 class Absence(Rule):
     """No window from an entity for ``after`` — or, with ``scope="source"``, from anyone.
 
-    Evaluated in event time: at each evaluation (a window end, or the watermark the
+    Evaluated in event time: at each evaluation time (reached by samples, or by the watermark the
     engine is advanced to) an entity last seen ``after`` ago or more matches. Its
     value is the silence in seconds.
     """

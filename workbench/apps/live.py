@@ -78,7 +78,12 @@ def _simulated(settings: Settings) -> Live:
         from workbench.alerts.demo import server_inhibit, server_routes, server_rules
 
         window_s = parse_duration(settings.window) / 1000
-        pipe.alerts(server_rules(window_s=window_s), routes=server_routes(), inhibit=server_inhibit())
+        pipe.alerts(
+            server_rules(window_s=window_s),
+            routes=server_routes(),
+            inhibit=server_inhibit(),
+            evaluation_interval=window_s,  # the demo rules count `for` in windows
+        )
     feed = Feed(pipe, stale_after=settings.stale_after_s)
     pipe.start()
     return Live(pipe, feed, settings)

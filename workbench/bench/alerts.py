@@ -47,7 +47,7 @@ def bench_alerts(
         Threshold(f"r{i}", metric=metrics[i % len(metrics)], value=float(levels[i]), for_="20s", keep_firing_for="10s")
         for i in range(rules)
     ]
-    manager = AlertManager(ruleset, by="host")
+    manager = AlertManager(ruleset, by="host", evaluation_interval="10s")  # every window is an evaluation
     hosts = [f"h{i:05d}" for i in range(entities)]
     base = {m: rng.uniform(0, 100, entities) for m in metrics}
 

@@ -49,7 +49,7 @@ class AlertNode(Operator):
     """Evaluates alert rules on each window batch; emits the batch's alert events.
 
     Drift events arriving from a second upstream (``drift``) are buffered by the
-    manager and matched at the next window end.
+    manager and matched at the next evaluation at or after their time.
     """
 
     def __init__(self, upstream: Stream, manager: AlertManager, *, drift: Sequence[Stream] = (), **kwargs: Any) -> None:
@@ -92,9 +92,10 @@ class AlertNode(Operator):
         self.manager.restore(state["manager"])
 
 
-def _entity(stream: Stream) -> str | None:
+def _entity(stream: Stream) -> str | tuple[str, ...] | None:
+    """The window node's key: every column of it labels a series (an alert's identity)."""
     by = getattr(getattr(stream, "state", None), "by", None)
-    return by[0] if by else None
+    return None if not by else by[0] if len(by) == 1 else tuple(by)
 
 
 def attach(
@@ -108,8 +109,10 @@ def attach(
     store: AlertSink | None = None,
     upstream: str = "windows",
     drift: str | None = "drift",
-    by: str | None = None,
+    by: str | tuple[str, ...] | None = None,
     name: str = "alerts",
+    evaluation_interval: str | float | None = None,
+    lookback: str | float | None = None,
 ) -> AlertNode:
     """Add an alerts node below output ``upstream``; its events become output ``name``.
 
@@ -139,10 +142,14 @@ def attach(
         Default entity column (the window node's key by default).
     name
         Node and output name.
+    evaluation_interval, lookback
+        The evaluation clock (default: the config file's, else 1 m) and lookback (5 m).
     """
     if isinstance(rules, str | Path):
         rules = load_config(rules)
     if isinstance(rules, AlertConfig):
+        evaluation_interval = evaluation_interval or rules.evaluation_interval
+        lookback = lookback or rules.lookback
         routes = routes if routes is not None else (list(rules.routes) or None)
         inhibit = inhibit or rules.inhibit
         if receivers is None and rules.receivers:
@@ -167,6 +174,8 @@ def attach(
         store=store,
         outbox=box,
         clock=pipe.clock,
+        evaluation_interval=evaluation_interval or "1m",
+        lookback=lookback or "5m",
     )
     drifts: list[Stream] = []
     if drift and drift in pipe.outputs:
