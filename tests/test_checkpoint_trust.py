@@ -225,3 +225,26 @@ def test_key_sources_env_file_and_the_per_user_default(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_CHECKPOINT_KEY", "22" * 32)
     with pytest.raises(ConfigError, match="both set"):
         load_key("checkpoint")
+
+
+def test_workbench_replay_refuses_a_crafted_checkpoint_and_runs_nothing(tmp_path):
+    from conftest import cli
+
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(b"".join(line(metric(i)) for i in range(50)))
+    out = tmp_path / "out"
+    (out / "checkpoint").mkdir(parents=True)
+    target = tmp_path / "pwned.txt"
+    payload = pickle.dumps({"epoch": 1, "nodes": _Boom(target)})
+    (out / "checkpoint" / "checkpoint.bin").write_bytes(
+        b"WBCKPT1 " + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+    )
+    run = cli("replay", events, "--out", out)
+    assert run.returncode != 0 and "old-format (WBCKPT1)" in run.stderr and "Traceback" not in run.stderr
+    assert not target.exists()
+    # a forged new-format file (no key): refused as unauthenticated
+    (out / "checkpoint" / "checkpoint.bin").unlink()
+    forged = b"WBCKPT2\n" + struct.pack(">I", 2) + b"{}" + payload + bytes(32)
+    (out / "checkpoint" / "checkpoint-00000001.wbck").write_bytes(forged)
+    run = cli("replay", events, "--out", out)
+    assert run.returncode != 0 and "checkpoint" in run.stderr and not target.exists()
