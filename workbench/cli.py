@@ -384,10 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from workbench.reports.cli import add_export_parser, add_report_parser
     from workbench.schedule.cli import add_schedule_parser
+    from workbench.storage import cli as storage_cli
 
     add_export_parser(sub, _export)
     add_report_parser(sub, _report)
     add_schedule_parser(sub, _schedule)
+    storage_cli.register(sub)
     return p
 
 

@@ -7,7 +7,8 @@ The tree::
     ├── SchemaError        an event schema or frame does not fit its declaration
     ├── CheckpointError    a checkpoint is missing, corrupt or written by an incompatible version
     ├── SourceError        a source cannot be opened, read or positioned
-    └── SinkError          an external sink (PostgreSQL) cannot be reached or written
+    ├── SinkError          an external sink (PostgreSQL) cannot be reached or written
+    └── EncryptionError    encrypted data (the lake, a backup) without its key, or with the wrong one
 
 ``WorkbenchWarning`` is the root of our warnings; the test-suite turns it into an error.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "EncryptionError",
     "SchemaError",
     "SinkError",
     "SourceError",
@@ -55,6 +57,10 @@ class SourceError(WorkbenchError):
 
 class SinkError(WorkbenchError):
     """An external sink (a database) cannot be reached or written."""
+
+
+class EncryptionError(WorkbenchError):
+    """Encrypted data (the lake, a backup) cannot be read: its key is missing or wrong, or it was altered."""
 
 
 class WorkbenchWarning(UserWarning):

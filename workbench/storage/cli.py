@@ -1,0 +1,90 @@
+"""``workbench keys`` (lake encryption keys): the argument parsers and what they run.
+
+Keys never appear on the command line or in the output: commands name the key file
+(from ``WORKBENCH_LAKE_KEYS_FILE`` or the per-user default) and key versions only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+
+def _say(text: object) -> None:
+    sys.stdout.write(f"{text}\n")
+
+
+def _column_keys(pairs: list[str] | None) -> dict[str, tuple[str, ...]]:
+    from workbench.errors import ConfigError
+
+    out: dict[str, tuple[str, ...]] = {}
+    for pair in pairs or ["columns=*"]:
+        name, sep, cols = pair.partition("=")
+        if not sep or not name or not cols:
+            raise ConfigError(f"--column-key: expected KEY=col,col (or KEY=*), not {pair!r}")
+        out[name] = tuple(c.strip() for c in cols.split(",") if c.strip())
+    return out
+
+
+def _keys_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from workbench.errors import ConfigError
+    from workbench.storage.kms import LocalKeyFile, lake_keys_path
+    from workbench.storage.lake import Lake
+    from workbench.storage.lakecrypt import MARKER, LakeEncryption, read_marker
+
+    spec = LakeEncryption(footer_key=args.footer_key, column_keys=_column_keys(args.column_key))
+    root = Path(args.lake)
+    if read_marker(root) is not None:
+        raise ConfigError(f"lake {str(root)!r} is already encrypted ({root / MARKER})")
+    if Lake(root).files():
+        raise ConfigError(
+            f"lake {str(root)!r} already holds plain Parquet files; encryption starts with an empty lake "
+            "(replay or ingest into a new folder)"
+        )
+    path = lake_keys_path()
+    kms = LocalKeyFile(path) if path.exists() else LocalKeyFile.create(path, spec.master_key_ids())
+    missing = set(spec.master_key_ids()) - set(kms.master_key_ids())
+    if missing:
+        raise ConfigError(f"lake keys {path}: no master keys {sorted(missing)} (it has {kms.master_key_ids()})")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text(spec.to_json())
+    _say(f"lake {root} is encrypted from now on; master keys in {path} (keep a copy: without it the lake is lost)")
+    return 0
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    from workbench.errors import ConfigError
+    from workbench.storage.lake import Lake
+
+    lake = Lake(args.lake)
+    if not lake.encrypted:
+        raise ConfigError(f"lake {str(lake.root)!r} is not encrypted: nothing to rotate")
+    crypto = lake.crypto()
+    n = crypto.rotate(lake.files())
+    versions: dict[str, list[int]] = getattr(crypto.kms, "versions", dict)()
+    _say(f"re-wrapped the data keys of {n} files (no data rewritten); master key versions now {versions}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``keys init`` and ``keys rotate`` to the ``workbench`` sub-commands."""
+    k = sub.add_parser("keys", help="encryption keys of the lake (init, rotate)")
+    ks = k.add_subparsers(dest="keys_command", required=True)
+    i = ks.add_parser("init", help="encrypt a new lake: create its master keys (if needed) and its marker")
+    i.add_argument("--lake", required=True, help="lake folder (empty or new)")
+    i.add_argument("--footer-key", default="footer", help="master key id for footers (default: footer)")
+    i.add_argument(
+        "--column-key",
+        action="append",
+        metavar="KEY=COL,COL",
+        help="master key id and the columns it protects; '*' for the rest (default: columns=*)",
+    )
+    i.set_defaults(func=_keys_init)
+    r = ks.add_parser("rotate", help="new master key versions; re-wrap every file's data keys without rewriting data")
+    r.add_argument("--lake", required=True, help="lake folder")
+    r.set_defaults(func=_keys_rotate)
