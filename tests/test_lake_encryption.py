@@ -125,3 +125,22 @@ def test_keys_init_refuses_a_lake_with_plain_files(tmp_path, keys):
     Lake(tmp_path / "lake").write("windows", _frame(), epoch=1)
     run = cli("keys", "init", "--lake", tmp_path / "lake")
     assert run.returncode == 2 and "already holds plain Parquet files" in run.stderr
+
+
+def test_backtests_and_reports_read_an_encrypted_lake_transparently(tmp_path, keys):
+    from workbench.alerts.backtest import backtest
+    from workbench.alerts.rules import Threshold
+    from workbench.replay import replay
+    from workbench.reports.frozen import lake_feed
+
+    events = _events(tmp_path, n=2000)
+    LocalKeyFile.create(keys, ["footer", "columns"])
+    assert cli("keys", "init", "--lake", tmp_path / "enc").returncode == 0
+    for out in ("plain", "enc"):
+        replay(events, tmp_path / out, spec=None, lateness="5s")
+    assert Lake(tmp_path / "enc").encrypted and not Lake(tmp_path / "plain").encrypted
+    rules = [Threshold("busy", metric="count", value=1, for_="10s")]
+    plain, enc = backtest(rules, tmp_path / "plain"), backtest(rules, tmp_path / "enc")
+    assert enc.events.height and enc.events.equals(plain.events)
+    feeds = [lake_feed(tmp_path / out) for out in ("plain", "enc")]  # what views and reports draw
+    assert feeds[1].entities() == feeds[0].entities() and feeds[1].since(0)[1].equals(feeds[0].since(0)[1])
