@@ -237,9 +237,9 @@ class CheckpointStore:
         self.loaded = files[0]
         return state
 
-    def read(self, path: Path) -> dict[str, Any]:
-        """Verify and decode one checkpoint file; nothing is deserialised before the HMAC check."""
-        data = path.read_bytes()
+    def read(self, path: Path, data: bytes | None = None) -> dict[str, Any]:
+        """Verify and decode a checkpoint file (or its bytes, ``data``): nothing is read before the HMAC check."""
+        data = path.read_bytes() if data is None else data
         header = self._header(path, data)
         key = self.key
         if header.get("key_id") != key.key_id:

@@ -1,4 +1,4 @@
-"""``workbench keys`` (lake encryption keys): the argument parsers and what they run.
+"""``workbench keys`` (lake encryption keys), ``backup`` and ``restore``: the parsers and what they run.
 
 Keys never appear on the command line or in the output: commands name the key file
 (from ``WORKBENCH_LAKE_KEYS_FILE`` or the per-user default) and key versions only.
@@ -71,8 +71,33 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup(args: argparse.Namespace) -> int:
+    from workbench.storage.backup import backup
+    from workbench.storage.keys import load_key
+
+    key = load_key("backup", create=True)
+    manifest = backup(args.folder, args.out, key=key)
+    size = sum(f["size"] for f in manifest["files"])
+    epoch = manifest["checkpoint_epoch"]
+    at = f"at checkpoint epoch {epoch}" if epoch is not None else "(no checkpoint: every file as it is)"
+    _say(f"backed up {len(manifest['files'])} files ({size:,} bytes) of {args.folder} {at} to {args.out}")
+    _say(f"encrypted with the backup key from {key.source} (key id {key.key_id}); keep a copy of that key")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from workbench.storage.backup import restore
+
+    manifest = restore(args.archive, args.into)
+    epoch = manifest["checkpoint_epoch"]
+    _say(
+        f"restored {len(manifest['files'])} files into {args.into}, every checksum verified (checkpoint epoch {epoch})"
+    )
+    return 0
+
+
 def register(sub: Any) -> None:
-    """Add ``keys init`` and ``keys rotate`` to the ``workbench`` sub-commands."""
+    """Add ``keys init``, ``keys rotate``, ``backup`` and ``restore`` to the ``workbench`` sub-commands."""
     k = sub.add_parser("keys", help="encryption keys of the lake (init, rotate)")
     ks = k.add_subparsers(dest="keys_command", required=True)
     i = ks.add_parser("init", help="encrypt a new lake: create its master keys (if needed) and its marker")
@@ -88,3 +113,12 @@ def register(sub: Any) -> None:
     r = ks.add_parser("rotate", help="new master key versions; re-wrap every file's data keys without rewriting data")
     r.add_argument("--lake", required=True, help="lake folder")
     r.set_defaults(func=_keys_rotate)
+
+    b = sub.add_parser("backup", help="an encrypted copy of a run folder at a checkpoint boundary, with checksums")
+    b.add_argument("--from", dest="folder", default="data", help="run folder: lake, checkpoint, stores (default: data)")
+    b.add_argument("--out", required=True, help="archive file to write (key: WORKBENCH_BACKUP_KEY or _FILE)")
+    b.set_defaults(func=_backup)
+    r = sub.add_parser("restore", help="verify a backup and restore it into a new folder")
+    r.add_argument("archive", help="archive written by workbench backup")
+    r.add_argument("--into", required=True, help="new (or empty) folder to restore into")
+    r.set_defaults(func=_restore)
