@@ -16,7 +16,7 @@ Tagged values (a dict whose only keys are ``"$"`` and a payload):
 ``float``  ``nan``, ``inf``, ``-inf``
 ``bytes``, ``datetime``, ``date``, ``timedelta``, ``ndarray`` (section: ``.npy``, no pickle)
 ``record`` a dataclass of ``workbench`` (its fields, encoded)
-``pickle`` anything else (section: a pickle)
+``pickle`` anything else (an index into the one last section: a pickle of a list)
 ========== ==================================================
 
 Examples
@@ -64,6 +64,7 @@ def _frame_bytes(frame: pl.DataFrame) -> bytes:
 class _Encoder:
     def __init__(self) -> None:
         self.sections: Sections = []
+        self.opaque: list[Any] = []  # pickled together, once: one memo, as fast as one pickle of the tree
 
     def section(self, kind: str, data: bytes) -> int:
         self.sections.append((kind, data))
@@ -102,13 +103,20 @@ class _Encoder:
         if dataclasses.is_dataclass(x) and type(x).__module__.startswith("workbench.") and hasattr(x, "__dict__"):
             cls = type(x)
             return {"$": "record", "type": f"{cls.__module__}:{cls.__qualname__}", "v": self.enc(dict(vars(x)))}
-        return {"$": "pickle", "i": self.section("pickle", pickle.dumps(x, protocol=pickle.HIGHEST_PROTOCOL))}
+        self.opaque.append(x)
+        return {"$": "pickle", "i": len(self.opaque) - 1}
 
 
 def encode(tree: Any) -> tuple[Any, Sections]:
-    """A JSON-able document and its binary sections ``[(kind, bytes), …]`` for ``tree``."""
+    """A JSON-able document and its binary sections ``[(kind, bytes), …]`` for ``tree``.
+
+    Opaque objects go, together, into one last section of kind ``"pickle"``.
+    """
     encoder = _Encoder()
-    return encoder.enc(tree), encoder.sections
+    doc = encoder.enc(tree)
+    if encoder.opaque:
+        encoder.section("pickle", pickle.dumps(encoder.opaque, protocol=pickle.HIGHEST_PROTOCOL))
+    return doc, encoder.sections
 
 
 def _record_type(name: str) -> Any:
@@ -125,6 +133,19 @@ class _Decoder:
     def __init__(self, sections: Sections, trusted: bool) -> None:
         self.sections = sections
         self.trusted = trusted
+        self._opaque: list[Any] | None = None
+
+    def opaque(self, i: Any) -> Any:
+        if not self.trusted:
+            raise CheckpointError("checkpoint state: refusing to unpickle bytes that were not authenticated")
+        if self._opaque is None:
+            kinds = [k for k, _ in self.sections]
+            if kinds.count("pickle") != 1 or kinds[-1] != "pickle":
+                raise CheckpointError("checkpoint state: expected one pickle section, last")
+            self._opaque = pickle.loads(self.sections[-1][1])  # noqa: S301 - authenticated by the caller
+        if not (isinstance(i, int) and 0 <= i < len(self._opaque)):
+            raise CheckpointError(f"checkpoint state: no pickled object {i!r}")
+        return self._opaque[i]
 
     def section(self, i: int, kind: str) -> bytes:
         if not (isinstance(i, int) and 0 <= i < len(self.sections)) or self.sections[i][0] != kind:
@@ -168,9 +189,7 @@ class _Decoder:
             vars(obj).update(self.dec(x["v"]))
             return obj
         if tag == "pickle":
-            if not self.trusted:
-                raise CheckpointError("checkpoint state: refusing to unpickle bytes that were not authenticated")
-            return pickle.loads(self.section(x["i"], "pickle"))  # noqa: S301 - authenticated by the caller
+            return self.opaque(x["i"])
         raise CheckpointError(f"checkpoint state: unknown tag {tag!r}")
 
 
