@@ -144,3 +144,18 @@ def test_backtests_and_reports_read_an_encrypted_lake_transparently(tmp_path, ke
     assert enc.events.height and enc.events.equals(plain.events)
     feeds = [lake_feed(tmp_path / out) for out in ("plain", "enc")]  # what views and reports draw
     assert feeds[1].entities() == feeds[0].entities() and feeds[1].since(0)[1].equals(feeds[0].since(0)[1])
+
+
+def test_keys_init_with_column_keys_adds_the_master_keys_it_needs(tmp_path, keys):
+    assert cli("keys", "init", "--lake", tmp_path / "a").returncode == 0
+    run = cli("keys", "init", "--lake", tmp_path / "b", "--column-key", "pii=host", "--column-key", "columns=*")
+    assert run.returncode == 0, run.stderr
+    assert "new master keys ['pii']" in run.stdout
+    assert LocalKeyFile(keys).master_key_ids() == ["columns", "footer", "pii"]
+    lake = Lake(tmp_path / "b")
+    lake.write("windows", _frame(), epoch=1)
+    assert lake.encryption is None and lake.encrypted
+    meta = json.loads(key_material_path(lake.files()[0]).read_text())
+    assert "pii" in json.dumps(meta) and lake.read("windows").height == 6
+    run = cli("keys", "init", "--lake", tmp_path / "b")
+    assert run.returncode == 2 and "already encrypted" in run.stderr

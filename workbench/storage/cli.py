@@ -48,11 +48,11 @@ def _keys_init(args: argparse.Namespace) -> int:
         )
     path = lake_keys_path()
     kms = LocalKeyFile(path) if path.exists() else LocalKeyFile.create(path, spec.master_key_ids())
-    missing = set(spec.master_key_ids()) - set(kms.master_key_ids())
-    if missing:
-        raise ConfigError(f"lake keys {path}: no master keys {sorted(missing)} (it has {kms.master_key_ids()})")
+    added = kms.add(spec.master_key_ids())
     root.mkdir(parents=True, exist_ok=True)
     (root / MARKER).write_text(spec.to_json())
+    if added:
+        _say(f"new master keys {added} in {path}")
     _say(f"lake {root} is encrypted from now on; master keys in {path} (keep a copy: without it the lake is lost)")
     return 0
 

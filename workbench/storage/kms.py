@@ -109,6 +109,15 @@ class LocalKeyFile(KmsClient):
         _write(path, keys)
         return cls(path)
 
+    def add(self, master_key_ids: Iterable[str]) -> list[str]:
+        """Create the master keys not held yet (random, version 1); returns their ids."""
+        new = sorted(set(master_key_ids) - set(self._keys))
+        for mid in new:
+            self._keys[mid] = {"current": 1, "versions": {"1": os.urandom(32).hex()}}
+        if new:
+            _write(self.path, self._keys)
+        return new
+
     def _read(self) -> dict[str, Any]:
         try:
             mode = self.path.stat().st_mode
