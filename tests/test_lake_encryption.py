@@ -23,7 +23,7 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 def _frame(n: int = 6) -> pl.DataFrame:
     return pl.DataFrame(
         {
-            "host": [f"h{i % 2}" for i in range(n)],
+            "host": [f"db-primary-{i % 2}" for i in range(n)],
             "window_start": [T0 + timedelta(hours=12 * i) for i in range(n)],
             "count": list(range(n)),
         }
@@ -48,7 +48,7 @@ def test_an_encrypted_lake_reads_and_queries_like_a_plain_one(tmp_path, keys):
     files = lake.files("windows")
     assert len(files) == 6 and all(f.read_bytes()[:4] == b"PARE" for f in files)  # encrypted footer
     assert all(key_material_path(f).exists() for f in files)
-    assert b"h0" not in b"".join(f.read_bytes() for f in files)
+    assert b"db-primary" not in b"".join(f.read_bytes() for f in files)
     with pytest.raises(pl.exceptions.ComputeError, match="encrypted footer"):
         pl.read_parquet(files[0])
     sql = "select host, sum(count) as n from windows group by host order by host"
