@@ -248,3 +248,11 @@ def test_workbench_replay_refuses_a_crafted_checkpoint_and_runs_nothing(tmp_path
     (out / "checkpoint" / "checkpoint-00000001.wbck").write_bytes(forged)
     run = cli("replay", events, "--out", out)
     assert run.returncode != 0 and "checkpoint" in run.stderr and not target.exists()
+
+
+def test_an_unwritable_config_folder_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("WORKBENCH_CHECKPOINT_KEY")
+    (tmp_path / "cfg").write_text("a file where the folder should be")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    with pytest.raises(ConfigError, match=r"cannot create the default key file .*; set WORKBENCH_CHECKPOINT_KEY"):
+        CheckpointStore(tmp_path / "ck").save({"epoch": 1})

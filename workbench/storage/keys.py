@@ -175,5 +175,10 @@ def load_key(kind: str, *, env: Mapping[str, str] | None = None, create: bool = 
     if not path.exists():
         if not create:
             raise ConfigError(f"{kind} key: none configured; set {var} or {var}_FILE (or create {path})")
-        _create_key_file(path)
+        try:
+            _create_key_file(path)
+        except OSError as exc:
+            raise ConfigError(
+                f"{kind} key: cannot create the default key file {path} ({exc.strerror}); set {var} or {var}_FILE"
+            ) from exc
     return _read_key_file(path, what=f"{kind} key")
