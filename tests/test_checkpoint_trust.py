@@ -20,10 +20,11 @@ from workbench import CheckpointStore, Pipeline, Tumbling
 from workbench.alerts.dispatch import _Group
 from workbench.errors import CheckpointError, ConfigError
 from workbench.storage.keys import SecretKey, load_key
+from workbench.storage.lake import Lake
 from workbench.storage.statecodec import decode, encode
 from workbench.testing import FrameSource
 
-from conftest import line, metric
+from conftest import cli, line, metric
 
 KEY = SecretKey(bytes(range(32)), "test")
 OTHER = SecretKey(bytes(range(1, 33)), "other")
@@ -228,8 +229,6 @@ def test_key_sources_env_file_and_the_per_user_default(tmp_path, monkeypatch):
 
 
 def test_workbench_replay_refuses_a_crafted_checkpoint_and_runs_nothing(tmp_path):
-    from conftest import cli
-
     events = tmp_path / "e.jsonl"
     events.write_bytes(b"".join(line(metric(i)) for i in range(50)))
     out = tmp_path / "out"
@@ -256,3 +255,33 @@ def test_an_unwritable_config_folder_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
     with pytest.raises(ConfigError, match=r"cannot create the default key file .*; set WORKBENCH_CHECKPOINT_KEY"):
         CheckpointStore(tmp_path / "ck").save({"epoch": 1})
+
+
+def test_a_renamed_checkpoint_is_refused(tmp_path):
+    store = _saved(tmp_path, epochs=(1, 2))
+    store.files()[1].rename(store.folder / "checkpoint-00000007.wbck")  # an old one passed off as the newest
+    with pytest.raises(CheckpointError, match="holds epoch 1, not the one its name says"):
+        store.load()
+
+
+def test_workbench_replay_falls_back_to_the_previous_checkpoint_when_told(tmp_path, monkeypatch):
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(b"".join(line(metric(i, host=f"h{i % 3}")) for i in range(3000)))
+    assert cli("replay", events, "--out", tmp_path / "whole", "--max-rows", "200").returncode == 0
+    out = tmp_path / "out"
+    run = cli("replay", events, "--out", out, "--max-rows", "200", "--checkpoint-every", "0ms", "--max-batches", "6")
+    assert run.returncode == 0, run.stderr
+    newest = CheckpointStore(out / "checkpoint").files()[0]
+    newest.write_bytes(newest.read_bytes()[:-1] + b"!")
+    run = cli("replay", events, "--out", out, "--max-rows", "200")
+    assert run.returncode == 2 and "authentication failed" in run.stderr
+    assert "WORKBENCH_CHECKPOINT_FALLBACK=1" in run.stderr
+    monkeypatch.setenv("WORKBENCH_CHECKPOINT_FALLBACK", "1")
+    run = cli("replay", events, "--out", out, "--max-rows", "200")
+    assert run.returncode == 0, run.stderr
+    assert "falling back to the previous checkpoint" in run.stderr
+
+    def windows(folder):
+        return Lake(folder, partition=False).read("windows").sort("window_start", "host")
+
+    assert windows(out).equals(windows(tmp_path / "whole"))

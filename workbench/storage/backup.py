@@ -44,6 +44,7 @@ __all__ = ["backup", "restore"]
 MANIFEST = "MANIFEST.json"
 _PART = re.compile(r"^(?:_KEY_MATERIAL_FOR_)?part-(\d{8})(?:-\d+)?\.parquet(?:\.json)?$")
 _CKPT = re.compile(r"^checkpoint-(\d{8,})\.wbck$")
+_TEMP = re.compile(r"^\..*\.tmp-\d+$")  # an atomic write in flight
 _READ = 1 << 20
 
 
@@ -97,6 +98,7 @@ def backup(root: str | Path, out: str | Path, *, key: SecretKey | None = None) -
     if out.resolve().is_relative_to(root.resolve()):
         raise ConfigError(f"backup: the archive {out} must not be inside the folder it backs up ({root})")
     key = key or load_key("backup", create=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     ck_folder = _checkpoint_folder(root)
     epoch: int | None = None
     ck_name, ck_bytes = None, b""
@@ -118,7 +120,12 @@ def backup(root: str | Path, out: str | Path, *, key: SecretKey | None = None) -
                     m = _PART.match(path.name)
                     if (m and epoch is not None and int(m.group(1)) > epoch) or _CKPT.match(path.name):
                         continue  # after the boundary, or a checkpoint other than the one taken
-                    data = path.read_bytes()
+                    if _TEMP.match(path.name):
+                        continue
+                    try:
+                        data = path.read_bytes()
+                    except FileNotFoundError:  # removed since the listing (a pruned or rolled-back file)
+                        continue
                     _add(tar, rel, data)
                     files.append({"path": rel, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
                 manifest = {"format": 1, "root": str(root.resolve()), "checkpoint_epoch": epoch, "files": files}

@@ -15,7 +15,9 @@ Old ``WBCKPT1`` checkpoints (an unauthenticated pickle) are refused and never re
 
 The key comes from ``WORKBENCH_CHECKPOINT_KEY`` or ``WORKBENCH_CHECKPOINT_KEY_FILE``,
 else the per-user ``~/.config/workbench/checkpoint.key``, created on first use
-(:mod:`workbench.storage.keys`). ``WORKBENCH_CHECKPOINT_ENCRYPT=1`` encrypts by default.
+(:mod:`workbench.storage.keys`). ``WORKBENCH_CHECKPOINT_ENCRYPT=1`` encrypts by default;
+``WORKBENCH_CHECKPOINT_FALLBACK=1`` resumes from the previous checkpoint when the newest
+is refused.
 
 Examples
 --------
@@ -107,7 +109,7 @@ class CheckpointStore:
         Encrypt the body with AES-256-GCM (default: ``WORKBENCH_CHECKPOINT_ENCRYPT``).
     fallback
         When the newest checkpoint is refused, load the previous one (with a warning)
-        instead of raising.
+        instead of raising (default: ``WORKBENCH_CHECKPOINT_FALLBACK``).
     env
         The environment to read settings from (default: ``os.environ``).
     """
@@ -118,7 +120,7 @@ class CheckpointStore:
         *,
         key: SecretKey | None = None,
         encrypt: bool | None = None,
-        fallback: bool = False,
+        fallback: bool | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.folder = Path(folder)
@@ -126,7 +128,8 @@ class CheckpointStore:
         self._env = os.environ if env is None else env
         flag = self._env.get("WORKBENCH_CHECKPOINT_ENCRYPT", "")
         self.encrypt = encrypt if encrypt is not None else flag.lower() in ("1", "true", "yes")
-        self.fallback = fallback
+        again = self._env.get("WORKBENCH_CHECKPOINT_FALLBACK", "")
+        self.fallback = fallback if fallback is not None else again.lower() in ("1", "true", "yes")
         self.loaded: Path | None = None
 
     @property
@@ -228,7 +231,7 @@ class CheckpointStore:
             if not self.fallback:
                 raise CheckpointError(
                     f"{exc}. The previous checkpoint {files[1].name} is kept: to resume from it, move "
-                    f"{files[0].name} away or open the store with fallback=True"
+                    f"{files[0].name} away, or set WORKBENCH_CHECKPOINT_FALLBACK=1 (fallback=True)"
                 ) from exc
             log.warning("%s; falling back to the previous checkpoint %s", exc, files[1].name)
             state = self.read(files[1])
@@ -269,6 +272,9 @@ class CheckpointStore:
                 raise CheckpointError(f"checkpoint {path}: decryption failed (AES-GCM tag mismatch)") from None
         elif header["cipher"] != "none":
             raise CheckpointError(f"checkpoint {path}: unknown cipher {header['cipher']!r}")
+        m = _FILE.match(path.name)
+        if m and int(m.group(1)) != header.get("epoch"):
+            raise CheckpointError(f"checkpoint {path}: holds epoch {header.get('epoch')}, not the one its name says")
         self._check_versions(path, header)
         doc, sections = _unpack_sections(body, str(path))
         state: dict[str, Any] = decode(doc, sections, trusted=True)  # authenticated above
