@@ -83,6 +83,9 @@ def test_a_crafted_pickle_is_refused_before_unpickling_and_never_runs(tmp_path):
     with pytest.raises(CheckpointError, match="not authenticated"):
         decode(doc["state"], [("pickle", payload)], trusted=False)
     assert not target.exists()
+    # the payload is live: unpickled, it does create the file (so the checks above are not vacuous)
+    pickle.loads(payload)  # noqa: S301 - the point of the test
+    assert target.read_text() == "pwned"
 
 
 def test_tampered_truncated_foreign_key_and_wrong_version_are_refused_by_name(tmp_path):
