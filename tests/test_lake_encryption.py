@@ -159,3 +159,19 @@ def test_keys_init_with_column_keys_adds_the_master_keys_it_needs(tmp_path, keys
     assert "pii" in json.dumps(meta) and lake.read("windows").height == 6
     run = cli("keys", "init", "--lake", tmp_path / "b")
     assert run.returncode == 2 and "already encrypted" in run.stderr
+
+
+def test_a_rotation_by_another_process_reaches_running_writers_and_readers(tmp_path, keys):
+    from workbench.storage.lakecrypt import ParquetCrypto
+
+    LocalKeyFile.create(keys, ["footer", "columns"])
+    writer = Lake(tmp_path / "lake", encryption=LakeEncryption(), kms=LocalKeyFile(keys))
+    reader = Lake(tmp_path / "lake", kms=LocalKeyFile(keys))
+    writer.write("windows", _frame(), epoch=1)
+    assert reader.read("windows").height == 6
+    rotated = ParquetCrypto(LocalKeyFile(keys)).rotate(writer.files)  # as `workbench keys rotate` elsewhere
+    assert rotated == 3 and LocalKeyFile(keys).versions() == {"columns": [2], "footer": [2]}
+    writer.write("windows", _frame(), epoch=2)  # the running writer wraps with version 2 now
+    assert all("/2:" in key_material_path(f).read_text() for f in writer.files("windows"))
+    assert reader.read("windows").height == 12  # and the running reader reads both
+    assert Lake(tmp_path / "lake").read("windows").height == 12  # as does a new process

@@ -65,7 +65,7 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     if not lake.encrypted:
         raise ConfigError(f"lake {str(lake.root)!r} is not encrypted: nothing to rotate")
     crypto = lake.crypto()
-    n = crypto.rotate(lake.files())
+    n = crypto.rotate(lake.files)
     versions: dict[str, list[int]] = getattr(crypto.kms, "versions", dict)()
     _say(f"re-wrapped the data keys of {n} files (no data rewritten); master key versions now {versions}")
     return 0

@@ -62,6 +62,10 @@ class KmsClient(abc.ABC):
     def unwrap_key(self, wrapped: str, master_key_id: str) -> bytes:
         """The key :meth:`wrap_key` wrapped (with whichever version it names)."""
 
+    def generation(self) -> object:
+        """Changes when the master keys change (writers then drop cached key-encryption keys)."""
+        return None
+
     @abc.abstractmethod
     def rotate(self) -> None:
         """Make new master key versions current; the old ones still unwrap until :meth:`retire`."""
@@ -96,6 +100,7 @@ class LocalKeyFile(KmsClient):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._stamp: tuple[int, int, int] | None = None
         self._keys = self._read()
 
     @classmethod
@@ -111,16 +116,36 @@ class LocalKeyFile(KmsClient):
 
     def add(self, master_key_ids: Iterable[str]) -> list[str]:
         """Create the master keys not held yet (random, version 1); returns their ids."""
+        self._refresh()
         new = sorted(set(master_key_ids) - set(self._keys))
         for mid in new:
             self._keys[mid] = {"current": 1, "versions": {"1": os.urandom(32).hex()}}
         if new:
-            _write(self.path, self._keys)
+            self._save()
         return new
+
+    def _refresh(self) -> None:
+        """Re-read the file if another process changed it (a rotation while this one runs)."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return
+        if (st.st_mtime_ns, st.st_size, st.st_ino) != self._stamp:
+            self._keys = self._read()
+
+    def generation(self) -> object:  # noqa: D102
+        self._refresh()
+        return self._stamp
+
+    def _save(self) -> None:
+        _write(self.path, self._keys)
+        st = self.path.stat()
+        self._stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def _read(self) -> dict[str, Any]:
         try:
-            mode = self.path.stat().st_mode
+            st = self.path.stat()
+            mode = st.st_mode
         except FileNotFoundError:
             raise EncryptionError(
                 f"lake keys: no key file at {self.path}; set WORKBENCH_LAKE_KEYS_FILE to the lake's key file"
@@ -134,6 +159,7 @@ class LocalKeyFile(KmsClient):
         if doc.get("format") != 1:
             raise ConfigError(f"lake keys: {self.path} has format {doc.get('format')!r}; this Workbench reads 1")
         keys: dict[str, Any] = doc["master_keys"]
+        self._stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         return keys
 
     def master_key_ids(self) -> list[str]:
@@ -141,6 +167,8 @@ class LocalKeyFile(KmsClient):
         return sorted(self._keys)
 
     def _key(self, master_key_id: str, version: str) -> bytes:
+        if version not in self._keys.get(master_key_id, {}).get("versions", {}):
+            self._refresh()  # a newer version, made by a rotation in another process
         entry = self._keys.get(master_key_id)
         if entry is None:
             raise EncryptionError(f"lake keys: {self.path} has no master key {master_key_id!r}")
@@ -156,6 +184,7 @@ class LocalKeyFile(KmsClient):
     def wrap_key(self, key: bytes, master_key_id: str) -> str:  # noqa: D102
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+        self._refresh()  # wrap with the current version, even if it changed since this process started
         entry = self._keys.get(master_key_id)
         if entry is None:
             raise EncryptionError(f"lake keys: {self.path} has no master key {master_key_id!r}")
@@ -182,17 +211,19 @@ class LocalKeyFile(KmsClient):
             ) from None
 
     def rotate(self) -> None:  # noqa: D102
+        self._refresh()
         for entry in self._keys.values():
             new = max(int(v) for v in entry["versions"]) + 1
             entry["versions"][str(new)] = os.urandom(32).hex()
             entry["current"] = new
-        _write(self.path, self._keys)
+        self._save()
 
     def retire(self) -> None:  # noqa: D102
+        self._refresh()
         for entry in self._keys.values():
             current = str(entry["current"])
             entry["versions"] = {current: entry["versions"][current]}
-        _write(self.path, self._keys)
+        self._save()
 
     def versions(self) -> dict[str, list[int]]:
         """Each master key's versions held (for ``workbench keys`` reports; never the keys)."""

@@ -23,7 +23,7 @@ True
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,7 @@ class ParquetCrypto:
         self._pe = pe
         self._factory = pe.CryptoFactory(_adapter(kms))
         self._conn = pe.KmsConnectionConfig()
+        self._generation = kms.generation()
 
     def write(self, path: Path, frame: pl.DataFrame, spec: LakeEncryption) -> None:
         """Write ``frame`` to ``path`` encrypted (atomically), its wrapped keys beside it."""
@@ -154,6 +155,10 @@ class ParquetCrypto:
             internal_key_material=False,  # kept beside the file: rotation re-wraps without rewriting it
         )
         path.parent.mkdir(parents=True, exist_ok=True)
+        generation = self.kms.generation()
+        if generation != self._generation:  # rotated elsewhere: cached key-encryption keys are wrapped by old keys
+            self._factory.remove_cache_entries_for_all_tokens()
+            self._generation = generation
         try:
             props = self._factory.file_encryption_properties(self._conn, config, str(path))
         except OSError as exc:
@@ -174,21 +179,26 @@ class ParquetCrypto:
         assert isinstance(frame, pl.DataFrame)
         return frame
 
-    def rotate(self, paths: Iterable[Path]) -> int:
+    def rotate(self, files: Callable[[], Iterable[Path]]) -> int:
         """New master key versions; re-wrap every file's keys with them; retire the old ones.
 
-        Data files are not rewritten: only their ``_KEY_MATERIAL_FOR_*.json``. Returns
-        how many files were re-wrapped. Until the end, old and new versions both unwrap,
-        so an interrupted rotation leaves every file readable (run it again).
+        Data files are not rewritten: only their ``_KEY_MATERIAL_FOR_*.json``. ``files``
+        lists the files; it is called again after each pass, until a pass finds no file
+        it has not re-wrapped (a writer may add some meanwhile; writers pick up the new
+        versions at their next file). Until the end, old and new versions both unwrap, so
+        an interrupted rotation leaves every file readable (run it again). Returns how
+        many files were re-wrapped.
         """
-        paths = list(paths)
         self.kms.rotate()
         self._factory.remove_cache_entries_for_all_tokens()
-        for path in paths:
-            try:
-                self._factory.rotate_master_keys(self._conn, str(path), double_wrapping=True)
-            except OSError as exc:
-                raise EncryptionError(f"{self.what}: cannot re-wrap the keys of {path}: {exc}") from exc
+        done: set[Path] = set()
+        while todo := [p for p in files() if p not in done]:
+            for path in todo:
+                try:
+                    self._factory.rotate_master_keys(self._conn, str(path), double_wrapping=True)
+                except OSError as exc:
+                    raise EncryptionError(f"{self.what}: cannot re-wrap the keys of {path}: {exc}") from exc
+                done.add(path)
         self._factory.remove_cache_entries_for_all_tokens()
         self.kms.retire()
-        return len(paths)
+        return len(done)
