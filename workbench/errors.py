@@ -8,6 +8,7 @@ The tree::
     ├── CheckpointError    a checkpoint is missing, corrupt or written by an incompatible version
     ├── SourceError        a source cannot be opened, read or positioned
     ├── SinkError          an external sink (PostgreSQL) cannot be reached or written
+    ├── EncryptionError    encrypted data (the lake, a backup) without its key, or with the wrong one
     ├── PublishError       a message could not be published to the bus          (workbench.bus.base)
     ├── NotifyError        a notification could not be delivered               (workbench.alerts.notifiers)
     ├── StoreError         the alert store cannot be opened, written or read   (workbench.alerts.store)
@@ -27,6 +28,7 @@ from __future__ import annotations
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "EncryptionError",
     "SchemaError",
     "SinkError",
     "SourceError",
@@ -65,6 +67,10 @@ class SourceError(WorkbenchError):
 
 class SinkError(WorkbenchError):
     """An external sink (a database) cannot be reached or written."""
+
+
+class EncryptionError(WorkbenchError):
+    """Encrypted data (the lake, a backup) cannot be read: its key is missing or wrong, or it was altered."""
 
 
 class WorkbenchWarning(UserWarning):

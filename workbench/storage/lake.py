@@ -4,6 +4,12 @@ Sinks write one file per output, partition and checkpoint epoch, atomically. A f
 whose epoch is newer than the last checkpoint is removed on restore, so a restart
 after a crash neither loses nor doubles rows.
 
+A lake holding ``_encryption.json`` is encrypted at rest (Parquet modular encryption,
+:mod:`workbench.storage.lakecrypt`): it is written and read with the master keys of
+``WORKBENCH_LAKE_KEYS_FILE`` (or the ``kms`` given), transparently, and a read without
+them fails with a message naming the lake. Queries of an encrypted lake decrypt into
+memory before DuckDB sees the rows.
+
 Examples
 --------
 >>> import tempfile, polars as pl
@@ -19,13 +25,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 from streamz import Stream
 
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, EncryptionError
 from workbench.storage.atomic import atomic_write
 from workbench.storage.held import HeldSink
+from workbench.storage.kms import KmsClient, LocalKeyFile, lake_keys_path
+from workbench.storage.lakecrypt import MARKER, LakeEncryption, ParquetCrypto, key_material_path, read_marker
 
 __all__ = ["Lake", "LakeSink"]
 
@@ -42,11 +51,53 @@ class Lake:
         Lake folder (``data/lake`` by default in the CLI).
     partition
         Partition files by ``date=`` of the time column (``False``: flat files).
+    encryption
+        Encrypt the lake at rest with this spec (recorded in ``_encryption.json`` at the
+        first write); a lake that holds the marker is encrypted without it.
+    kms
+        The key client (default: the key file of ``WORKBENCH_LAKE_KEYS_FILE``).
     """
 
-    def __init__(self, root: str | Path, *, partition: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        partition: bool = True,
+        encryption: LakeEncryption | None = None,
+        kms: KmsClient | None = None,
+    ) -> None:
         self.root = Path(root)
         self.partition = partition
+        self.encryption = encryption
+        self.kms = kms
+        self._crypto: ParquetCrypto | None = None
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the lake is (or is to be) encrypted at rest."""
+        return self.encryption is not None or (self.root / MARKER).exists()
+
+    def crypto(self) -> ParquetCrypto:
+        """The lake's encryption, with its keys; fails with a clear message without them."""
+        if self._crypto is None:
+            if self.kms is None:
+                path = lake_keys_path()
+                try:
+                    self.kms = LocalKeyFile(path)
+                except EncryptionError as exc:
+                    raise EncryptionError(
+                        f"lake {str(self.root)!r} is encrypted (Parquet modular encryption) and cannot be read "
+                        f"without its master keys: no key file at {path}. Set WORKBENCH_LAKE_KEYS_FILE to the "
+                        "lake's key file"
+                    ) from exc
+            self._crypto = ParquetCrypto(self.kms, what=f"lake {str(self.root)!r}")
+        return self._crypto
+
+    def _spec(self) -> LakeEncryption | None:
+        marked = read_marker(self.root)
+        if self.encryption is not None and marked is not None and marked != self.encryption:
+            raise ConfigError(f"lake {str(self.root)!r}: encrypted as {marked}, not {self.encryption}")
+        return marked or self.encryption
 
     def outputs(self) -> list[str]:
         """Names of the outputs holding at least one file."""
@@ -73,10 +124,25 @@ class Lake:
             paths.append(self._write_file(base / f"part-{epoch:08d}.parquet", frame))
         return paths
 
-    @staticmethod
-    def _write_file(path: Path, frame: pl.DataFrame) -> Path:
-        atomic_write(path, lambda f: frame.write_parquet(f, compression="zstd", statistics=True))
+    def _write_file(self, path: Path, frame: pl.DataFrame) -> Path:
+        spec = self._spec()
+        if spec is None:
+            atomic_write(path, lambda f: frame.write_parquet(f, compression="zstd", statistics=True))
+            return path
+        if not (self.root / MARKER).exists():
+            marker = spec.to_json().encode()
+
+            def write(f: BinaryIO) -> None:
+                f.write(marker)
+
+            atomic_write(self.root / MARKER, write)
+        self.crypto().write(path, frame, spec)
         return path
+
+    def files(self, output: str | None = None) -> list[Path]:
+        """The Parquet files of ``output`` (default: every output), sorted."""
+        base = self.root if output is None else self.root / output
+        return sorted(base.rglob("*.parquet")) if base.exists() else []
 
     def rollback(self, output: str, epoch: int) -> int:
         """Delete files of ``output`` written after ``epoch``; returns how many."""
@@ -88,6 +154,7 @@ class Lake:
             m = _PART.search(path.name)
             if m and int(m.group(1)) > epoch:
                 path.unlink()
+                key_material_path(path).unlink(missing_ok=True)
                 removed += 1
         return removed
 
@@ -99,9 +166,12 @@ class Lake:
 
     def read(self, output: str) -> pl.DataFrame:
         """All rows of ``output`` (empty frame when none)."""
-        files = sorted((self.root / output).rglob("*.parquet"))
+        files = self.files(output)
         if not files:
             return pl.DataFrame()
+        if self.encrypted:
+            crypto = self.crypto()
+            return pl.concat([crypto.read(f) for f in files], how="diagonal_relaxed")
         return pl.read_parquet(files, hive_partitioning=False)
 
     def query(self, sql: str) -> pl.DataFrame:
@@ -110,6 +180,10 @@ class Lake:
 
         con = duckdb.connect()
         try:
+            if self.encrypted:
+                for name in self.outputs():
+                    con.register(name, self.read(name).to_arrow())
+                return con.sql(sql).pl()
             for name in self.outputs():
                 pattern = str(self.root / name / "**" / "*.parquet").replace("'", "''")
                 con.execute(
