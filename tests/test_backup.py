@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from workbench.errors import ConfigError, EncryptionError
-from workbench.replay import replay
+from workbench.pipeline.replay import replay
 from workbench.storage.backup import backup, restore
 from workbench.storage.checkpoints import CheckpointStore
 from workbench.storage.keys import SecretKey

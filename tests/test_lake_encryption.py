@@ -130,7 +130,7 @@ def test_keys_init_refuses_a_lake_with_plain_files(tmp_path, keys):
 def test_backtests_and_reports_read_an_encrypted_lake_transparently(tmp_path, keys):
     from workbench.alerts.backtest import backtest
     from workbench.alerts.rules import Threshold
-    from workbench.replay import replay
+    from workbench.pipeline.replay import replay
     from workbench.reports.frozen import lake_feed
 
     events = _events(tmp_path, n=2000)
