@@ -45,6 +45,7 @@ from streamz import Stream
 from workbench.clock import Clock, SystemClock
 from workbench.errors import CheckpointError, ConfigError, WorkbenchError
 from workbench.operators.aggregations import default_aggs
+from workbench.operators.spec import check_by, pipeline_spec, spec_differences
 from workbench.operators.nodes import Operator, decode, dedupe, validate, window
 from workbench.operators.windows import WindowSpec
 from workbench.schema import Schema, get_schema
@@ -141,6 +142,7 @@ class Pipeline:
         self._lake_sinks: list[LakeSink] = []
         self._db_sinks: list[Any] = []  # e.g. PostgresSink: commit(epoch) / rollback(epoch), like a LakeSink
         self._closed_ops: list[Operator] | None = None
+        self.spec: dict[str, Any] | None = None  # what standard() built; a checkpoint records it
         Pipeline._all.add(self)
         self._replace_live()
 
@@ -209,12 +211,16 @@ class Pipeline:
         ttl = dedupe_ttl if dedupe_ttl is not None else (lateness_ms + 60_000) / 1000
         if parse_duration(ttl, what="dedupe_ttl") < lateness_ms:
             raise ConfigError(f"pipeline {self.name!r}: dedupe_ttl must be >= lateness, not {ttl!r} < {lateness!r}")
-        node: Stream = self.head.decode(s).validate(s).dedupe(s.key, time=s.time, ttl=ttl)
+        keys = check_by(s, by, enrich[0].columns if enrich is not None else ())
+        node: Stream = self.head.decode(s).validate(s)
+        if s.dedupe != "none":  # a key field, or the whole record (key None)
+            node = node.dedupe(s.key if s.dedupe == "key" else None, time=s.time, ttl=ttl)
         if enrich is not None:
             node = node.enrich(enrich[0], on=enrich[1])
         if aggs is None:
-            aggs = default_aggs(s.name)
-        node = node.window(spec, by=by if by is not None else s.entity, aggs=aggs, time=s.time, lateness=lateness)
+            aggs = default_aggs(s)
+        node = node.window(spec, by=keys, aggs=aggs, time=s.time, lateness=lateness)
+        self.spec = pipeline_spec(s, spec, keys, aggs, lateness, ttl)
         return self.output("windows", node)
 
     def alerts(self, rules: Any, **kwargs: Any) -> Any:
@@ -342,11 +348,21 @@ class Pipeline:
             if id(op) in self._wired:
                 continue
             self._wired.add(id(op))
+            op.stamp = self._stamp
             op.rejects.connect(self.dead_letter)
             if isinstance(op, dedupe):
                 op.duplicates.connect(self.duplicates)
             if isinstance(op, window):
                 op.late.connect(self.late)
+
+    def _stamp(self, dead: pl.DataFrame) -> pl.DataFrame:
+        """Dead letters with the ingest time and the source offset of their batch."""
+        import json
+
+        return dead.with_columns(
+            pl.lit(self.clock.now(), dtype=pl.Datetime("ms", "UTC")).alias("ingested_at"),
+            pl.lit(json.dumps(self._offset, default=str), dtype=pl.String).alias("offset"),
+        )
 
     # -- running --------------------------------------------------------------------
     def run(self, *, max_batches: int | None = None, resume: bool = True) -> None:
@@ -556,6 +572,7 @@ class Pipeline:
                 "batches": self.batches,
                 "source": {**self.source.snapshot(), "offset": self._offset},
                 "nodes": {op.name: op.snapshot() for op in self.operators()},
+                "spec": self.spec,
             }
         )
         self._last_checkpoint = self.clock.monotonic()
@@ -571,6 +588,12 @@ class Pipeline:
         if state.get("pipeline") != self.name:
             raise CheckpointError(
                 f"checkpoint {self.checkpoints.path}: written by pipeline {state.get('pipeline')!r}, not {self.name!r}"
+            )
+        differ = spec_differences(state.get("spec"), self.spec)
+        if differ:
+            raise CheckpointError(
+                f"checkpoint {self.checkpoints.path}: made by a pipeline with another spec ({differ}); "
+                "resume with the same options, or start over (--fresh)"
             )
         ops = {op.name: op for op in self.operators()}
         missing = set(state["nodes"]) ^ set(ops)
