@@ -45,8 +45,8 @@ from streamz import Stream
 from workbench.clock import Clock, SystemClock
 from workbench.errors import CheckpointError, ConfigError, WorkbenchError
 from workbench.operators.aggregations import default_aggs
-from workbench.operators.spec import check_by, pipeline_spec, spec_differences
 from workbench.operators.nodes import Operator, decode, dedupe, validate, window
+from workbench.operators.spec import check_by, pipeline_spec, spec_differences
 from workbench.operators.windows import WindowSpec
 from workbench.schema import Schema, get_schema
 from workbench.sources.base import Source

@@ -240,7 +240,7 @@ class Schema:
         return {f.source: f.name for f in self.fields if f.source and f.source != f.name}
 
     def wire(self) -> Schema:
-        """This schema with the fields under their input names (what the decoder reads)."""
+        """The schema with its fields under their input names (what the decoder reads)."""
         if not self.renames:
             return self
         back = {v: k for k, v in self.renames.items()}
@@ -250,7 +250,7 @@ class Schema:
         return replace(self, fields=fields, key=key, time=back.get(self.time, self.time), entity=entity)
 
     def with_fields(self, extra: list[Field]) -> Schema:
-        """This schema plus ``extra`` fields (e.g. numeric fields found in the input)."""
+        """The schema plus ``extra`` fields (e.g. numeric fields found in the input)."""
         return replace(self, fields=(*self.fields, *extra)) if extra else self
 
     def describe(self) -> dict[str, Any]:
@@ -265,9 +265,7 @@ class Schema:
         """
         return {
             "name": self.name,
-            "fields": [
-                [f.name, f.kind, f.required, f.min, f.max, f.max_length, f.source] for f in self.fields
-            ],
+            "fields": [[f.name, f.kind, f.required, f.min, f.max, f.max_length, f.source] for f in self.fields],
             "key": self.key,
             "time": self.time,
             "entity": self.by,

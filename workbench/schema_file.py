@@ -34,7 +34,7 @@ Examples
 >>> load_schema(path)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-workbench.errors.SchemaError: schema file .../s.yaml: fields.mem.kind: expected one of ['float', 'int', 'str', 'ts'], not 'flaot'
+workbench.errors.SchemaError: schema file .../s.yaml: fields.mem.kind: expected one of [...], not 'flaot'
 """
 
 from __future__ import annotations

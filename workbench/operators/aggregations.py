@@ -8,12 +8,7 @@ Quantiles are exact, with linear interpolation (numpy's default).
 
 Examples
 --------
->>> from typing import TYPE_CHECKING
-
-import polars as pl
-
-if TYPE_CHECKING:
-    from workbench.schema import Schema
+>>> import polars as pl
 >>> df = pl.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]})
 >>> df.select(count(), mean("x"), quantile("x", 0.95), distinct("x")).row(0)
 (4, 2.5, 3.8499999999999996, 4)
@@ -21,7 +16,12 @@ if TYPE_CHECKING:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import polars as pl
+
+if TYPE_CHECKING:
+    from workbench.schema import Schema
 
 __all__ = [
     "NETWORK_FLOWS_AGGS",

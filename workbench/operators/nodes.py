@@ -25,9 +25,9 @@ from streamz import Stream
 
 from workbench.errors import ConfigError
 from workbench.operators.decode import Decoded, RawLines, dead_letters, decode_frame, decode_ndjson, rows_as_json
-from workbench.operators.extra import unknown_fields
 from workbench.operators.dedupe import Deduplicator
 from workbench.operators.enrich import Enricher
+from workbench.operators.extra import unknown_fields
 from workbench.operators.validate import validate_frame
 from workbench.operators.windows import Windower, WindowSpec
 from workbench.schema import Schema, get_schema
