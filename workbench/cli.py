@@ -36,16 +36,24 @@ def _replay(args: argparse.Namespace) -> int:
             checkpoint_every=args.checkpoint_every,
             max_batches=args.max_batches,
             progress=progress,
+            fresh=args.fresh,
         )
     finally:
         bar.close()
     print(json.dumps(summary, indent=2))
+    from workbench.project.check import dead_share_error, read_dead_letters
+
+    failed = dead_share_error(summary, args.max_dead_share, read_dead_letters(args.out))
+    if failed:
+        print(f"workbench: {failed}", file=sys.stderr)
+        return 3
     return 0
 
 
 def _simulate(args: argparse.Namespace) -> int:
     from workbench.sources.simulator import write_simulation
 
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     counts = write_simulation(args.out, events=args.events, seed=args.seed, schema=args.schema)
     print(json.dumps(counts, indent=2, default=str))
     return 0
@@ -254,7 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("replay", help="replay an event file into windows, dead letters and a summary")
     r.add_argument("events", help="JSONL, CSV or Parquet file of events")
-    r.add_argument("--schema", default="server_metrics", help="event schema (default: server_metrics)")
+    r.add_argument(
+        "--schema", default="server_metrics", help="schema name or schema file S.yaml (default: server_metrics)"
+    )
     r.add_argument("--window", default="10s", help="window size (default: 10s)")
     r.add_argument("--slide", help="make windows sliding with this step")
     r.add_argument("--session", help="session windows with this inactivity gap instead")
@@ -264,6 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-rows", type=int, default=100_000, help="records per batch")
     r.add_argument("--checkpoint-every", default="10s", help="checkpoint interval (default: 10s)")
     r.add_argument("--max-batches", type=int, help=argparse.SUPPRESS)
+    r.add_argument(
+        "--max-dead-share",
+        type=float,
+        default=0.5,
+        help="exit 3 when more than this share of the records is dead-lettered (default: 0.5)",
+    )
+    r.add_argument("--fresh", action="store_true", help="start over: drop the checkpoint and outputs in --out")
     r.set_defaults(func=_replay)
 
     s = sub.add_parser("simulate", help="write simulated events (and their labels) to a file")
@@ -344,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--source", required=True, help="mqtt://…, redis://…, nats://…, kafka://…, http(s)://…, prometheus://…"
     )
     rs.add_argument("--out", required=True, help="folder for checkpoint/ and lake/ (resumes from it)")
-    rs.add_argument("--schema", default="server_metrics")
+    rs.add_argument("--schema", default="server_metrics", help="built-in schema name or schema file S.yaml")
     rs.add_argument("--window", default="10s")
     rs.add_argument("--by", help="window key (default: the schema's entity)")
     rs.add_argument("--lateness", default="5s")
@@ -388,17 +405,41 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_parser(sub, _export)
     add_report_parser(sub, _report)
     add_schedule_parser(sub, _schedule)
+    from workbench.project.cli import register as register_project
+
+    register_project(sub)
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``workbench`` console script."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``workbench`` console script.
+
+    A user error is one line on stderr (``workbench: error: …``) and exit code 2;
+    ``--debug`` (anywhere on the line) shows the traceback instead. Ctrl-C ends with 130.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
     try:
         return int(args.func(args))
-    except WorkbenchError as exc:
-        print(f"workbench: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("workbench: interrupted", file=sys.stderr)
+        return 130
+    except (WorkbenchError, OSError) as exc:
+        if debug:
+            raise
+        message = str(exc) if isinstance(exc, WorkbenchError) else _os_error(exc)
+        print(f"workbench: error: {' '.join(message.split())}", file=sys.stderr)
         return 2
+
+
+def _os_error(exc: OSError) -> str:
+    """An OS error as one line: what, which file."""
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}:{where}" if exc.strerror else str(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

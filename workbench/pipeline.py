@@ -143,6 +143,7 @@ class Pipeline:
         self._db_sinks: list[Any] = []  # e.g. PostgresSink: commit(epoch) / rollback(epoch), like a LakeSink
         self._closed_ops: list[Operator] | None = None
         self.spec: dict[str, Any] | None = None  # what standard() built; a checkpoint records it
+        self._batch_start: Any = None
         Pipeline._all.add(self)
         self._replace_live()
 
@@ -361,7 +362,7 @@ class Pipeline:
 
         return dead.with_columns(
             pl.lit(self.clock.now(), dtype=pl.Datetime("ms", "UTC")).alias("ingested_at"),
-            pl.lit(json.dumps(self._offset, default=str), dtype=pl.String).alias("offset"),
+            pl.lit(json.dumps(self._batch_start, default=str), dtype=pl.String).alias("offset"),
         )
 
     # -- running --------------------------------------------------------------------
@@ -382,10 +383,12 @@ class Pipeline:
         t0 = time.perf_counter()
         self.started_at = self.clock.monotonic()
         done = 0
+        # where the batch being processed starts (dead letters carry it); the source's before any
+        self._batch_start = self._offset if self._offset is not None else self.source.offset
         try:
             for batch in self._batches():
                 self.head.emit(batch)
-                self._offset = batch.offset
+                self._offset = self._batch_start = batch.offset
                 self.batches += 1
                 done += 1
                 if self._checkpoint_due() or batch.meta.get("checkpoint"):  # a source may ask for one
