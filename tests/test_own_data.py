@@ -319,3 +319,18 @@ def test_extra_fields_keep_numeric_drop_and_reject(tmp_path):
         assert columns <= set(windows.columns) and ("disk_io_mean" in windows.columns) == bool(columns)
     dead = wb.Lake(tmp_path / "reject", partition=False).read("dead_letter")
     assert dead["reason_code"].unique().to_list() == ["unknown_field"]
+
+
+def test_export_of_an_unknown_metric_lists_the_known_ones_and_views_take_the_schema_entity(servers, tmp_path):
+    schema = tmp_path / "s.yaml"
+    assert cli("schema", "infer", servers, "--out", schema).returncode == 0
+    out = tmp_path / "o"
+    assert cli("replay", servers, "--schema", schema, "--out", out, "--window", "1m").returncode == 0
+    run = cli("export", "--lake", out, "--schema", schema, "--view", "series", "-p", "metric", "nope", "--out", "x.html")
+    assert run.returncode == 2
+    assert run.stderr.startswith("workbench: error: export: -p metric 'nope' is not a metric of these windows")
+    assert "mem_max" in run.stderr and "disk_io_p95" in run.stderr and run.stderr.count("\n") == 1
+    page = tmp_path / "x.html"
+    run = cli("export", "--lake", out, "--schema", schema, "--view", "series", "-p", "metric", "mem_max", "--out", page)
+    assert run.returncode == 0, run.stderr
+    assert "web-3" in page.read_text()

@@ -168,7 +168,12 @@ def _bench_alerts(args: argparse.Namespace) -> int:
 def _detect(args: argparse.Namespace) -> int:
     from workbench.models.detect import DEFAULT_DETECTOR, detect_file
 
-    result = detect_file(args.input, args.out, time_column=args.time_column, detector=args.detector or DEFAULT_DETECTOR)
+    time_column = args.time_column
+    if args.schema:  # a schema names the time field
+        from workbench.schema import get_schema
+
+        time_column = get_schema(args.schema).time
+    result = detect_file(args.input, args.out, time_column=time_column, detector=args.detector or DEFAULT_DETECTOR)
     flagged = int(result["is_anomaly"].sum())
     print(f"{result.height:,} rows scored, {flagged:,} anomalies → {args.out}")
     return 0
@@ -192,6 +197,7 @@ def _serve(args: argparse.Namespace) -> int:
         show=args.show,
         extra=args.panel_args,
         source=args.source,
+        schema=args.schema,
     )
 
 
@@ -377,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("detect", help="score a CSV of numeric columns online: anomaly_score and is_anomaly")
     d.add_argument("input", help="CSV file with a time column and numeric columns")
     d.add_argument("--time-column", default="timestamp")
+    d.add_argument("--schema", help="schema name or file S.yaml: its time field is the time column")
     d.add_argument("--detector", help="detector name (default: Workbench's best)")
     d.add_argument("--out", required=True, help="CSV: the input rows plus anomaly_score and is_anomaly")
     d.set_defaults(func=_detect)
@@ -396,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--source", help="live source URL instead of the simulator, e.g. prometheus://127.0.0.1:9100/metrics"
     )
+    v.add_argument("--schema", help="built-in schema name or schema file S.yaml of the --source events")
     v.add_argument("panel_args", nargs=argparse.REMAINDER, help="passed on to panel serve")
     v.set_defaults(func=_serve)
 

@@ -178,7 +178,7 @@ class Schema:
                 )
         if self.dedupe == "key" and self.key is None:
             raise SchemaError(f"schema {self.name!r}: dedupe 'key' needs a key field")
-        roles = [("time", self.time), *(("entity", e) for e in self.by)]
+        roles: list[tuple[str, str | None]] = [("time", self.time), *(("entity", e) for e in self.by)]
         if self.dedupe == "key":
             roles.append(("key", self.key))
         for role, value in roles:

@@ -122,7 +122,7 @@ def _connected(url: str) -> Live:
         lateness=_env("LATENESS", "2s"),
         dedupe_ttl=os.environ.get("WORKBENCH_DEDUPE_TTL"),
     )
-    feed = Feed(pipe, by=schema.entity, stale_after=float(_env("STALE_AFTER", "10")))
+    feed = Feed(pipe, by=(schema.by or ["host"])[0], stale_after=float(_env("STALE_AFTER", "10")))
     pipe.start()
     return Live(pipe, feed)
 

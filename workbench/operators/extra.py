@@ -54,9 +54,9 @@ def unknown_fields(out: Decoded, batch: RawBatch, schema: Schema, *, node: str) 
         return dataclasses.replace(out, frame=out.frame.clear(), dead=pl.concat([out.dead, dead]))
     if out.raw is None or out.frame.height == 0:
         return out
-    lines = out.raw.binary().cast(pl.String, strict=False)
+    text = out.raw.binary().cast(pl.String, strict=False)
     keys = (
-        pl.DataFrame({"__line": np.arange(len(lines), dtype=np.uint32), "key": lines.str.extract_all(_KEY)})
+        pl.DataFrame({"__line": np.arange(len(text), dtype=np.uint32), "key": text.str.extract_all(_KEY)})
         .explode("key")
         .with_columns(pl.col("key").str.extract(_KEY))
         .filter(pl.col("key").is_not_null() & ~pl.col("key").is_in(sorted(known)))

@@ -39,7 +39,7 @@ _TIME_NAMES = re.compile(r"^(ts|time|timestamp|datetime|date|event_time|.*_(at|t
 _KEY_NAMES = re.compile(r"^(id|uuid|event_id|.*_id|.*_uuid)$", re.IGNORECASE)
 _ENTITY_NAMES = re.compile(r"host|server|instance|node|device|machine|service|name|src", re.IGNORECASE)
 _UNITS = (
-    (re.compile(r"(_|^)(mb|mib)$", re.I), "MB"),
+    (re.compile(r"(?i:(_|^)(mb|mib))$|[a-z](Mb|MB|MiB)$"), "MB"),
     (re.compile(r"(_|^)(gb|gib)$", re.I), "GB"),
     (re.compile(r"(_|^)(kb|kib)$", re.I), "kB"),
     (re.compile(r"(_|^)bytes$", re.I), "B"),
@@ -48,8 +48,12 @@ _UNITS = (
     (re.compile(r"(_|^)(pct|percent)$|^cpu$", re.I), "%"),
 )
 # epoch ranges of the years 2000-2099, by unit
-_EPOCHS = (("epoch_s", 9.466e8, 4.1025e9), ("epoch_ms", 9.466e11, 4.1025e12), ("epoch_us", 9.466e14, 4.1025e15))
-_EPOCHS += (("epoch_ns", 9.466e17, 4.1025e18),)
+_EPOCHS: tuple[tuple[str, float, float], ...] = (
+    ("epoch_s", 9.466e8, 4.1025e9),
+    ("epoch_ms", 9.466e11, 4.1025e12),
+    ("epoch_us", 9.466e14, 4.1025e15),
+    ("epoch_ns", 9.466e17, 4.1025e18),
+)
 _ISO = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}"
 _OFFSET = r"(?:[Zz]|[+-]\d{2}:?\d{2})$"
 
@@ -165,7 +169,7 @@ def infer_schema(path: str | Path, *, rows: int = 10_000) -> str:
     df = sample(path, rows)
     if df.width == 0 or df.height == 0:
         raise ConfigError(f"file {str(path)!r}: no records to infer a schema from")
-    times = {c: fmt for c in df.columns if (fmt := _time_format(df[c])) is not None}
+    times = {c: found for c in df.columns if (found := _time_format(df[c])) is not None}
     named = [c for c in times if _TIME_NAMES.match(c)]
     time = named[0] if named else next(iter(times), None)
     strings = [c for c in df.columns if df.schema[c] == pl.String and c != time]
