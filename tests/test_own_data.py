@@ -326,7 +326,9 @@ def test_export_of_an_unknown_metric_lists_the_known_ones_and_views_take_the_sch
     assert cli("schema", "infer", servers, "--out", schema).returncode == 0
     out = tmp_path / "o"
     assert cli("replay", servers, "--schema", schema, "--out", out, "--window", "1m").returncode == 0
-    run = cli("export", "--lake", out, "--schema", schema, "--view", "series", "-p", "metric", "nope", "--out", "x.html")
+    run = cli(
+        "export", "--lake", out, "--schema", schema, "--view", "series", "-p", "metric", "nope", "--out", "x.html"
+    )
     assert run.returncode == 2
     assert run.stderr.startswith("workbench: error: export: -p metric 'nope' is not a metric of these windows")
     assert "mem_max" in run.stderr and "disk_io_p95" in run.stderr and run.stderr.count("\n") == 1

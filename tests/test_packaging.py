@@ -54,6 +54,7 @@ def test_public_api_is_pinned():
             "Lake",
             "ManualClock",
             "Pipeline",
+            "Project",
             "RawBatch",
             "Schema",
             "SchemaError",

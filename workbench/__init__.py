@@ -17,6 +17,7 @@ from workbench.errors import CheckpointError, ConfigError, SchemaError, SourceEr
 from workbench.operators import aggregations
 from workbench.operators.windows import Session, Sliding, Tumbling
 from workbench.pipeline import Pipeline
+from workbench.project.config import Project
 from workbench.replay import replay
 from workbench.schema import NETWORK_FLOWS, SERVER_METRICS, USER_EVENTS, Field, Schema, get_schema
 from workbench.sources import FileSource, RawBatch, Simulator, Source, write_simulation
@@ -36,6 +37,7 @@ __all__ = [
     "Lake",
     "ManualClock",
     "Pipeline",
+    "Project",
     "RawBatch",
     "Schema",
     "SchemaError",

@@ -18,6 +18,13 @@ def _replay(args: argparse.Namespace) -> int:
 
     from workbench.replay import replay, window_spec
 
+    if args.project:
+        from workbench.project.cli import replay_project
+
+        return replay_project(args)
+    if args.events is None or args.out is None:
+        raise ConfigError("replay: give an events FILE and --out DIR, or --project workbench.yaml")
+
     size = Path(args.events).stat().st_size if Path(args.events).exists() else None
     bar = tqdm(total=size, unit="B", unit_scale=True, desc="replay", disable=None, file=sys.stderr)
 
@@ -43,7 +50,8 @@ def _replay(args: argparse.Namespace) -> int:
     print(json.dumps(summary, indent=2))
     from workbench.project.check import dead_share_error, read_dead_letters
 
-    failed = dead_share_error(summary, args.max_dead_share, read_dead_letters(args.out))
+    share = 0.5 if args.max_dead_share is None else args.max_dead_share
+    failed = dead_share_error(summary, share, read_dead_letters(args.out))
     if failed:
         print(f"workbench: {failed}", file=sys.stderr)
         return 3
@@ -190,15 +198,12 @@ def _nab(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from workbench.apps.serve import serve
 
-    return serve(
-        port=args.port,
-        address=args.address,
-        allow_origin=args.allow_origin,
-        show=args.show,
-        extra=args.panel_args,
-        source=args.source,
-        schema=args.schema,
-    )
+    options = {"port": args.port, "address": args.address, "source": args.source, "schema": args.schema}
+    if args.project:
+        from workbench.project.cli import project_serve_options
+
+        options = project_serve_options(args.project)
+    return serve(allow_origin=args.allow_origin, show=args.show, extra=args.panel_args, **options)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -229,6 +234,12 @@ def _run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if args.project:
+        from workbench.project.cli import run_project
+
+        return run_project(args, stop)
+    if args.source is None or args.out is None:
+        raise ConfigError("run: give --source URL and --out DIR, or --project workbench.yaml")
     delay = args.max_delay
     delay = float(delay) if delay is not None and delay.replace(".", "", 1).isdigit() else delay
     options = {k: v for k, v in (("max_rows", args.max_rows), ("max_delay", delay)) if v is not None}
@@ -267,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("replay", help="replay an event file into windows, dead letters and a summary")
-    r.add_argument("events", help="JSONL, CSV or Parquet file of events")
+    r.add_argument("events", nargs="?", help="JSONL, CSV or Parquet file of events")
+    r.add_argument("--project", help="run a project file (workbench.yaml) instead: its source, schema, windows …")
     r.add_argument(
         "--schema", default="server_metrics", help="schema name or schema file S.yaml (default: server_metrics)"
     )
@@ -276,14 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--session", help="session windows with this inactivity gap instead")
     r.add_argument("--by", help="window key (default: the schema's entity, e.g. host)")
     r.add_argument("--lateness", default="5s", help="allowed lateness (default: 5s)")
-    r.add_argument("--out", required=True, help="output folder (resumes when it holds a checkpoint)")
+    r.add_argument("--out", help="output folder (resumes when it holds a checkpoint)")
     r.add_argument("--max-rows", type=int, default=100_000, help="records per batch")
     r.add_argument("--checkpoint-every", default="10s", help="checkpoint interval (default: 10s)")
     r.add_argument("--max-batches", type=int, help=argparse.SUPPRESS)
     r.add_argument(
         "--max-dead-share",
         type=float,
-        default=0.5,
         help="exit 3 when more than this share of the records is dead-lettered (default: 0.5)",
     )
     r.add_argument("--fresh", action="store_true", help="start over: drop the checkpoint and outputs in --out")
@@ -363,10 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     bc.set_defaults(func=_bench_connectors)
 
     rs = sub.add_parser("run", help="run a live source URL into windows, the lake and PostgreSQL (resumes)")
-    rs.add_argument(
-        "--source", required=True, help="mqtt://…, redis://…, nats://…, kafka://…, http(s)://…, prometheus://…"
-    )
-    rs.add_argument("--out", required=True, help="folder for checkpoint/ and lake/ (resumes from it)")
+    rs.add_argument("--source", help="mqtt://…, redis://…, nats://…, kafka://…, http(s)://…, prometheus://…")
+    rs.add_argument("--out", help="folder for checkpoint/ and lake/ (resumes from it)")
+    rs.add_argument("--project", help="run a project file (workbench.yaml): its source, schema, windows, alerts …")
     rs.add_argument("--schema", default="server_metrics", help="built-in schema name or schema file S.yaml")
     rs.add_argument("--window", default="10s")
     rs.add_argument("--by", help="window key (default: the schema's entity)")
@@ -404,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--source", help="live source URL instead of the simulator, e.g. prometheus://127.0.0.1:9100/metrics"
     )
     v.add_argument("--schema", help="built-in schema name or schema file S.yaml of the --source events")
+    v.add_argument("--project", help="serve a project file's live source, schema, port and address")
     v.add_argument("panel_args", nargs=argparse.REMAINDER, help="passed on to panel serve")
     v.set_defaults(func=_serve)
 

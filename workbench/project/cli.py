@@ -26,6 +26,7 @@ def register(sub: Any) -> None:
         "--max-dead-share", type=float, default=0.5, help="exit 3 when more than this share is rejected (default: 0.5)"
     )
     c.set_defaults(func=_check)
+    register_init(sub)
 
 
 def _say(text: object) -> None:
@@ -66,3 +67,113 @@ def _check(args: argparse.Namespace) -> int:
 
         raise ConfigError(f"--max-dead-share must be within [0, 1], not {args.max_dead_share}")
     return 3 if share > args.max_dead_share else 0
+
+
+def register_init(sub: Any) -> None:
+    """Add ``workbench init FILE|URL``."""
+    i = sub.add_parser("init", help="write a commented workbench.yaml (and a draft schema) for a file or URL")
+    i.add_argument("source", help="JSONL, CSV or Parquet file, or a source URL")
+    i.add_argument("--out", default="workbench.yaml", help="project file to write (default: workbench.yaml)")
+    i.add_argument("--force", action="store_true", help="overwrite existing files")
+    i.set_defaults(func=_init)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from workbench.project.init import init_project
+
+    written = init_project(args.source, args.out, force=args.force)
+    _say(f"wrote {', '.join(str(p) for p in written)}; read them, then: workbench replay --project {args.out}")
+    return 0
+
+
+def replay_project(args: argparse.Namespace) -> int:
+    """``workbench replay --project workbench.yaml``: the project's pipeline over its file source."""
+    import json
+    import shutil
+    import time
+
+    from workbench.project.check import dead_share_error, read_dead_letters
+    from workbench.project.config import Project
+
+    project = Project.load(args.project)
+    if not project.is_file:
+        from workbench.errors import ConfigError
+
+        raise ConfigError(f"project file {args.project}: source: replay reads a file, not {project.source!r} (use run)")
+    out = Path(project.resolve(project.out))
+    if args.fresh:
+        for part in ("checkpoint", "windows", "dead_letter", "late", "scores", "alerts", "summary.json"):
+            target = out / part
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    pipe = project.pipeline()
+    t0 = time.perf_counter()
+    try:
+        pipe.run()
+    finally:
+        pipe.close()
+    summary = {
+        **pipe.counts(),
+        "windows": pipe.outputs["windows"].metrics.rows_out,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "complete": pipe.source.exhausted,
+        "outputs": sorted(pipe.outputs),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _say(json.dumps(summary, indent=2))
+    share = args.max_dead_share if args.max_dead_share is not None else project.max_dead_share
+    failed = dead_share_error(summary, share, read_dead_letters(out))
+    if failed:
+        sys.stderr.write(f"workbench: {failed}\n")
+        return 3
+    return 0
+
+
+def run_project(args: argparse.Namespace, stop: Any) -> int:
+    """``workbench run --project workbench.yaml``: the project's pipeline until its source ends or ``stop`` is set."""
+    import json
+    import threading
+    import time
+
+    from workbench.project.config import Project
+
+    project = Project.load(args.project)
+    pipe = project.pipeline()
+    finished = threading.Event()
+    t0 = time.perf_counter()
+
+    def watch() -> None:  # the run stays on this thread, so its errors reach the caller
+        while not finished.wait(0.1):
+            if stop.is_set() or (args.seconds is not None and time.perf_counter() - t0 >= args.seconds):
+                pipe.source.stop()
+                return
+
+    threading.Thread(target=watch, name="wb-project-watch", daemon=True).start()
+    try:
+        pipe.run()
+    finally:
+        finished.set()
+        pipe.close()
+    summary = {
+        **pipe.counts(),
+        "windows": pipe.outputs["windows"].metrics.rows_out,
+        "batches": pipe.batches,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "outputs": sorted(pipe.outputs),
+    }
+    _say(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def project_serve_options(path: str) -> dict[str, Any]:
+    """``workbench serve --project``: the served source, schema, port and address of a project file."""
+    from workbench.errors import ConfigError
+    from workbench.project.config import Project
+
+    project = Project.load(path)
+    if project.is_file:
+        raise ConfigError(
+            f"project file {path}: source: serve needs a live source URL, not the file {project.source!r}"
+        )
+    schema = project.resolve(project.schema) if project.schema.endswith((".yaml", ".yml")) else project.schema
+    return {"source": project.source, "schema": schema, "port": project.port, "address": project.address}

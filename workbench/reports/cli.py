@@ -40,6 +40,7 @@ def add_export_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> No
     data.add_argument("--lake", help="draw the windows of this lake (e.g. a `workbench replay` output)")
     data.add_argument("--simulate", type=int, metavar="EVENTS", help="draw a simulation of EVENTS events (default)")
     e.add_argument("--schema", help="schema name or file S.yaml of the lake's events: windows are per its entity")
+    e.add_argument("--project", help="a project file (workbench.yaml): its output folder and schema")
     e.add_argument("--start", help="lake rows from this time (ISO-8601 with an offset)")
     e.add_argument("--end", help="lake rows before this time (ISO-8601 with an offset)")
     e.add_argument("--seed", type=int, default=0, help="simulation seed (default: 0)")
@@ -58,6 +59,12 @@ def export_command(args: argparse.Namespace) -> int:
     from workbench.reports.export import export_views
     from workbench.reports.frozen import lake_feed, simulated_feed
 
+    if args.project:
+        from workbench.project.config import Project
+
+        project = Project.load(args.project)
+        args.lake = args.lake or project.resolve(project.out)
+        args.schema = args.schema or project.load_schema()
     if args.lake:
         from workbench.schema import get_schema
 
