@@ -336,3 +336,32 @@ def test_export_of_an_unknown_metric_lists_the_known_ones_and_views_take_the_sch
     run = cli("export", "--lake", out, "--schema", schema, "--view", "series", "-p", "metric", "mem_max", "--out", page)
     assert run.returncode == 0, run.stderr
     assert "web-3" in page.read_text()
+
+
+@pytest.mark.parametrize("form", ["aware.parquet", "naive.parquet", "epoch.csv"])
+def test_infer_and_replay_csv_and_parquet(form, tmp_path):
+    n = 600
+    frame = pl.DataFrame(
+        {
+            "when": [T0 + timedelta(seconds=i) for i in range(n)],
+            "host": [f"h{i % 3}" for i in range(n)],
+            "temp_c": [20.0 + i % 7 for i in range(n)],
+            "errors": [i % 5 for i in range(n)],
+        }
+    )
+    path = tmp_path / form
+    if form == "naive.parquet":
+        frame.with_columns(pl.col("when").dt.replace_time_zone(None)).write_parquet(path)
+    elif form == "aware.parquet":
+        frame.write_parquet(path)
+    else:
+        frame.with_columns(pl.col("when").dt.epoch("s")).write_csv(path)
+    schema = tmp_path / "s.yaml"
+    assert cli("schema", "infer", path, "--out", schema).returncode == 0
+    s = wb.Schema.load(schema)
+    expected = {"aware.parquet": ("iso", "reject"), "naive.parquet": ("iso", "UTC"), "epoch.csv": ("epoch_s", "reject")}
+    assert (s.time, s.time_format, s.naive, s.dedupe, s.by) == ("when", *expected[form], "hash", ["host"])
+    summary = wb.replay(path, tmp_path / "o", schema=schema, spec=wb.Tumbling("1m"))
+    assert summary["dead_lettered"] == 0 and summary["valid"] == n
+    windows = wb.Lake(tmp_path / "o", partition=False).read("windows")
+    assert windows["window_start"].min() == T0 and {"temp_c_p95", "errors_max"} <= set(windows.columns)
