@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from workbench.operators.extra import numeric_extras
 from workbench.schema import Schema, get_schema
 
 __all__ = ["infer_schema", "resolve_schema", "sample"]
+
+log = logging.getLogger(__name__)
 
 _TIME_NAMES = re.compile(r"^(ts|time|timestamp|datetime|date|event_time|.*_(at|time|ts))$", re.IGNORECASE)
 _KEY_NAMES = re.compile(r"^(id|uuid|event_id|.*_id|.*_uuid)$", re.IGNORECASE)
@@ -108,7 +111,14 @@ def resolve_schema(schema: str | Path | Schema, path: str | Path | None) -> Sche
     or no file, pass through.
     """
     s = get_schema(schema)
-    if s.extra != "keep-numeric" or path is None or not Path(path).is_file():
+    if s.extra != "keep-numeric":
+        return s
+    if path is None or not Path(path).is_file():
+        log.warning(
+            "schema %r: extra: keep-numeric finds undeclared fields in a file's first records; "
+            "on a live source they are dropped: declare them in the schema",
+            s.name,
+        )
         return s
     return s.with_fields(numeric_extras(sample(path, 1_000), s))
 
