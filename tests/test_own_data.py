@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from connectors import free_port
 
 import workbench as wb
 from workbench.errors import CheckpointError, SchemaError
@@ -365,3 +366,39 @@ def test_infer_and_replay_csv_and_parquet(form, tmp_path):
     assert summary["dead_lettered"] == 0 and summary["valid"] == n
     windows = wb.Lake(tmp_path / "o", partition=False).read("windows")
     assert windows["window_start"].min() == T0 and {"temp_c_p95", "errors_max"} <= set(windows.columns)
+
+
+def test_flat_redis_stream_entries_are_typed_by_the_schema(tmp_path):
+    """``XADD s * host h1 cpu 12.5 …``: every field is text in Redis; the schema's numbers decode as numbers."""
+    import redis
+
+    from workbench.ingest import ingest
+
+    port = free_port()
+    server = subprocess.Popen(
+        ["/usr/bin/redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        r = redis.Redis("127.0.0.1", port)
+        for _ in range(100):
+            try:
+                r.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        t0 = int(T0.timestamp() * 1000)
+        for i in range(300):
+            fields = {"event_id": f"e{i}", "ts": t0 + i * 500, "host": f"h{i % 3}", "cpu": 10.5 + i % 7}
+            fields |= {"mem": 40.0, "latency_ms": 120.0, "status": 200}
+            r.xadd("flat", fields)
+        r.xadd("flat", {"event_id": "bad", "ts": t0, "host": "h1", "cpu": "high", "mem": 1, "latency_ms": 1})
+        url = f"redis://127.0.0.1:{port}/flat?group=wb&create=true"
+        summary = ingest(url, tmp_path / "o", schema="server_metrics", seconds=4)
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert summary["ingested"] == 301 and summary["valid"] == 300 and summary["dead_lettered"] == 1
+    dead = wb.Lake(tmp_path / "o" / "lake").read("dead_letter")
+    assert dead.select("reason_code", "field").rows() == [("wrong_type", "cpu")]

@@ -213,6 +213,7 @@ class Pipeline:
         if parse_duration(ttl, what="dedupe_ttl") < lateness_ms:
             raise ConfigError(f"pipeline {self.name!r}: dedupe_ttl must be >= lateness, not {ttl!r} < {lateness!r}")
         keys = check_by(s, by, enrich[0].columns if enrich is not None else ())
+        self.source.schema = s
         node: Stream = self.head.decode(s).validate(s)
         if s.dedupe != "none":  # a key field, or the whole record (key None)
             node = node.dedupe(s.key if s.dedupe == "key" else None, time=s.time, ttl=ttl)
