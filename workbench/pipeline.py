@@ -222,7 +222,9 @@ class Pipeline:
         if aggs is None:
             aggs = default_aggs(s)
         node = node.window(spec, by=keys, aggs=aggs, time=s.time, lateness=lateness)
-        self.spec = pipeline_spec(s, spec, keys, aggs, lateness, ttl)
+        self.spec = pipeline_spec(
+            s, spec, keys, aggs, f"{lateness_ms}ms", f"{parse_duration(ttl, what='dedupe_ttl')}ms"
+        )
         return self.output("windows", node)
 
     def alerts(self, rules: Any, **kwargs: Any) -> Any:
