@@ -402,3 +402,14 @@ def test_flat_redis_stream_entries_are_typed_by_the_schema(tmp_path):
     assert summary["ingested"] == 301 and summary["valid"] == 300 and summary["dead_lettered"] == 1
     dead = wb.Lake(tmp_path / "o" / "lake").read("dead_letter")
     assert dead.select("reason_code", "field").rows() == [("wrong_type", "cpu")]
+
+
+def test_detect_takes_the_time_column_from_a_schema(tmp_path):
+    stamps = [f"2024-03-01T12:{i // 60:02d}:{i % 60:02d}Z" for i in range(120)]
+    rows = ["observed_at,value"] + [f"{t},{1.0 + (i == 90) * 50}" for i, t in enumerate(stamps)]
+    (tmp_path / "in.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "s.yaml").write_text("time: {field: observed_at, format: iso}\nfields:\n  value: float\n")
+    schema = ["--schema", tmp_path / "s.yaml", "--detector", "robust_z"]
+    run = cli("detect", tmp_path / "in.csv", *schema, "--out", tmp_path / "o.csv")
+    assert run.returncode == 0, run.stderr
+    assert "120 rows scored" in run.stdout
