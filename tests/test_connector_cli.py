@@ -25,7 +25,7 @@ def test_run_with_a_refused_broker_prints_one_line_naming_url_and_cause(tmp_path
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"workbench: source '{url}': cannot connect") and "refused" in lines[0]
+    assert lines[0].startswith(f"workbench: error: source '{url}': cannot connect") and "refused" in lines[0]
 
 
 def test_serve_refuses_a_malformed_source_url_before_starting() -> None:

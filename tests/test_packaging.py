@@ -56,6 +56,7 @@ def test_public_api_is_pinned():
             "Lake",
             "ManualClock",
             "Pipeline",
+            "Project",
             "RawBatch",
             "Schema",
             "SchemaError",

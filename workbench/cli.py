@@ -30,6 +30,7 @@ WINGS = (
     "workbench.apps.cli",  # serve
     "workbench.reports.cli",  # export, report
     "workbench.schedule.cli",  # schedule run|list
+    "workbench.project.cli",  # schema infer|check, init
     "workbench.bench.cli",  # bench engine|models|alerts|connectors|ui|startup
 )
 
@@ -40,17 +41,38 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for wing in WINGS:
         importlib.import_module(wing).register(sub)
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``workbench`` console script."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``workbench`` console script.
+
+    A user error is one line on stderr (``workbench: error: …``) and exit code 2;
+    ``--debug`` (anywhere on the line) shows the traceback instead. Ctrl-C ends with 130.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
     try:
         return int(args.func(args))
-    except WorkbenchError as exc:
-        sys.stderr.write(f"workbench: {exc}\n")
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        sys.stderr.write("workbench: interrupted\n")
+        return 130
+    except (WorkbenchError, OSError) as exc:
+        if debug:
+            raise
+        message = str(exc) if isinstance(exc, WorkbenchError) else _os_error(exc)
+        sys.stderr.write(f"workbench: error: {' '.join(message.split())}\n")
         return 2
+
+
+def _os_error(exc: OSError) -> str:
+    """An OS error as one line: what, which file."""
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}:{where}" if exc.strerror else str(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,8 +16,9 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
 
 import polars as pl
 
@@ -35,6 +36,16 @@ __all__ = [
 ]
 
 Kind = Literal["str", "float", "int", "ts"]
+#: How the time field is written: ``auto`` (epoch milliseconds or ISO-8601 with an offset),
+#: epoch seconds / milliseconds / microseconds / nanoseconds, or ISO-8601 only.
+TimeFormat = Literal["auto", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns", "iso"]
+TIME_FORMATS: tuple[str, ...] = ("auto", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns", "iso")
+#: What happens to fields a record carries that the schema does not declare.
+Extra = Literal["keep-numeric", "drop", "reject"]
+EXTRAS: tuple[str, ...] = ("keep-numeric", "drop", "reject")
+#: How repeated events are found: by the key field, by a hash of the whole record, or not at all.
+Dedupe = Literal["key", "hash", "none"]
+DEDUPES: tuple[str, ...] = ("key", "hash", "none")
 
 #: The in-memory type of the event-time column after decoding.
 TS_DTYPE = pl.Datetime("ms", "UTC")
@@ -76,6 +87,11 @@ class Field:
         Longest accepted string, in characters.
     doc
         What the field means.
+    unit
+        Unit of a number (``"MB"``, ``"%"``, ``"ms"`` …), shown beside it.
+    source
+        The name the field has in the input, when it differs (a rename: ``from:`` in a
+        schema file).
     """
 
     name: str
@@ -85,6 +101,8 @@ class Field:
     max: float | None = None
     max_length: int = 256
     doc: str = ""
+    unit: str = ""
+    source: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in _OUTPUT_DTYPES:
@@ -96,6 +114,11 @@ class Field:
     def dtype(self) -> pl.DataType:
         """The polars type of the decoded column."""
         return _OUTPUT_DTYPES[self.kind]
+
+    @property
+    def wire_name(self) -> str:
+        """The field's name in the input (its ``source`` when renamed)."""
+        return self.source or self.name
 
 
 @dataclass(frozen=True)
@@ -109,31 +132,60 @@ class Schema:
     fields
         The fields, in order.
     key
-        The field that identifies an event (used to de-duplicate).
+        The field that identifies an event (used to de-duplicate when ``dedupe`` is
+        ``"key"``).
     time
         The event-time field (kind ``"ts"``).
     entity
-        The default grouping key for windows (e.g. ``"host"``).
+        The default grouping key for windows (e.g. ``"host"``), one field or several.
     max_record_bytes
         Longest accepted record; longer lines are rejected before decoding, so a
         flood of huge records cannot exhaust memory or time.
+    time_format
+        How the time field is written (see :data:`TimeFormat`).
+    naive
+        ISO-8601 times without an offset: ``"reject"`` them, or read them in this
+        IANA zone (e.g. ``"UTC"``, ``"Europe/Paris"``).
+    dedupe
+        ``"key"`` (repeats of ``key``), ``"hash"`` (repeats of the whole record) or ``"none"``.
+    extra
+        Fields the schema does not declare: ``"keep-numeric"`` (numbers become metrics,
+        resolved from the input's first records), ``"drop"`` or ``"reject"`` the record.
+    path
+        The schema file it was loaded from, if any.
     """
 
     name: str
     fields: tuple[Field, ...]
-    key: str = "event_id"
+    key: str | None = "event_id"
     time: str = "ts"
-    entity: str = "host"
+    entity: str | tuple[str, ...] = "host"
     max_record_bytes: int = 65_536
+    time_format: TimeFormat = "auto"
+    naive: str = "reject"
+    dedupe: Dedupe = "key"
+    extra: Extra = "drop"
+    path: str | None = None
 
     def __post_init__(self) -> None:
         names = [f.name for f in self.fields]
         if len(set(names)) != len(names):
             raise SchemaError(f"schema {self.name!r}: field names must be unique, got {names}")
-        for role in ("key", "time", "entity"):
-            value = getattr(self, role)
+        for choice, allowed in (("time_format", TIME_FORMATS), ("extra", EXTRAS), ("dedupe", DEDUPES)):
+            if getattr(self, choice) not in allowed:
+                raise SchemaError(
+                    f"schema {self.name!r}: {choice} must be one of {list(allowed)}, not {getattr(self, choice)!r}"
+                )
+        if self.dedupe == "key" and self.key is None:
+            raise SchemaError(f"schema {self.name!r}: dedupe 'key' needs a key field")
+        roles: list[tuple[str, str | None]] = [("time", self.time), *(("entity", e) for e in self.by)]
+        if self.dedupe == "key":
+            roles.append(("key", self.key))
+        for role, value in roles:
             if value not in names:
                 raise SchemaError(f"schema {self.name!r}: {role} {value!r} is not a field of {names}")
+        if self.naive != "reject":
+            _check_zone(self.name, self.naive)
         if self.field(self.time).kind != "ts":
             raise SchemaError(f"schema {self.name!r}: time field {self.time!r} must have kind 'ts'")
         if sum(f.kind == "ts" for f in self.fields) != 1:
@@ -164,6 +216,83 @@ class Schema:
     def empty(self) -> pl.DataFrame:
         """An empty frame of this schema."""
         return pl.DataFrame(schema=self.polars_schema)
+
+    @property
+    def by(self) -> list[str]:
+        """The entity as a list of fields."""
+        return [self.entity] if isinstance(self.entity, str) else list(self.entity)
+
+    @property
+    def metrics(self) -> list[str]:
+        """Numeric fields other than the key and the entity: what windows aggregate.
+
+        Examples
+        --------
+        >>> SERVER_METRICS.metrics
+        ['cpu', 'mem', 'latency_ms', 'status']
+        """
+        skip = {self.key, *self.by}
+        return [f.name for f in self.fields if f.kind in ("float", "int") and f.name not in skip]
+
+    @property
+    def renames(self) -> dict[str, str]:
+        """Input name → field name, for renamed fields."""
+        return {f.source: f.name for f in self.fields if f.source and f.source != f.name}
+
+    def wire(self) -> Schema:
+        """The schema with its fields under their input names (what the decoder reads)."""
+        if not self.renames:
+            return self
+        back = {v: k for k, v in self.renames.items()}
+        fields = tuple(replace(f, name=f.wire_name, source=None) for f in self.fields)
+        key = back.get(self.key, self.key) if self.key is not None else None
+        entity = tuple(back.get(e, e) for e in self.by)
+        return replace(self, fields=fields, key=key, time=back.get(self.time, self.time), entity=entity)
+
+    def with_fields(self, extra: list[Field]) -> Schema:
+        """The schema plus ``extra`` fields (e.g. numeric fields found in the input)."""
+        return replace(self, fields=(*self.fields, *extra)) if extra else self
+
+    def describe(self) -> dict[str, Any]:
+        """Everything that decides what the schema accepts and produces, as plain values.
+
+        A checkpoint records it, so a resume with another schema is refused.
+
+        Examples
+        --------
+        >>> sorted(SERVER_METRICS.describe())[:4]
+        ['dedupe', 'entity', 'extra', 'fields']
+        """
+        return {
+            "name": self.name,
+            "fields": [[f.name, f.kind, f.required, f.min, f.max, f.max_length, f.source] for f in self.fields],
+            "key": self.key,
+            "time": self.time,
+            "entity": self.by,
+            "time_format": self.time_format,
+            "naive": self.naive,
+            "dedupe": self.dedupe,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def load(cls, path: str | Path) -> Schema:
+        """Read a schema file (YAML); see :mod:`workbench.schema_file` for its form."""
+        from workbench.schema_file import load_schema
+
+        return load_schema(path)
+
+
+def _check_zone(schema: str, zone: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SchemaError(
+            f"schema {schema!r}: naive must be 'reject' or an IANA time zone such as 'UTC' or 'Europe/Paris', "
+            f"not {zone!r}"
+        ) from None
 
 
 _EVENT_ID = Field("event_id", "str", max_length=128, doc="Unique id of the event (the dedupe key).")
@@ -236,8 +365,8 @@ SCHEMAS: dict[str, Schema] = {s.name: s for s in (SERVER_METRICS, USER_EVENTS, N
 _ALL: dict[str, Schema] = {**SCHEMAS, PROM_SAMPLES.name: PROM_SAMPLES}  # + scraped samples
 
 
-def get_schema(schema: str | Schema) -> Schema:
-    """Look a schema up by name (a :class:`Schema` passes through).
+def get_schema(schema: str | Path | Schema) -> Schema:
+    """Look a schema up by name, or read a schema file (a :class:`Schema` passes through).
 
     Examples
     --------
@@ -250,8 +379,10 @@ def get_schema(schema: str | Schema) -> Schema:
     """
     if isinstance(schema, Schema):
         return schema
+    if isinstance(schema, Path) or str(schema).endswith((".yaml", ".yml")):
+        return Schema.load(schema)
     try:
         return _ALL[schema]
     except KeyError:
         known = ", ".join(sorted(_ALL))
-        raise ConfigError(f"schema: unknown name {schema!r}; known: {known}") from None
+        raise ConfigError(f"schema: unknown name {schema!r}; known: {known} (or a schema file, x.yaml)") from None

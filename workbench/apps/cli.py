@@ -18,6 +18,8 @@ def register(sub: Any) -> None:
     v.add_argument(
         "--source", help="live source URL instead of the simulator, e.g. prometheus://127.0.0.1:9100/metrics"
     )
+    v.add_argument("--schema", help="built-in schema name or schema file S.yaml of the --source events")
+    v.add_argument("--project", help="serve a project file's live source, schema, port and address")
     v.add_argument("panel_args", nargs=argparse.REMAINDER, help="passed on to panel serve")
     v.set_defaults(func=_serve)
 
@@ -25,11 +27,9 @@ def register(sub: Any) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from workbench.apps.serve import serve
 
-    return serve(
-        port=args.port,
-        address=args.address,
-        allow_origin=args.allow_origin,
-        show=args.show,
-        extra=args.panel_args,
-        source=args.source,
-    )
+    options = {"port": args.port, "address": args.address, "source": args.source, "schema": args.schema}
+    if args.project:
+        from workbench.project.cli import project_serve_options
+
+        options = project_serve_options(args.project)
+    return serve(allow_origin=args.allow_origin, show=args.show, extra=args.panel_args, **options)

@@ -118,7 +118,7 @@ def _connected(settings: Settings) -> Live:
         options["max_delay"] = settings.max_delay_s
     pipe = Pipeline(from_url(url, **options), name="live")
     pipe.standard(schema, Tumbling(settings.window), lateness=settings.lateness, dedupe_ttl=settings.dedupe_ttl)
-    feed = Feed(pipe, by=schema.entity, stale_after=settings.stale_after_s)
+    feed = Feed(pipe, by=(schema.by or ["host"])[0], stale_after=settings.stale_after_s)
     pipe.start()
     return Live(pipe, feed, settings)
 

@@ -64,10 +64,19 @@ def serve(**kwargs) -> int:
     """Run ``panel serve`` in the foreground; returns its exit code.
 
     ``source`` (a URL, e.g. ``prometheus://127.0.0.1:9100/metrics``) replaces the
-    simulator as the live pipeline's source.
+    simulator as the live pipeline's source; ``schema`` (a built-in name or a schema
+    file) is what its events follow.
     """
     extra = kwargs.pop("extra", None) or []
     source = kwargs.pop("source", None)
+    schema = kwargs.pop("schema", None)
+    if schema:
+        from pathlib import Path
+
+        from workbench.schema import get_schema
+
+        s = get_schema(schema)  # a bad schema file fails here, with one message
+        schema = str(Path(s.path).resolve()) if s.path else s.name
     cmd = serve_command(extra=[a for a in extra if a != "--"], **kwargs)
     print("serving:", " ".join(cmd), flush=True)  # noqa: T201 - the CLI tells the user what runs
     env = server_env()
@@ -76,6 +85,8 @@ def serve(**kwargs) -> int:
 
         from_url(source)  # a malformed URL fails here, with one message, not in the server
         env["WORKBENCH_SOURCE"] = source
+    if schema:
+        env["WORKBENCH_SCHEMA"] = schema
     return subprocess.call(cmd, env=env)
 
 

@@ -16,7 +16,12 @@ Examples
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import polars as pl
+
+if TYPE_CHECKING:
+    from workbench.schema import Schema
 
 __all__ = [
     "NETWORK_FLOWS_AGGS",
@@ -28,6 +33,7 @@ __all__ = [
     "distinct",
     "max",
     "mean",
+    "metric_aggs",
     "min",
     "output_names",
     "quantile",
@@ -162,17 +168,41 @@ PROM_SAMPLES_AGGS: list[pl.Expr] = [
 ]
 
 
-def default_aggs(schema: str) -> list[pl.Expr]:
-    """The standard aggregations of a schema's windows (just ``count`` for others).
+def metric_aggs(metrics: list[str]) -> list[pl.Expr]:
+    """``count`` plus the mean, max and p95 of every metric: the default for a schema of one's own.
+
+    Examples
+    --------
+    >>> [e.meta.output_name() for e in metric_aggs(["mem"])]
+    ['count', 'mem_mean', 'mem_max', 'mem_p95']
+    """
+    out = [count()]
+    for m in metrics:
+        out += [mean(m), max(m), quantile(m, 0.95)]
+    return out
+
+
+def default_aggs(schema: str | Schema) -> list[pl.Expr]:
+    """The standard aggregations of a schema's windows.
+
+    A built-in schema has its own set; a schema file (or any other :class:`Schema`
+    value) gets :func:`metric_aggs` of its metrics; another name just ``count``.
 
     Examples
     --------
     >>> [e.meta.output_name() for e in default_aggs("network_flows")][:3]
     ['flows', 'bytes_sum', 'packets_sum']
     """
-    return {
-        "server_metrics": SERVER_METRICS_AGGS,
-        "user_events": USER_EVENTS_AGGS,
-        "network_flows": NETWORK_FLOWS_AGGS,
-        "prom_samples": PROM_SAMPLES_AGGS,
-    }.get(schema, [count()])
+    if not isinstance(schema, str):
+        if schema.path is None and schema.name in _BUILT_IN:
+            return _BUILT_IN[schema.name]
+        return metric_aggs(schema.metrics)
+    return _BUILT_IN.get(schema, [count()])
+
+
+_BUILT_IN: dict[str, list[pl.Expr]] = {
+    "server_metrics": SERVER_METRICS_AGGS,
+    "user_events": USER_EVENTS_AGGS,
+    "network_flows": NETWORK_FLOWS_AGGS,
+    "prom_samples": PROM_SAMPLES_AGGS,
+}

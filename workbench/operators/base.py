@@ -24,6 +24,7 @@ Examples
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -78,6 +79,8 @@ class Operator(Stream):
         self.metrics = NodeMetrics()
         self._ahead_s = 0.0
         self.rejects = Stream(stream_name=f"{self.name}.rejects")
+        # set by a pipeline: adds the ingest time and source offset to dead letters
+        self.stamp: Callable[[pl.DataFrame], pl.DataFrame] | None = None
 
     @property
     def name(self) -> str:
@@ -133,7 +136,7 @@ class Operator(Stream):
         """Send dead letters to the ``rejects`` side output."""
         if dead.height:
             self.metrics.rejected += dead.height
-            self.rejects.emit(dead)
+            self.rejects.emit(dead if self.stamp is None else self.stamp(dead))
 
     def _whole_batch(self, x: Any, reason: str) -> pl.DataFrame:
         if isinstance(x, bytes | pl.DataFrame):

@@ -55,8 +55,30 @@ from workbench.schema import Schema
 
 __all__ = ["DEAD_LETTER_SCHEMA", "Decoded", "RawLines", "decode_frame", "decode_ndjson"]
 
-#: Columns of every dead-letter frame.
-DEAD_LETTER_SCHEMA = pl.Schema({"node": pl.String, "reason": pl.String, "raw": pl.Binary})
+#: Columns of every dead-letter frame: the node, a stable ``reason_code`` to group by, the
+#: ``field`` concerned (if any), the human ``reason`` and the exact ``raw`` record. A pipeline
+#: adds ``ingested_at`` and the source ``offset`` of the batch.
+DEAD_LETTER_SCHEMA = pl.Schema(
+    {"node": pl.String, "reason_code": pl.String, "field": pl.String, "reason": pl.String, "raw": pl.Binary}
+)
+
+#: Reason codes, by the start or shape of the reason text (first match wins).
+REASON_CODES: tuple[tuple[str, str], ...] = (
+    (r"^missing field ", "missing_field"),
+    (r"^unknown field", "unknown_field"),
+    (r" is outside \[", "out_of_bounds"),
+    (r" does not fit a 64-bit integer", "out_of_bounds"),
+    (r" is NaN$", "not_a_number"),
+    (r" is infinite$", "infinite"),
+    (r" characters long; limit ", "too_long"),
+    (r" has no UTC offset", "naive_time"),
+    (r"looks like epoch seconds|outside the years|not a valid time|is neither |not a number of epoch", "bad_time"),
+    (r" must be |^wrong type|cannot parse ", "wrong_type"),
+    (r"^broken JSON", "broken_json"),
+    (r"^invalid UTF-8", "invalid_utf8"),
+    (r"^record is [\d,]+ bytes", "too_large"),
+    (r"^node '.*' failed", "node_failed"),
+)
 
 
 class RawLines:
@@ -148,8 +170,27 @@ class Decoded:
 
 
 def dead_letters(node: str, reasons: list[str], raws: list[bytes]) -> pl.DataFrame:
-    """Build a dead-letter frame."""
-    return pl.DataFrame({"node": [node] * len(reasons), "reason": reasons, "raw": raws}, schema=DEAD_LETTER_SCHEMA)
+    """Build a dead-letter frame; the reason code and field are read from each reason.
+
+    Examples
+    --------
+    >>> dead_letters("validate", ["field 'mem' = 14917.1 is outside [0, 100]"], [b"{}"]).row(0)[:3]
+    ('validate', 'out_of_bounds', 'mem')
+    """
+    reason = pl.col("reason")
+    code = pl.lit("other")
+    for pattern, name in reversed(REASON_CODES):
+        code = pl.when(reason.str.contains(pattern)).then(pl.lit(name)).otherwise(code)
+    frame = pl.DataFrame({"node": [node] * len(reasons), "reason": reasons, "raw": raws})
+    if frame.height == 0:
+        return pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
+    return frame.select(
+        "node",
+        code.alias("reason_code"),
+        reason.str.extract(r"field '([^']*)'").alias("field"),
+        "reason",
+        "raw",
+    ).cast(dict(DEAD_LETTER_SCHEMA))  # type: ignore[arg-type]
 
 
 def rows_as_json(frame: pl.DataFrame) -> list[bytes]:
@@ -521,10 +562,13 @@ def check_record(line: bytes, schema: Schema) -> str | None:
                 return f"field {f.name!r} must be an integer, got {shown}"
             if f.kind == "int" and not -(2**63) <= value < 2**63:
                 return f"field {f.name!r} = {value} does not fit a 64-bit integer"
-        if f.kind == "ts" and (isinstance(value, bool) or not isinstance(value, str | int)):
-            return (
-                f"field {f.name!r} must be epoch milliseconds or an ISO-8601 string, got {_json_type(value)}: {shown}"
+        epoch = schema.time_format.startswith("epoch")
+        allowed: tuple[type, ...] = (int, float) if epoch else (str,) if schema.time_format == "iso" else (str, int)
+        if f.kind == "ts" and (isinstance(value, bool) or not isinstance(value, allowed)):
+            expected = {"auto": "epoch milliseconds or an ISO-8601 string", "iso": "an ISO-8601 string"}.get(
+                schema.time_format, "a number"
             )
+            return f"field {f.name!r} must be {expected}, got {_json_type(value)}: {shown}"
     return None
 
 

@@ -11,6 +11,7 @@ outputs (see :class:`~workbench.operators.base.Operator`).
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from workbench.operators.base import NodeMetrics, Operator, as_batch, rows
 from workbench.operators.decode import Decoded, RawLines, decode_frame, decode_ndjson
 from workbench.operators.dedupe import Deduplicator
 from workbench.operators.enrich import Enricher
+from workbench.operators.extra import unknown_fields
 from workbench.operators.validate import validate_frame
 from workbench.operators.windows import Windower, WindowSpec
 from workbench.schema import Schema, get_schema
@@ -40,15 +42,22 @@ class decode(Operator):  # noqa: N801 - streamz nodes are lower-case verbs
     def __init__(self, upstream: Stream, schema: str | Schema, **kwargs: Any) -> None:
         super().__init__(upstream, name=kwargs.pop("name", "decode"), **kwargs)
         self.schema = get_schema(schema)
+        self._wire = self.schema.wire()  # fields under their input names; renamed after decoding
         self.records = 0
 
     def prepare(self, x: RawBatch) -> Decoded:
         """Decode a raw batch; stateless, so the pipeline may run it ahead on a worker thread."""
         if x.data is not None:
-            return decode_ndjson(x.data, self.schema, node=self.name, newlines=x.newlines)
-        if x.frame is not None:
-            return decode_frame(x.frame, self.schema, node=self.name)
-        raise ConfigError(f"node {self.name!r}: a RawBatch needs data or frame")
+            out = decode_ndjson(x.data, self._wire, node=self.name, newlines=x.newlines)
+        elif x.frame is not None:
+            out = decode_frame(x.frame, self._wire, node=self.name)
+        else:
+            raise ConfigError(f"node {self.name!r}: a RawBatch needs data or frame")
+        if self.schema.extra == "reject":
+            out = unknown_fields(out, x, self._wire, node=self.name)
+        if self.schema.renames:
+            out = dataclasses.replace(out, frame=out.frame.rename(self.schema.renames))
+        return out
 
     def process(self, x: Any, metadata: Any) -> tuple[Any, Any]:  # noqa: D102
         batch = as_batch(x, self.name)
@@ -93,13 +102,16 @@ class validate(Operator):  # noqa: N801
         return valid, rest
 
 
+_CONTENT_KEY = "__content_key"
+
+
 class dedupe(Operator):  # noqa: N801
     """Drop repeated keys (event-time TTL); repeats go to the ``duplicates`` side output."""
 
     def __init__(
         self,
         upstream: Stream,
-        key: str = "event_id",
+        key: str | None = "event_id",
         *,
         time: str = "ts",
         ttl: str | float | timedelta = "10m",
@@ -107,12 +119,19 @@ class dedupe(Operator):  # noqa: N801
         **kwargs: Any,
     ) -> None:
         super().__init__(upstream, name=kwargs.pop("name", "dedupe"), **kwargs)
-        self.state = Deduplicator(key, time, ttl=ttl, max_keys=max_keys)
+        # key None: a repeat is a record equal in every field (its content is the key)
+        self.content = key is None
+        self.state = Deduplicator(key or _CONTENT_KEY, time, ttl=ttl, max_keys=max_keys)
         self.duplicates = Stream(stream_name=f"{self.name}.duplicates")
         self.duplicate_count = 0
 
     def process(self, x: Any, metadata: Any) -> tuple[Any, Any]:  # noqa: D102
-        kept, dups = self.state.process(x)
+        if self.content:
+            text = [pl.col(c).cast(pl.String).fill_null("\x00") for c in x.columns]
+            kept, dups = self.state.process(x.with_columns(pl.concat_str(text, separator="\x1f").alias(_CONTENT_KEY)))
+            kept, dups = kept.drop(_CONTENT_KEY), dups.drop(_CONTENT_KEY)
+        else:
+            kept, dups = self.state.process(x)
         if dups.height:
             self.duplicate_count += dups.height
             self.duplicates.emit(dups)

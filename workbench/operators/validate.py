@@ -17,6 +17,8 @@ Examples
 ...     print(reason)
 field 'cpu' = 250.0 is outside [0, 100]
 field 'ts' = '2024-01-01T00:00:00' has no UTC offset; naive timestamps are ambiguous
+>>> sorted(dead["reason_code"])
+['naive_time', 'out_of_bounds']
 """
 
 from __future__ import annotations
@@ -44,15 +46,13 @@ def _fmt(value: float | None) -> str:
 
 
 def _rules(f: Field) -> list[tuple[pl.Expr, pl.Expr]]:
-    """``(broken, message)`` pairs for field ``f``.
+    """``(broken, message)`` pairs for field ``f`` (a missing value is checked apart).
 
     ``broken`` is a cheap boolean evaluated on every row; ``message`` is only
     evaluated on the rows that break some rule.
     """
     col = pl.col(f.name)
     rules: list[tuple[pl.Expr, pl.Expr]] = []
-    if f.required:
-        rules.append((col.is_null(), pl.lit(f"missing field '{f.name}'")))
     if f.kind == "str":
         length = col.cast(pl.String).str.len_chars()
         rules.append(
@@ -72,25 +72,56 @@ def _rules(f: Field) -> list[tuple[pl.Expr, pl.Expr]]:
     return rules
 
 
-def _parse_ts(frame: pl.DataFrame, name: str) -> tuple[pl.Series, pl.Series]:
-    """Parse the text time column: epoch ms digits or ISO-8601 with an offset.
+_EPOCH_MS = {"epoch_s": 1000.0, "epoch_ms": 1.0, "epoch_us": 1e-3, "epoch_ns": 1e-6}
+_EPOCH_NAMES = {"epoch_s": "seconds", "epoch_ms": "milliseconds", "epoch_us": "microseconds", "epoch_ns": "nanoseconds"}
+_NAIVE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f")
+
+
+def _parse_ts(frame: pl.DataFrame, schema: Schema) -> tuple[pl.Series, pl.Series]:
+    """Parse the text time column as the schema's ``time_format`` says.
 
     Returns the parsed datetimes and, per row, whether the value is broken.
     """
+    name = schema.time
     text = frame[name]
-    as_int = text.cast(pl.Int64, strict=False)
-    parsed = pl.from_epoch(as_int, time_unit="ms").dt.replace_time_zone("UTC").cast(TS_DTYPE)
-    todo = as_int.is_null() & text.is_not_null()
-    if todo.any():
-        iso = _parse_iso(text.filter(todo))
-        parsed = parsed.scatter(todo.arg_true(), iso)
+    fmt = schema.time_format
+    if fmt in _EPOCH_MS:
+        parsed = _parse_epoch(text, _EPOCH_MS[fmt])
+    elif fmt == "iso":
+        parsed = _parse_iso(text, schema.naive)
+    else:  # auto: epoch milliseconds (digits), else ISO-8601
+        as_int = text.cast(pl.Int64, strict=False)
+        parsed = pl.from_epoch(as_int, time_unit="ms").dt.replace_time_zone("UTC").cast(TS_DTYPE)
+        todo = as_int.is_null() & text.is_not_null()
+        if todo.any():
+            iso = _parse_iso(text.filter(todo), schema.naive)
+            parsed = parsed.scatter(todo.arg_true(), iso)
     epoch = parsed.dt.epoch("ms")
     broken = (parsed.is_null() & text.is_not_null()) | (epoch < TS_MIN_MS) | (epoch >= TS_MAX_MS)
     return parsed.rename(name), broken.fill_null(False)
 
 
-def _parse_iso(text: pl.Series) -> pl.Series:
-    """ISO-8601 with an offset, each format tried only on what the ones before left."""
+def _parse_epoch(text: pl.Series, to_ms: float) -> pl.Series:
+    """Epoch numbers in some unit: integers exactly, decimals as floats."""
+    as_int = text.cast(pl.Int64, strict=False)
+    if to_ms >= 1:
+        ms = as_int * int(to_ms)
+    else:
+        ms = as_int // round(1 / to_ms)
+    left = as_int.is_null() & text.is_not_null()
+    if left.any():
+        as_float = text.filter(left).cast(pl.Float64, strict=False)
+        ok = as_float.is_finite() & (as_float.abs() < 1e19)
+        floats = pl.when(ok).then(as_float * to_ms).otherwise(None).floor().cast(pl.Int64)
+        ms = ms.scatter(left.arg_true(), pl.select(floats).to_series())
+    return pl.from_epoch(ms, time_unit="ms").dt.replace_time_zone("UTC").cast(TS_DTYPE)
+
+
+def _parse_iso(text: pl.Series, naive: str = "reject") -> pl.Series:
+    """ISO-8601 with an offset, each format tried only on what the ones before left.
+
+    Times without an offset are read in the zone ``naive`` unless it is ``"reject"``.
+    """
     parsed = text.str.to_datetime(_ISO_FORMATS[0], time_unit="ms", time_zone="UTC", strict=False).cast(TS_DTYPE)
     for fmt in _ISO_FORMATS[1:]:
         left = parsed.is_null() & text.is_not_null()
@@ -98,23 +129,45 @@ def _parse_iso(text: pl.Series) -> pl.Series:
             break
         more = text.filter(left).str.to_datetime(fmt, time_unit="ms", time_zone="UTC", strict=False)
         parsed = parsed.scatter(left.arg_true(), more.cast(TS_DTYPE))
+    if naive != "reject":
+        for fmt in _NAIVE_FORMATS:
+            left = parsed.is_null() & text.is_not_null()
+            if not left.any():
+                break
+            local = text.filter(left).str.to_datetime(fmt, time_unit="ms", strict=False)
+            aware = local.dt.replace_time_zone(naive, ambiguous="earliest", non_existent="null")
+            parsed = parsed.scatter(left.arg_true(), aware.dt.convert_time_zone("UTC").cast(TS_DTYPE))
     return parsed
 
 
-def _ts_reason(name: str) -> pl.Expr:
-    """Why the text time column ``name`` failed (evaluated on failing rows only)."""
+def _ts_reason(schema: Schema) -> pl.Expr:
+    """Why the text time column failed (evaluated on failing rows only)."""
+    name, fmt = schema.time, schema.time_format
     t = pl.col(name)
-    i = t.cast(pl.Int64, strict=False)
+    if fmt in _EPOCH_NAMES:
+        unit = _EPOCH_NAMES[fmt]
+        return (
+            pl.when(t.cast(pl.Float64, strict=False).is_not_null())
+            .then(pl.format(f"field '{name}' = {{}} is outside the years 2000-2099 as epoch {unit}", t))
+            .otherwise(pl.format(f"field '{name}' = '{{}}' is not a number of epoch {unit}", t))
+        )
+    i = t.cast(pl.Int64, strict=False) if fmt == "auto" else pl.lit(None, pl.Int64)
+    naive = (
+        f"field '{name}' = '{{}}' has no UTC offset; naive timestamps are ambiguous"
+        if schema.naive == "reject"
+        else f"field '{name}' = '{{}}' is not a valid time in {schema.naive}, or is outside the years 2000-2099"
+    )
+    expected = "epoch milliseconds nor ISO-8601" if fmt == "auto" else "ISO-8601"
     return (
         pl.when(i.is_not_null() & (i < TS_MIN_MS) & (i > TS_MIN_MS // 1000))
         .then(pl.format(f"field '{name}' = {{}} looks like epoch seconds; expected milliseconds", i))
         .when(i.is_not_null())
         .then(pl.format(f"field '{name}' = {{}} is outside the years 2000-2099", i))
         .when(t.str.contains(_LOOKS_ISO) & ~t.str.contains(_HAS_OFFSET))
-        .then(pl.format(f"field '{name}' = '{{}}' has no UTC offset; naive timestamps are ambiguous", t))
+        .then(pl.format(naive, t))
         .when(t.str.contains(_LOOKS_ISO))
         .then(pl.format(f"field '{name}' = '{{}}' is not a valid time, or is outside the years 2000-2099", t))
-        .otherwise(pl.format(f"field '{name}' = '{{}}' is neither epoch milliseconds nor ISO-8601", t))
+        .otherwise(pl.format(f"field '{name}' = '{{}}' is neither {expected}", t))
     )
 
 
@@ -145,15 +198,13 @@ def validate_frame(
     tuple of DataFrame
         Valid rows in the schema's output types, and dead letters.
     """
-    ts, ts_broken = _parse_ts(frame, schema.time)
+    ts, ts_broken = _parse_ts(frame, schema)
     rules: list[tuple[pl.Expr, pl.Expr]] = []
     for f in schema.fields:
-        if f.kind == "ts":
-            if f.required:
-                rules.append((pl.col(f.name).is_null(), pl.lit(f"missing field '{f.name}'")))
-            rules.append((pl.col("__ts_broken"), _ts_reason(f.name)))
-        else:
-            rules.extend(_rules(f))
+        rules.extend([(pl.col("__ts_broken"), _ts_reason(schema))] if f.kind == "ts" else _rules(f))
+    # a record's reason is the first rule it breaks, a wrong value before a missing field:
+    # when a whole file misses a field (a naming mismatch), its value problems still show
+    rules.extend((pl.col(f.name).is_null(), pl.lit(f"missing field '{f.name}'")) for f in schema.fields if f.required)
     marked = frame.with_columns(__ts_broken=ts_broken)
     if "__line" not in marked.columns:
         marked = marked.with_columns(pl.int_range(frame.height, dtype=pl.UInt32).alias("__line"))

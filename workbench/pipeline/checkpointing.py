@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from workbench.errors import CheckpointError
+from workbench.operators.spec import spec_differences
 
 if TYPE_CHECKING:
     from workbench.pipeline.core import Pipeline
@@ -50,6 +51,7 @@ def checkpoint(pipe: Pipeline) -> None:
             "batches": pipe.batches,
             "source": {**pipe.source.snapshot(), "offset": pipe._offset},
             "nodes": {op.name: op.snapshot() for op in pipe.operators()},
+            "spec": pipe.spec,
         }
     )
     pipe._last_checkpoint = pipe.clock.monotonic()
@@ -66,6 +68,12 @@ def restore(pipe: Pipeline) -> None:
     if state.get("pipeline") != pipe.name:
         raise CheckpointError(
             f"checkpoint {pipe.checkpoints.path}: written by pipeline {state.get('pipeline')!r}, not {pipe.name!r}"
+        )
+    differ = spec_differences(state.get("spec"), pipe.spec)
+    if differ:
+        raise CheckpointError(
+            f"checkpoint {pipe.checkpoints.path}: made by a pipeline with another spec ({differ}); "
+            "resume with the same options, or start over (--fresh)"
         )
     ops = {op.name: op for op in pipe.operators()}
     missing = set(state["nodes"]) ^ set(ops)

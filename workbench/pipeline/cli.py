@@ -11,31 +11,41 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from workbench.errors import ConfigError
+
 __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
     """Add ``replay`` and ``run`` to the ``workbench`` sub-parsers ``sub``."""
     r = sub.add_parser("replay", help="replay an event file into windows, dead letters and a summary")
-    r.add_argument("events", help="JSONL, CSV or Parquet file of events")
-    r.add_argument("--schema", default="server_metrics", help="event schema (default: server_metrics)")
+    r.add_argument("events", nargs="?", help="JSONL, CSV or Parquet file of events")
+    r.add_argument("--project", help="run a project file (workbench.yaml) instead: its source, schema, windows …")
+    r.add_argument(
+        "--schema", default="server_metrics", help="schema name or schema file S.yaml (default: server_metrics)"
+    )
     r.add_argument("--window", default="10s", help="window size (default: 10s)")
     r.add_argument("--slide", help="make windows sliding with this step")
     r.add_argument("--session", help="session windows with this inactivity gap instead")
     r.add_argument("--by", help="window key (default: the schema's entity, e.g. host)")
     r.add_argument("--lateness", default="5s", help="allowed lateness (default: 5s)")
-    r.add_argument("--out", required=True, help="output folder (resumes when it holds a checkpoint)")
+    r.add_argument("--out", help="output folder (resumes when it holds a checkpoint)")
     r.add_argument("--max-rows", type=int, default=100_000, help="records per batch")
     r.add_argument("--checkpoint-every", default="10s", help="checkpoint interval (default: 10s)")
     r.add_argument("--max-batches", type=int, help=argparse.SUPPRESS)
+    r.add_argument(
+        "--max-dead-share",
+        type=float,
+        help="exit 3 when more than this share of the records is dead-lettered (default: 0.5)",
+    )
+    r.add_argument("--fresh", action="store_true", help="start over: drop the checkpoint and outputs in --out")
     r.set_defaults(func=_replay)
 
     rs = sub.add_parser("run", help="run a live source URL into windows, the lake and PostgreSQL (resumes)")
-    rs.add_argument(
-        "--source", required=True, help="mqtt://…, redis://…, nats://…, kafka://…, http(s)://…, prometheus://…"
-    )
-    rs.add_argument("--out", required=True, help="folder for checkpoint/ and lake/ (resumes from it)")
-    rs.add_argument("--schema", default="server_metrics")
+    rs.add_argument("--source", help="mqtt://…, redis://…, nats://…, kafka://…, http(s)://…, prometheus://…")
+    rs.add_argument("--out", help="folder for checkpoint/ and lake/ (resumes from it)")
+    rs.add_argument("--project", help="run a project file (workbench.yaml): its source, schema, windows, alerts …")
+    rs.add_argument("--schema", default="server_metrics", help="built-in schema name or schema file S.yaml")
     rs.add_argument("--window", default="10s")
     rs.add_argument("--by", help="window key (default: the schema's entity)")
     rs.add_argument("--lateness", default="5s")
@@ -53,6 +63,13 @@ def _replay(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from workbench.pipeline.replay import replay, window_spec
+
+    if args.project:
+        from workbench.project.cli import replay_project
+
+        return replay_project(args)
+    if args.events is None or args.out is None:
+        raise ConfigError("replay: give an events FILE and --out DIR, or --project workbench.yaml")
 
     size = Path(args.events).stat().st_size if Path(args.events).exists() else None
     bar = tqdm(total=size, unit="B", unit_scale=True, desc="replay", disable=None, file=sys.stderr)
@@ -72,10 +89,18 @@ def _replay(args: argparse.Namespace) -> int:
             checkpoint_every=args.checkpoint_every,
             max_batches=args.max_batches,
             progress=progress,
+            fresh=args.fresh,
         )
     finally:
         bar.close()
     sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    from workbench.project.check import dead_share_error, read_dead_letters
+
+    share = 0.5 if args.max_dead_share is None else args.max_dead_share
+    failed = dead_share_error(summary, share, read_dead_letters(args.out))
+    if failed:
+        sys.stderr.write(f"workbench: {failed}\n")
+        return 3
     return 0
 
 
@@ -89,6 +114,12 @@ def _run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if args.project:
+        from workbench.project.cli import run_project
+
+        return run_project(args, stop)
+    if args.source is None or args.out is None:
+        raise ConfigError("run: give --source URL and --out DIR, or --project workbench.yaml")
     options = {k: v for k, v in (("max_rows", args.max_rows), ("max_delay", args.max_delay)) if v is not None}
     summary = ingest(
         args.source,

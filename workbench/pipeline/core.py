@@ -45,6 +45,7 @@ from workbench.config import parse_duration
 from workbench.errors import ConfigError
 from workbench.operators.aggregations import default_aggs
 from workbench.operators.base import Operator
+from workbench.operators.spec import check_by, pipeline_spec
 from workbench.operators.windows import WindowSpec
 from workbench.pipeline import accounting, checkpointing, graph, health
 from workbench.pipeline import nodes as _nodes  # noqa: F401 - registers the streamz nodes
@@ -127,6 +128,8 @@ class Pipeline:
         self._lake_sinks: list[LakeSink] = []
         self._db_sinks: list[Any] = []  # e.g. PostgresSink: commit(epoch) / rollback(epoch), like a LakeSink
         self._closed_ops: list[Operator] | None = None
+        self.spec: dict[str, Any] | None = None  # what standard() built; a checkpoint records it
+        self._batch_start: Any = None  # where the batch being processed starts (dead letters carry it)
         old = Pipeline._names.claim(name, self)
         if old is not None:
             log.info("pipeline %r replaced; stopping the previous one", self.name)
@@ -182,12 +185,19 @@ class Pipeline:
         ttl = dedupe_ttl if dedupe_ttl is not None else (lateness_ms + 60_000) / 1000
         if parse_duration(ttl, what="dedupe_ttl") < lateness_ms:
             raise ConfigError(f"pipeline {self.name!r}: dedupe_ttl must be >= lateness, not {ttl!r} < {lateness!r}")
-        node: Stream = self.head.decode(s).validate(s).dedupe(s.key, time=s.time, ttl=ttl)
+        keys = check_by(s, by, enrich[0].columns if enrich is not None else ())
+        self.source.schema = s
+        node: Stream = self.head.decode(s).validate(s)
+        if s.dedupe != "none":  # a key field, or the whole record (key None)
+            node = node.dedupe(s.key if s.dedupe == "key" else None, time=s.time, ttl=ttl)
         if enrich is not None:
             node = node.enrich(enrich[0], on=enrich[1])
         if aggs is None:
-            aggs = default_aggs(s.name)
-        node = node.window(spec, by=by if by is not None else s.entity, aggs=aggs, time=s.time, lateness=lateness)
+            aggs = default_aggs(s)
+        node = node.window(spec, by=keys, aggs=aggs, time=s.time, lateness=lateness)
+        self.spec = pipeline_spec(
+            s, spec, keys, aggs, f"{lateness_ms}ms", f"{parse_duration(ttl, what='dedupe_ttl')}ms"
+        )
         return self.output("windows", node)
 
     def alerts(self, rules: Any, **kwargs: Any) -> Any:
@@ -286,7 +296,16 @@ class Pipeline:
     def _wire(self) -> None:
         """Connect side outputs to the pipeline streams; make node names unique."""
         side = {"rejects": self.dead_letter, "duplicates": self.duplicates, "late": self.late}
-        graph.wire(self.operators(), self._wired, side)
+        graph.wire(self.operators(), self._wired, side, stamp=self._stamp)
+
+    def _stamp(self, dead: pl.DataFrame) -> pl.DataFrame:
+        """Dead letters with the ingest time and the source offset of their batch."""
+        import json
+
+        return dead.with_columns(
+            pl.lit(self.clock.now(), dtype=pl.Datetime("ms", "UTC")).alias("ingested_at"),
+            pl.lit(json.dumps(self._batch_start, default=str), dtype=pl.String).alias("offset"),
+        )
 
     # -- running --------------------------------------------------------------------
     def run(self, *, max_batches: int | None = None, resume: bool = True) -> None:
@@ -306,10 +325,12 @@ class Pipeline:
         t0 = time.perf_counter()
         self.started_at = self.clock.monotonic()
         done = 0
+        # where the batch being processed starts (dead letters carry it); the source's before any
+        self._batch_start = self._offset if self._offset is not None else self.source.offset
         try:
             for batch in self._batches():
                 self.head.emit(batch)
-                self._offset = batch.offset
+                self._offset = self._batch_start = batch.offset
                 self.batches += 1
                 done += 1
                 if self._checkpoint_due() or batch.meta.get("checkpoint"):  # a source may ask for one

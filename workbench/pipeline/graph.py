@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import polars as pl
 from streamz import Stream
 
 from workbench.operators.base import Operator
@@ -50,11 +52,18 @@ def operators(head: Stream) -> list[Operator]:
     return [n for n in topological(head) if isinstance(n, Operator)]
 
 
-def wire(ops: list[Operator], wired: set[int], side: dict[str, Stream]) -> None:
+def wire(
+    ops: list[Operator],
+    wired: set[int],
+    side: dict[str, Stream],
+    *,
+    stamp: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+) -> None:
     """Make node names unique and connect each node's side outputs once.
 
     ``side`` maps a side output's name (``rejects``, ``duplicates``, ``late``) to the
     pipeline stream that gathers it; a node has the side outputs it declares.
+    ``stamp`` adds the pipeline's columns (ingest time, source offset) to each node's dead letters.
     """
     names: set[str] = set()
     for op in ops:
@@ -66,6 +75,7 @@ def wire(ops: list[Operator], wired: set[int], side: dict[str, Stream]) -> None:
         if id(op) in wired:
             continue
         wired.add(id(op))
+        op.stamp = stamp
         for attr, target in side.items():
             stream: Any = getattr(op, attr, None)
             if isinstance(stream, Stream):

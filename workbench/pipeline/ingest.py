@@ -19,7 +19,8 @@ from typing import Any
 
 from workbench.operators.windows import WindowSpec
 from workbench.pipeline import Pipeline
-from workbench.schema import Schema, get_schema
+from workbench.project.infer import resolve_schema
+from workbench.schema import Schema
 from workbench.sources.factory import from_url
 from workbench.storage.checkpoints import CheckpointStore
 from workbench.storage.lake import Lake
@@ -74,7 +75,7 @@ def ingest(
     from workbench.operators.windows import Tumbling
 
     out = Path(out)
-    s = get_schema(schema)
+    s = resolve_schema(schema, None)  # a schema file's keep-numeric cannot look ahead in a live source: warned
     source = from_url(url, **(source_options or {}))
     pipe = Pipeline(
         source,

@@ -15,6 +15,7 @@ Output layout::
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -25,7 +26,7 @@ import polars as pl
 
 from workbench.operators.windows import Session, Sliding, Tumbling, WindowSpec
 from workbench.pipeline import Pipeline
-from workbench.schema import Schema, get_schema
+from workbench.schema import Schema
 from workbench.sources.files import FileSource
 from workbench.storage.checkpoints import CheckpointStore
 from workbench.storage.lake import Lake
@@ -54,7 +55,7 @@ def replay(
     path: str | Path,
     out: str | Path,
     *,
-    schema: str | Schema = "server_metrics",
+    schema: str | Path | Schema = "server_metrics",
     spec: WindowSpec | None = None,
     by: str | list[str] | None = None,
     aggs: list[pl.Expr] | None = None,
@@ -64,6 +65,7 @@ def replay(
     checkpoint_batches: int | None = 20,
     max_batches: int | None = None,
     progress: Callable[[int], None] | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Replay ``path`` into ``out``; resume when ``out`` holds a checkpoint.
 
@@ -74,7 +76,7 @@ def replay(
     out
         Output folder.
     schema
-        Event schema name or value.
+        Event schema: a built-in name, a schema file (YAML) or a value.
     spec
         Window spec (default: 10 s tumbling).
     by
@@ -91,15 +93,24 @@ def replay(
         Stop after this many batches without finishing (a partial run).
     progress
         Called with the source offset after each batch.
+    fresh
+        Start over: remove the checkpoint and the outputs ``out`` holds.
 
     Returns
     -------
     dict
         The summary also written to ``out/summary.json``.
     """
+    from workbench.project.check import read_dead_letters, top_reasons
+    from workbench.project.infer import resolve_schema
+
     out = Path(out)
-    s = get_schema(schema)
+    s = resolve_schema(schema, path)  # a schema file's undeclared numeric fields become metrics
     source = FileSource(path, max_rows=max_rows)
+    if fresh:
+        for part in ("checkpoint", "windows", "dead_letter", "late", "summary.json"):
+            target = out / part
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     pipe = Pipeline(
         source,
         name=f"replay:{out.resolve()}",
@@ -127,6 +138,9 @@ def replay(
         "offset": pipe.offset,
     }
     summary["events_per_s"] = round(summary["ingested"] / summary["seconds"]) if summary["seconds"] else None
+    if summary["dead_lettered"]:
+        reasons = top_reasons(read_dead_letters(out), 5).drop("raw")
+        summary["dead_letter_reasons"] = reasons.to_dicts()
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -44,6 +44,8 @@ def _add_export(sub: Any) -> None:
     data = e.add_mutually_exclusive_group()
     data.add_argument("--lake", help="draw the windows of this lake (e.g. a `workbench replay` output)")
     data.add_argument("--simulate", type=int, metavar="EVENTS", help="draw a simulation of EVENTS events (default)")
+    e.add_argument("--schema", help="schema name or file S.yaml of the lake's events: windows are per its entity")
+    e.add_argument("--project", help="a project file (workbench.yaml): its output folder and schema")
     e.add_argument("--start", help="lake rows from this time (ISO-8601 with an offset)")
     e.add_argument("--end", help="lake rows before this time (ISO-8601 with an offset)")
     e.add_argument("--seed", type=int, default=0, help="simulation seed (default: 0)")
@@ -62,8 +64,18 @@ def export_command(args: argparse.Namespace) -> int:
     from workbench.reports.export import export_views
     from workbench.reports.frozen import lake_feed, simulated_feed
 
+    if args.project:
+        from workbench.project.config import Project
+
+        project = Project.load(args.project)
+        args.lake = args.lake or project.resolve(project.out)
+        args.schema = args.schema or project.load_schema()
     if args.lake:
-        feed = lake_feed(args.lake, start=parse_time(args.start, what="start"), end=parse_time(args.end, what="end"))
+        from workbench.schema import get_schema
+
+        by = (get_schema(args.schema).by or ["host"])[0] if args.schema else "host"
+        start, end = parse_time(args.start, what="start"), parse_time(args.end, what="end")
+        feed = lake_feed(args.lake, start=start, end=end, by=by)
     else:
         feed = simulated_feed(events=args.simulate or 20_000, seed=args.seed, hosts=args.hosts, window=args.window)
     path = export_views(args.view or ["dashboard"], feed, args.out, params=_params(args.param), title=args.title)

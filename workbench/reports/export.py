@@ -189,6 +189,10 @@ def export_views(
         raise ConfigError(f"export: choose at least one view of {', '.join(VIEWS)}")
     if "monitor" in names and len(names) > 1:
         raise ConfigError("export: the monitor app is a whole page; export it on its own")
+    metric = params.get("metric")
+    known = list(getattr(feed, "metrics", None) or [])
+    if metric is not None and known and metric not in known:  # a frozen feed holds all its metrics
+        raise ConfigError(f"export: -p metric {metric!r} is not a metric of these windows; metrics: {', '.join(known)}")
     factories = _views()
     views, used = [], set()
     for name in names:

@@ -81,6 +81,9 @@ class Source(ABC):
         self.offset: Any = None
         self.last_batch_at: float | None = None  # clock.monotonic() of the last batch
         self.exhausted = False
+        # the event schema a pipeline decodes this source with (set by Pipeline.standard):
+        # a source of untyped fields (flat Redis entries) types the numeric ones by it
+        self.schema: Any = None
 
     def start(self) -> None:
         """Allow :meth:`batches` to run (clears a previous stop)."""

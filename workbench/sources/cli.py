@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 __all__ = ["register"]
@@ -23,6 +24,7 @@ def register(sub: Any) -> None:
 def _simulate(args: argparse.Namespace) -> int:
     from workbench.sources.simulator import write_simulation
 
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     counts = write_simulation(args.out, events=args.events, seed=args.seed, schema=args.schema)
     sys.stdout.write(json.dumps(counts, indent=2, default=str) + "\n")
     return 0

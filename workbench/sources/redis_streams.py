@@ -1,7 +1,9 @@
 """Redis Streams source (redis-py): a consumer group, XACK only after the checkpoint.
 
 Each entry's payload is its ``data`` field (``field=`` to change; an entry without
-it becomes the JSON object of its fields). On start — and after every reconnect —
+it becomes the JSON object of its fields, which are all text in Redis: a field the
+pipeline's schema declares a number is sent as one when it reads as one, so flat
+entries such as ``XADD s * host h1 cpu 12.5`` decode like JSON records). On start — and after every reconnect —
 the consumer first re-reads its own pending entries (delivered before a crash but
 never acknowledged), claims entries other consumers left pending longer than
 ``claim_idle``, then reads new ones (``>``). Entries are acknowledged (XACK) only
@@ -28,6 +30,25 @@ from workbench.sources.broker import BrokerSource, Message
 from workbench.sources.urls import ParsedUrl, parse_for
 
 __all__ = ["RedisStreamSource"]
+
+
+def _number(text: str, kind: str) -> Any:
+    """``text`` as an int or float when it reads as one (else unchanged: the decoder then says why).
+
+    Examples
+    --------
+    >>> _number("12.5", "float"), _number("200", "int"), _number("2.5", "int"), _number("high", "float")
+    (12.5, 200, 2.5, 'high')
+    """
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return value if value == value and abs(value) != float("inf") else text
 
 
 def _transient() -> tuple[type[BaseException], ...]:
@@ -166,9 +187,23 @@ class RedisStreamSource(BrokerSource):
     def _message(self, entry_id: bytes, fields: dict[bytes, bytes]) -> Message:
         payload = fields.get(self.field)
         if payload is None:
-            whole = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
+            whole: dict[str, Any] = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
+            for name, kind in self._numbers().items():
+                text = whole.get(name)
+                if text is not None:
+                    whole[name] = _number(text, kind)
             return json.dumps(whole).encode(), entry_id
         return payload, entry_id
+
+    def _numbers(self) -> dict[str, str]:
+        """Input field name → kind, for the numeric fields (and an epoch time) of the pipeline's schema."""
+        schema = self.schema
+        if schema is None:
+            return {}
+        numeric = {f.wire_name: f.kind for f in schema.fields if f.kind in ("float", "int")}
+        if schema.time_format.startswith("epoch") or schema.time_format == "auto":
+            numeric[schema.field(schema.time).wire_name] = "int"  # epoch digits; ISO text stays text
+        return numeric
 
     def _ack(self, tokens: list[Any]) -> None:
         for i in range(0, len(tokens), 10_000):

@@ -175,22 +175,38 @@ class Lake:
         return pl.read_parquet(files, hive_partitioning=False)
 
     def query(self, sql: str) -> pl.DataFrame:
-        """Run DuckDB SQL; every output is a view named after it."""
+        """Run DuckDB SQL; every output is a view named after it.
+
+        An SQL error is a :class:`ConfigError` with DuckDB's own message and the tables.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> Lake(tempfile.mkdtemp()).query("select * from dead_letter")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        workbench.errors.ConfigError: query: Catalog Error: Table with name dead_letter does not exist! ...
+        """
         import duckdb
 
         con = duckdb.connect()
         try:
-            if self.encrypted:
-                for name in self.outputs():
+            tables = self.outputs()
+            if self.encrypted:  # decrypted into memory: DuckDB cannot read key-wrapped Parquet itself
+                for name in tables:
                     con.register(name, self.read(name).to_arrow())
+            else:
+                for name in tables:
+                    pattern = str(self.root / name / "**" / "*.parquet").replace("'", "''")
+                    con.execute(
+                        f"create view {name} as select * from read_parquet('{pattern}', "
+                        "hive_partitioning = false, union_by_name = true)"
+                    )
+            try:
                 return con.sql(sql).pl()
-            for name in self.outputs():
-                pattern = str(self.root / name / "**" / "*.parquet").replace("'", "''")
-                con.execute(
-                    f"create view {name} as select * from read_parquet('{pattern}', "
-                    "hive_partitioning = false, union_by_name = true)"
-                )
-            return con.sql(sql).pl()
+            except duckdb.Error as exc:
+                message = " ".join(str(exc).split())
+                raise ConfigError(f"query: {message}; tables: {', '.join(tables) or 'none'}") from None
         finally:
             con.close()
 
