@@ -18,7 +18,8 @@ The tree::
 
 Errors defined in a wing's own module are raised by that wing only; every one derives
 from ``WorkbenchError``, so ``except WorkbenchError`` (what the ``workbench`` command
-does) catches them all. A test checks that this tree names every class.
+does) catches them all. A test checks that this tree names every class (a private one,
+``_Name``, is caught in its own module and never leaves it).
 
 ``WorkbenchWarning`` is the root of our warnings; the test-suite turns it into an error.
 """
