@@ -16,8 +16,9 @@ Query parameters become keyword arguments (``max_rows``, ``max_delay`` and each
 connector's own); keyword arguments passed to ``from_url`` win over the URL's. Every
 option is checked against the class's constructor (and its bases', through
 ``**kwargs``) before the class is built, so a misspelt option is named, never a
-``TypeError``. A connector's module (and its client library) is imported only when
-its scheme is used.
+``TypeError``; a class with ``dotted_options`` (Kafka) also takes options with a dot in
+their name (``session.timeout.ms``), which it hands to its client library. A
+connector's module (and its client library) is imported only when its scheme is used.
 
 Examples
 --------
@@ -124,10 +125,11 @@ def from_url(url: str, **kwargs: Any) -> Source:
     cls = getattr(importlib.import_module(module), name)
     known = options_of(cls)
     query = {} if parsed is None or given == "url" else parsed.query
+    dotted = getattr(cls, "dotted_options", False)  # e.g. Kafka: librdkafka settings, passed on as given
     for key in [*query, *kwargs]:
-        if key not in known:
+        if key not in known and not (dotted and "." in key):
             raise ConfigError(f"source {url!r}: unknown option {key!r}; options: {', '.join(sorted(known))}")
-    options = {**{k: _coerce(url, known[k], v) for k, v in query.items()}, **kwargs}
+    options = {**{k: _coerce(url, known[k], v) if k in known else v for k, v in query.items()}, **kwargs}
     if given == "parsed":
         return cls(parsed, **options)
     if given == "url":

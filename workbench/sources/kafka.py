@@ -17,7 +17,7 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from workbench.errors import ConfigError, SourceError
 from workbench.sources.broker import BrokerSource, Message
@@ -52,6 +52,8 @@ class KafkaSource(BrokerSource):
     """
 
     _transient = (KafkaTransportError, OSError)
+    #: ``from_url`` passes query options with a dot in their name on: librdkafka settings
+    dotted_options: ClassVar[bool] = True
 
     def __init__(
         self,
