@@ -56,6 +56,10 @@ def register(sub: Any) -> None:
     rs.add_argument("--max-rows", type=int, help="messages per batch")
     rs.add_argument("--max-delay", help="longest a message waits for its batch (e.g. 0.5 or 500ms)")
     rs.add_argument("--seconds", type=float, help="stop after this long")
+    rs.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics on http://ADDR:PORT/metrics while running (0: any)"
+    )
+    rs.add_argument("--metrics-addr", default="127.0.0.1", help="address of --metrics-port (default: 127.0.0.1)")
     rs.set_defaults(func=_run)
 
 
@@ -135,6 +139,8 @@ def _run(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         stop=stop,
         source_options=options,
+        metrics_port=args.metrics_port,
+        metrics_addr=args.metrics_addr,
     )
     sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     return 0

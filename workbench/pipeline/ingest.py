@@ -19,6 +19,7 @@ from typing import Any
 
 from workbench.operators.windows import WindowSpec
 from workbench.pipeline import Pipeline
+from workbench.pipeline.metrics import served
 from workbench.project.infer import resolve_schema
 from workbench.schema import Schema
 from workbench.sources.factory import from_url
@@ -43,6 +44,8 @@ def ingest(
     seconds: float | None = None,
     stop: threading.Event | None = None,
     source_options: dict[str, Any] | None = None,
+    metrics_port: int | None = None,
+    metrics_addr: str = "127.0.0.1",
 ) -> dict[str, Any]:
     """Run ``url`` into ``out`` (and PostgreSQL) until it ends, ``seconds`` pass or ``stop`` is set.
 
@@ -66,6 +69,9 @@ def ingest(
         Set it to stop (the run then checkpoints and returns).
     source_options
         More keyword arguments for the source.
+    metrics_port, metrics_addr
+        Serve the pipeline's Prometheus metrics at ``http://metrics_addr:metrics_port/metrics``
+        while it runs (see :mod:`workbench.pipeline.metrics`).
 
     Returns
     -------
@@ -100,7 +106,8 @@ def ingest(
     watcher = threading.Thread(target=watch, name="wb-ingest-watch", daemon=True)
     watcher.start()
     try:
-        pipe.run()
+        with served(pipe, metrics_port, metrics_addr):
+            pipe.run()
     finally:
         finished.set()
         pipe.close()
