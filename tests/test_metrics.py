@@ -254,3 +254,28 @@ def test_prometheus_scrapes_workbench_run(tmp_path):
     expected = {(("node", n), ("reason_code", c)): float(k) for n, c, k in by_reason}
     assert dead == expected
     assert sum(dead.values()) == summary["dead_lettered"] == 121
+
+
+@pytest.mark.slow
+@needs_prometheus
+def test_prometheus_scrapes_the_served_app(served_monitor, tmp_path):
+    base_url = served_monitor.rsplit("/", 1)[0]
+    text = get(f"{base_url}/metrics")
+    got = samples(text)
+    assert got[("workbench_pipelines_in_process", ())] == 1
+    assert any(name == "workbench_sessions" for name, _ in got)
+    assert ("process_resident_memory_bytes", ()) in got
+    target = urllib.parse.urlsplit(base_url).netloc
+    prom, base = start_prometheus(tmp_path, target)
+    try:
+        ingested = wait_for(
+            "Prometheus to hold the served pipeline", lambda: query(base, "workbench_ingested_records_total")
+        )
+        pipelines = wait_for("pipelines in process", lambda: query(base, "workbench_pipelines_in_process"))
+        sessions = wait_for("sessions", lambda: query(base, "workbench_sessions"))
+    finally:
+        stop(prom)
+    health = json.loads(get(f"{base_url}/workbench/health"))
+    assert pipelines == {(): 1.0} == {(): float(health["pipelines_in_process"])}
+    assert set(sessions) == {(("app", "/monitor"),)}
+    assert 0 < ingested[()] <= health["counts"]["ingested"]  # a live pipeline: the scrape came first
