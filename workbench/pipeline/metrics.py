@@ -95,6 +95,7 @@ class PipelineCollector(Collector):
         self.namespace = namespace
         self._ops: list[Operator] = []
         self._seen: dict[int, int] = {}  # id(node) -> batches when last observed
+        self._children: dict[int, Any] = {}  # id(node) -> its histogram child
         self.batch_seconds = Histogram(
             "batch_seconds",
             'Seconds a batch spent in a node (node="*": the whole graph).',
@@ -115,12 +116,15 @@ class PipelineCollector(Collector):
         if not self._ops:
             self._ops = self.pipe.operators()
         self._whole.observe(seconds)
-        seen = self._seen
+        seen, children = self._seen, self._children
         for op in self._ops:
             m = op.metrics
             if seen.get(id(op), 0) != m.batches:
                 seen[id(op)] = m.batches
-                self.batch_seconds.labels(self.pipe.name, op.name).observe(m.last_batch_ms / 1000)
+                child = children.get(id(op))
+                if child is None:  # the labelled child, looked up once per node
+                    child = children[id(op)] = self.batch_seconds.labels(self.pipe.name, op.name)
+                child.observe(m.last_batch_ms / 1000)
 
     def collect(self) -> Iterator[Metric]:
         """Every metric, read now (called by the registry at each scrape)."""
