@@ -108,6 +108,26 @@ def test_collector_reports_what_the_pipeline_counts():
     assert got[("workbench_node_watermark_lag_seconds", window)] == pytest.approx(p.clock.now().timestamp() - wm, abs=5)
 
 
+class FlakySource(FrameSource):
+    """A frame source that reports a broker's health: down, after three reconnects."""
+
+    def health(self):
+        return {"connected": False, "reconnects": 3, "last_message_age_s": 12.5, "unacked": 7}
+
+
+def test_source_health_and_reconnects_are_reported():
+    p = wb.Pipeline(FlakySource([pl.DataFrame(records(10))]), name="metrics-source")
+    p.standard("server_metrics", wb.Tumbling("10s"))
+    p.run()
+    got = samples(render(registry(collector(p))))
+    source = (("source", "FlakySource"),)
+    assert got[("workbench_source_connected", source)] == 0
+    assert got[("workbench_source_reconnects_total", source)] == 3
+    assert got[("workbench_source_last_message_age_seconds", source)] == 12.5
+    assert got[("workbench_source_unacked", source)] == 7
+    assert got[("workbench_pipeline_failed", ())] == 0
+
+
 def test_registry_is_not_the_global_one():
     p = pipeline("metrics-private", [pl.DataFrame(records(20))])
     reg = registry(collector(p))
