@@ -293,9 +293,12 @@ def test_prometheus_scrapes_the_served_app(served_monitor, tmp_path):
         )
         pipelines = wait_for("pipelines in process", lambda: query(base, "workbench_pipelines_in_process"))
         sessions = wait_for("sessions", lambda: query(base, "workbench_sessions"))
+        # the latency histogram was attached when the pipeline started: it has observed batches
+        batches = wait_for("observed batches", lambda: query(base, 'workbench_batch_seconds_count{node="*"} > 0'))
     finally:
         stop(prom)
     health = json.loads(get(f"{base_url}/workbench/health"))
     assert pipelines == {(): 1.0} == {(): float(health["pipelines_in_process"])}
     assert set(sessions) == {(("app", "/monitor"),)}
+    assert set(batches) == {(("node", "*"),)}
     assert 0 < ingested[()] <= health["counts"]["ingested"]  # a live pipeline: the scrape came first
