@@ -15,7 +15,12 @@ from conftest import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 # conda-forge names that differ from PyPI names
-CONDA_NAMES = {"python-duckdb": "duckdb", "redis-py": "redis", "python-confluent-kafka": "confluent-kafka"}
+CONDA_NAMES = {
+    "python-duckdb": "duckdb",
+    "redis-py": "redis",
+    "python-confluent-kafka": "confluent-kafka",
+    "prometheus_client": "prometheus-client",
+}
 
 
 def _name(req: str) -> str:

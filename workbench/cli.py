@@ -31,7 +31,7 @@ WINGS = (
     "workbench.reports.cli",  # export, report
     "workbench.schedule.cli",  # schedule run|list
     "workbench.project.cli",  # schema infer|check, init
-    "workbench.bench.cli",  # bench engine|models|alerts|connectors|ui|startup
+    "workbench.bench.cli",  # bench engine|models|alerts|connectors|ui|metrics|startup
 )
 
 

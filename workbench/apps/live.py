@@ -19,6 +19,7 @@ from workbench.config import Settings, parse_duration
 from workbench.feeds.feed import Feed
 from workbench.operators.windows import Tumbling
 from workbench.pipeline import Pipeline
+from workbench.pipeline.metrics import collector
 
 __all__ = ["NODE_METRICS", "Live", "current", "live_pipeline"]
 
@@ -85,6 +86,7 @@ def _simulated(settings: Settings) -> Live:
             evaluation_interval=window_s,  # the demo rules count `for` in windows
         )
     feed = Feed(pipe, stale_after=settings.stale_after_s)
+    collector(pipe)  # /metrics: the latency histogram observes from the first batch, not the first scrape
     pipe.start()
     return Live(pipe, feed, settings)
 
@@ -119,6 +121,7 @@ def _connected(settings: Settings) -> Live:
     pipe = Pipeline(from_url(url, **options), name="live")
     pipe.standard(schema, Tumbling(settings.window), lateness=settings.lateness, dedupe_ttl=settings.dedupe_ttl)
     feed = Feed(pipe, by=(schema.by or ["host"])[0], stale_after=settings.stale_after_s)
+    collector(pipe)  # /metrics, from the first batch
     pipe.start()
     return Live(pipe, feed, settings)
 

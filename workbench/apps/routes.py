@@ -1,10 +1,14 @@
-"""``panel serve --plugins`` module: a JSON health endpoint at ``/workbench/health``.
+"""``panel serve --plugins`` module: a JSON health endpoint at ``/workbench/health`` and ``/metrics``.
 
 It reports what an operator (or a load balancer, or our multi-session test) needs:
 the live pipeline and how many pipeline objects exist in the process, its health
 and counts, the feed's live subscriptions (by kind of view), the Bokeh server's sessions, and the process's
 RSS and CPU time. ``?gc=1`` runs a garbage collection and trims the heap first (for memory checks);
 ``?since=EPOCH_S`` limits the window-end → feed delays to recent ones.
+
+``/metrics`` is the same in Prometheus text: the live pipeline's metrics (see
+:mod:`workbench.pipeline.metrics`), the server's sessions and their connections, the
+feed's subscriptions and the process (RSS, CPU, open files), from a registry of its own.
 """
 
 from __future__ import annotations
@@ -15,15 +19,31 @@ import gc
 import json
 import os
 import resource
+from collections.abc import Iterator
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from tornado.web import RequestHandler
 
 from workbench.apps.live import current
 from workbench.pipeline import Pipeline
+from workbench.pipeline.metrics import collector, registry, render
 from workbench.views.base import LiveView
 
-__all__ = ["ROUTES", "HealthHandler", "housekeeping", "process_stats", "remember", "session_state", "sweep", "trim"]
+__all__ = [
+    "ROUTES",
+    "HealthHandler",
+    "MetricsHandler",
+    "ServerCollector",
+    "housekeeping",
+    "process_stats",
+    "remember",
+    "session_state",
+    "sweep",
+    "trim",
+]
 
 
 def _rss_mb() -> float:
@@ -171,4 +191,57 @@ class HealthHandler(RequestHandler):
         self.write(json.dumps(body, default=str))
 
 
-ROUTES: list[tuple[str, type[RequestHandler], dict[str, Any]]] = [("/workbench/health", HealthHandler, {})]
+class ServerCollector(Collector):
+    """Prometheus metrics of the Bokeh server: sessions, their connections, pipelines and views alive.
+
+    ``applications`` is the server's application contexts by path, read at each scrape.
+    """
+
+    def __init__(self, applications: dict[str, Any]) -> None:
+        self.applications = applications
+
+    def collect(self) -> Iterator[Metric]:  # noqa: D102
+        sessions = GaugeMetricFamily("workbench_sessions", "Sessions the server holds, by app.", labels=["app"])
+        connections = GaugeMetricFamily(
+            "workbench_session_connections", "Open connections of the sessions, by app.", labels=["app"]
+        )
+        blocked = GaugeMetricFamily(
+            "workbench_sessions_blocked", "Sessions with no connection whose expiration is blocked.", labels=["app"]
+        )
+        for path, context in sorted(self.applications.items()):
+            held = list(context.sessions)
+            sessions.add_metric([path], len(held))
+            connections.add_metric([path], sum(s.connection_count for s in held))
+            blocked.add_metric([path], sum(1 for s in held if not s.connection_count and s.expiration_blocked))
+        pipelines = GaugeMetricFamily("workbench_pipelines_in_process", "Pipeline objects alive in the process.")
+        pipelines.add_metric([], Pipeline.instances())
+        views = GaugeMetricFamily("workbench_views_alive", "Live view objects in the process.")
+        views.add_metric([], LiveView.alive())
+        yield from (sessions, connections, blocked, pipelines, views)
+        live = current()
+        if live is not None:
+            subs = GaugeMetricFamily("workbench_feed_subscriptions", "Live subscriptions to the feed.")
+            subs.add_metric([], live.feed.subscriptions)
+            yield subs
+
+
+class MetricsHandler(RequestHandler):
+    """GET: Prometheus text of the served pipeline, the server's sessions and the process."""
+
+    def get(self) -> None:  # noqa: D102
+        apps = getattr(self.application, "applications", {})
+        for context in apps.values():
+            remember(context)
+        parts: list[Collector] = [ServerCollector(apps), ProcessCollector(registry=None)]
+        live = current()
+        if live is not None:
+            parts.append(collector(live.pipeline))
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.set_header("Cache-Control", "no-store")
+        self.write(render(registry(*parts)))
+
+
+ROUTES: list[tuple[str, type[RequestHandler], dict[str, Any]]] = [
+    ("/workbench/health", HealthHandler, {}),
+    ("/metrics", MetricsHandler, {}),
+]

@@ -57,6 +57,11 @@ def register(sub: Any) -> None:
     bc.add_argument("--connectors", nargs="+", default=["mqtt", "redis", "nats"], help="mqtt redis nats kafka")
     bc.add_argument("--backlog", action="store_true", help="publish everything first, then drain it")
     bc.set_defaults(func=_connectors)
+    bx = bsub.add_parser("metrics", help="Prometheus scrape time of a pipeline against Pipeline.metrics()")
+    bx.add_argument("--nodes", type=int, nargs="+", default=[4, 20, 100], help="nodes (default: 4 20 100)")
+    bx.add_argument("--reasons", type=int, nargs="+", default=[0, 15, 100], help="dead-letter reason codes")
+    bx.add_argument("--repeat", type=int, default=50, help="timed scrapes per case (default: 50)")
+    bx.set_defaults(func=_metrics)
     bs = bsub.add_parser("startup", help="start-up time of workbench commands against python -c 'import polars'")
     bs.add_argument("--repeat", type=int, default=7, help="timed runs of each command (default: 7)")
     bs.set_defaults(func=_startup)
@@ -135,6 +140,13 @@ def _connectors(args: argparse.Namespace) -> int:
     from workbench.bench.connectors import bench_connectors
 
     _print(bench_connectors(events=args.events, connectors=args.connectors, backlog=args.backlog))
+    return 0
+
+
+def _metrics(args: argparse.Namespace) -> int:
+    from workbench.bench.metrics import bench_metrics
+
+    _print(bench_metrics(nodes=args.nodes, reasons=args.reasons, repeat=args.repeat))
     return 0
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import polars as pl
@@ -43,7 +43,11 @@ _POLICIES = ("dead_letter", "fail", "drop")
 
 @dataclass
 class NodeMetrics:
-    """Counters of one node; ``state_size`` and ``watermark`` are filled on read."""
+    """Counters of one node; ``state_size`` and ``watermark`` are filled on read.
+
+    ``reasons`` counts dead letters by ``reason_code`` (a small fixed set of codes, see
+    :data:`workbench.operators.decode.REASON_CODES`), so it stays bounded.
+    """
 
     batches: int = 0
     rows_in: int = 0
@@ -54,6 +58,7 @@ class NodeMetrics:
     seconds: float = 0.0
     last_batch_ms: float = 0.0
     last_error: str | None = None
+    reasons: dict[str, int] = field(default_factory=dict)
 
 
 def rows(x: Any) -> int:
@@ -136,6 +141,10 @@ class Operator(Stream):
         """Send dead letters to the ``rejects`` side output."""
         if dead.height:
             self.metrics.rejected += dead.height
+            if "reason_code" in dead.columns:
+                reasons = self.metrics.reasons
+                for code, n in dead.get_column("reason_code").value_counts().iter_rows():
+                    reasons[str(code)] = reasons.get(str(code), 0) + n
             self.rejects.emit(dead if self.stamp is None else self.stamp(dead))
 
     def _whole_batch(self, x: Any, reason: str) -> pl.DataFrame:
@@ -170,7 +179,7 @@ class Operator(Stream):
 
     def restore(self, state: dict[str, Any]) -> None:
         """Restore :meth:`snapshot`."""
-        self.metrics = NodeMetrics(**state["metrics"])
+        self.metrics = NodeMetrics(**{**state["metrics"], "reasons": dict(state["metrics"].get("reasons", {}))})
 
 
 def as_batch(x: Any, node: str) -> RawBatch:

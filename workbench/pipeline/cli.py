@@ -51,11 +51,17 @@ def register(sub: Any) -> None:
     rs.add_argument("--lateness", default="5s")
     rs.add_argument("--postgres", help="DSN: upsert window rows into PostgreSQL")
     rs.add_argument("--pg-schema", default="public")
+    rs.add_argument("--alerts", help="alert rules file: alerts go to the lake and, with --postgres, to the alert store")
+    rs.add_argument("--alerts-schema", default="workbench_alerts", help="PostgreSQL schema of the alert store")
     rs.add_argument("--table", help="PostgreSQL table (default: windows)")
     rs.add_argument("--checkpoint-every", default="2s", help="checkpoint (and ack) interval (default: 2s)")
     rs.add_argument("--max-rows", type=int, help="messages per batch")
     rs.add_argument("--max-delay", help="longest a message waits for its batch (e.g. 0.5 or 500ms)")
     rs.add_argument("--seconds", type=float, help="stop after this long")
+    rs.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics on http://ADDR:PORT/metrics while running (0: any)"
+    )
+    rs.add_argument("--metrics-addr", default="127.0.0.1", help="address of --metrics-port (default: 127.0.0.1)")
     rs.set_defaults(func=_run)
 
 
@@ -135,6 +141,10 @@ def _run(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         stop=stop,
         source_options=options,
+        metrics_port=args.metrics_port,
+        metrics_addr=args.metrics_addr,
+        alerts=args.alerts,
+        alerts_schema=args.alerts_schema,
     )
     sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     return 0

@@ -130,6 +130,8 @@ class Pipeline:
         self._closed_ops: list[Operator] | None = None
         self.spec: dict[str, Any] | None = None  # what standard() built; a checkpoint records it
         self._batch_start: Any = None  # where the batch being processed starts (dead letters carry it)
+        self._batch_hooks: list[Callable[[float], Any]] = []  # called after each batch with its seconds
+        self._prometheus: Any = None  # its metrics collector, once built (pipeline/metrics.py)
         old = Pipeline._names.claim(name, self)
         if old is not None:
             log.info("pipeline %r replaced; stopping the previous one", self.name)
@@ -159,6 +161,7 @@ class Pipeline:
             for down in list(node.downstreams):
                 node.disconnect(down)
         self._subscribers.clear()
+        self._batch_hooks.clear()
         self._lake_sinks.clear()
         self._db_sinks.clear()
         Pipeline._names.release(self.name, self)
@@ -268,6 +271,20 @@ class Pipeline:
 
         return unsubscribe
 
+    def on_batch(self, callback: Callable[[float], Any]) -> Callable[[], None]:
+        """Call ``callback(seconds)`` on the run thread after each batch went through the graph.
+
+        Keep it cheap: it runs once per batch, between the batch and the next (the
+        metrics collector observes its latency histogram here). Returns an unsubscribe.
+        """
+        self._batch_hooks.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._batch_hooks:
+                self._batch_hooks.remove(callback)
+
+        return unsubscribe
+
     @property
     def subscriptions(self) -> int:
         """Number of live subscriptions."""
@@ -329,10 +346,13 @@ class Pipeline:
         self._batch_start = self._offset if self._offset is not None else self.source.offset
         try:
             for batch in self._batches():
+                started = time.perf_counter()
                 self.head.emit(batch)
                 self._offset = self._batch_start = batch.offset
                 self.batches += 1
                 done += 1
+                for hook in self._batch_hooks:
+                    hook(time.perf_counter() - started)
                 if self._checkpoint_due() or batch.meta.get("checkpoint"):  # a source may ask for one
                     self.checkpoint()
                 elif self.checkpoints is None and not self._sinks():

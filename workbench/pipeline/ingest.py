@@ -19,6 +19,7 @@ from typing import Any
 
 from workbench.operators.windows import WindowSpec
 from workbench.pipeline import Pipeline
+from workbench.pipeline.metrics import served
 from workbench.project.infer import resolve_schema
 from workbench.schema import Schema
 from workbench.sources.factory import from_url
@@ -43,6 +44,10 @@ def ingest(
     seconds: float | None = None,
     stop: threading.Event | None = None,
     source_options: dict[str, Any] | None = None,
+    metrics_port: int | None = None,
+    metrics_addr: str = "127.0.0.1",
+    alerts: str | Path | None = None,
+    alerts_schema: str = "workbench_alerts",
 ) -> dict[str, Any]:
     """Run ``url`` into ``out`` (and PostgreSQL) until it ends, ``seconds`` pass or ``stop`` is set.
 
@@ -66,6 +71,16 @@ def ingest(
         Set it to stop (the run then checkpoints and returns).
     source_options
         More keyword arguments for the source.
+    alerts
+        An alert rules file (``workbench alerts check`` format): alerts are evaluated on
+        the windows, written to the lake (output ``alerts``) and, with ``postgres``, to
+        the alert store's tables in schema ``alerts_schema``
+        (:class:`~workbench.alerts.store.PostgresStore`).
+    alerts_schema
+        PostgreSQL schema of the alert store (created when missing).
+    metrics_port, metrics_addr
+        Serve the pipeline's Prometheus metrics at ``http://metrics_addr:metrics_port/metrics``
+        while it runs (see :mod:`workbench.pipeline.metrics`).
 
     Returns
     -------
@@ -84,6 +99,13 @@ def ingest(
         checkpoint_every=checkpoint_every,
     )
     pipe.standard(s, spec or Tumbling("10s"), by=by, lateness=lateness)
+    store = None
+    if alerts is not None:
+        if postgres:
+            from workbench.alerts.store import PostgresStore
+
+            store = PostgresStore(postgres, schema=alerts_schema)
+        pipe.alerts(alerts, store=store, outbox=out / "outbox.jsonl")
     pipe.to_lake(Lake(out / "lake"))
     if postgres:
         pipe.to_postgres(postgres, outputs=["windows"], schema=pg_schema, table=table or "windows")
@@ -100,13 +122,17 @@ def ingest(
     watcher = threading.Thread(target=watch, name="wb-ingest-watch", daemon=True)
     watcher.start()
     try:
-        pipe.run()
+        with served(pipe, metrics_port, metrics_addr):
+            pipe.run()
     finally:
         finished.set()
         pipe.close()
+        if store is not None:
+            store.close()
     return {
         **pipe.counts(),
         "windows": pipe.outputs["windows"].metrics.rows_out,
+        **({"alert_events": pipe.outputs["alerts"].metrics.rows_out} if alerts is not None else {}),
         "batches": pipe.batches,
         "seconds": round(time.perf_counter() - t0, 3),
         "source": source.health(),

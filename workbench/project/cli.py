@@ -135,6 +135,7 @@ def run_project(args: argparse.Namespace, stop: Any) -> int:
     import threading
     import time
 
+    from workbench.pipeline.metrics import served
     from workbench.project.config import Project
 
     project = Project.load(args.project)
@@ -150,7 +151,8 @@ def run_project(args: argparse.Namespace, stop: Any) -> int:
 
     threading.Thread(target=watch, name="wb-project-watch", daemon=True).start()
     try:
-        pipe.run()
+        with served(pipe, args.metrics_port, args.metrics_addr):
+            pipe.run()
     finally:
         finished.set()
         pipe.close()
