@@ -38,6 +38,7 @@ def register(sub: Any) -> None:
         type=float,
         help="exit 3 when more than this share of the records is dead-lettered (default: 0.5)",
     )
+    r.add_argument("--rules", help="alert rules file evaluated on the windows: output alerts (overrides a project's)")
     r.add_argument("--fresh", action="store_true", help="start over: drop the checkpoint and outputs in --out")
     r.set_defaults(func=_replay)
 
@@ -56,6 +57,7 @@ def register(sub: Any) -> None:
     rs.add_argument("--max-rows", type=int, help="messages per batch")
     rs.add_argument("--max-delay", help="longest a message waits for its batch (e.g. 0.5 or 500ms)")
     rs.add_argument("--seconds", type=float, help="stop after this long")
+    rs.add_argument("--rules", help="alert rules file evaluated on the windows: lake/alerts (overrides a project's)")
     rs.set_defaults(func=_run)
 
 
@@ -90,6 +92,7 @@ def _replay(args: argparse.Namespace) -> int:
             max_batches=args.max_batches,
             progress=progress,
             fresh=args.fresh,
+            rules=args.rules,
         )
     finally:
         bar.close()
@@ -135,6 +138,7 @@ def _run(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         stop=stop,
         source_options=options,
+        rules=args.rules,
     )
     sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     return 0

@@ -2,7 +2,7 @@
 
 ``ingest`` is what ``workbench run --source URL`` runs: the standard pipeline over
 :func:`workbench.sources.from_url`, checkpointed into ``OUT/checkpoint``, writing
-``OUT/lake/<output>/…`` and upserting the window rows into PostgreSQL. It runs until
+``OUT/lake/<output>/…`` (with ``--rules``, the alert events too) and upserting the window rows into PostgreSQL. It runs until
 the source ends, ``seconds`` pass or ``stop`` is set (SIGTERM / Ctrl-C in the CLI),
 and started again with the same ``OUT`` it resumes: a broker re-delivers what the
 last checkpoint did not cover, so after a ``kill -9`` nothing is lost, and the lake
@@ -43,6 +43,7 @@ def ingest(
     seconds: float | None = None,
     stop: threading.Event | None = None,
     source_options: dict[str, Any] | None = None,
+    rules: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run ``url`` into ``out`` (and PostgreSQL) until it ends, ``seconds`` pass or ``stop`` is set.
 
@@ -66,6 +67,9 @@ def ingest(
         Set it to stop (the run then checkpoints and returns).
     source_options
         More keyword arguments for the source.
+    rules
+        An alert rules file: evaluated on the windows, its events written to the lake's
+        ``alerts`` output (routes, inhibition and receivers come from the file too).
 
     Returns
     -------
@@ -84,6 +88,8 @@ def ingest(
         checkpoint_every=checkpoint_every,
     )
     pipe.standard(s, spec or Tumbling("10s"), by=by, lateness=lateness)
+    if rules is not None:
+        pipe.alerts(rules, outbox=out / "outbox.jsonl")
     pipe.to_lake(Lake(out / "lake"))
     if postgres:
         pipe.to_postgres(postgres, outputs=["windows"], schema=pg_schema, table=table or "windows")
@@ -110,4 +116,5 @@ def ingest(
         "batches": pipe.batches,
         "seconds": round(time.perf_counter() - t0, 3),
         "source": source.health(),
+        **({"alerts": pipe.outputs["alerts"].metrics.rows_out} if rules is not None else {}),
     }

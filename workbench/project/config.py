@@ -193,7 +193,7 @@ class Project:
             from workbench.alerts.loader import load_config
 
             config = self.alerts if isinstance(self.alerts, Mapping) else self.resolve(self.alerts)
-            pipe.alerts(load_config(config), by=keys[0] if keys else None)
+            pipe.alerts(load_config(config), by=keys[0] if keys else None, outbox=out / "outbox.jsonl")
         pipe.to_lake(Lake(out, partition=not self.is_file))
         return pipe
 

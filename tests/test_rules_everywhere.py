@@ -1,0 +1,102 @@
+"""Issue 16, items 4 and 7: rules in ``run``, ``replay`` and ``serve``; ``alerts check`` against a schema;
+fired alerts in the backtest; ``detect`` on any file format, per column and per entity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from workbench.config import Settings
+
+from conftest import cli, line, metric
+
+RULES = "evaluation_interval: 10s\nrules:\n  - {name: hot, kind: threshold, metric: cpu_mean, op: '>', value: 90}\n"
+
+
+@pytest.fixture
+def events(tmp_path: Path) -> Path:
+    """Three hosts for 5 minutes, one event a second each; h2's cpu is 95 from 100 s to 200 s."""
+    recs = []
+    for i in range(300):
+        for n, host in enumerate(("h1", "h2", "h3")):
+            cpu = 95.0 if host == "h2" and 100 <= i < 200 else 20.0 + i % 10
+            recs.append(metric(i, host=host, event_id=f"e{i}-{n}", cpu=cpu))
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(line(r) for r in recs))
+    return path
+
+
+@pytest.fixture
+def rules(tmp_path: Path) -> Path:
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES)
+    return path
+
+
+def _alerts(folder: Path) -> pl.DataFrame:
+    return pl.read_parquet(sorted(folder.glob("**/*.parquet")))
+
+
+def test_run_with_rules_on_a_file_source_writes_alerts_to_the_lake(events, rules, tmp_path):
+    out = tmp_path / "out"
+    run = cli("run", "--source", f"file://{events}", "--out", out, "--rules", rules)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["alerts"] == 2
+    alerts = _alerts(out / "lake" / "alerts")
+    assert alerts.select("rule", "entity", "to_state").rows() == [("hot", "h2", "firing"), ("hot", "h2", "resolved")]
+
+
+def test_replay_with_rules_and_a_bad_rules_file_is_one_line(events, rules, tmp_path):
+    run = cli("replay", events, "--out", tmp_path / "r", "--rules", rules)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["alerts"] == 2
+    assert set(_alerts(tmp_path / "r" / "alerts")["entity"]) == {"h2"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - {name: hot, kind: threshold, metric: cpu_mean, value: high}\n")
+    run = cli("run", "--source", f"file://{events}", "--out", tmp_path / "b", "--rules", bad)
+    assert run.returncode == 2
+    assert run.stderr.strip() == f"workbench: error: {bad}: rule 'hot': field 'value' must be a number, not 'high'"
+
+
+def test_rules_on_the_command_line_replace_a_projects(events, rules, tmp_path):
+    project = tmp_path / "p.yaml"
+    project.write_text(
+        f"source: {events}\n"
+        "alerts:\n  rules:\n    - {name: never, kind: threshold, metric: cpu_mean, op: '>', value: 1000}\n"
+        "outputs: {out: o}\n"
+    )
+    run = cli("run", "--project", project, "--rules", rules)
+    assert run.returncode == 0, run.stderr
+    assert set(_alerts(tmp_path / "o" / "alerts")["rule"]) == {"hot"}
+
+
+def test_the_rules_setting_reaches_the_live_pipeline(rules):
+    from workbench.apps import live
+
+    settings = Settings.from_env({"WORKBENCH_RULES": str(rules), "WORKBENCH_HOSTS": "3", "WORKBENCH_RATE": "30"})
+    assert settings.rules == rules
+    built = live.live_pipeline(settings)
+    try:
+        node = built.pipeline.outputs["alerts"]
+        assert [r.name for r in node.manager.rules] == ["hot"]
+    finally:
+        built.pipeline.stop()
+        built.pipeline.close()
+        import panel as pn
+
+        pn.state.cache.pop("workbench.live", None)
+
+
+def test_serve_passes_the_rules_file_to_the_server(rules, tmp_path, monkeypatch):
+    from workbench.apps import serve
+
+    seen = {}
+    monkeypatch.setattr(serve.subprocess, "call", lambda cmd, env: seen.update(env) or 0)
+    assert serve.serve(rules=str(rules)) == 0
+    assert seen["WORKBENCH_RULES"] == str(rules.resolve())
+    # a project's inline rules go through a file that lives as long as the server
+    assert serve.serve(rules={"rules": [{"name": "x", "kind": "absence", "after": "1m"}]}) == 0
+    assert not Path(seen["WORKBENCH_RULES"]).exists()
