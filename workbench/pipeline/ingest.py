@@ -2,11 +2,12 @@
 
 ``ingest`` is what ``workbench run --source URL`` runs: the standard pipeline over
 :func:`workbench.sources.from_url`, checkpointed into ``OUT/checkpoint``, writing
-``OUT/lake/<output>/…`` (with ``--rules``, the alert events too) and upserting the window rows into PostgreSQL. It runs until
-the source ends, ``seconds`` pass or ``stop`` is set (SIGTERM / Ctrl-C in the CLI),
-and started again with the same ``OUT`` it resumes: a broker re-delivers what the
-last checkpoint did not cover, so after a ``kill -9`` nothing is lost, and the lake
-(epoch files) and PostgreSQL (upserts) hold no duplicate rows.
+``OUT/lake/<output>/…`` (with ``--rules``, the alert events too) and upserting the
+window rows into PostgreSQL. It runs until the source ends, ``seconds`` pass or
+``stop`` is set (SIGTERM / Ctrl-C in the CLI), and started again with the same ``OUT``
+it resumes: a broker re-delivers what the last checkpoint did not cover, so after a
+``kill -9`` nothing is lost, and the lake (epoch files) and PostgreSQL (upserts) hold
+no duplicate rows.
 """
 
 from __future__ import annotations
