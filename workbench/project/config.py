@@ -161,8 +161,8 @@ class Project:
         ``checkpoints=False`` builds it without a checkpoint store (e.g. to explore in
         a notebook without resuming).
         """
-        from workbench.sources.files import FileSource
         from workbench.sources.factory import from_url
+        from workbench.sources.files import FileSource
         from workbench.storage.checkpoints import CheckpointStore
         from workbench.storage.lake import Lake
 
