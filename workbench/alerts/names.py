@@ -77,17 +77,13 @@ def unknown_names(config: AlertConfig, metrics: Sequence[str], labels: Sequence[
         for what, column in _reads(rule):
             if column not in metrics:
                 extra = " (made by a detector's score node, not by the windows)" if column.startswith("anomaly") else ""
-                problems.append(
-                    f"{who}: {what} {column!r} is not a window column{extra}; known metrics: {known_metrics}"
-                )
+                problems.append(f"{who}: {what} {column!r} is not a window column{extra}; {known_metrics}")
         if rule.by is not None and rule.by not in labels:
             problems.append(f"{who}: by {rule.by!r} is not a window label; {known_labels}")
         if isinstance(rule, Threshold):
             for name in rule.label_columns:
                 if name not in labels:
-                    problems.append(
-                        f"{who}: matcher label {name!r} is not a window label; known labels: {known_labels}"
-                    )
+                    problems.append(f"{who}: matcher label {name!r} is not a window label; {known_labels}")
     return problems
 
 
