@@ -153,3 +153,61 @@ def test_backtest_lists_the_alerts_it_fired(events, rules, tmp_path):
     (alert,) = report["rules"]["fired"]
     assert alert["labels"] == {"alertname": "hot", "host": "h2", "severity": "warning"} and alert["peak"] == 95.0
     assert alert["start"] < alert["end"]
+
+
+def _series(n: int = 240) -> pl.DataFrame:
+    """Two hosts at very different levels, long format; host b spikes to 50 at step 180, two metrics."""
+    rows = []
+    for i in range(n):
+        t = f"2024-03-01T12:{i // 60:02d}:{i % 60:02d}Z"
+        rows.append({"ts": t, "host": "a", "cpu": 80.0 + i % 3, "mem": 40.0 + i % 2, "code": 200})
+        rows.append({"ts": t, "host": "b", "cpu": 50.0 if i == 180 else 10.0 + i % 3, "mem": 40.0 + i % 2, "code": 200})
+    return pl.DataFrame(rows)
+
+
+@pytest.mark.parametrize("form", ["jsonl", "parquet"])
+def test_detect_reads_jsonl_and_parquet_and_writes_by_extension(form, tmp_path):
+    frame = _series().filter(pl.col("host") == "b").drop("host")
+    src = tmp_path / f"in.{form}"
+    frame.write_ndjson(src) if form == "jsonl" else frame.write_parquet(src)
+    out = tmp_path / f"out.{form}"
+    run = cli("detect", src, "--time-column", "ts", "--detector", "robust_z", "--columns", "cpu", "--out", out)
+    assert run.returncode == 0, run.stderr
+    assert "240 rows scored, 1 anomalies" in run.stdout
+    scored = pl.read_ndjson(out) if form == "jsonl" else pl.read_parquet(out)
+    assert scored.filter(pl.col("is_anomaly"))["ts"].to_list() == ["2024-03-01T12:03:00Z"]
+    assert scored.columns == [*frame.columns, "anomaly_score", "is_anomaly"]
+    assert "\r" not in run.stderr  # no progress bar when stderr is not a terminal
+
+
+def test_detect_by_entity_gives_one_model_per_entity_and_metric(tmp_path):
+    src = tmp_path / "long.jsonl"
+    _series().write_ndjson(src)
+    args = ["--time-column", "ts", "--detector", "robust_z", "--columns", "cpu,mem"]
+    run = cli("detect", src, *args, "--by", "host", "--out", tmp_path / "o.csv")
+    assert run.returncode == 0, run.stderr
+    assert "480 rows scored (2 entities, one model per entity and column), 1 anomalies" in run.stdout
+    scored = pl.read_csv(tmp_path / "o.csv")
+    assert scored.filter(pl.col("is_anomaly")).select("ts", "host", "anomaly_metric").rows() == [
+        ("2024-03-01T12:03:00Z", "b", "cpu")
+    ]
+    # one model over both hosts sees b's spike as ordinary (a's level is higher)
+    run = cli("detect", src, *args, "--out", tmp_path / "one.csv")
+    assert run.returncode == 0 and "0 anomalies" in run.stdout, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--columns", "cpu,cpx"], "--columns 'cpx': no such column; numeric columns: cpu, mem, code"),
+        (["--columns", "host"], "--columns 'host': not numeric; numeric columns: cpu, mem, code"),
+        (["--by", "hots"], "no --by column 'hots'; columns: ts, host, cpu, mem, code"),
+    ],
+)
+def test_detect_names_a_wrong_column(args, message, tmp_path):
+    src = tmp_path / "long.jsonl"
+    _series(10).write_ndjson(src)
+    run = cli("detect", src, "--time-column", "ts", *args, "--out", tmp_path / "o.xlsx")
+    assert run.returncode == 2 and message in run.stderr, run.stderr
+    run = cli("detect", src, "--time-column", "ts", "--out", tmp_path / "o.xlsx")
+    assert run.returncode == 2 and "unknown file type '.xlsx'; use .jsonl, .csv or .parquet" in run.stderr

@@ -32,7 +32,7 @@ _WHERE = {
     "Lake": "workbench.storage.lake",
     "ManualClock": "workbench.clock",
     "Pipeline": "workbench.pipeline",
-    "Project": "workbench.project",
+    "Project": "workbench.project.config",
     "RawBatch": "workbench.sources.base",
     "Schema": "workbench.schema",
     "SchemaError": "workbench.errors",
