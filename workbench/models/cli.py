@@ -19,7 +19,7 @@ def register(sub: Any) -> None:
     d.add_argument("--columns", help="numeric columns scored, comma-separated (default: every numeric column)")
     d.add_argument("--by", help="entity column (long format): one model per entity and column")
     d.add_argument(
-        "--out", required=True, help="JSONL, CSV or Parquet (by extension): the input rows plus anomaly_score, is_anomaly"
+        "--out", required=True, help="JSONL, CSV or Parquet (by extension): the input rows, anomaly_score, is_anomaly"
     )
     d.set_defaults(func=_detect)
 

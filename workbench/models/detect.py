@@ -138,7 +138,7 @@ def detect_file(
         try:
             frame = frame.with_columns(pl.col(time_column).str.to_datetime(time_zone="UTC").alias("__t"))
         except pl.exceptions.PolarsError as exc:
-            raise ConfigError(f"detect {str(path)!r}: time column {time_column!r}: not ISO-8601 times ({exc})") from None
+            raise ConfigError(f"detect {str(path)!r}: time column {time_column!r}: not ISO-8601 ({exc})") from None
         frame = frame.sort("__t", maintain_order=True).drop("__t")
     else:
         frame = frame.sort(time_column, maintain_order=True)
