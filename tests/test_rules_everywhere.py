@@ -211,3 +211,20 @@ def test_detect_names_a_wrong_column(args, message, tmp_path):
     assert run.returncode == 2 and message in run.stderr, run.stderr
     run = cli("detect", src, "--time-column", "ts", "--out", tmp_path / "o.xlsx")
     assert run.returncode == 2 and "unknown file type '.xlsx'; use .jsonl, .csv or .parquet" in run.stderr
+
+
+def test_nab_reports_progress_per_file(tmp_path):
+    from workbench.evaluate.run import run_nab
+
+    (tmp_path / "data" / "realTest").mkdir(parents=True)
+    (tmp_path / "labels").mkdir()
+    ts = [f"2024-01-01 {h:02d}:{m:02d}:00" for h in range(5) for m in range(0, 60, 5)]
+    windows = {}
+    for k in range(2):
+        lines = ["timestamp,value", *(f"{t},{10.0 + (i % 3)}" for i, t in enumerate(ts))]
+        (tmp_path / "data" / "realTest" / f"s{k}.csv").write_text("\n".join(lines) + "\n")
+        windows[f"realTest/s{k}.csv"] = [[ts[40] + ".000000", ts[50] + ".000000"]]
+    (tmp_path / "labels" / "combined_windows.json").write_text(json.dumps(windows))
+    calls = []
+    run_nab(tmp_path, detector="robust_z", progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 2), (2, 2)]
