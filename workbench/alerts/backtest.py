@@ -135,7 +135,14 @@ def fired_alerts(
         else:
             mine = mine.with_columns(peak)
         parts.append(mine.with_columns(pl.coalesce("peak", "at_firing").alias("peak")))
-    schema = {"rule": pl.String, "entity": pl.String, "labels": pl.String, "start": TS, "end": TS, "peak": pl.Float64}
+    schema: dict[str, pl.DataType] = {
+        "rule": pl.String(),
+        "entity": pl.String(),
+        "labels": pl.String(),
+        "start": TS,
+        "end": TS,
+        "peak": pl.Float64(),
+    }
     if not parts:
         return pl.DataFrame(schema=schema)
     return pl.concat(parts).sort("start", "rule", "entity").select(list(schema))

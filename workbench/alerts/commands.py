@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ def check_rules(
     schema: str | Schema | None = None,
     aggs: Sequence[pl.Expr] | None = None,
     by: Sequence[str] | None = None,
-    every: str | float | None = None,
+    every: str | float | timedelta | None = None,
     against: str | None = None,
 ) -> str:
     """Validate a rules file and the names its rules read; a description of what it holds.

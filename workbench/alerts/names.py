@@ -24,6 +24,7 @@ rule 'api': matcher label 'job' is not a window label; known labels: host
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 import polars as pl
 
@@ -87,7 +88,7 @@ def unknown_names(config: AlertConfig, metrics: Sequence[str], labels: Sequence[
     return problems
 
 
-def too_short_absences(config: AlertConfig, every: str | float) -> list[str]:
+def too_short_absences(config: AlertConfig, every: str | float | timedelta) -> list[str]:
     """Absence rules whose ``after`` is not longer than the time between an entity's windows.
 
     Such a rule matches between every two windows of a healthy entity.

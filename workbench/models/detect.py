@@ -179,7 +179,7 @@ def _score_per_entity(
         scored = {}
         for feature in features:
             model = DETECTORS[detector]()
-            values = []
+            values: list[float | None] = []
             for v in part[feature]:
                 if v is None:
                     values.append(None)
