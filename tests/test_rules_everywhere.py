@@ -228,3 +228,11 @@ def test_nab_reports_progress_per_file(tmp_path):
     calls = []
     run_nab(tmp_path, detector="robust_z", progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 2), (2, 2)]
+
+
+def test_a_projects_rules_file_goes_to_serve(rules, tmp_path):
+    from workbench.project.cli import project_serve_options
+
+    project = tmp_path / "p.yaml"
+    project.write_text("source: mqtt://127.0.0.1:1883/metrics\nalerts: rules.yaml\n")
+    assert project_serve_options(str(project))["rules"] == str(tmp_path / "rules.yaml")
