@@ -372,7 +372,7 @@ def test_flat_redis_stream_entries_are_typed_by_the_schema(tmp_path):
     """``XADD s * host h1 cpu 12.5 …``: every field is text in Redis; the schema's numbers decode as numbers."""
     import redis
 
-    from workbench.ingest import ingest
+    from workbench.pipeline.ingest import ingest
 
     port = free_port()
     server = subprocess.Popen(

@@ -207,7 +207,7 @@ def test_detect_by_entity_gives_one_model_per_entity_and_metric(tmp_path):
 def test_detect_names_a_wrong_column(args, message, tmp_path):
     src = tmp_path / "long.jsonl"
     _series(10).write_ndjson(src)
-    run = cli("detect", src, "--time-column", "ts", *args, "--out", tmp_path / "o.xlsx")
+    run = cli("detect", src, "--time-column", "ts", *args, "--out", tmp_path / "o.csv")
     assert run.returncode == 2 and message in run.stderr, run.stderr
     run = cli("detect", src, "--time-column", "ts", "--out", tmp_path / "o.xlsx")
     assert run.returncode == 2 and "unknown file type '.xlsx'; use .jsonl, .csv or .parquet" in run.stderr
