@@ -236,3 +236,17 @@ def test_a_projects_rules_file_goes_to_serve(rules, tmp_path):
     project = tmp_path / "p.yaml"
     project.write_text("source: mqtt://127.0.0.1:1883/metrics\nalerts: rules.yaml\n")
     assert project_serve_options(str(project))["rules"] == str(tmp_path / "rules.yaml")
+
+
+def test_alerts_check_knows_a_files_undeclared_metrics_through_its_project(tmp_path):
+    schema = tmp_path / "s.yaml"
+    schema.write_text("time: {field: at, format: iso}\nentity: server\nextra: keep-numeric\nfields:\n  server: str\n")
+    (tmp_path / "d.jsonl").write_text('{"at": "2024-01-01T00:00:00Z", "server": "a", "disk": 1.5}\n')
+    rules = tmp_path / "r.yaml"
+    rules.write_text("rules:\n  - {name: d, kind: threshold, metric: disk_mean, value: 1}\n")
+    run = cli("alerts", "check", rules, "--schema", schema)
+    assert run.returncode == 2 and "keeps undeclared numeric fields found in the data" in run.stderr
+    (tmp_path / "p.yaml").write_text("source: d.jsonl\nschema: s.yaml\n")
+    run = cli("alerts", "check", rules, "--project", tmp_path / "p.yaml")
+    assert run.returncode == 0, run.stderr
+    assert f"project {tmp_path / 'p.yaml'} (schema 's')" in run.stdout

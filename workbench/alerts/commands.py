@@ -47,7 +47,13 @@ def check_rules(
     metrics, labels = window_names(s, aggs=aggs, by=by)
     problems = unknown_names(cfg, metrics, labels)
     if problems:
-        raise ConfigError(f"{path}: " + "; ".join(problems))
+        hint = ""
+        if s.extra == "keep-numeric" and against is None:
+            hint = (
+                f" (schema {s.name!r} keeps undeclared numeric fields found in the data: declare them, "
+                "or check with --project, whose file source is read)"
+            )
+        raise ConfigError(f"{path}: " + "; ".join(problems) + hint)
     kinds = sorted({r.kind for r in cfg.rules})
     where = against or (f"schema {s.name!r}" if schema is not None else "the built-in default schema 'server_metrics'")
     lines = [
