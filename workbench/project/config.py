@@ -199,6 +199,8 @@ class Project:
 
 
 class _KeyError(WorkbenchError):
+    """A project file's key and what is wrong with it (``Project.load`` adds the file)."""
+
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"{key}: {message}")
         self.key, self.message = key, message
