@@ -59,14 +59,14 @@ def test_readme_grafana_queries_run_on_what_workbench_run_writes(tmp_path):
         run = subprocess.run(
             [sys.executable, "-m", "workbench.cli", "run", "--source", str(tmp_path / "events.jsonl")]
             + ["--out", str(tmp_path / "out"), "--postgres", PG, "--pg-schema", windows_schema]
-            + ["--alerts", str(tmp_path / "rules.yaml"), "--alerts-schema", alerts_schema],
+            + ["--rules", str(tmp_path / "rules.yaml"), "--alerts-schema", alerts_schema],
             capture_output=True,
             text=True,
             timeout=120,
         )
         assert run.returncode == 0, run.stderr
         summary = json.loads(run.stdout)
-        assert summary["windows"] == 180 and summary["alert_events"] == 3
+        assert summary["windows"] == 180 and summary["alerts"] == 3
 
         doc = section()
         queries = re.findall(r"```sql\n(.*?)```", doc, flags=re.S)

@@ -107,6 +107,8 @@ class Settings:
     >>> s = Settings.from_env({"WORKBENCH_RATE": "1000", "WORKBENCH_WINDOW": "10s"})
     >>> s.rate, s.window, s.hosts
     (1000.0, '10s', 120)
+    >>> Settings.from_env({"WORKBENCH_RULES": "/srv/rules.yaml"}).rules
+    PosixPath('/srv/rules.yaml')
     >>> Settings.from_env({"WORKBENCH_HOSTS": "many"})
     Traceback (most recent call last):
     ...
@@ -132,6 +134,8 @@ class Settings:
     stale_after_s: float = 10.0
     #: evaluate the demo alert rules
     alerts: bool = True
+    #: an alert rules file evaluated instead of the demo rules (``workbench serve --rules``)
+    rules: Path | None = None
     #: schema of a non-Prometheus source URL
     schema: str = "server_metrics"
     #: Prometheus source: the metric names scraped (a regex; default: the node exporter's
@@ -147,7 +151,8 @@ class Settings:
         ``WORKBENCH_SOURCE``, ``WORKBENCH_HOSTS``, ``WORKBENCH_RATE``, ``WORKBENCH_SEED``,
         ``WORKBENCH_WINDOW``, ``WORKBENCH_LATENESS``, ``WORKBENCH_DEDUPE_TTL``,
         ``WORKBENCH_MAX_DELAY``, ``WORKBENCH_STALE_AFTER``, ``WORKBENCH_ALERTS`` (``0``: none),
-        ``WORKBENCH_SCHEMA``, ``WORKBENCH_MATCH``, ``WORKBENCH_INTERVAL``.
+        ``WORKBENCH_RULES`` (a rules file), ``WORKBENCH_SCHEMA``, ``WORKBENCH_MATCH``,
+        ``WORKBENCH_INTERVAL``.
         """
         env = os.environ if environ is None else environ
         base = cls()
@@ -174,6 +179,7 @@ class Settings:
             max_delay_s=_number(env, "MAX_DELAY", base.max_delay_s),
             stale_after_s=_number(env, "STALE_AFTER", base.stale_after_s),
             alerts=env.get("WORKBENCH_ALERTS", "1") != "0",
+            rules=Path(env["WORKBENCH_RULES"]) if env.get("WORKBENCH_RULES") else None,
             schema=env.get("WORKBENCH_SCHEMA") or base.schema,
             match=env.get("WORKBENCH_MATCH") or None,
             interval_s=_number(env, "INTERVAL", base.interval_s),

@@ -9,6 +9,8 @@ The tree::
     ├── SourceError        a source cannot be opened, read or positioned
     ├── SinkError          an external sink (PostgreSQL) cannot be reached or written
     ├── EncryptionError    encrypted data (the lake, a backup) without its key, or with the wrong one
+    ├── _KeyError          a project file's key and its problem, caught by
+    │                      Project.load and raised as a ConfigError naming the file (workbench.project.config)
     ├── PublishError       a message could not be published to the bus          (workbench.bus.base)
     ├── NotifyError        a notification could not be delivered               (workbench.alerts.notifiers)
     ├── StoreError         the alert store cannot be opened, written or read   (workbench.alerts.store)

@@ -7,6 +7,7 @@ it would have produced, with:
 
 - a **flap score** per rule: extra firing episodes per alert, ``(episodes − alerts) /
   alerts`` (0: each alert fired once; 1: each fired twice on average);
+- the **alerts it fired** (:func:`fired_alerts`): rule, labels, start, end and peak value;
 - where incident labels exist (the simulator's ``*.labels.json``): **precision**
   (episodes overlapping an incident on their entity, within ``grace`` after its end,
   over all episodes), **recall** (incidents with such an episode over all incidents)
@@ -28,6 +29,8 @@ Examples
 >>> result = backtest([Threshold("hot", metric="cpu_mean", value=90)], lake, evaluation_interval="10s")
 >>> result.summary().select("rule", "alerts", "episodes", "flap_score").row(0)
 ('hot', 1, 2, 1.0)
+>>> result.fired.select("rule", "entity", "start", "peak").rows()[0]
+('hot', 'a', datetime.datetime(2024, 1, 1, 0, 0, 10, tzinfo=zoneinfo.ZoneInfo(key='UTC')), 95.0)
 """
 
 from __future__ import annotations
@@ -45,12 +48,12 @@ from workbench.alerts.dispatch import Inhibit, Route
 from workbench.alerts.events import EVENT_SCHEMA
 from workbench.alerts.loader import AlertConfig, load_config
 from workbench.alerts.manager import AlertManager
-from workbench.alerts.rules import Rule
+from workbench.alerts.rules import RateOfChange, Rule, Threshold
 from workbench.config import parse_duration
 from workbench.errors import ConfigError
 from workbench.storage.lake import Lake
 
-__all__ = ["BacktestResult", "backtest", "compare", "episodes", "load_labels"]
+__all__ = ["BacktestResult", "backtest", "compare", "episodes", "fired_alerts", "load_labels"]
 
 TS = pl.Datetime("ms", "UTC")
 
@@ -88,6 +91,63 @@ def episodes(events: pl.DataFrame, *, until: datetime | None = None) -> pl.DataF
     return out.sort("start", "fingerprint")
 
 
+def fired_alerts(
+    events: pl.DataFrame, frame: pl.DataFrame, rules: Sequence[Rule], *, by: str = "host", time: str = "window_end"
+) -> pl.DataFrame:
+    """The alerts that fired: one row per firing episode, with its labels and peak value.
+
+    Columns: ``rule``, ``entity``, ``labels`` (JSON, as the events carry them), ``start``,
+    ``end`` (null while still firing at the end) and ``peak``: the most extreme value of
+    the rule's matching window rows of that entity from ``start`` to ``end`` (the largest,
+    or for ``<``/``<=`` thresholds the smallest); for rules not read from window columns
+    (absence, drift, rate) the value at firing. Rows are matched to episodes by entity.
+    """
+    firing = events.filter(pl.col("to_state") == "firing").select(
+        "fingerprint", pl.col("at").alias("start"), "labels", pl.col("value").alias("at_firing")
+    )
+    eps = episodes(events).join(firing, on=["fingerprint", "start"], how="left").with_row_index("__episode")
+    parts = []
+    for rule in rules:
+        mine = eps.filter(pl.col("rule") == rule.name)
+        if mine.height == 0:
+            continue
+        peak = pl.lit(None, pl.Float64).alias("peak")
+        readable = rule.source == "windows" and not isinstance(rule, RateOfChange)
+        if readable and frame.height and all(c in frame.columns for c in (*rule.columns, by, time)):
+            lowest = isinstance(rule, Threshold) and rule.op in ("<", "<=")
+            rows = (
+                frame.filter(rule.condition())
+                .select(
+                    pl.col(by).cast(pl.String).alias("entity"), pl.col(time).alias("__t"), rule.value_expr().alias("v")
+                )
+                .sort("__t")
+            )
+            hits = rows.join_asof(
+                mine.select("__episode", "entity", "start", "end").sort("start"),
+                left_on="__t",
+                right_on="start",
+                by="entity",
+                strategy="backward",
+                check_sortedness=False,  # both sorted above, on the whole column
+            ).filter(pl.col("__episode").is_not_null() & (pl.col("end").is_null() | (pl.col("__t") <= pl.col("end"))))
+            agg = pl.col("v").min() if lowest else pl.col("v").max()
+            mine = mine.join(hits.group_by("__episode").agg(agg.alias("peak")), on="__episode", how="left")
+        else:
+            mine = mine.with_columns(peak)
+        parts.append(mine.with_columns(pl.coalesce("peak", "at_firing").alias("peak")))
+    schema: dict[str, pl.DataType] = {
+        "rule": pl.String(),
+        "entity": pl.String(),
+        "labels": pl.String(),
+        "start": TS,
+        "end": TS,
+        "peak": pl.Float64(),
+    }
+    if not parts:
+        return pl.DataFrame(schema=schema)
+    return pl.concat(parts).sort("start", "rule", "entity").select(list(schema))
+
+
 @dataclass
 class BacktestResult:
     """What a rule set would have done over a stretch of history."""
@@ -100,6 +160,7 @@ class BacktestResult:
     grace_ms: int = 60_000
     windows: int = 0
     seconds: float = 0.0
+    fired: pl.DataFrame | None = None
     episodes: pl.DataFrame = field(init=False)
 
     def __post_init__(self) -> None:
@@ -283,6 +344,7 @@ def backtest(
         grace_ms=parse_duration(grace, what="backtest grace"),
         windows=n_windows,
         seconds=_time.perf_counter() - t0,
+        fired=fired_alerts(events, frame, list(rules), by=by, time=time),
     )
 
 

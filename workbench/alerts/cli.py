@@ -24,8 +24,15 @@ def register(sub: Any) -> None:
     """Add ``alerts`` and its sub-commands to the ``workbench`` sub-parsers ``sub``."""
     a = sub.add_parser("alerts", help="alert rules: check a rules file, backtest it over the lake")
     asub = a.add_subparsers(dest="alerts", required=True)
-    ac = asub.add_parser("check", help="validate a rules YAML file")
+    ac = asub.add_parser(
+        "check", help="validate a rules YAML file: fields, and every metric and label against the windows"
+    )
     ac.add_argument("rules")
+    ac.add_argument("--schema", help="schema name or file S.yaml of the events (default: server_metrics)")
+    ac.add_argument("--project", help="a project file: its schema, aggregations, window key and window")
+    ac.add_argument("--window", help="window size (or --slide step): absence rules must wait longer than it")
+    ac.add_argument("--slide", help="sliding windows' step")
+    ac.add_argument("--by", help="window key, comma-separated (default: the schema's entity)")
     ac.set_defaults(func=_check)
     ab = asub.add_parser("backtest", help="run rules over stored windows: alerts, flap score, precision/recall/TTD")
     ab.add_argument("rules", help="rules YAML file")
@@ -34,7 +41,8 @@ def register(sub: Any) -> None:
     ab.add_argument("--from", dest="start", help="ISO-8601 start (with offset)")
     ab.add_argument("--to", dest="end", help="ISO-8601 end (with offset)")
     ab.add_argument("--labels", help="incident labels (a simulator *.labels.json) for precision/recall/TTD")
-    ab.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    ab.add_argument("--json", action="store_true", help="print the whole report as JSON (with every fired alert)")
+    ab.add_argument("--limit", type=int, default=50, help="fired alerts listed per rule set (default: 50)")
     ab.set_defaults(func=_backtest)
     at = asub.add_parser(
         "test", help="run promtool rule unit-test files (rule_files, input_series, exp_alerts) through Workbench"
@@ -50,7 +58,30 @@ def _say(text: object) -> None:
 def _check(args: argparse.Namespace) -> int:
     from workbench.alerts.commands import check_rules
 
-    _say(check_rules(args.rules))
+    by = args.by.split(",") if args.by else None
+    if args.project:  # a wing's CLI is entry code: it may read a project file (pyproject's ignore_imports)
+        from workbench.errors import ConfigError
+        from workbench.operators.windows import Sliding, Tumbling
+        from workbench.project.config import Project
+
+        if args.schema:
+            raise ConfigError("alerts check: give --schema or --project, not both")
+        project = Project.load(args.project)
+        schema = project.load_schema()
+        w = project.window
+        every = w.step if isinstance(w, Sliding) else w.size if isinstance(w, Tumbling) else None
+        _say(
+            check_rules(
+                args.rules,
+                schema=schema,
+                aggs=project.aggs(schema),
+                by=by or (list(project.by) if project.by else None),
+                every=args.slide or args.window or every,
+                against=f"project {args.project} (schema {schema.name!r})",
+            )
+        )
+        return 0
+    _say(check_rules(args.rules, schema=args.schema, by=by, every=args.slide or args.window))
     return 0
 
 
@@ -66,6 +97,7 @@ def _backtest(args: argparse.Namespace) -> int:
     for name in ("rules", "other"):
         if name in report:
             _say(f"{name}: " + ", ".join(f"{k}={v}" for k, v in report[name]["overall"].items()))
+            _fired(report[name]["fired"], limit=args.limit)
     rows = report.get("compare", [])
     if rows:
         width = max(len(r["measure"]) for r in rows)
@@ -74,6 +106,18 @@ def _backtest(args: argparse.Namespace) -> int:
             values = list(row.values())
             _say("  ".join([f"{values[0]:<{width}}", *(f"{v:>12}" for v in values[1:])]))
     return 0
+
+
+def _fired(rows: list[dict[str, Any]], *, limit: int) -> None:
+    """The fired alerts as a table: rule, labels, start, end, peak."""
+    _say(f"  fired: {len(rows)}" + (" (rule, labels, start, end, peak)" if rows else ""))
+    for row in rows[: max(limit, 0)]:
+        labels = ",".join(f"{k}={v}" for k, v in row["labels"].items() if k != "alertname")
+        end = "firing" if row["end"] is None else row["end"].isoformat()
+        peak = "-" if row["peak"] is None else f"{row['peak']:.6g}"
+        _say(f"  {row['rule']}  {{{labels}}}  {row['start'].isoformat()}  {end}  {peak}")
+    if len(rows) > limit:
+        _say(f"  … and {len(rows) - limit} more (--limit N, or --json for all)")
 
 
 def _test(args: argparse.Namespace) -> int:

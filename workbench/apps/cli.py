@@ -19,6 +19,7 @@ def register(sub: Any) -> None:
         "--source", help="live source URL instead of the simulator, e.g. prometheus://127.0.0.1:9100/metrics"
     )
     v.add_argument("--schema", help="built-in schema name or schema file S.yaml of the --source events")
+    v.add_argument("--rules", help="alert rules file evaluated on the live windows instead of the demo rules")
     v.add_argument("--project", help="serve a project file's live source, schema, port and address")
     v.add_argument("panel_args", nargs=argparse.REMAINDER, help="passed on to panel serve")
     v.set_defaults(func=_serve)
@@ -32,4 +33,6 @@ def _serve(args: argparse.Namespace) -> int:
         from workbench.project.cli import project_serve_options
 
         options = project_serve_options(args.project)
+    if args.rules:
+        options["rules"] = args.rules
     return serve(allow_origin=args.allow_origin, show=args.show, extra=args.panel_args, **options)

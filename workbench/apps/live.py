@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import panel as pn
 
@@ -43,7 +44,8 @@ def live_pipeline(settings: Settings | None = None) -> Live:
     (``WORKBENCH_HOSTS``, ``WORKBENCH_RATE``, ``WORKBENCH_WINDOW``, ``WORKBENCH_LATENESS``,
     ``WORKBENCH_MAX_DELAY``, ``WORKBENCH_SEED``, ``WORKBENCH_DEDUPE_TTL``,
     ``WORKBENCH_STALE_AFTER``, ``WORKBENCH_ALERTS`` (``0``: no alert rules; default:
-    :func:`workbench.alerts.demo.server_rules`) and ``WORKBENCH_SOURCE``, a source URL
+    :func:`workbench.alerts.demo.server_rules`), ``WORKBENCH_RULES`` (a rules file evaluated
+    instead of the demo rules, on the simulator or on a source) and ``WORKBENCH_SOURCE``, a source URL
     such as ``prometheus://127.0.0.1:9100/metrics`` that replaces the simulator).
     """
     with _lock:
@@ -75,7 +77,9 @@ def _simulated(settings: Settings) -> Live:
     pipe.standard(
         "server_metrics", Tumbling(settings.window), lateness=settings.lateness, dedupe_ttl=settings.dedupe_ttl
     )
-    if settings.alerts:  # the demo's alert rules (an Alerts tab and the open-alerts KPI)
+    if settings.rules is not None:
+        _user_rules(pipe, settings.rules, settings)
+    elif settings.alerts:  # the demo's alert rules (an Alerts tab and the open-alerts KPI)
         from workbench.alerts.demo import server_inhibit, server_routes, server_rules
 
         window_s = parse_duration(settings.window) / 1000
@@ -120,10 +124,17 @@ def _connected(settings: Settings) -> Live:
         options["max_delay"] = settings.max_delay_s
     pipe = Pipeline(from_url(url, **options), name="live")
     pipe.standard(schema, Tumbling(settings.window), lateness=settings.lateness, dedupe_ttl=settings.dedupe_ttl)
+    if settings.rules is not None:
+        _user_rules(pipe, settings.rules, settings)
     feed = Feed(pipe, by=(schema.by or ["host"])[0], stale_after=settings.stale_after_s)
     collector(pipe)  # /metrics, from the first batch
     pipe.start()
     return Live(pipe, feed, settings)
+
+
+def _user_rules(pipe: Pipeline, rules: Path, settings: Settings) -> None:
+    """The rules file ``rules`` on the windows (its notifications, if it has receivers, logged beside the lake)."""
+    pipe.alerts(rules, outbox=settings.lake.parent / "outbox.jsonl")
 
 
 def current() -> Live | None:

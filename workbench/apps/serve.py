@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 __all__ = ["app_path", "serve_command", "serve"]
 
@@ -60,19 +62,25 @@ def serve_command(
     return cmd + list(extra or [])
 
 
-def serve(**kwargs) -> int:
+def serve(**kwargs: Any) -> int:
     """Run ``panel serve`` in the foreground; returns its exit code.
 
     ``source`` (a URL, e.g. ``prometheus://127.0.0.1:9100/metrics``) replaces the
     simulator as the live pipeline's source; ``schema`` (a built-in name or a schema
-    file) is what its events follow.
+    file) is what its events follow; ``rules`` (a rules file, or a project file's
+    inline rules) is evaluated on the live windows instead of the demo rules. They
+    reach the served process through its environment (``WORKBENCH_SOURCE``,
+    ``WORKBENCH_SCHEMA``, ``WORKBENCH_RULES``).
     """
     extra = kwargs.pop("extra", None) or []
     source = kwargs.pop("source", None)
     schema = kwargs.pop("schema", None)
-    if schema:
-        from pathlib import Path
+    rules = kwargs.pop("rules", None)
+    if rules:
+        from workbench.alerts.loader import load_config
 
+        load_config(rules)  # a bad rules file fails here, with one message, not in the server
+    if schema:
         from workbench.schema import get_schema
 
         s = get_schema(schema)  # a bad schema file fails here, with one message
@@ -87,7 +95,23 @@ def serve(**kwargs) -> int:
         env["WORKBENCH_SOURCE"] = source
     if schema:
         env["WORKBENCH_SCHEMA"] = schema
-    return subprocess.call(cmd, env=env)
+    inline = None
+    if isinstance(rules, Mapping):  # a project file's inline rules: a file for the server's lifetime
+        import tempfile
+
+        import yaml
+
+        fd, inline = tempfile.mkstemp(prefix="workbench-rules-", suffix=".yaml")
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump(dict(rules), f)
+        rules = inline
+    if rules:
+        env["WORKBENCH_RULES"] = str(Path(rules).resolve())
+    try:
+        return subprocess.call(cmd, env=env)
+    finally:
+        if inline is not None:
+            Path(inline).unlink(missing_ok=True)
 
 
 def server_env() -> dict[str, str]:

@@ -21,8 +21,21 @@ def register(sub: Any) -> None:
 
 
 def _nab(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from workbench.evaluate.run import DEFAULT_DETECTOR, run_nab
 
-    report = run_nab(args.data, detector=args.detector or DEFAULT_DETECTOR, out=args.out, jobs=args.jobs)
+    bar = tqdm(unit=" files", desc="nab", disable=None, file=sys.stderr)  # a bar on a terminal only
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        report = run_nab(
+            args.data, detector=args.detector or DEFAULT_DETECTOR, out=args.out, jobs=args.jobs, progress=progress
+        )
+    finally:
+        bar.close()
     sys.stdout.write(json.dumps(report, indent=2) + "\n")
     return 0

@@ -9,6 +9,7 @@ RobustZScore(window=2000, warm_up=30, refresh=10, holdoff=350, damp=0.5)
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,18 @@ def _score_file(detector: str, values: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def run_nab(
-    data: str | Path, *, detector: str = DEFAULT_DETECTOR, out: str | Path | None = None, jobs: int = 1
+    data: str | Path,
+    *,
+    detector: str = DEFAULT_DETECTOR,
+    out: str | Path | None = None,
+    jobs: int = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Score every NAB file online with a fresh ``detector``; write ``out/<category>/<detector>_<file>.csv``.
 
     ``jobs`` processes score files side by side (each file is one detector's stream, so
     the result is the same for any ``jobs``); ``us_per_row`` is CPU time per row.
+    ``progress`` is called with the files scored so far and the files in all.
     """
     if detector not in DETECTORS:
         raise ConfigError(f"nab: unknown detector {detector!r}; choose one of {sorted(DETECTORS)}")
@@ -45,8 +52,12 @@ def run_nab(
         raise ConfigError(f"nab: jobs must be >= 1, not {jobs}")
     files = load_nab(data)
     t0 = time.perf_counter()
+    tick = progress or (lambda done, total: None)
+    results = []
     if jobs == 1:
-        results = [_score_file(detector, f.values) for f in files]
+        for f in files:
+            results.append(_score_file(detector, f.values))
+            tick(len(results), len(files))
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
@@ -55,7 +66,9 @@ def run_nab(
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
             longest_first = sorted(range(len(files)), key=lambda i: -len(files[i].values))
             futures = {i: pool.submit(_score_file, detector, files[i].values) for i in longest_first}
-            results = [futures[i].result() for i in range(len(files))]
+            for i in range(len(files)):
+                results.append(futures[i].result())
+                tick(len(results), len(files))
     items, rows, cpu = [], 0, 0.0
     for f, (scores, seconds) in zip(files, results, strict=True):
         rows += len(scores)

@@ -38,6 +38,7 @@ def register(sub: Any) -> None:
         type=float,
         help="exit 3 when more than this share of the records is dead-lettered (default: 0.5)",
     )
+    r.add_argument("--rules", help="alert rules file evaluated on the windows: output alerts (overrides a project's)")
     r.add_argument("--fresh", action="store_true", help="start over: drop the checkpoint and outputs in --out")
     r.set_defaults(func=_replay)
 
@@ -51,13 +52,15 @@ def register(sub: Any) -> None:
     rs.add_argument("--lateness", default="5s")
     rs.add_argument("--postgres", help="DSN: upsert window rows into PostgreSQL")
     rs.add_argument("--pg-schema", default="public")
-    rs.add_argument("--alerts", help="alert rules file: alerts go to the lake and, with --postgres, to the alert store")
-    rs.add_argument("--alerts-schema", default="workbench_alerts", help="PostgreSQL schema of the alert store")
     rs.add_argument("--table", help="PostgreSQL table (default: windows)")
     rs.add_argument("--checkpoint-every", default="2s", help="checkpoint (and ack) interval (default: 2s)")
     rs.add_argument("--max-rows", type=int, help="messages per batch")
     rs.add_argument("--max-delay", help="longest a message waits for its batch (e.g. 0.5 or 500ms)")
     rs.add_argument("--seconds", type=float, help="stop after this long")
+    rs.add_argument("--rules", help="alert rules file evaluated on the windows: lake/alerts (overrides a project's)")
+    rs.add_argument(
+        "--alerts-schema", default="workbench_alerts", help="PostgreSQL schema of the alert store (with --postgres)"
+    )
     rs.add_argument(
         "--metrics-port", type=int, help="serve Prometheus metrics on http://ADDR:PORT/metrics while running (0: any)"
     )
@@ -96,6 +99,7 @@ def _replay(args: argparse.Namespace) -> int:
             max_batches=args.max_batches,
             progress=progress,
             fresh=args.fresh,
+            rules=args.rules,
         )
     finally:
         bar.close()
@@ -143,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
         source_options=options,
         metrics_port=args.metrics_port,
         metrics_addr=args.metrics_addr,
-        alerts=args.alerts,
+        rules=args.rules,
         alerts_schema=args.alerts_schema,
     )
     sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")

@@ -2,11 +2,12 @@
 
 ``ingest`` is what ``workbench run --source URL`` runs: the standard pipeline over
 :func:`workbench.sources.from_url`, checkpointed into ``OUT/checkpoint``, writing
-``OUT/lake/<output>/…`` and upserting the window rows into PostgreSQL. It runs until
-the source ends, ``seconds`` pass or ``stop`` is set (SIGTERM / Ctrl-C in the CLI),
-and started again with the same ``OUT`` it resumes: a broker re-delivers what the
-last checkpoint did not cover, so after a ``kill -9`` nothing is lost, and the lake
-(epoch files) and PostgreSQL (upserts) hold no duplicate rows.
+``OUT/lake/<output>/…`` (with ``--rules``, the alert events too) and upserting the
+window rows into PostgreSQL. It runs until the source ends, ``seconds`` pass or
+``stop`` is set (SIGTERM / Ctrl-C in the CLI), and started again with the same ``OUT``
+it resumes: a broker re-delivers what the last checkpoint did not cover, so after a
+``kill -9`` nothing is lost, and the lake (epoch files) and PostgreSQL (upserts) hold
+no duplicate rows.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def ingest(
     source_options: dict[str, Any] | None = None,
     metrics_port: int | None = None,
     metrics_addr: str = "127.0.0.1",
-    alerts: str | Path | None = None,
+    rules: str | Path | None = None,
     alerts_schema: str = "workbench_alerts",
 ) -> dict[str, Any]:
     """Run ``url`` into ``out`` (and PostgreSQL) until it ends, ``seconds`` pass or ``stop`` is set.
@@ -71,11 +72,11 @@ def ingest(
         Set it to stop (the run then checkpoints and returns).
     source_options
         More keyword arguments for the source.
-    alerts
-        An alert rules file (``workbench alerts check`` format): alerts are evaluated on
-        the windows, written to the lake (output ``alerts``) and, with ``postgres``, to
-        the alert store's tables in schema ``alerts_schema``
-        (:class:`~workbench.alerts.store.PostgresStore`).
+    rules
+        An alert rules file (``workbench alerts check`` format): evaluated on the
+        windows, its events written to the lake's ``alerts`` output (routes, inhibition
+        and receivers come from the file too) and, with ``postgres``, to the alert
+        store's tables in schema ``alerts_schema`` (:class:`~workbench.alerts.store.PostgresStore`).
     alerts_schema
         PostgreSQL schema of the alert store (created when missing).
     metrics_port, metrics_addr
@@ -100,12 +101,12 @@ def ingest(
     )
     pipe.standard(s, spec or Tumbling("10s"), by=by, lateness=lateness)
     store = None
-    if alerts is not None:
+    if rules is not None:
         if postgres:
             from workbench.alerts.store import PostgresStore
 
             store = PostgresStore(postgres, schema=alerts_schema)
-        pipe.alerts(alerts, store=store, outbox=out / "outbox.jsonl")
+        pipe.alerts(rules, store=store, outbox=out / "outbox.jsonl")
     pipe.to_lake(Lake(out / "lake"))
     if postgres:
         pipe.to_postgres(postgres, outputs=["windows"], schema=pg_schema, table=table or "windows")
@@ -132,8 +133,8 @@ def ingest(
     return {
         **pipe.counts(),
         "windows": pipe.outputs["windows"].metrics.rows_out,
-        **({"alert_events": pipe.outputs["alerts"].metrics.rows_out} if alerts is not None else {}),
         "batches": pipe.batches,
         "seconds": round(time.perf_counter() - t0, 3),
         "source": source.health(),
+        **({"alerts": pipe.outputs["alerts"].metrics.rows_out} if rules is not None else {}),
     }

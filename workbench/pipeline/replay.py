@@ -66,6 +66,7 @@ def replay(
     max_batches: int | None = None,
     progress: Callable[[int], None] | None = None,
     fresh: bool = False,
+    rules: str | Path | None = None,
 ) -> dict[str, Any]:
     """Replay ``path`` into ``out``; resume when ``out`` holds a checkpoint.
 
@@ -95,6 +96,8 @@ def replay(
         Called with the source offset after each batch.
     fresh
         Start over: remove the checkpoint and the outputs ``out`` holds.
+    rules
+        An alert rules file evaluated on the windows: output ``alerts``.
 
     Returns
     -------
@@ -108,7 +111,7 @@ def replay(
     s = resolve_schema(schema, path)  # a schema file's undeclared numeric fields become metrics
     source = FileSource(path, max_rows=max_rows)
     if fresh:
-        for part in ("checkpoint", "windows", "dead_letter", "late", "summary.json"):
+        for part in ("checkpoint", "windows", "dead_letter", "late", "alerts", "outbox.jsonl", "summary.json"):
             target = out / part
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     pipe = Pipeline(
@@ -119,6 +122,8 @@ def replay(
         checkpoint_batches=checkpoint_batches,
     )
     pipe.standard(s, spec or Tumbling("10s"), by=by, aggs=aggs, lateness=lateness)
+    if rules is not None:
+        pipe.alerts(rules, outbox=out / "outbox.jsonl")
     pipe.to_lake(Lake(out, partition=False))
     if progress is not None:
         pipe.subscribe_raw(lambda _: progress(source.offset))
@@ -137,6 +142,8 @@ def replay(
         "batches": pipe.batches,
         "offset": pipe.offset,
     }
+    if rules is not None:
+        summary["alerts"] = pipe.outputs["alerts"].metrics.rows_out
     summary["events_per_s"] = round(summary["ingested"] / summary["seconds"]) if summary["seconds"] else None
     if summary["dead_lettered"]:
         reasons = top_reasons(read_dead_letters(out), 5).drop("raw")

@@ -95,7 +95,7 @@ def replay_project(args: argparse.Namespace) -> int:
     from workbench.project.check import dead_share_error, read_dead_letters
     from workbench.project.config import Project
 
-    project = Project.load(args.project)
+    project = with_rules(Project.load(args.project), args.rules)
     if not project.is_file:
         from workbench.errors import ConfigError
 
@@ -138,7 +138,7 @@ def run_project(args: argparse.Namespace, stop: Any) -> int:
     from workbench.pipeline.metrics import served
     from workbench.project.config import Project
 
-    project = Project.load(args.project)
+    project = with_rules(Project.load(args.project), args.rules)
     pipe = project.pipeline()
     finished = threading.Event()
     t0 = time.perf_counter()
@@ -167,8 +167,15 @@ def run_project(args: argparse.Namespace, stop: Any) -> int:
     return 0
 
 
+def with_rules(project: Any, rules: str | None) -> Any:
+    """The project with its alert rules replaced by the rules file ``rules`` (given on the command line)."""
+    import dataclasses
+
+    return project if rules is None else dataclasses.replace(project, alerts=str(Path(rules).resolve()))
+
+
 def project_serve_options(path: str) -> dict[str, Any]:
-    """``workbench serve --project``: the served source, schema, port and address of a project file."""
+    """``workbench serve --project``: the served source, schema, alert rules, port and address of a project file."""
     from workbench.errors import ConfigError
     from workbench.project.config import Project
 
@@ -178,4 +185,6 @@ def project_serve_options(path: str) -> dict[str, Any]:
             f"project file {path}: source: serve needs a live source URL, not the file {project.source!r}"
         )
     schema = project.resolve(project.schema) if project.schema.endswith((".yaml", ".yml")) else project.schema
-    return {"source": project.source, "schema": schema, "port": project.port, "address": project.address}
+    rules = project.resolve(project.alerts) if isinstance(project.alerts, str) else project.alerts
+    options = {"source": project.source, "schema": schema, "port": project.port, "address": project.address}
+    return {**options, "rules": rules}

@@ -193,12 +193,14 @@ class Project:
             from workbench.alerts.loader import load_config
 
             config = self.alerts if isinstance(self.alerts, Mapping) else self.resolve(self.alerts)
-            pipe.alerts(load_config(config), by=keys[0] if keys else None)
+            pipe.alerts(load_config(config), by=keys[0] if keys else None, outbox=out / "outbox.jsonl")
         pipe.to_lake(Lake(out, partition=not self.is_file))
         return pipe
 
 
 class _KeyError(WorkbenchError):
+    """A project file's key and what is wrong with it (``Project.load`` adds the file)."""
+
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"{key}: {message}")
         self.key, self.message = key, message

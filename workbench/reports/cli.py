@@ -117,6 +117,7 @@ def report_command(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             cwd=args.cwd or Path.cwd(),
             keep_notebook=args.keep_notebook,
+            progress=sys.stderr.isatty(),  # a bar on a terminal only, as tqdm's disable=None
         )
     except NotebookError as exc:
         _say(f"workbench report: {exc}", err=True)

@@ -152,6 +152,7 @@ def run_report(
     timeout: float = 600.0,
     cwd: str | Path | None = None,
     keep_notebook: bool = False,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Execute ``notebook`` with ``parameters`` and write its outputs as HTML to ``out``.
 
@@ -171,6 +172,8 @@ def run_report(
         Working folder of the kernel (default: the notebook's folder).
     keep_notebook
         Also keep the executed notebook as ``<out>.ipynb``.
+    progress
+        Show papermill's progress bar (cells run) on stderr.
 
     Returns
     -------
@@ -212,7 +215,7 @@ def run_report(
             parameters=params,
             kernel_name=kernel,
             cwd=str(cwd or notebook.parent),
-            progress_bar=False,
+            progress_bar=progress,
             log_output=False,
             execution_timeout=int(timeout),
             request_save_on_cell_execute=False,
