@@ -47,11 +47,17 @@ def live_pipeline(settings: Settings | None = None) -> Live:
     :func:`workbench.alerts.demo.server_rules`), ``WORKBENCH_RULES`` (a rules file evaluated
     instead of the demo rules, on the simulator or on a source) and ``WORKBENCH_SOURCE``, a source URL
     such as ``prometheus://127.0.0.1:9100/metrics`` that replaces the simulator).
+
+    A running live pipeline is returned as it is when no ``settings`` are given or they
+    are the ones it runs with; other ``settings`` replace it (a notebook that changes
+    them gets what it asked for, never the old pipeline).
     """
     with _lock:
         live = current()
-        if live is not None and live.pipeline.running:
+        if live is not None and live.pipeline.running and settings in (None, live.settings):
             return live
+        if live is not None:
+            live.pipeline.close()
         settings = settings or Settings.from_env()
         live = _connected(settings) if settings.source else _simulated(settings)
         pn.state.cache[_KEY] = live
