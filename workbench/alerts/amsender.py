@@ -39,8 +39,6 @@ Examples
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -81,15 +79,7 @@ class AlertmanagerNotifier(WebhookNotifier):
     def send(self, message: dict[str, Any]) -> None:  # noqa: D102
         body = json.dumps(message["alerts"], separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "User-Agent": "workbench-alerts", **self.headers}
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                response.read()
-        except urllib.error.HTTPError as exc:
-            from workbench.alerts.notifiers import _HTTPStatus
-
-            exc.close()
-            raise _HTTPStatus(exc.code, str(exc.reason)) from None
+        self.post(body, headers)
 
 
 class PrometheusSender:

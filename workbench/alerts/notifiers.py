@@ -246,6 +246,10 @@ class WebhookNotifier(Notifier):
             headers[SIGNATURE_HEADER] = sign(body, self.secret)
         if "id" in message:
             headers["Idempotency-Key"] = str(message["id"])
+        self.post(body, headers)
+
+    def post(self, body: bytes, headers: dict[str, str]) -> None:
+        """POST ``body`` to the URL; an HTTP error status raises (and :meth:`retryable` judges it)."""
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
