@@ -48,7 +48,7 @@ class Alertmanager:
                     "route": {
                         "receiver": "hook",
                         "group_by": ["alertname"],
-                        "group_wait": "1s",
+                        "group_wait": "3s",  # a loaded machine may space two POSTs of one evaluation by > 1 s
                         "group_interval": "1s",
                         "repeat_interval": "1h",
                     },
