@@ -46,6 +46,7 @@ _WHERE = {
     "WorkbenchError": "workbench.errors",
     "aggregations": "workbench.operators",
     "get_schema": "workbench.schema",
+    "notebook": "workbench.views.notebook",
     "replay": "workbench.pipeline.replay",
     "write_simulation": "workbench.sources.simulator",
 }
@@ -78,6 +79,7 @@ __all__ = [
     "WorkbenchError",
     "aggregations",
     "get_schema",
+    "notebook",
     "replay",
     "write_simulation",
 ]

@@ -37,6 +37,7 @@ _WHERE = {
     "Subscription": "workbench.feeds.feed",
     "anomaly_marks": "workbench.views.anomaly",
     "crossings": "workbench.views.anomaly",
+    "notebook": "workbench.views.notebook",
 }
 
 __all__ = sorted(_WHERE)

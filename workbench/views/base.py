@@ -22,6 +22,9 @@ import param
 from param.parameterized import ParameterizedMetaclass
 
 from workbench.feeds.feed import Feed, Subscription
+from workbench.views.notebook import offline_in_kernel
+
+offline_in_kernel()  # a notebook loads BokehJS and Panel from the installed packages, never a CDN
 
 __all__ = ["LiveView"]
 

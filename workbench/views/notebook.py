@@ -1,0 +1,128 @@
+"""``wb.notebook()``: Panel set up for a notebook, every resource from the installed packages.
+
+By default Panel's notebook loader fetches BokehJS, Panel's bundle, the Tabulator
+widget and their stylesheets from a CDN: on a machine without internet the views stay
+blank. Workbench turns Panel's ``inline`` mode on as soon as its views are imported in
+a kernel (:func:`offline_in_kernel`, called by :mod:`workbench.views.base`), and
+:func:`notebook` is the one line a notebook's import cell needs — ``pn.extension`` with
+the widgets the views use, inline. No environment variable is involved.
+
+Examples
+--------
+>>> import panel as pn
+>>> from workbench.views.notebook import EXTENSIONS
+>>> EXTENSIONS
+('tabulator',)
+"""
+
+from __future__ import annotations
+
+import builtins
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import panel as pn
+
+__all__ = ["EXTENSIONS", "in_kernel", "notebook", "offline_in_kernel"]
+
+#: Panel extensions the views need (the dead-letter, pipeline and alert tables)
+EXTENSIONS = ("tabulator",)
+
+
+def in_kernel() -> bool:
+    """Whether this process is an IPython kernel (a notebook), not a server or a script."""
+    if not hasattr(builtins, "__IPYTHON__"):
+        return False
+    from IPython import get_ipython
+
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
+def offline_in_kernel() -> None:
+    """In a kernel, make Panel inline its resources (the default would load them from a CDN)."""
+    if not in_kernel():
+        return
+    if not pn.config.inline:
+        pn.config.inline = True
+    import panel.io.notebook as nb
+
+    if not getattr(nb.diff, "_workbench_inline", False):
+        nb.diff = _inlining(nb.diff)
+
+
+@cache
+def _css(url: str) -> str | None:
+    """The text of a stylesheet on Panel's CDN, read from the installed Panel (``None``: not one of its files)."""
+    from panel.io.resources import CDN_DIST, DIST_DIR
+
+    if not url.startswith(CDN_DIST):
+        return None
+    path = Path(DIST_DIR) / url[len(CDN_DIST) :].split("?", 1)[0]
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def _inline_models(top: Any, *, subtree: bool = True) -> None:
+    from bokeh.models import ImportedStyleSheet, InlineStyleSheet, UIElement
+
+    for model in top.select({"type": UIElement}) if subtree else [top]:
+        if not isinstance(model, UIElement):
+            continue
+        sheets = list(model.stylesheets)
+        changed = False
+        for i, sheet in enumerate(sheets):
+            if isinstance(sheet, ImportedStyleSheet) and (css := _css(sheet.url)) is not None:
+                sheets[i], changed = InlineStyleSheet(css=css), True
+        if changed:
+            model.stylesheets = sheets
+
+
+def _inline_held(doc: Any) -> None:
+    """Inline the CDN stylesheets of what the document's held changes send to the page."""
+    from bokeh.document.events import ModelChangedEvent
+    from bokeh.model import Model
+
+    for event in list(doc.callbacks._held_events):
+        if not isinstance(event, ModelChangedEvent):
+            continue
+        if event.attr == "stylesheets":
+            _inline_models(event.model, subtree=False)
+            event.new = list(event.model.stylesheets)
+            continue
+        values = event.new if isinstance(event.new, (list, tuple)) else [event.new]
+        for value in values:
+            if isinstance(value, Model):
+                _inline_models(value)
+
+
+def _inlining(diff: Any) -> Any:
+    """Panel's notebook ``diff`` (what each update sends over the comm), with stylesheets inlined first.
+
+    Panel inlines the stylesheets of an output when it first renders it in ``inline``
+    mode, but an update recomputes a model's stylesheets — and a redrawn plot brings new
+    models — naming Panel's CDN again: on a machine without internet a live view lost
+    its styles at its first update.
+    """
+
+    def inlined(doc: Any, *args: Any, **kwargs: Any) -> Any:
+        if pn.config.inline:
+            _inline_held(doc)
+        return diff(doc, *args, **kwargs)
+
+    inlined._workbench_inline = True  # type: ignore[attr-defined]
+    return inlined
+
+
+def notebook(*extensions: str, **config: Any) -> None:
+    """Load Panel and the views' widgets into this notebook, offline.
+
+    Parameters
+    ----------
+    extensions
+        More Panel extensions (``"vega"``, ``"plotly"`` …) besides the views' own.
+    config
+        Panel settings, as for ``pn.extension`` (``sizing_mode="stretch_width"`` …).
+    """
+    pn.config.inline = True
+    wanted = list(dict.fromkeys([*EXTENSIONS, *extensions]))
+    pn.extension(*wanted, inline=True, **config)
