@@ -88,6 +88,24 @@ def test_network_references_finds_what_a_browser_would_fetch():
     ]
 
 
+def test_the_guard_refuses_a_relative_script_path():
+    """A page that loads a script from beside the file (how the monitor export once broke) is refused."""
+    page = (
+        '<html><head><script type="module" src="../../@microsoft/fast-components.js"></script>'
+        '<link rel="stylesheet" href="static/extensions/panel/css/x.css"></head><body>'
+        '<img src="images/logo.png"></body></html>'
+    )
+    assert network_references(page) == [
+        "script src ../../@microsoft/fast-components.js",
+        "link href static/extensions/panel/css/x.css",
+        "img src images/logo.png",
+    ]
+    with pytest.raises(ExportError, match=r"\.\./\.\./@microsoft/fast-components\.js"):
+        make_offline(page)
+    inline = '<html><head><script>var src = "../../x.js";</script><style>a{b:url(data:,)}</style></head></html>'
+    assert network_references(inline) == [] and make_offline(inline) == inline
+
+
 def test_exported_views_are_one_self_contained_file(feed, tmp_path):
     path = export_views(["series", "heatmap", "latest"], feed, tmp_path / "views.html", params={"metric": "cpu_max"})
     page = path.read_text()

@@ -15,6 +15,7 @@ Screenshots: ``tests/artifacts/jupyterlab-<notebook>-run<N>[-live-a|-live-b].png
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import secrets
@@ -22,7 +23,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
@@ -41,16 +41,17 @@ PARAMETERS = {"events": 20_000, "duration": 15, "source": "simulate", "hosts": 2
 LOCAL = {"127.0.0.1", "localhost", "::1", "[::1]"}
 MEMORY_MB = 30
 
-# Every canvas of the page and of its same-origin frames (shadow roots included):
-# its size and whether it holds more than one colour.
+# Every plot of the page and of its same-origin frames (shadow roots included): the
+# layers of one Bokeh canvas share a parent; a plot is drawn when one layer holds more
+# than one colour.
 CANVASES = """() => {
-  const out = [];
+  const out = [], parents = [];
   const walk = (root) => {
     for (const el of root.querySelectorAll('*')) {
       if (el.shadowRoot) walk(el.shadowRoot);
       if (el.tagName !== 'CANVAS' || !el.width || !el.height) continue;
       const rect = el.getBoundingClientRect();
-      if (rect.width < 20 || rect.height < 20) continue;  // Bokeh's hit-test layers and the like
+      if (rect.width < 40 || rect.height < 40) continue;  // icons and the like
       let colours = -1;
       try {
         const data = el.getContext('2d').getImageData(0, 0, el.width, el.height).data;
@@ -59,7 +60,11 @@ CANVASES = """() => {
           (data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3]);
         colours = seen.size;
       } catch (e) { colours = -2; }
-      out.push({w: el.width, h: el.height, colours});
+      let p = parents.indexOf(el.parentNode);
+      if (p < 0) {
+        parents.push(el.parentNode); p = parents.length - 1; out.push({w: el.width, h: el.height, colours});
+      }
+      else out[p].colours = Math.max(out[p].colours, colours);
     }
   };
   walk(document);
@@ -127,6 +132,9 @@ def jupyterlab(tmp_path_factory):
     settings = root / ".settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)  # no "notified about official Jupyter news?" pop-up over the notebook
     (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
+    tracker = root / ".settings" / "@jupyterlab" / "notebook-extension"
+    tracker.mkdir(parents=True)  # every cell in the page (not only those scrolled to), so all views can be checked
+    (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     log = (root / "jupyter.log").open("w")
     cmd = [
         sys.executable, "-m", "jupyterlab",
@@ -166,7 +174,7 @@ def _kernels(server: subprocess.Popen) -> list[psutil.Process]:
 
 def _live_outputs(page):
     """Outputs of live views: KPI cards, plots, tables (the locator looks into shadow roots)."""
-    return page.locator(".jp-OutputArea-output", has=page.locator(".wb-kpi-card, canvas, .tabulator").first)
+    return page.locator(".jp-OutputArea-output", has=page.locator(".wb-kpi-card, canvas, .tabulator"))
 
 
 def _watch(page, name: str, run: int) -> list[str]:
@@ -186,12 +194,21 @@ def _watch(page, name: str, run: int) -> list[str]:
     return [f"live view output {i} did not change in 10 s" for i in still] if n else ["no live view output"]
 
 
+def _with_cell(page, text: str) -> str:
+    """A console message with the cell that was running when it came (where it came from)."""
+    try:
+        running = page.locator(".jp-CodeCell:has(.jp-InputPrompt:text('[*]')) .jp-InputArea-editor").first
+        return f"{text.splitlines()[0]} (while running: {running.inner_text(timeout=200)[:60]!r})"
+    except Exception:
+        return text.splitlines()[0]
+
+
 def _blank_canvases(page) -> list[str]:
     problems = []
     for frame in page.frames:
         for i, c in enumerate(frame.evaluate(CANVASES)):
             if c["colours"] < 2:
-                problems.append(f"canvas {i} ({c['w']}x{c['h']}) in {frame.url[:60] or 'iframe'} is blank: {c}")
+                problems.append(f"plot {i} ({c['w']}x{c['h']}) in {frame.url[:60] or 'an iframe'} is blank")
     return problems
 
 
@@ -199,27 +216,29 @@ def _kernel_state(page) -> dict:
     """Pipelines, views and subscriptions alive in the kernel (asked through the page's session)."""
     code = (
         "import gc, json, threading\n"
-        "from workbench.pipeline.core import Pipeline\n"
         "from workbench.feeds.feed import Feed\n"
         "from workbench.views.base import LiveView\n"
         "gc.collect()\n"
         "feeds = [o for o in gc.get_objects() if isinstance(o, Feed)]\n"
-        "print(json.dumps({'running': sorted(t.name for t in threading.enumerate() if t.name.startswith('workbench-')),"
+        "threads = sorted(t.name for t in threading.enumerate() if t.name.startswith('workbench-'))\n"
+        "_wb_state = json.dumps({'running': threads,"
         " 'views_refreshing': sum(1 for v in list(LiveView._alive) if v._callback is not None),"
-        " 'subscriptions': sum(f.subscriptions for f in feeds)}))"
+        " 'subscriptions': sum(f.subscriptions for f in feeds)})\n"
+        "del feeds\n"
     )
-    text = page.evaluate(
+    reply = page.evaluate(
         """async (code) => {
           const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-          let out = '';
-          const future = kernel.requestExecute({code, silent: false, store_history: false});
-          future.onIOPub = (msg) => { if (msg.header.msg_type === 'stream') out += msg.content.text; };
-          await future.done;
-          return out;
+          const future = kernel.requestExecute({code, silent: true, store_history: false,
+                                                user_expressions: {state: '_wb_state'}});
+          const reply = await future.done;
+          return reply.content;
         }""",
         code,
     )
-    return json.loads(text.strip().splitlines()[-1])
+    assert reply["status"] == "ok", reply
+    text = reply["user_expressions"]["state"]["data"]["text/plain"]
+    return json.loads(ast.literal_eval(text))
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
@@ -233,7 +252,7 @@ def test_notebook_in_jupyterlab(jupyterlab, notebook):
         browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         console, remote = [], []
-        page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+        page.on("console", lambda m: console.append(_with_cell(page, m.text)) if m.type == "error" else None)
         page.on("pageerror", lambda e: console.append(str(e)))
 
         def route(r):
@@ -248,9 +267,10 @@ def test_notebook_in_jupyterlab(jupyterlab, notebook):
         page.goto(f"{base}/lab/tree/notebooks/{notebook.as_posix()}?reset&token={token}")
         page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
         assert until(
-            lambda: page.evaluate(
-                "() => window.jupyterapp.shell.currentWidget?.sessionContext?.kernelDisplayStatus"
-            ) == "idle",
+            lambda: (
+                page.evaluate("() => window.jupyterapp.shell.currentWidget?.sessionContext?.kernelDisplayStatus")
+                == "idle"
+            ),
             120,
             pause=lambda: page.wait_for_timeout(500),
         ), "the kernel did not start"
@@ -281,7 +301,9 @@ def test_notebook_in_jupyterlab(jupyterlab, notebook):
                 page.wait_for_timeout(100)
                 blank += _blank_canvases(page)
             blank = sorted(set(blank))
-            page.screenshot(path=str(ARTIFACTS / f"jupyterlab-{name}-run{run}.png"), full_page=True)
+            outputs = _live_outputs(page)
+            for i in range(outputs.count()):
+                outputs.nth(i).screenshot(path=str(ARTIFACTS / f"jupyterlab-{name}-run{run}-output{i}.png"))
             kernel = kernel or _kernels(server)[-1]
             rss = kernel.memory_info().rss / 2**20
             state = _kernel_state(page)

@@ -37,9 +37,11 @@ _DOC_JSON = re.compile(r'(<script type="application/json" id="[^"]+">)(.*?)(</sc
 _TAG = re.compile(r"<(script|link|img|iframe)\b[^>]*>", re.I)
 _ATTR = re.compile(r"""\b(src|href)\s*=\s*["']([^"']*)["']""", re.I)
 _CSS_URL = re.compile(r"""url\(\s*(['"]?)([^'")]+)\1\s*\)""")
+_CSS_IMPORT_ANY = re.compile(r"""@import\s+(?:url\()?\s*['"]?([^'")\s;]+)""", re.I)
 _CSS_IMPORT = re.compile(r"""@import\s+(?:url\()?\s*['"]?(https?://[^'")\s;]+)""", re.I)
 # legacy font formats listed beside a woff2 in @font-face: every browser we target takes the woff2
 _LEGACY_FONTS = {".eot", ".ttf", ".woff"}
+_STYLE = re.compile(r"(<style\b[^>]*>)(.*?)(</style>)", re.S | re.I)
 _REMOTE = re.compile(r"^(https?:)?//", re.I)
 
 
@@ -124,6 +126,8 @@ def _inline_links(page: str) -> str:
         if m.group(1).lower() != "link":
             return tag
         href = _ATTR.search(tag)
+        if href is not None and "icon" in tag and _fetched(href.group(2)) and not _REMOTE.match(href.group(2)):
+            return ""  # a favicon beside the page (./favicon.ico): a file on its own has none
         if href is None or not _REMOTE.match(href.group(2)):
             return tag if href is None or href.group(2) else ""  # <link href=""> fetches the page itself
         local = _local_file(href.group(2))
@@ -154,6 +158,32 @@ def _inline_script(tag: str) -> str:
     return tag[: src.start()].rstrip() + tag[src.end() :] + code
 
 
+@cache
+def _dist_file(name: str) -> Path | None:
+    """A file of the installed Panel's ``dist`` by its name (``fa-solid-900.woff2``), if exactly one has it."""
+    found = list(_panel_dist()[1].rglob(name))
+    return found[0] if len(found) == 1 else None
+
+
+def _inline_styles(page: str) -> str:
+    """Relative ``url(…)`` in the page's own ``<style>`` blocks (Font Awesome's fonts) → data URIs."""
+
+    def url(m: re.Match[str]) -> str:
+        ref = m.group(2).strip()
+        if not _fetched(ref) or _REMOTE.match(ref):
+            return m.group(0)
+        name = Path(ref.split("?", 1)[0].split("#", 1)[0]).name
+        if Path(name).suffix in _LEGACY_FONTS or (name.endswith(".svg") and "#" in ref):
+            return "url(data:,)"
+        local = _dist_file(name)
+        return f'url("{_data_uri(local)}")' if local is not None else m.group(0)
+
+    def style(m: re.Match[str]) -> str:
+        return m.group(1) + _CSS_URL.sub(url, m.group(2)) + m.group(3)
+
+    return _STYLE.sub(style, page)
+
+
 def make_offline(page: str) -> str:
     """Inline every resource that ``page`` would load from Panel's CDN.
 
@@ -172,34 +202,54 @@ def make_offline(page: str) -> str:
     ExportError
         When something would still be loaded from the network (named in the message).
     """
-    out = _inline_links(_inline_docs(page))
+    out = _inline_styles(_inline_links(_inline_docs(page)))
     remaining = network_references(out)
     if remaining:
         raise ExportError(f"export: the page would still load {len(remaining)} resource(s): {remaining[:5]}")
     return out
 
 
-def network_references(page: str) -> list[str]:
-    """Resources that opening ``page`` would fetch over the network.
+def _fetched(url: str) -> bool:
+    """Whether a browser would fetch ``url`` (anything but inline data: absolute, protocol-relative or relative)."""
+    url = url.strip()
+    return bool(url) and not url.lower().startswith(("data:", "#", "about:blank", "javascript:"))
 
-    Script and link tags with an ``http(s)`` source, CSS ``@import`` of a URL, and
-    stylesheets imported by a Bokeh document (``ImportedStyleSheet``) — which is how
-    Panel loads its CSS. URLs inside scripts and data are not fetched and not listed.
+
+def network_references(page: str) -> list[str]:
+    """Resources that opening ``page`` would fetch — from the network or from beside the file.
+
+    Script, link, image and frame tags with a source that is not inline data —
+    ``https://…``, ``//host/…`` or a relative path such as ``../../@microsoft/x.js``
+    (a file opened from disk or mailed has nothing beside it) — CSS ``@import`` and
+    ``url(…)`` of anything but data, and stylesheets imported by a Bokeh document
+    (``ImportedStyleSheet``), which is how Panel loads its CSS. URLs inside scripts and
+    data are not fetched and not listed.
+
+    >>> network_references('<script type="module" src="../../@microsoft/fast.js"></script>')
+    ['script src ../../@microsoft/fast.js']
+    >>> network_references('<img src="data:image/png;base64,AAAA"><style>a{background:url(img/x.png)}</style>')
+    ['css url img/x.png']
     """
     found = []
-    for m in _TAG.finditer(page):
+    outer = re.sub(r'srcdoc="[^"]*"', "", page)  # an iframe's own page is checked on its own
+    markup = re.sub(r"(<script\b[^>]*>).*?(</script>)", r"\1\2", outer, flags=re.S | re.I)  # code is not markup
+    for m in _TAG.finditer(markup):
         for attr in _ATTR.finditer(m.group(0)):
-            if _REMOTE.match(attr.group(2)):
+            if _fetched(attr.group(2)):
                 found.append(f"{m.group(1).lower()} {attr.group(1).lower()} {attr.group(2)}")
-    for style in re.findall(r"<style[^>]*>(.*?)</style>", page, re.S | re.I):
-        found += [f"css @import {u}" for u in _CSS_IMPORT.findall(style)]
-    for m in _DOC_JSON.finditer(page):
+    for style in re.findall(r"<style[^>]*>(.*?)</style>", markup, re.S | re.I):
+        imports = _CSS_IMPORT_ANY.findall(style)
+        found += [f"css @import {u}" for u in imports]
+        found += [f"css url {u}" for m in _CSS_URL.finditer(style) if _fetched(u := m.group(2)) and u not in imports]
+    for m in _DOC_JSON.finditer(outer):
         text = htmllib.unescape(m.group(2))
         found += [
             f"ImportedStyleSheet {u}"
             for u in re.findall(r'"name":\s*"ImportedStyleSheet"[^}]*?"url":\s*"([^"]+)"', text)
-            if _REMOTE.match(u)
+            if _fetched(u)
         ]
+    for frame in re.findall(r'srcdoc="([^"]*)"', page):
+        found += [f"iframe srcdoc: {r}" for r in network_references(htmllib.unescape(frame))]
     return found
 
 

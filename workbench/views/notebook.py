@@ -44,7 +44,7 @@ def offline_in_kernel() -> None:
     if not in_kernel():
         return
     if not pn.config.inline:
-        pn.config.inline = True
+        setattr(pn.config, "inline", True)  # noqa: B010 - a settable config the stubs call read-only
     import panel.io.notebook as nb
 
     if not getattr(nb.diff, "_workbench_inline", False):
@@ -63,7 +63,8 @@ def _css(url: str) -> str | None:
 
 
 def _inline_models(top: Any, *, subtree: bool = True) -> None:
-    from bokeh.models import ImportedStyleSheet, InlineStyleSheet, UIElement
+    from bokeh.models import ImportedStyleSheet, InlineStyleSheet
+    from bokeh.models.ui import UIElement
 
     for model in top.select({"type": UIElement}) if subtree else [top]:
         if not isinstance(model, UIElement):
@@ -87,7 +88,7 @@ def _inline_held(doc: Any) -> None:
             continue
         if event.attr == "stylesheets":
             _inline_models(event.model, subtree=False)
-            event.new = list(event.model.stylesheets)
+            event.new = list(getattr(event.model, "stylesheets", event.new))
             continue
         values = event.new if isinstance(event.new, (list, tuple)) else [event.new]
         for value in values:
@@ -123,6 +124,6 @@ def notebook(*extensions: str, **config: Any) -> None:
     config
         Panel settings, as for ``pn.extension`` (``sizing_mode="stretch_width"`` …).
     """
-    pn.config.inline = True
+    setattr(pn.config, "inline", True)  # noqa: B010 - a settable config the stubs call read-only
     wanted = list(dict.fromkeys([*EXTENSIONS, *extensions]))
     pn.extension(*wanted, inline=True, **config)
