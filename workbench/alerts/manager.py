@@ -134,6 +134,7 @@ class AlertManager:
         self._callbacks: list[Callable[[dict[str, Any], str], Any]] = []
         self._lock = threading.RLock()
         self._rules_by_name = {r.name: r for r in self.rules}
+        self._labels: dict[str, dict[str, str]] = {}  # fingerprint → labels of its latest event (pending ones too)
         self._builder = EventBuilder(self.rules, self.evaluator.entity_labels)
         self.version = 0  # bumped whenever events, notifications or feedback change (views redraw on it)
         from workbench.alerts.amsender import connect_alertmanagers
@@ -191,6 +192,11 @@ class AlertManager:
                     self.dispatcher.resolve(ev["fingerprint"], at=t, value=ev["value"])
             notes.extend(self.dispatcher.advance(t))
         if events.height:
+            for fp, labels in events.select("fingerprint", "labels").iter_rows():
+                self._labels.pop(fp, None)
+                self._labels[fp] = json.loads(labels)
+            while len(self._labels) > self._history:  # the oldest first (insertion order)
+                self._labels.pop(next(iter(self._labels)))
             self._recent.append(events)
             self._recent_rows += events.height
             while self._recent_rows - self._recent[0].height >= self._history:
@@ -261,7 +267,11 @@ class AlertManager:
                 rule = self.rules[rule_no]
                 fp = f"{rule.name}/{entity}"
                 alert = self.dispatcher.firing.get(fp)
-                labels = alert["labels"] if alert else {"alertname": rule.name, "severity": rule.severity}
+                labels = (
+                    alert["labels"]
+                    if alert
+                    else self._labels.get(fp) or {"alertname": rule.name, "severity": rule.severity}
+                )
                 ack = self.dispatcher.acks.get(fp, {})
                 rows.append(
                     {
@@ -277,7 +287,7 @@ class AlertManager:
                         "summary": rule.render(entity=entity, value=value, labels=labels),
                         "labels": json.dumps(labels, sort_keys=True),
                         "acknowledged_by": ack.get("by"),
-                        "muted": (self.dispatcher.muted(alert, at=at) if alert else None),
+                        "muted": self.dispatcher.muted(alert or {"fingerprint": fp, "labels": labels}, at=at),
                     }
                 )
             schema: dict[str, Any] = {
@@ -381,12 +391,20 @@ class AlertManager:
         )
         with self._lock:
             self.dispatcher.add_silence(silence)
+            self.version += 1
+        record = getattr(self.store, "record_silence", None)
+        if callable(record):
+            record(silence, at=self.clock.now())
         return silence
 
     def expire_silence(self, silence_id: str) -> None:
         """End a silence now (event time)."""
         with self._lock:
             self.dispatcher.expire_silence(silence_id, at=self.now_ms)
+            self.version += 1
+        record = getattr(self.store, "record_silence", None)
+        if callable(record):
+            record(self.dispatcher.silences[silence_id], at=self.clock.now())
 
     def silences(self) -> list[Silence]:
         """Silences known (active, pending and recently expired)."""
