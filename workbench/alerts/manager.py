@@ -257,7 +257,7 @@ class AlertManager:
 
     # -- what is active ---------------------------------------------------------------
     def active(self) -> pl.DataFrame:
-        """Pending and firing alerts: state, severity, since, value, labels, ack, muted."""
+        """Pending and firing alerts: state, severity, since, value, labels, ack (who, note), muted (why)."""
         with self._lock:
             at = self.now_ms
             rows = []
@@ -287,6 +287,7 @@ class AlertManager:
                         "summary": rule.render(entity=entity, value=value, labels=labels),
                         "labels": json.dumps(labels, sort_keys=True),
                         "acknowledged_by": ack.get("by"),
+                        "ack_note": ack.get("note"),
                         "muted": self.dispatcher.muted(alert or {"fingerprint": fp, "labels": labels}, at=at),
                     }
                 )
@@ -303,6 +304,7 @@ class AlertManager:
                 "summary": pl.String,
                 "labels": pl.String,
                 "acknowledged_by": pl.String,
+                "ack_note": pl.String,
                 "muted": pl.String,
             }
             return pl.DataFrame(rows, schema=schema).with_columns(
