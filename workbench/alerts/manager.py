@@ -134,6 +134,7 @@ class AlertManager:
         self._callbacks: list[Callable[[dict[str, Any], str], Any]] = []
         self._lock = threading.RLock()
         self._rules_by_name = {r.name: r for r in self.rules}
+        self._labels: dict[str, dict[str, str]] = {}  # fingerprint → labels of its latest event (pending ones too)
         self._builder = EventBuilder(self.rules, self.evaluator.entity_labels)
         self.version = 0  # bumped whenever events, notifications or feedback change (views redraw on it)
         from workbench.alerts.amsender import connect_alertmanagers
@@ -191,6 +192,11 @@ class AlertManager:
                     self.dispatcher.resolve(ev["fingerprint"], at=t, value=ev["value"])
             notes.extend(self.dispatcher.advance(t))
         if events.height:
+            for fp, labels in events.select("fingerprint", "labels").iter_rows():
+                self._labels.pop(fp, None)
+                self._labels[fp] = json.loads(labels)
+            while len(self._labels) > self._history:  # the oldest first (insertion order)
+                self._labels.pop(next(iter(self._labels)))
             self._recent.append(events)
             self._recent_rows += events.height
             while self._recent_rows - self._recent[0].height >= self._history:
@@ -251,7 +257,7 @@ class AlertManager:
 
     # -- what is active ---------------------------------------------------------------
     def active(self) -> pl.DataFrame:
-        """Pending and firing alerts: state, severity, since, value, labels, ack, muted."""
+        """Pending and firing alerts: state, severity, since, value, labels, ack (who, note), muted (why)."""
         with self._lock:
             at = self.now_ms
             rows = []
@@ -261,7 +267,11 @@ class AlertManager:
                 rule = self.rules[rule_no]
                 fp = f"{rule.name}/{entity}"
                 alert = self.dispatcher.firing.get(fp)
-                labels = alert["labels"] if alert else {"alertname": rule.name, "severity": rule.severity}
+                labels = (
+                    alert["labels"]
+                    if alert
+                    else self._labels.get(fp) or {"alertname": rule.name, "severity": rule.severity}
+                )
                 ack = self.dispatcher.acks.get(fp, {})
                 rows.append(
                     {
@@ -277,7 +287,8 @@ class AlertManager:
                         "summary": rule.render(entity=entity, value=value, labels=labels),
                         "labels": json.dumps(labels, sort_keys=True),
                         "acknowledged_by": ack.get("by"),
-                        "muted": (self.dispatcher.muted(alert, at=at) if alert else None),
+                        "ack_note": ack.get("note"),
+                        "muted": self.dispatcher.muted(alert or {"fingerprint": fp, "labels": labels}, at=at),
                     }
                 )
             schema: dict[str, Any] = {
@@ -293,6 +304,7 @@ class AlertManager:
                 "summary": pl.String,
                 "labels": pl.String,
                 "acknowledged_by": pl.String,
+                "ack_note": pl.String,
                 "muted": pl.String,
             }
             return pl.DataFrame(rows, schema=schema).with_columns(
@@ -381,12 +393,20 @@ class AlertManager:
         )
         with self._lock:
             self.dispatcher.add_silence(silence)
+            self.version += 1
+        record = getattr(self.store, "record_silence", None)
+        if callable(record):
+            record(silence, at=self.clock.now())
         return silence
 
     def expire_silence(self, silence_id: str) -> None:
         """End a silence now (event time)."""
         with self._lock:
             self.dispatcher.expire_silence(silence_id, at=self.now_ms)
+            self.version += 1
+        record = getattr(self.store, "record_silence", None)
+        if callable(record):
+            record(self.dispatcher.silences[silence_id], at=self.clock.now())
 
     def silences(self) -> list[Silence]:
         """Silences known (active, pending and recently expired)."""

@@ -47,6 +47,10 @@ _TABLES = {
         "fingerprint TEXT NOT NULL, rule TEXT, label TEXT NOT NULL, by_whom TEXT, note TEXT, "
         '"at" TIMESTAMPTZ, event_time TIMESTAMPTZ'
     ),
+    "alert_silences": (
+        'silence_id TEXT NOT NULL, matchers TEXT, starts_at TIMESTAMPTZ, ends_at TIMESTAMPTZ, created_by TEXT, '
+        'comment TEXT, "at" TIMESTAMPTZ'
+    ),
 }
 _EVENT_COLS = ["fingerprint", "rule", "entity", "from_state", "to_state", "at", "active_at", "value", "severity"]
 _EVENT_COLS += ["summary", "labels"]
@@ -73,6 +77,15 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "note": pl.String,
         "at": TS,
         "event_time": TS,
+    },
+    "alert_silences": {
+        "silence_id": pl.String,
+        "matchers": pl.String,
+        "starts_at": TS,
+        "ends_at": TS,
+        "created_by": pl.String,
+        "comment": pl.String,
+        "at": TS,
     },
 }
 
@@ -168,6 +181,18 @@ class AlertStore(ABC):
         values = (row["fingerprint"], row["rule"], row["label"], row["by"], row["note"], _dt(row["at"]))
         self._insert("alert_feedback", cols, [(*values, _dt(row["event_time"]))], "")
 
+    def record_silence(self, silence: Any, *, at: datetime | None = None) -> None:
+        """Append a silence as created or changed (a :class:`~workbench.alerts.matchers.Silence`; expiry is a new row)."""
+        from datetime import UTC
+
+        def when(ms: int) -> datetime:
+            return datetime.fromtimestamp(ms / 1000, UTC)
+
+        cols = ["silence_id", "matchers", "starts_at", "ends_at", "created_by", "comment", "at"]
+        matchers = ", ".join(str(m) for m in silence.matchers)
+        row = (silence.silence_id, matchers, when(silence.starts_at), when(silence.ends_at))
+        self._insert("alert_silences", cols, [(*row, silence.created_by, silence.comment, at)], "")
+
     # -- reading --------------------------------------------------------------------
     def _frame(self, table: str, where: dict[str, Any], since: datetime | None, until: datetime | None) -> pl.DataFrame:
         clauses, params = [], []
@@ -220,6 +245,10 @@ class AlertStore(ABC):
     def feedback(self, *, fingerprint: str | None = None, rule: str | None = None) -> pl.DataFrame:
         """Every recorded feedback label, oldest first."""
         return self._frame("alert_feedback", {"fingerprint": fingerprint, "rule": rule}, None, None)
+
+    def silences(self) -> pl.DataFrame:
+        """Every recorded silence change (creation, expiry), oldest first."""
+        return self._frame("alert_silences", {}, None, None)
 
     def precision(self, *, rule: str | None = None) -> float | None:
         """True / (true + false) positives over the latest label of each alert; ``None`` without labels."""

@@ -41,6 +41,7 @@ from typing import Any
 
 import polars as pl
 
+from workbench.feeds.columns import Column, describe_columns, family_of, prom_unit
 from workbench.feeds.live import LiveFrame
 from workbench.pipeline import Pipeline
 
@@ -48,6 +49,44 @@ __all__ = ["Feed", "Kpis", "Subscription", "unit_of"]
 
 _UNITS = {"cpu": "%", "mem": "%", "latency": "ms", "error_rate": "share", "count": "events", "bytes": "B"}
 _RAW_CHARS = 2_000  # raw record shown in the dead-letter view, per row
+
+
+def _ms(t: datetime | None) -> int:
+    return 0 if t is None else int(t.timestamp() * 1000)
+
+
+def _rank(
+    rows: pl.DataFrame, bands: pl.DataFrame, metric: str, by: str, n: int, threshold: float, family: str | None
+) -> list[str]:
+    if rows.height == 0 or metric not in rows.columns:
+        return []
+    if family is not None:
+        rows = rows.filter((pl.col(by) == family) | pl.col(by).str.starts_with(family + "{"))
+        if rows.height == 0:
+            return []
+        value = pl.col(metric).cast(pl.Float64)
+        bands = rows.group_by("window_start").agg(
+            value.median().alias(f"{metric}__p50"), (value - value.median()).abs().median().alias(f"{metric}__mad")
+        )
+    if f"{metric}__p50" not in bands.columns:
+        return []
+    z = (pl.col(metric).cast(pl.Float64) - pl.col(f"{metric}__p50")) / (1.4826 * pl.col(f"{metric}__mad"))
+    scored = rows.select("window_start", by, metric).join(
+        bands.select("window_start", f"{metric}__p50", f"{metric}__mad"), on="window_start", how="left"
+    )
+    scored = scored.with_columns(z.abs().fill_nan(None).alias("__z"))
+    latest = scored.filter(pl.col("window_start") == pl.col("window_start").max()).select(
+        by, pl.col(metric).cast(pl.Float64).alias("__last")
+    )
+    ranked = (
+        scored.group_by(by)
+        .agg((pl.col("__z") >= threshold).sum().alias("__hits"), pl.col("__z").max().alias("__peak"))
+        .join(latest, on=by, how="left")
+        .sort(["__hits", "__last", "__peak"], descending=True, nulls_last=True)
+    )
+    hot = ranked.filter(pl.col("__hits") > 0).sort(["__hits", "__peak"], descending=True, nulls_last=True)
+    rest = ranked.filter(pl.col("__hits") == 0).sort("__last", descending=True, nulls_last=True)
+    return pl.concat([hot, rest])[by].head(n).cast(pl.String).to_list()
 
 
 def unit_of(metric: str) -> str:
@@ -132,7 +171,7 @@ class Feed:
     output
         Name of the window output.
     by
-        Entity column of the window rows (``host`` for server metrics).
+        Entity column of the window rows; default: the window node's key (the schema's entity).
     history_rows
         Window rows kept for new sessions and entity look-ups.
     dead_letter_rows
@@ -150,7 +189,7 @@ class Feed:
         pipeline: Pipeline,
         *,
         output: str = "windows",
-        by: str = "host",
+        by: str | None = None,
         history_rows: int = 200_000,
         dead_letter_rows: int = 2_000,
         stale_after: float = 10.0,
@@ -159,7 +198,17 @@ class Feed:
     ) -> None:
         self.pipeline = pipeline
         self.output = output
-        self.by = by
+        node = pipeline.outputs.get(output)
+        keys = getattr(getattr(node, "state", None), "by", None) or []
+        self.schema = getattr(pipeline.source, "schema", None)
+        self.by = by or (keys[0] if keys else (self.schema.by[0] if self.schema is not None else "host"))
+        spec = getattr(getattr(node, "state", None), "spec", None)
+        #: seconds between two windows' starts (a session window's gap counts as its step)
+        self.step_s = (getattr(spec, "step_ms", None) or getattr(spec, "gap_ms", None) or 10_000) / 1000
+        self.newest: datetime | None = None  # the latest window start received
+        aggs = list(getattr(getattr(node, "state", None), "aggs", None) or [])
+        self.columns: dict[str, Column] = describe_columns(self.schema, aggs)
+        self._ranked: dict[tuple[Any, ...], list[str]] = {}  # top_recent results, a few per process
         self.stale_after = stale_after
         self.alerts = alerts
         self.windows = LiveFrame(max_rows=history_rows)
@@ -206,6 +255,9 @@ class Feed:
             self.emit_delays.append((now.timestamp(), (now - end).total_seconds()))
         band = self._band(frame)
         self._note_entities(frame)
+        start = frame["window_start"].max() if "window_start" in frame.columns else None
+        if isinstance(start, datetime) and (self.newest is None or start > self.newest):
+            self.newest = start
         with self._append_lock:  # one band frame per window frame: versions stay in step
             self.windows.append(frame)
             self.bands.append(band)
@@ -282,8 +334,77 @@ class Feed:
     # -- reads (any thread) --------------------------------------------------------------
     @property
     def metrics(self) -> list[str]:
-        """Numeric window columns (known after the first window)."""
+        """Numeric window columns: the aggregations' outputs (or, for hand-built graphs, after the first window)."""
+        if self._metrics is None and self.columns:
+            return list(self.columns)
         return list(self._metrics or [])
+
+    @property
+    def prometheus(self) -> bool:
+        """Whether the rows are scraped Prometheus series (one metric family each)."""
+        return self.schema is not None and self.schema.name == "prom_samples" and self.schema.path is None
+
+    def default_metric(self) -> str | None:
+        """The first metric that is not an event count (what a chart shows first)."""
+        metrics = self.metrics
+        return next((m for m in metrics if self.column(m).unit not in ("events", "distinct")), None) or (
+            metrics[0] if metrics else None
+        )
+
+    def column(self, name: str, family: str | None = None) -> Column:
+        """Label and unit of a window column (of a Prometheus family's series when ``family`` is given)."""
+        if family is not None:
+            if name.startswith("rate"):
+                return Column(name, f"{family} per second", prom_unit(family))
+            if name.startswith("value"):
+                return Column(name, family, prom_unit(family) if not prom_unit(family).endswith("/s") else "")
+        return self.columns.get(name) or Column(name, name)
+
+    def families(self) -> list[str]:
+        """Prometheus metric names among the entities seen (sorted)."""
+        return sorted({family_of(e) for e in self._entity_list})
+
+    def range(self, start: datetime | None, end: datetime | None) -> tuple[int, pl.DataFrame, pl.DataFrame]:
+        """Window rows and fleet bands with ``start <= window_start <= end`` (either bound open), and the version."""
+        with self._append_lock:
+            version = self.windows.version
+            rows = self.windows.between("window_start", start, end)
+            bands = self.bands.between("window_start", start, end)
+        return version, rows, bands
+
+    def top_recent(
+        self,
+        metric: str,
+        n: int,
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        threshold: float = 3.5,
+        family: str | None = None,
+    ) -> list[str]:
+        """The ``n`` entities most anomalous within ``[start, end]``, then the highest in the latest window.
+
+        Anomalous means a window with ``|fleet z| >= threshold`` (robust z-score against the
+        fleet median and MAD of that window); entities are ranked by how many such windows
+        they had, then by their largest ``|z|``. An incident stays in the chart for as long
+        as it is within the range, not only while it lasts. ``family`` keeps one Prometheus
+        metric's series. Results are shared by sessions for a few seconds.
+        """
+        if n <= 0:
+            return []
+        step = 10_000
+        key = (metric, n, threshold, family, _ms(start) // step, _ms(end) // step, self.windows.version // 4)
+        with self._lock:
+            hit = self._ranked.get(key)
+        if hit is not None:
+            return list(hit)
+        _, rows, bands = self.range(start, end)
+        ranked = _rank(rows, bands, metric, self.by, n, threshold, family)
+        with self._lock:
+            self._ranked[key] = ranked
+            while len(self._ranked) > 32:
+                self._ranked.pop(next(iter(self._ranked)))
+        return list(ranked)
 
     def entities(self) -> list[str]:
         """Entities seen (the ``max_entities`` most recent), sorted."""

@@ -20,6 +20,7 @@ Examples
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 
 import polars as pl
 
@@ -75,6 +76,29 @@ class LiveFrame:
         if not picked:
             return current, pl.DataFrame()
         return current, pl.concat(picked, how="diagonal_relaxed")
+
+    def between(self, column: str, start: datetime | None, end: datetime | None) -> pl.DataFrame:
+        """Rows held with ``start <= column <= end`` (``None``: open); frames wholly outside are skipped."""
+        with self._lock:
+            frames = [f for _, f in self._frames]
+        picked = []
+        for f in frames:
+            if column not in f.columns:
+                continue
+            low, high = f[column].min(), f[column].max()
+            if (start is not None and high is not None and high < start) or (  # type: ignore[operator]
+                end is not None and low is not None and low > end  # type: ignore[operator]
+            ):
+                continue
+            picked.append(f)
+        if not picked:
+            return pl.DataFrame()
+        rows = pl.concat(picked, how="diagonal_relaxed")
+        if start is not None:
+            rows = rows.filter(pl.col(column) >= start)
+        if end is not None:
+            rows = rows.filter(pl.col(column) <= end)
+        return rows
 
     def latest(self) -> pl.DataFrame:
         """Every row held."""

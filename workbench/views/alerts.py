@@ -1,35 +1,60 @@
-"""Alert views: the active alerts table, a timeline of episodes, an alert's detail and evidence.
+"""Alert views: active alerts with actions, silences, a timeline of states, history, an alert's evidence.
 
-The table has acknowledge / true positive / false positive actions.
+The table has acknowledge / true positive / false positive actions, with a note; the
+silences view creates a silence (matchers, expiry, comment) and expires one. Every
+action goes through :mod:`workbench.feeds.actions` with the acting user — the signed-in
+user (``pn.state.user``), or ``"anonymous"`` without authentication — so it is recorded
+on the server with who did it.
 
 They read an :class:`~workbench.alerts.manager.AlertManager` — the one of the
 pipeline's ``alerts`` node — which the pipeline thread keeps up to date; a view only
 copies its small state into panes, at most every ``redraw_every`` seconds and only when
-something changed (``manager.version``). Feedback buttons are ``param.Action``
-parameters (widgets come from them) and write one row to the alert store.
+something changed (``manager.version``).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
-import holoviews as hv
+import numpy as np
 import panel as pn
 import param
 import polars as pl
+from bokeh.models import ColumnDataSource, DatetimeTickFormatter, FactorRange, HoverTool, Range1d
+from bokeh.plotting import figure
 
 from workbench.alerts.backtest import episodes
 from workbench.alerts.manager import AlertManager
 from workbench.alerts.rules import SEVERITIES
+from workbench.feeds import actions
 from workbench.feeds.feed import Feed
 from workbench.views.base import LiveView
 from workbench.views.series import _pandas
+from workbench.views.timerange import TimeRange
 
-__all__ = ["AlertDetail", "AlertTimeline", "AlertsTable", "alert_views", "find_manager"]
+__all__ = [
+    "AlertDetail",
+    "AlertHistory",
+    "AlertTimeline",
+    "AlertsTable",
+    "Silences",
+    "alert_views",
+    "find_manager",
+    "user_name",
+]
 
-_COLOURS = {"info": "#6c8ebf", "warning": "#e6a23c", "critical": "#d9534f", "page": "#8e1c1c"}
+#: Colours of the timeline's states.
+STATE_COLOURS = {"pending": "#e6a23c", "firing": "#d9534f", "silenced": "#8e6fc1", "resolved": "#9aa5b1"}
+_EXPIRIES = ["15m", "1h", "4h", "12h", "1d", "7d"]
+
+
+def user_name(fallback: str = "") -> str:
+    """The acting user: the signed-in user of this session, else ``fallback``, else ``"anonymous"``."""
+    return actions.who(pn.state.user or fallback)
 
 
 def find_manager(feed: Feed) -> AlertManager | None:
@@ -39,8 +64,8 @@ def find_manager(feed: Feed) -> AlertManager | None:
     return manager if isinstance(manager, AlertManager) else None
 
 
-def alert_views(feed: Feed) -> tuple[LiveView, ...]:
-    """Table, timeline and detail for the feed's pipeline, or nothing when it has no alerts output.
+def alert_views(feed: Feed, *, timerange: TimeRange | None = None) -> tuple[LiveView, ...]:
+    """Table, silences, timeline, history and detail for the feed's pipeline, or nothing without alerts.
 
     The feed's "open alerts" KPI is fed from the same manager.
     """
@@ -49,7 +74,13 @@ def alert_views(feed: Feed) -> tuple[LiveView, ...]:
         return ()
     if feed.alerts is None:
         feed.alerts = manager.open_alerts
-    return (AlertsTable(feed, manager), AlertTimeline(feed, manager), AlertDetail(feed, manager))
+    return (
+        AlertsTable(feed, manager),
+        Silences(feed, manager),
+        AlertTimeline(feed, manager, timerange=timerange),
+        AlertHistory(feed, manager, timerange=timerange),
+        AlertDetail(feed, manager),
+    )
 
 
 class _AlertView(LiveView):
@@ -91,44 +122,77 @@ def _false(view: AlertsTable) -> None:
     view._feedback("false_positive")
 
 
+def silence_matchers(labels: str | dict[str, str]) -> str:
+    """Matchers that select one alert: its labels but the severity (``alertname="hot", host="a"``).
+
+    >>> silence_matchers('{"alertname": "hot", "host": "a", "severity": "critical"}')
+    'alertname="hot", host="a"'
+    """
+    values = json.loads(labels) if isinstance(labels, str) else labels
+    return ", ".join(f'{k}="{v}"' for k, v in sorted(values.items()) if k != "severity")
+
+
 class AlertsTable(_AlertView):
-    """Active alerts — state, severity, age, labels, acknowledgement, muting — with feedback actions."""
+    """Active alerts — state, severity, age, labels, acknowledgement, silencing — with feedback actions.
+
+    Clicking a row calls ``on_select(alert row)`` (the dashboard shows its detail and drills into it).
+    """
 
     min_severity = param.Selector(  # type: ignore[var-annotated]
         default="info", objects=list(SEVERITIES), doc="Least severity shown."
     )
     states = param.ListSelector(default=["pending", "firing"], objects=["pending", "firing"], doc="Alert states shown.")
     rows = param.Integer(default=200, bounds=(10, 5000), doc="Rows shown.")
-    user = param.String(default="analyst", doc="Who acknowledges or labels (recorded with the feedback).")
-    note = param.String(default="", doc="Note recorded with the feedback.")
+    user = param.String(default="", doc="Who acts when no one is signed in (notebooks); the signed-in user wins.")
+    note = param.String(default="", doc="Note recorded with the acknowledgement or label.")
     acknowledge = param.Action(_ack, doc="Acknowledge the selected alerts.")  # type: ignore[arg-type]
     true_positive = param.Action(_true, doc="Mark the selected alerts as real.")  # type: ignore[arg-type]
     false_positive = param.Action(_false, doc="Mark the selected alerts as noise.")  # type: ignore[arg-type]
 
-    def __init__(self, feed: Feed, manager: AlertManager | None = None, **params: Any) -> None:
+    def __init__(
+        self,
+        feed: Feed,
+        manager: AlertManager | None = None,
+        *,
+        on_select: Callable[[dict[str, Any]], Any] | None = None,
+        **params: Any,
+    ) -> None:
         super().__init__(feed, manager, **params)
+        self.on_select = on_select
         self.table = pn.widgets.Tabulator(
             None,
             disabled=True,
             show_index=False,
             sizing_mode="stretch_width",
             theme="simple",
-            height=320,
+            height=300,
             selectable="checkbox",
-            layout="fit_data_fill",
+            layout="fit_data_stretch",
         )
+        self.table.on_click(self._clicked)
         self.precision = pn.pane.Markdown("", margin=(0, 10))
+        self.message = pn.pane.Markdown("", margin=(0, 10))
         self.shown = pl.DataFrame()
         self.last_error = ""
 
     def _build(self) -> Any:
-        actions = pn.Param(
+        actions_row = pn.Param(
             self.param,
-            parameters=["user", "note", "acknowledge", "true_positive", "false_positive"],
+            parameters=["note", "acknowledge", "true_positive", "false_positive"],
+            widgets={
+                "note": {"type": pn.widgets.TextInput, "placeholder": "note (recorded with the action)"},
+                "acknowledge": {"type": pn.widgets.Button, "color": "primary"},
+            },
             show_name=False,
             default_layout=pn.Row,
+            sizing_mode="stretch_width",
         )
-        return pn.Column(actions, self.precision, self.table, sizing_mode="stretch_width")
+        return pn.Column(actions_row, pn.Row(self.precision, self.message), self.table, sizing_mode="stretch_width")
+
+    def _clicked(self, event: Any) -> None:
+        row = getattr(event, "row", None)
+        if row is not None and row < self.shown.height and self.on_select is not None:
+            self.on_select(self.shown.row(row, named=True))
 
     @param.depends("min_severity", "states", "rows", watch=True)
     def _refilter(self) -> None:
@@ -154,36 +218,227 @@ class AlertsTable(_AlertView):
             "summary",
             pl.col("age_s").round(0),
             "acknowledged_by",
+            "ack_note",
             "muted",
             "labels",
         )
         self.table.value = _pandas(frame)
+        self.table.titles = {"age_s": "age [s]", "muted": "muted (why)", "ack_note": "note"}
         p = self.manager.precision()
         self.precision.object = f"alert precision (feedback): **{p:.0%}**" if p is not None else "no feedback yet"
 
     def _feedback(self, label: str) -> None:
         chosen = [self.shown["fingerprint"][i] for i in (self.table.selection or []) if i < self.shown.height]
+        if not chosen:
+            self.message.object = "Select alerts first (the boxes on the left)."
+            return
+        user = user_name(self.user)
+        done = []
         for fp in chosen:
             try:
                 if label == "acknowledged":
-                    self.manager.acknowledge(fp, by=self.user, note=self.note)
+                    actions.acknowledge(user, self.manager, fp, note=self.note)
                 else:
-                    self.manager.mark(fp, label, by=self.user, note=self.note)
+                    actions.mark(user, self.manager, fp, label, note=self.note)
+                done.append(fp)
             except Exception as exc:  # shown, not raised into the UI loop
                 self.last_error = str(exc)
-                self.precision.object = f"⚠ {exc}"
+                self.message.object = f"⚠ {exc}"
+        if done:
+            self.message.object = f"{label.replace('_', ' ')} by **{user}**: {', '.join(done)}"
         self._redraw_now()
 
 
-class AlertTimeline(_AlertView):
-    """Firing episodes over time, one row per alert, coloured by severity."""
+def _create(view: Silences) -> None:
+    view._create()
 
-    alerts = param.Integer(default=30, bounds=(5, 500), doc="Alerts (rows) shown, the most recent.")
+
+def _expire(view: Silences) -> None:
+    view._expire()
+
+
+class Silences(_AlertView):
+    """Silences: create one (matchers, expiry, comment) and expire one; each recorded with its user."""
+
+    matchers = param.String(default="", doc='Labels an alert must match, e.g. alertname="cpu_saturated", host="web-1".')
+    expires = param.Selector(default="1h", objects=_EXPIRIES, doc="How long the silence lasts.")  # type: ignore[var-annotated]
+    comment = param.String(default="", doc="Why (recorded with the silence).")
+    user = param.String(default="", doc="Who acts when no one is signed in (notebooks); the signed-in user wins.")
+    create = param.Action(_create, doc="Create the silence.")  # type: ignore[arg-type]
+    expire = param.Action(_expire, doc="Expire the selected silences now.")  # type: ignore[arg-type]
 
     def __init__(self, feed: Feed, manager: AlertManager | None = None, **params: Any) -> None:
         super().__init__(feed, manager, **params)
-        self.pane = pn.pane.HoloViews(self._plot(pl.DataFrame()), sizing_mode="stretch_width")
+        self.table = pn.widgets.Tabulator(
+            None,
+            disabled=True,
+            show_index=False,
+            sizing_mode="stretch_width",
+            theme="simple",
+            height=160,
+            selectable="checkbox",
+            layout="fit_data_stretch",
+        )
+        self.message = pn.pane.Markdown("", margin=(0, 10))
+        self.shown = pl.DataFrame()
+
+    def _build(self) -> Any:
+        form = pn.Param(
+            self.param,
+            parameters=["matchers", "expires", "comment", "create", "expire"],
+            widgets={
+                "matchers": {"type": pn.widgets.TextInput, "placeholder": 'alertname="…", host="…"'},
+                "comment": {"type": pn.widgets.TextInput, "placeholder": "why"},
+                "create": {"type": pn.widgets.Button, "color": "warning", "label": "Create silence"},
+            },
+            show_name=False,
+            default_layout=pn.Row,
+            sizing_mode="stretch_width",
+        )
+        return pn.Column(form, self.message, self.table, sizing_mode="stretch_width")
+
+    def _create(self) -> None:
+        user = user_name(self.user)
+        try:
+            made = actions.silence(user, self.manager, self.matchers, duration=self.expires, comment=self.comment)
+        except Exception as exc:  # a bad matcher: said, not raised into the UI loop
+            self.message.object = f"⚠ {exc}"
+            return
+        self.message.object = f"silence `{made.silence_id}` created by **{user}** for {self.expires}"
+        self._redraw_now()
+
+    def _expire(self) -> None:
+        user = user_name(self.user)
+        chosen = [self.shown["id"][i] for i in (self.table.selection or []) if i < self.shown.height]
+        for sid in chosen:
+            try:
+                actions.expire_silence(user, self.manager, sid)
+            except Exception as exc:
+                self.message.object = f"⚠ {exc}"
+        self._redraw_now()
+
+    def refresh(self) -> None:
+        """List the silences (active first)."""
+        if not self._due():
+            return
+        now = self.manager.now_ms
+        rows = [
+            {
+                "id": s.silence_id,
+                "state": "active" if s.active(now) else ("pending" if s.starts_at > now else "expired"),
+                "matchers": ", ".join(str(m) for m in s.matchers),
+                "starts": datetime.fromtimestamp(s.starts_at / 1000, UTC),
+                "ends": datetime.fromtimestamp(s.ends_at / 1000, UTC),
+                "created_by": s.created_by,
+                "comment": s.comment,
+            }
+            for s in self.manager.silences()
+        ]
+        schema = {"id": pl.String, "state": pl.String, "matchers": pl.String, "starts": pl.Datetime("ms", "UTC")}
+        schema |= {"ends": pl.Datetime("ms", "UTC"), "created_by": pl.String, "comment": pl.String}
+        self.shown = pl.DataFrame(rows, schema=schema).sort(["state", "ends"], descending=[False, True])
+        self.table.value = _pandas(self.shown)
+
+
+def state_intervals(events: pl.DataFrame, now: datetime, muted: set[str] | None = None) -> pl.DataFrame:
+    """Each alert's pending, firing and resolved intervals from its transitions (``end``: the next one, or now).
+
+    Firing intervals of alerts in ``muted`` are called ``silenced``; the inactive time after a
+    pending alert that never fired is left out.
+
+    >>> t = [datetime(2024, 1, 1, 0, m, tzinfo=UTC) for m in range(4)]
+    >>> ev = pl.DataFrame({"fingerprint": ["a"] * 3, "from_state": ["inactive", "pending", "firing"],
+    ...                    "to_state": ["pending", "firing", "inactive"], "at": t[:3], "severity": ["critical"] * 3})
+    >>> state_intervals(ev, t[3]).select("state", pl.col("end").dt.minute()).rows()
+    [('pending', 1), ('firing', 2), ('resolved', 3)]
+    """
+    if events.height == 0:
+        ts = pl.Datetime("ms", "UTC")
+        return pl.DataFrame(
+            schema={"fingerprint": pl.String, "state": pl.String, "start": ts, "end": ts, "severity": pl.String}
+        )
+    ev = events.sort("fingerprint", "at")
+    out = ev.select(
+        "fingerprint",
+        pl.when(
+            (pl.col("to_state") != "pending") & (pl.col("to_state") != "firing") & (pl.col("from_state") == "firing")
+        )
+        .then(pl.lit("resolved"))
+        .otherwise(pl.col("to_state"))
+        .alias("state"),
+        pl.col("at").alias("start"),
+        pl.col("at").shift(-1).over("fingerprint").fill_null(pl.lit(now).cast(ev.schema["at"])).alias("end"),
+        "severity",
+    ).filter(pl.col("state").is_in(["pending", "firing", "resolved"]))
+    if muted:
+        out = out.with_columns(
+            pl.when((pl.col("state") == "firing") & pl.col("fingerprint").is_in(sorted(muted)))
+            .then(pl.lit("silenced"))
+            .otherwise(pl.col("state"))
+            .alias("state")
+        )
+    return out
+
+
+class AlertTimeline(_AlertView):
+    """Each alert's pending, firing (or silenced) and resolved intervals on a real time axis, over the range."""
+
+    alerts = param.Integer(default=30, bounds=(5, 500), doc="Alerts (rows) shown, the most recent.")
+
+    def __init__(
+        self, feed: Feed, manager: AlertManager | None = None, *, timerange: TimeRange | None = None, **params: Any
+    ) -> None:
+        super().__init__(feed, manager, **params)
+        self.timerange = timerange or TimeRange()
+        self.source = ColumnDataSource(
+            {k: [] for k in ("y", "left", "right", "state", "colour", "severity", "since", "until", "lasted")}
+        )
+        self.y_range = FactorRange(factors=[])
+        self.x_range = Range1d(start=0, end=1)
+        fig = figure(
+            x_axis_type="datetime",
+            y_range=self.y_range,
+            x_range=self.x_range,
+            sizing_mode="stretch_width",
+            height=300,
+            tools="xpan,xwheel_zoom,reset,save",
+            toolbar_location="right",
+            x_axis_label="time (UTC)",
+            name="wb-alert-timeline",
+            title="Alert states over the range",
+        )
+        fig.hbar(
+            y="y",
+            left="left",
+            right="right",
+            height=0.7,
+            source=self.source,
+            fill_color="colour",
+            line_color=None,
+            legend_field="state",
+        )
+        fig.xaxis.formatter = DatetimeTickFormatter(
+            seconds="%H:%M:%S", minsec="%H:%M:%S", minutes="%H:%M", hourmin="%H:%M", hours="%H:%M", days="%b %d"
+        )
+        fig.yaxis.major_label_text_font_size = "8pt"
+        fig.legend.orientation = "horizontal"
+        fig.legend.location = "top_left"
+        fig.add_tools(
+            HoverTool(
+                tooltips=[
+                    ("alert", "@y"),
+                    ("state", "@state"),
+                    ("severity", "@severity"),
+                    ("from", "@since"),
+                    ("to", "@until"),
+                    ("lasted", "@lasted"),
+                ]
+            )
+        )
+        self.figure = fig
+        self.pane = pn.pane.Bokeh(fig, sizing_mode="stretch_width")
         self.drawn = 0
+        self.timerange.param.watch(lambda *_: self._redraw_now(), ["span", "custom", "live", "zone", "browser_zone"])
 
     def _build(self) -> Any:
         return self.pane
@@ -192,35 +447,104 @@ class AlertTimeline(_AlertView):
     def _rows(self) -> None:
         self._redraw_now()
 
-    def _plot(self, eps: pl.DataFrame) -> Any:
-        opts = {"height": 260, "responsive": True, "line_width": 8, "color": "colour", "tools": ["hover"]}
-        if eps.height == 0:
-            return hv.Segments([], ["start", "fingerprint", "end", "fingerprint2"], ["colour"]).opts(**opts)
-        return hv.Segments(_pandas(eps), ["start", "fingerprint", "end", "fingerprint2"], ["colour", "rule"]).opts(
-            **opts
-        )
-
     def refresh(self) -> None:
-        """Redraw the episodes when alert events arrived."""
+        """Redraw the intervals (when alert events arrived, and to move the range while live)."""
         if not self._due():
             return
+        tr = self.timerange
+        newest = self.feed.newest or datetime.fromtimestamp(self.manager.now_ms / 1000, UTC)
+        start, end = tr.bounds(newest)
+        zone = tr.zone_name
+        self.figure.xaxis.axis_label = f"time ({zone})"
+
+        def local(t: datetime) -> float:
+            naive = pl.Series([t]).dt.convert_time_zone(zone).dt.replace_time_zone(None)[0]
+            return naive.replace(tzinfo=UTC).timestamp() * 1000
+
+        self.x_range.start, self.x_range.end = local(start), local(end)
         frame = self.manager.recent_events()
-        if frame.height == 0:
+        now = datetime.fromtimestamp(self.manager.now_ms / 1000, UTC)
+        muted = set(self.manager.active().filter(pl.col("muted") == "silenced")["fingerprint"].to_list())
+        spans = state_intervals(frame, max(now, end), muted).filter((pl.col("end") >= start) & (pl.col("start") <= end))
+        if spans.height == 0:
+            self.y_range.factors = []
+            self.source.data = {k: [] for k in self.source.data}
+            self.drawn = 0
             return
-        eps = episodes(frame)
-        if eps.height == 0:
-            return
-        now = frame["at"].max()
-        last = eps.group_by("fingerprint").agg(pl.col("start").max().alias("last")).sort("last").tail(self.alerts)
-        eps = eps.join(last.select("fingerprint"), on="fingerprint", how="semi").with_columns(
-            pl.col("end").fill_null(now),
-            pl.col("fingerprint").alias("fingerprint2"),
-            pl.col("rule")
-            .replace_strict({r.name: _COLOURS[r.severity] for r in self.manager.rules}, default="#999999")
-            .alias("colour"),
+        last = spans.group_by("fingerprint").agg(pl.col("start").max().alias("last")).sort("last").tail(self.alerts)
+        spans = spans.join(last.select("fingerprint"), on="fingerprint", how="semi").with_columns(
+            pl.col("start").clip(start, None), pl.col("end").clip(None, max(now, end))
         )
-        self.pane.object = self._plot(eps)
-        self.drawn = eps.height
+        order = last["fingerprint"].to_list()
+        shown = spans.with_columns(
+            pl.col("start").dt.convert_time_zone(zone).dt.strftime("%F %T").alias("since"),
+            pl.col("end").dt.convert_time_zone(zone).dt.strftime("%F %T").alias("until"),
+            ((pl.col("end") - pl.col("start")).dt.total_seconds()).alias("secs"),
+        )
+        self.y_range.factors = order
+        self.source.data = {
+            "y": shown["fingerprint"].to_list(),
+            "left": np.array([local(t) for t in shown["start"]]),
+            "right": np.array([local(t) for t in shown["end"]]),
+            "state": shown["state"].to_list(),
+            "colour": [STATE_COLOURS[s] for s in shown["state"]],
+            "severity": shown["severity"].to_list(),
+            "since": shown["since"].to_list(),
+            "until": shown["until"].to_list(),
+            "lasted": [f"{s:.0f} s" for s in shown["secs"]],
+        }
+        self.drawn = len(order)
+
+
+class AlertHistory(_AlertView):
+    """Resolved alerts: when each fired and resolved, how long it lasted, its summary (newest first)."""
+
+    rows = param.Integer(default=200, bounds=(10, 5000), doc="Resolved alerts shown at most.")
+
+    def __init__(
+        self, feed: Feed, manager: AlertManager | None = None, *, timerange: TimeRange | None = None, **params: Any
+    ) -> None:
+        super().__init__(feed, manager, **params)
+        self.timerange = timerange or TimeRange()
+        self.table = pn.widgets.Tabulator(
+            None,
+            disabled=True,
+            show_index=False,
+            sizing_mode="stretch_width",
+            theme="simple",
+            height=220,
+            layout="fit_data_stretch",
+        )
+        self.shown = pl.DataFrame()
+
+    def _build(self) -> Any:
+        return self.table
+
+    def refresh(self) -> None:
+        """List the firing episodes that ended."""
+        if not self._due():
+            return
+        events = self.manager.recent_events()
+        eps = episodes(events).filter(pl.col("end").is_not_null())
+        fired = events.filter(pl.col("to_state") == "firing").select(
+            "fingerprint", pl.col("at").alias("start"), "severity", "summary", pl.col("value").alias("value_at_firing")
+        )
+        eps = eps.join(fired, on=["fingerprint", "start"], how="left")
+        self.shown = (
+            eps.select(
+                pl.col("fingerprint").alias("alert"),
+                "severity",
+                "summary",
+                pl.col("start").alias("fired"),
+                pl.col("end").alias("resolved"),
+                (pl.col("end") - pl.col("start")).dt.total_seconds().alias("lasted_s"),
+                "value_at_firing",
+            )
+            .sort("resolved", descending=True)
+            .head(self.rows)
+        )
+        self.table.value = _pandas(self.shown, self.timerange.zone_name)
+        self.table.titles = {"lasted_s": "lasted [s]"}
 
 
 class AlertDetail(_AlertView):
@@ -292,15 +616,20 @@ class AlertDetail(_AlertView):
         if history.height:
             last = history.row(-1, named=True)
             labels = ", ".join(f"`{k}={v}`" for k, v in sorted(json.loads(last["labels"]).items()))
-            acks = [f["by"] for f in self.manager.feedback.get(fp, [])]
+            notes = [
+                f"{f['label'].replace('_', ' ')} by {f['by']}" + (f": “{f['note']}”" if f["note"] else "")
+                for f in self.manager.feedback.get(fp, [])
+            ]
             since = f"{last['at']:%Y-%m-%d %H:%M:%S}"
             self.head.object = (
                 f"### {last['summary'] or fp}\n**{last['severity']}** · {last['to_state']} since {since}"
-                f" UTC · value {last['value']:.4g}\n\n{labels}"
-                + (f"\n\nfeedback by: {', '.join(acks)}" if acks else "")
+                f" UTC · value {last['value']:.4g}\n\n{labels}" + (f"\n\nfeedback: {'; '.join(notes)}" if notes else "")
             )
             self.history.value = _pandas(history.select("at", "from_state", "to_state", "value"))
-        rows = self.manager.evidence_for(fp)
+        try:
+            rows = self.manager.evidence_for(fp)
+        except Exception:  # an alert of a rule no longer loaded: no evidence
+            rows = pl.DataFrame()
         ready, self._raw_ready = self._raw_ready, None
         if ready is not None and ready[0][0] == fp:
             self.raw.value = _pandas(ready[1])

@@ -1,4 +1,9 @@
-"""``Dashboard``: the full live monitor — KPIs, series, heatmap, tables, pipeline — in one view.
+"""``Dashboard``: the full live monitor — time range, KPIs, series, heatmap, drill-down, tables, alerts, pipeline.
+
+One :class:`~workbench.views.timerange.TimeRange` (last 5 m … 6 h or custom, live or
+paused, UTC or the browser's zone) drives every view. Clicking a heatmap cell, a row of
+the latest windows or an alert drills into that entity at that time: its series (the
+time marked, the range paused), its windows and the alert evidence then.
 
 One periodic callback per session drives every view (latest wins, at most
 ``refresh_hz``), and one subscription per view is released when the session ends.
@@ -7,59 +12,138 @@ A banner says since when the data is stale when the source stops.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import panel as pn
 import param
 
+from workbench.feeds.columns import family_of
 from workbench.feeds.feed import Feed
-from workbench.views.alerts import alert_views
+from workbench.views.alerts import AlertDetail, AlertsTable, Silences, alert_views, find_manager, silence_matchers
 from workbench.views.base import LiveView
+from workbench.views.drill import DrillDown
 from workbench.views.graph import PipelineView
 from workbench.views.heatmap import EntityHeatmap
 from workbench.views.kpis import KpiCards
 from workbench.views.series import MetricSeries
 from workbench.views.tables import DeadLetters, LatestWindows
+from workbench.views.timerange import TimeRange
 
 __all__ = ["Dashboard"]
 
+_RANGE_PARAMS = ["span", "custom", "live", "zone", "browser_zone", "focus"]
+
 
 class Dashboard(LiveView):
-    """Every live view of one feed; the time series' metric drives the heatmap and the table."""
+    """Every live view of one feed over one time range; the time series' metric drives the heatmap and the table."""
 
     refresh_hz = param.Number(default=1.0, bounds=(0.2, 4.0), doc="Updates per second (at most 4, latest wins).")
 
     def __init__(self, feed: Feed, **params: Any) -> None:
         super().__init__(feed, **params)
+        self.timerange = tr = TimeRange()
         self.kpis = KpiCards(feed)
-        self.series = MetricSeries(feed)
-        self.heatmap = EntityHeatmap(feed)
-        self.latest = LatestWindows(feed)
+        self.series = MetricSeries(feed, timerange=tr)
+        self.heatmap = EntityHeatmap(feed, timerange=tr, on_pick=self.drill)
+        self.latest = LatestWindows(feed, timerange=tr, on_pick=self.drill)
         self.dead = DeadLetters(feed)
         self.pipeline = PipelineView(feed)
         self.views: list[LiveView] = [self.kpis, self.series, self.heatmap, self.latest, self.dead, self.pipeline]
-        self.alerts = alert_views(feed)  # an "Alerts" tab when the pipeline has an alerts output
+        self.alerts = alert_views(feed, timerange=tr)  # an "Alerts" tab when the pipeline has an alerts output
         self.views += list(self.alerts)
         for view in self.views:
             view.managed = True
+            if isinstance(view, AlertsTable):
+                view.on_select = self._alert_chosen
+        self.drilled = DrillDown(feed, find_manager(feed), timerange=tr)
         self.series.param.watch(self._follow_metric, "metric")
+        self.series.param.watch(self._follow_family, "family")
         self.banner = pn.pane.Alert(
             "", alert_type="warning", visible=False, sizing_mode="stretch_width", margin=(0, 10)
         )
+        self.range_text = pn.pane.Markdown("", margin=(8, 10), name="wb-range")
+        tr.param.watch(lambda *_: self._show_range(), _RANGE_PARAMS)
 
     def _follow_metric(self, event: param.parameterized.Event) -> None:
         for view, name in ((self.heatmap, "metric"), (self.latest, "sort_by")):
             if event.new in view.param[name].objects:
                 setattr(view, name, event.new)
 
+    def _follow_family(self, event: param.parameterized.Event) -> None:
+        if event.new in self.heatmap.param["family"].objects:
+            self.heatmap.family = event.new
+
+    # -- drill-down -------------------------------------------------------------------
+    def drill(self, entity: str, at: datetime) -> None:
+        """Open ``entity`` at ``at``: its series (range paused with ``at`` marked), windows and evidence."""
+        if self.feed.prometheus:
+            family = family_of(entity)
+            if family in self.series.param["family"].objects:
+                self.series.family = family
+        if entity not in self.series.param["entities"].objects:
+            self.series.param["entities"].objects = [*self.series.param["entities"].objects, entity]
+        with param.parameterized.discard_events(self.series):
+            self.series.entities = [entity]
+        self.timerange.pause_at(at)  # rebuilds the series (its watcher), with the time marked
+        self.drilled.show(entity, at)
+        self._show_range()
+
+    def _alert_chosen(self, alert: dict[str, Any]) -> None:
+        """An alert row clicked: its detail, a silence form for it, and a drill-down into its entity then."""
+        for view in self.alerts:
+            if isinstance(view, AlertDetail):
+                if alert["fingerprint"] not in view.param["fingerprint"].objects:
+                    view.param["fingerprint"].objects = [*view.param["fingerprint"].objects, alert["fingerprint"]]
+                view.fingerprint = alert["fingerprint"]
+            elif isinstance(view, Silences):
+                view.matchers = silence_matchers(alert["labels"])
+        if alert.get("entity") in self.feed.entities() and alert.get("active_at") is not None:
+            self.drill(alert["entity"], alert["active_at"])
+
+    # -- time range -------------------------------------------------------------------
+    def _show_range(self) -> None:
+        self.range_text.object = f"**{self.timerange.label(self.feed.newest)}**"
+
+    def time_bar(self) -> pn.Row:
+        """The range picker, the follow-live / pause switch and the zone toggle (from the range's parameters)."""
+        tr = self.timerange
+        span = pn.widgets.RadioButtonGroup.from_param(tr.param.span, label="", margin=(5, 10))
+        custom = pn.widgets.DatetimeRangePicker.from_param(
+            tr.param.custom, label="", visible=tr.span == "custom", width=320
+        )
+        tr.param.watch(lambda e: setattr(custom, "visible", e.new == "custom"), "span")
+        live = pn.widgets.Toggle.from_param(tr.param.live, label="Follow live", width=120, margin=(5, 10))
+        zone = pn.widgets.RadioButtonGroup.from_param(
+            tr.param.zone, label="", options={"UTC": "UTC", "Browser time": "browser"}, margin=(5, 10)
+        )
+        return pn.Row(span, custom, live, zone, self.range_text, sizing_mode="stretch_width")
+
+    def _browser_zone(self) -> None:
+        """The browser's IANA time zone, once the page has told it."""
+        info = pn.state.browser_info
+        zone = getattr(info, "timezone", None) if info is not None else None
+        if zone and zone != self.timerange.browser_zone:
+            self.timerange.browser_zone = zone
+
+    # -- layout -----------------------------------------------------------------------
     def controls(self) -> pn.Column:
         """Widgets from the views' parameters (for a sidebar)."""
+        names = ["metric", "entities", "top_n", "band", "threshold"]
+        if self.feed.prometheus:
+            names.insert(0, "family")
         series = pn.Param(
             self.series.param,
-            parameters=["metric", "entities", "top_n", "band", "threshold", "history"],
+            parameters=names,
             widgets={
                 "metric": {"type": pn.widgets.Select},
-                "entities": {"type": pn.widgets.MultiChoice, "placeholder": "top N when empty", "solid": False},
+                "family": {"type": pn.widgets.Select, "label": "Prometheus metric"},
+                "entities": {
+                    "type": pn.widgets.MultiChoice,
+                    "placeholder": "top N when empty",
+                    "solid": False,
+                    "label": f"Entities ({self.feed.by})",
+                },
             },
             show_name=False,
             sizing_mode="stretch_width",
@@ -68,6 +152,22 @@ class Dashboard(LiveView):
         rate = pn.Param(self.param, parameters=["refresh_hz"], show_name=False)
         return pn.Column(
             "### Time series", series, "### Heatmap", heat, "### Updates", rate, sizing_mode="stretch_width"
+        )
+
+    def _alerts_tab(self) -> pn.Column:
+        parts = {type(v).__name__: v._layout for v in self.alerts}
+        return pn.Column(
+            "#### Active alerts — click a row for its detail, a silence for it and its entity at that time",
+            parts["AlertsTable"],
+            "#### Silences",
+            parts["Silences"],
+            "#### Timeline",
+            parts["AlertTimeline"],
+            "#### Resolved",
+            parts["AlertHistory"],
+            "#### Detail",
+            parts["AlertDetail"],
+            sizing_mode="stretch_width",
         )
 
     def _build(self) -> Any:
@@ -80,26 +180,25 @@ class Dashboard(LiveView):
             dynamic=True,  # a tab's widgets are built when it is first shown: sessions start faster
         )
         if self.alerts:
-            self.tabs.append(("Alerts", pn.Column(*(v._layout for v in self.alerts), sizing_mode="stretch_width")))
+            self.tabs.append(("Alerts", self._alerts_tab()))
         self.tabs.param.watch(lambda _e: self.refresh(), "active")
+        self._show_range()
         return pn.Column(
             self.banner,
+            self.time_bar(),
             self.kpis._layout,
             pn.Card(self.series._layout, title="Time series", collapsible=False, sizing_mode="stretch_width"),
             pn.Row(
                 pn.Card(self.heatmap._layout, title="Heatmap", collapsible=False, sizing_mode="stretch_width"),
-                pn.Card(
-                    self.tabs,
-                    title="Records",
-                    collapsible=False,
-                    width=560,
-                ),
+                pn.Card(self.drilled, title="Drill-down", collapsible=False, sizing_mode="stretch_width"),
                 sizing_mode="stretch_width",
             ),
+            pn.Card(self.tabs, title="Records and alerts", collapsible=False, sizing_mode="stretch_width"),
             pn.Card(self.pipeline._layout, title="Pipeline", collapsible=False, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
 
+    # -- lifecycle --------------------------------------------------------------------
     def attach(self) -> None:
         """Subscribe every view; one callback refreshes them all."""
         for view in self.views:
@@ -113,13 +212,16 @@ class Dashboard(LiveView):
         super().close()
 
     def refresh(self) -> None:
-        """Refresh every visible view (a hidden tab catches up when shown), then the stale banner."""
+        """Refresh every visible view (a hidden tab catches up when shown), the drill-down, then the stale banner."""
+        self._browser_zone()
         by_tab: dict[int, list[LiveView]] = {0: [self.latest], 1: [self.dead], 2: list(self.alerts)}
         shown = by_tab.get(int(self.tabs.active), [])
         tabbed = [self.latest, self.dead, *self.alerts]
         for view in self.views:
             if view not in tabbed or view in shown:
                 view.refresh()
+        if self.timerange.live:
+            self._show_range()
         k = self.kpis.last
         if k is not None and k.stale:
             since = f"{k.stale_since:%Y-%m-%d %H:%M:%S} UTC" if k.stale_since else "the start"

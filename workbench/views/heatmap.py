@@ -1,4 +1,9 @@
-"""Entities × time heatmap of a window metric (the hottest entities on top).
+"""Entities × time heatmap of a window metric over the time range (the hottest entities on top).
+
+Clicking a cell calls ``on_pick(entity, time)``: the dashboard opens that entity's
+series, windows and evidence around that time. Over long ranges neighbouring windows
+are merged into wider cells (at most ``windows`` columns), so a 6 h range costs what
+a 15 m one does.
 
 Drawn with a Bokeh ``rect`` glyph over one ``ColumnDataSource`` whose data is
 replaced when a window closes: a few kilobytes per session per window, instead of
@@ -8,6 +13,8 @@ costs a UI loop ~250 ms per session).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -21,13 +28,17 @@ from bokeh.models import (
     FactorRange,
     HoverTool,
     LinearColorMapper,
+    TapTool,
 )
 from bokeh.models.annotations import ColorBar, Title
 from bokeh.palettes import Cividis256, Inferno256, Magma256, Turbo256, Viridis256
 from bokeh.plotting import figure
 
-from workbench.feeds.feed import Feed, unit_of
+from workbench.feeds.columns import is_counter
+from workbench.feeds.feed import Feed
 from workbench.views.base import LiveView
+from workbench.views.series import short_label
+from workbench.views.timerange import TimeRange
 
 __all__ = ["EntityHeatmap"]
 
@@ -37,11 +48,22 @@ _CLOCK = DatetimeTickFormatter(
 )
 
 
-def heatmap_data(rows: pl.DataFrame, metric: str, by: str, *, entities: int, windows: int) -> dict[str, Any]:
-    """Cells of the ``entities`` highest (by mean over the span) × the last ``windows`` windows.
+def heatmap_data(
+    rows: pl.DataFrame,
+    metric: str,
+    by: str,
+    *,
+    entities: int,
+    windows: int,
+    zone: str = "UTC",
+    family: str | None = None,
+) -> dict[str, Any]:
+    """Cells of the ``entities`` highest (by mean over the rows) × at most ``windows`` columns.
 
-    Returns the column data (x = window middle in ms, y = entity, value) and the
-    entity order, lowest first (so the hottest is drawn at the top).
+    Windows beyond ``windows`` columns are merged (the mean of the merged windows). Returns
+    the column data (x = cell middle in ms, written in ``zone``; t = the cell's start in
+    UTC ms; y = entity; value; width) and the entity order, lowest first (so the hottest is
+    drawn at the top).
 
     >>> from datetime import datetime, UTC
     >>> t = datetime(2024, 1, 1, tzinfo=UTC)
@@ -50,21 +72,47 @@ def heatmap_data(rows: pl.DataFrame, metric: str, by: str, *, entities: int, win
     >>> data["order"], data["columns"]["value"].tolist()
     (['a', 'b'], [1.0, 9.0])
     """
-    empty = {"columns": {"x": np.array([]), "y": [], "value": np.array([]), "width": np.array([])}, "order": []}
+    empty = {
+        "columns": {"x": np.array([]), "t": np.array([]), "y": [], "value": np.array([]), "width": np.array([])},
+        "order": [],
+    }
     if rows.height == 0 or metric not in rows.columns:
         return empty
-    starts = rows["window_start"].unique().sort().tail(windows)
-    recent = rows.filter(pl.col("window_start").is_in(starts.implode()))
-    hottest = recent.group_by(by).agg(pl.col(metric).mean().alias("__m")).sort("__m", descending=True, nulls_last=True)
-    order = hottest[by].head(entities).reverse().to_list()
-    cells = recent.filter(pl.col(by).is_in(order)).select(
-        x=(pl.col("window_start").dt.epoch("ms") + pl.col("window_end").dt.epoch("ms")) / 2,
-        width=(pl.col("window_end").dt.epoch("ms") - pl.col("window_start").dt.epoch("ms")).cast(pl.Float64),
-        y=pl.col(by),
-        value=pl.col(metric).cast(pl.Float64),
+    if family is not None:
+        rows = rows.filter((pl.col(by) == family) | pl.col(by).str.starts_with(family + "{"))
+        if rows.height == 0:
+            return empty
+    starts = rows["window_start"].unique().sort()
+    step = (rows["window_end"] - rows["window_start"]).median()
+    step_ms = max(int(step.total_seconds() * 1000), 1) if step is not None else 1_000  # type: ignore[union-attr]
+    span_ms = (starts[-1] - starts[0]).total_seconds() * 1000 + step_ms if len(starts) else step_ms
+    bucket = max(step_ms, int(np.ceil(span_ms / max(windows, 1) / step_ms)) * step_ms)
+    hottest = rows.group_by(by).agg(pl.col(metric).mean().alias("__m")).sort("__m", descending=True, nulls_last=True)
+    order = hottest[by].head(entities).reverse().cast(pl.String).to_list()
+    t0 = (pl.col("window_start").dt.epoch("ms") // bucket) * bucket
+    cells = (
+        rows.filter(pl.col(by).cast(pl.String).is_in(order))
+        .group_by(pl.col(by).cast(pl.String).alias("y"), t0.alias("t"))
+        .agg(pl.col(metric).cast(pl.Float64).mean().alias("value"))
+        .with_columns(
+            pl.col("t")
+            .cast(pl.Datetime("ms", "UTC"))
+            .dt.convert_time_zone(zone)
+            .dt.replace_time_zone(None)
+            .alias("local")
+        )
+        .select(
+            x=pl.col("local").dt.epoch("ms") + bucket / 2,
+            t="t",
+            width=pl.lit(float(bucket)),
+            y="y",
+            value="value",
+        )
+        .sort("t", "y")
     )
     columns = {
         "x": cells["x"].to_numpy(),
+        "t": cells["t"].to_numpy(),
         "y": cells["y"].to_list(),
         "value": cells["value"].to_numpy(),
         "width": cells["width"].to_numpy(),
@@ -73,24 +121,40 @@ def heatmap_data(rows: pl.DataFrame, metric: str, by: str, *, entities: int, win
 
 
 class EntityHeatmap(LiveView):
-    """A heatmap of ``metric`` for the ``rows`` hottest entities over the last ``windows`` windows."""
+    """A heatmap of ``metric`` for the ``rows`` hottest entities over the time range; a click drills down."""
 
     metric = param.Selector(  # type: ignore[var-annotated]
         default="cpu_mean", objects=["cpu_mean"], doc="Window metric to colour by."
     )
-    rows = param.Integer(default=25, bounds=(5, 200), doc="Entities shown (highest mean over the span first).")
-    windows = param.Integer(default=60, bounds=(5, 720), doc="Windows shown (most recent).")
+    rows = param.Integer(default=25, bounds=(5, 200), doc="Entities shown (highest mean over the range first).")
+    windows = param.Integer(
+        default=180, bounds=(5, 720), doc="Columns at most (beyond, neighbouring windows are merged)."
+    )
     cmap = param.Selector(  # type: ignore[var-annotated]
         default="inferno", objects=list(_PALETTES), doc="Colour map."
+    )
+    family = param.Selector(  # type: ignore[var-annotated]
+        default=None, objects=[], allow_None=True, doc="Prometheus metric name shown (its series)."
     )
 
     redraw_every = param.Number(
         default=2.0, bounds=(0.25, 60.0), doc="Seconds between redraws at most (each sends the whole table)."
     )
 
-    def __init__(self, feed: Feed, **params: Any) -> None:
+    def __init__(
+        self,
+        feed: Feed,
+        *,
+        timerange: TimeRange | None = None,
+        on_pick: Callable[[str, datetime], Any] | None = None,
+        **params: Any,
+    ) -> None:
         chosen = params.pop("metric", None)
         super().__init__(feed, **params)
+        self.timerange = timerange or TimeRange()
+        self.on_pick = on_pick
+        self.picked: tuple[str, datetime] | None = None
+        self._entities: dict[str, str] = {}  # y label → entity
         self.source = ColumnDataSource(data=heatmap_data(pl.DataFrame(), "", "", entities=1, windows=1)["columns"])
         self.mapper = LinearColorMapper(palette=_PALETTES[self.cmap], nan_color="rgba(0,0,0,0)")
         self.y_range = FactorRange(factors=[])
@@ -107,7 +171,7 @@ class EntityHeatmap(LiveView):
             y_axis_label=feed.by,
             name="wb-heatmap",
         )
-        fig.rect(
+        cells = fig.rect(
             x="x",
             y="y",
             width="width",
@@ -115,50 +179,115 @@ class EntityHeatmap(LiveView):
             source=self.source,
             line_color=None,
             fill_color={"field": "value", "transform": self.mapper},
+            selection_line_color="#00bcd4",
+            selection_line_width=2,
+            nonselection_fill_alpha=0.85,
         )
         fig.xaxis.formatter = _CLOCK
-        fig.xaxis.ticker = DatetimeTicker(desired_num_ticks=4)
+        fig.xaxis.ticker = DatetimeTicker(desired_num_ticks=6)
         fig.yaxis.major_label_text_font_size = "8pt"
         fig.grid.visible = False
         self.colorbar = ColorBar(color_mapper=self.mapper, width=10, title_text_font_style="normal")
         fig.add_layout(self.colorbar, "right")
-        fig.add_tools(
-            HoverTool(
-                tooltips=[(feed.by, "@y"), ("window end", "@x{%H:%M:%S}"), ("value", "@value{0.00}")],
-                formatters={"@x": "datetime"},
-            )
+        self.hover = HoverTool(
+            renderers=[cells],
+            tooltips=[(feed.by, "@y"), ("window start", "@x{%F %T}"), ("value", "@value{0,0.[000]}")],
+            formatters={"@x": "datetime"},
         )
+        fig.add_tools(self.hover, TapTool(renderers=[cells]))
+        self.source.selected.on_change("indices", self._tapped)
         self.figure = fig
         self.pane = pn.pane.Bokeh(fig, sizing_mode="stretch_width")
-        self._choices("metric", feed.metrics, chosen)
+        self._choices("metric", feed.metrics, chosen or (None if "cpu_mean" in feed.metrics else feed.default_metric()))
         self._label()
+        self.timerange.param.watch(lambda *_: self._redraw_now(), ["span", "custom", "live", "zone", "browser_zone"])
+
+    def _tapped(self, _attr: str, _old: Any, new: list[int]) -> None:
+        """A click on a cell: that entity at that cell's time."""
+        if not new:
+            return
+        i = new[0]
+        data = self.source.data
+        if i >= len(data["y"]):
+            return
+        entity = self._entities.get(data["y"][i], data["y"][i])
+        at = datetime.fromtimestamp(float(data["t"][i]) / 1000, UTC)
+        self.picked = (entity, at)
+        if self.on_pick is not None:
+            self.on_pick(entity, at)
 
     def _label(self) -> None:
-        m, unit = self.metric, unit_of(self.metric)
-        self.title.text = f"{m}: top {self.rows} {self.feed.by}s, last {self.windows} windows"
-        self.colorbar.title = f"{m} [{unit}]" if unit else m
+        m = self.metric
+        col = self.feed.column(m, self.family)
+        what = f"{self.family} — {col.label}" if self.family else f"{m} — {col.label}"
+        self.title.text = f"{what}: the {self.rows} highest by mean ({self.feed.by}), {self.timerange.span}"
+        self.colorbar.title = f"[{col.unit}]" if col.unit else ""
         self.mapper.palette = _PALETTES[self.cmap]
+        self.figure.xaxis.axis_label = f"window start ({self.timerange.zone_name})"
+        unit = f" {col.unit}" if col.unit else ""
+        self.hover.tooltips = [
+            (self.feed.by, "@entity" if self.family else "@y"),
+            ("window start", "@x{%F %T}"),
+            (m, f"@value{{0,0.[000]}}{unit}"),
+        ]
 
     def _build(self) -> Any:
         return self.pane
 
-    @param.depends("metric", "rows", "windows", "cmap", watch=True)
+    @param.depends("metric", "rows", "windows", "cmap", "family", watch=True)
     def _redraw(self) -> None:
         self._label()
         self._redraw_now()
 
+    def _redraw_now(self) -> None:
+        self._label()
+        super()._redraw_now()
+
     def refresh(self) -> None:
-        """Replace the cells when a window has closed since the last draw."""
-        metrics = self.feed.metrics
-        if metrics:
-            self._choices("metric", metrics)
+        """Replace the cells when a window has closed since the last draw (while live)."""
+        if self.feed.prometheus:
+            families = self.feed.families()
+            if families and list(self.param["family"].objects) != families:
+                self.param["family"].objects = families
+            if self.family is None and families:
+                self.family = families[0]
+                return
+            if self.family is not None:
+                self._choices("metric", ["rate_mean"] if is_counter(self.family) else ["value_mean", "value_last"])
+        elif self.feed.metrics:
+            self._choices("metric", self.feed.metrics)
+        tr = self.timerange
+        if self._drawn_version >= 0 and (not tr.live or tr.span == "custom"):
+            return  # paused: drawn once for the range
         if self._window_due(self.redraw_every) is None:
             return
-        _, rows = self.feed.windows.tail(self.windows + 2)  # a frame holds one window, rarely two
-        data = heatmap_data(rows, self.metric, self.feed.by, entities=self.rows, windows=self.windows)
+        start, end = tr.bounds(self.feed.newest)
+        _, rows, _ = self.feed.range(start, end)
+        data = heatmap_data(
+            rows,
+            self.metric,
+            self.feed.by,
+            entities=self.rows,
+            windows=self.windows,
+            zone=tr.zone_name,
+            family=self.family,
+        )
+        columns = data["columns"]
+        if self.family is not None:
+            labels: dict[str, str] = {}
+            for e in data["order"]:
+                label = short_label(e, self.family)
+                labels[e] = label if label not in labels.values() else f"{label} #{len(labels)}"
+            self._entities = {v: k for k, v in labels.items()}
+            columns["entity"] = list(columns["y"])
+            columns["y"] = [labels[e] for e in columns["y"]]
+            data["order"] = [labels[e] for e in data["order"]]
+        else:
+            self._entities = {}
+        self.source.selected.indices = []
         self.y_range.factors = data["order"]
-        self.source.data = data["columns"]
-        values = data["columns"]["value"]
+        self.source.data = columns
+        values = columns["value"]
         finite = values[np.isfinite(values)] if len(values) else values
         if len(finite):
             self.mapper.low, self.mapper.high = float(finite.min()), float(finite.max())

@@ -1,17 +1,25 @@
-"""Live tables: the latest closed windows, and the dead letters with their reasons."""
+"""Live tables: the latest closed windows, and the dead letters with their reasons.
+
+Clicking a row of the latest windows calls ``on_pick(entity, window start)``: the
+dashboard drills into that entity at that time. Column titles carry the units the
+schema declares.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import panel as pn
 import param
 import polars as pl
 
-from workbench.feeds.feed import Feed, unit_of
+from workbench.feeds.feed import Feed
 from workbench.views.base import LiveView
 from workbench.views.series import _pandas
+from workbench.views.timerange import TimeRange
 
 __all__ = ["DeadLetters", "LatestWindows"]
 
@@ -46,12 +54,32 @@ class LatestWindows(LiveView):
         default=2.0, bounds=(0.25, 60.0), doc="Seconds between redraws at most (each sends the whole table)."
     )
 
-    def __init__(self, feed: Feed, **params: Any) -> None:
+    def __init__(
+        self,
+        feed: Feed,
+        *,
+        timerange: TimeRange | None = None,
+        on_pick: Callable[[str, datetime], Any] | None = None,
+        **params: Any,
+    ) -> None:
         chosen = params.pop("sort_by", None)
         super().__init__(feed, **params)
+        self.timerange = timerange or TimeRange()
+        self.on_pick = on_pick
+        self.shown = pl.DataFrame()
         self.table = _table(height=360, layout="fit_data_fill", frozen_columns=[feed.by])
+        self.table.on_click(self._clicked)
+        self._choices(
+            "sort_by", feed.metrics, chosen or (None if "cpu_mean" in feed.metrics else feed.default_metric())
+        )
 
-        self._choices("sort_by", feed.metrics, chosen)
+    def _clicked(self, event: Any) -> None:
+        """A row clicked: that entity at that window."""
+        row = getattr(event, "row", None)
+        if row is None or row >= self.shown.height or self.on_pick is None:
+            return
+        entity, start = self.shown.row(row, named=True)[self.feed.by], self.shown["window_start"][row]
+        self.on_pick(str(entity), start)
 
     def _build(self) -> Any:
         return self.table
@@ -74,14 +102,16 @@ class LatestWindows(LiveView):
         last = rows.filter(pl.col("window_start") == pl.col("window_start").max())
         if self.sort_by in last.columns:
             last = last.sort(self.sort_by, descending=True, nulls_last=True)
-        frame = _pandas(last.head(self.rows).drop("window_end"))
+        self.shown = last.head(self.rows)
+        frame = _pandas(self.shown.drop("window_end"), self.timerange.zone_name)
+        units = {c: self.feed.column(c).unit for c in frame.columns}
         self.table.value = frame
         self.table.formatters = {
-            c: {"type": "money", "precision": 3 if unit_of(c) == "share" else 1, "symbol": ""}
+            c: {"type": "money", "precision": 3 if units[c] == "ratio" else 1, "symbol": ""}
             for c in frame.columns
             if frame[c].dtype.kind == "f"
         }
-        self.table.titles = {c: f"{c} [{unit_of(c)}]" for c in frame.columns if unit_of(c)}
+        self.table.titles = {c: f"{c} [{u}]" for c, u in units.items() if u}
 
 
 class DeadLetters(LiveView):
