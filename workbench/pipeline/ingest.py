@@ -49,6 +49,7 @@ def ingest(
     metrics_addr: str = "127.0.0.1",
     rules: str | Path | None = None,
     alerts_schema: str = "workbench_alerts",
+    keep_events: bool = False,
 ) -> dict[str, Any]:
     """Run ``url`` into ``out`` (and PostgreSQL) until it ends, ``seconds`` pass or ``stop`` is set.
 
@@ -79,6 +80,9 @@ def ingest(
         store's tables in schema ``alerts_schema`` (:class:`~workbench.alerts.store.PostgresStore`).
     alerts_schema
         PostgreSQL schema of the alert store (created when missing).
+    keep_events
+        Also write every valid record (deduplicated, before windowing) to the lake's
+        ``events`` output.
     metrics_port, metrics_addr
         Serve the pipeline's Prometheus metrics at ``http://metrics_addr:metrics_port/metrics``
         while it runs (see :mod:`workbench.pipeline.metrics`).
@@ -99,7 +103,7 @@ def ingest(
         checkpoints=CheckpointStore(out / "checkpoint"),
         checkpoint_every=checkpoint_every,
     )
-    pipe.standard(s, spec or Tumbling("10s"), by=by, lateness=lateness)
+    pipe.standard(s, spec or Tumbling("10s"), by=by, lateness=lateness, events=keep_events)
     store = None
     if rules is not None:
         if postgres:
