@@ -66,6 +66,7 @@ def register(sub: Any) -> None:
     rs.add_argument("--seconds", type=float, help="stop after this long")
     rs.add_argument("--rules", help="alert rules file evaluated on the windows: lake/alerts (overrides a project's)")
     rs.add_argument("--keep-events", action="store_true", help="also write every valid record to lake/events")
+    rs.add_argument("--fresh", action="store_true", help="start over: drop the checkpoint and outputs in --out")
     rs.add_argument(
         "--alerts-schema", default="workbench_alerts", help="PostgreSQL schema of the alert store (with --postgres)"
     )
@@ -161,6 +162,7 @@ def _run(args: argparse.Namespace) -> int:
         rules=args.rules,
         alerts_schema=args.alerts_schema,
         keep_events=args.keep_events,
+        fresh=args.fresh,
     )
     sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     return 0
