@@ -338,12 +338,18 @@ class RemoteWriteSource(Source):
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = 60  # a client that stops sending mid-body frees its thread
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
                 log.debug("remote-write %s", format % args)  # the request line: never a header
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                status, text = source._handle(self)
+                try:
+                    status, text = source._handle(self)
+                except OSError as exc:  # the client went away or stalled: nothing to answer
+                    log.debug("remote-write: connection dropped: %s", exc)
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 if status == 503:
                     self.send_header("Retry-After", "1")
