@@ -144,3 +144,39 @@ def test_export_reads_a_projects_lake_with_its_schema(servers, tmp_path):
     run = cli("export", "--project", project, "--view", "series", "-p", "metric", "cpu_max", "--out", page)
     assert run.returncode == 0, run.stderr
     assert "web-2" in page.read_text()
+
+
+def test_an_anomaly_rule_in_a_project_fires_on_the_detectors_scores(tmp_path):
+    lines = []
+    for i in range(3600):  # two quiet servers; web-1 jumps to 99 % CPU for five minutes
+        at = (T0 + timedelta(seconds=i)).isoformat().replace("+00:00", "Z")
+        for server in ("web-0", "web-1"):
+            cpu = 99.0 if server == "web-1" and 3000 <= i < 3300 else 20.0 + (i * 7 % 5) * 0.5
+            lines.append(json.dumps({"id": f"{server}-{i}", "observed_at": at, "server": server, "cpu": cpu}))
+    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "s.yaml").write_text(
+        "time: {field: observed_at, format: iso}\nkey: id\nentity: server\nfields:\n  id: str\n  server: str\n"
+        "  cpu: float\n"
+    )
+    project = tmp_path / "p.yaml"
+    project.write_text(
+        "source: d.jsonl\nschema: s.yaml\nwindows: {size: 1m}\ndetectors: {cpu_mean: robust_z}\n"
+        "alerts:\n  rules:\n    - {name: odd, kind: anomaly}\n"
+        "    - {name: hot, kind: threshold, metric: cpu_mean, op: '>', value: 90}\n"
+        "outputs: {out: o}\n"
+    )
+    for command in ("replay", "run"):
+        run = cli(command, "--project", project, *(["--fresh"] if command == "replay" else []))
+        assert run.returncode == 0, run.stderr
+        alerts = pl.read_parquet(sorted((tmp_path / "o").rglob("alerts/*.parquet")))
+        fired = alerts.filter(pl.col("to_state") == "firing")
+        assert set(fired["rule"]) == {"odd", "hot"}, command
+        odd = fired.filter(pl.col("rule") == "odd")
+        assert odd["entity"].unique().to_list() == ["web-1"]
+        assert odd["at"].min() == T0 + timedelta(minutes=51)  # the first window of the jump
+        for part in ("checkpoint", "windows", "scores", "alerts", "dead_letter", "late"):
+            target = tmp_path / "o" / part
+            if target.exists():
+                import shutil
+
+                shutil.rmtree(target)

@@ -61,6 +61,20 @@ def test_replay_with_rules_and_a_bad_rules_file_is_one_line(events, rules, tmp_p
     assert run.stderr.strip() == f"workbench: error: {bad}: rule 'hot': field 'value' must be a number, not 'high'"
 
 
+def test_adding_rules_to_an_out_checkpointed_without_them_says_to_use_fresh(events, rules, tmp_path):
+    for command, first in (("replay", [events]), ("run", ["--source", f"file://{events}"])):
+        out = tmp_path / command
+        assert cli(command, *first, "--out", out).returncode == 0
+        run = cli(command, *first, "--out", out, "--rules", rules)
+        assert run.returncode == 2, command
+        assert run.stderr.startswith(f"workbench: error: checkpoint {out / 'checkpoint'}")
+        assert "this run adds alerts" in run.stderr and "start over with --fresh" in run.stderr
+        assert run.stderr.count("\n") == 1
+        run = cli(command, *first, "--out", out, "--rules", rules, "--fresh")
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["alerts"] == 2, command
+
+
 def test_rules_on_the_command_line_replace_a_projects(events, rules, tmp_path):
     project = tmp_path / "p.yaml"
     project.write_text(

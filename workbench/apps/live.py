@@ -113,7 +113,8 @@ def _connected(settings: Settings) -> Live:
 
     A ``prometheus://`` URL scrapes into ``prom_samples`` (windows per series; only the
     metrics matching ``settings.match``, default :data:`NODE_METRICS`, every
-    ``settings.interval_s``); other URLs carry ``settings.schema`` events.
+    ``settings.interval_s``); a ``remote-write://`` URL receives the samples Prometheus
+    pushes, also into ``prom_samples``; other URLs carry ``settings.schema`` events.
     """
     from workbench.schema import get_schema
     from workbench.sources.factory import from_url
@@ -125,6 +126,8 @@ def _connected(settings: Settings) -> Live:
         if "match=" not in url:
             options["match"] = settings.match or NODE_METRICS
         options["interval"] = settings.interval_s
+    elif url.startswith("remote-write://"):  # Prometheus pushes its samples
+        schema = get_schema("prom_samples")
     else:
         schema = get_schema(settings.schema)
         options["max_delay"] = settings.max_delay_s

@@ -20,7 +20,7 @@ from streamz import Stream
 
 from workbench.errors import ConfigError
 from workbench.operators.base import NodeMetrics, Operator, as_batch, rows
-from workbench.operators.decode import Decoded, RawLines, decode_frame, decode_ndjson
+from workbench.operators.decode import DEAD_LETTER_SCHEMA, Decoded, RawLines, decode_frame, decode_ndjson
 from workbench.operators.dedupe import Deduplicator
 from workbench.operators.enrich import Enricher
 from workbench.operators.extra import unknown_fields
@@ -66,7 +66,21 @@ class decode(Operator):  # noqa: N801 - streamz nodes are lower-case verbs
         out = out or self.prepare(batch)
         self.records += out.records
         self.reject(out.dead)
+        self._source_dead(batch.meta.get("dead"))
         return out.frame, [*(metadata or []), {"raw": out.raw, "prepared": prepared}]
+
+    def _source_dead(self, dead: list[tuple[str, str, bytes]] | None) -> None:
+        """Records a source refused before decoding (a malformed push): ``(reason_code, reason, raw)`` each."""
+        if dead:
+            self.records += len(dead)
+            codes, reasons, raws = zip(*dead, strict=True)
+            self.reject(
+                pl.DataFrame(
+                    {"node": [self.name] * len(dead), "reason_code": list(codes), "field": [None] * len(dead),
+                     "reason": list(reasons), "raw": list(raws)},
+                    schema=DEAD_LETTER_SCHEMA,
+                )
+            )  # fmt: skip
 
     def on_failed_batch(self, x: Any) -> None:  # noqa: D102
         self.records += rows(x) if not (isinstance(x, RawBatch) and x.data is not None) else len(RawLines(x.data))

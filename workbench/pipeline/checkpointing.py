@@ -76,10 +76,19 @@ def restore(pipe: Pipeline) -> None:
             "resume with the same options, or start over (--fresh)"
         )
     ops = {op.name: op for op in pipe.operators()}
-    missing = set(state["nodes"]) ^ set(ops)
-    if missing:
+    added, removed = sorted(set(ops) - set(state["nodes"])), sorted(set(state["nodes"]) - set(ops))
+    if added or removed:
+        what = "; ".join(
+            part
+            for part in (
+                f"this run adds {', '.join(added)}" if added else "",
+                f"this run drops {', '.join(removed)}" if removed else "",
+            )
+            if part
+        )
         raise CheckpointError(
-            f"checkpoint {pipe.checkpoints.path}: nodes differ from this pipeline's: {sorted(missing)}"
+            f"checkpoint {pipe.checkpoints.path}: made by a pipeline with other nodes ({what}: e.g. --rules, "
+            "detectors or outputs changed); resume with the same options, or start over with --fresh"
         )
     for name, snap in state["nodes"].items():
         ops[name].restore(snap)

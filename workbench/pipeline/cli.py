@@ -43,10 +43,17 @@ def register(sub: Any) -> None:
     r.set_defaults(func=_replay)
 
     rs = sub.add_parser("run", help="run a live source URL into windows, the lake and PostgreSQL (resumes)")
-    rs.add_argument("--source", help="mqtt://…, redis://…, nats://…, kafka://…, http(s)://…, prometheus://…")
+    rs.add_argument(
+        "--source",
+        help="mqtt://…, redis://…, nats://…, kafka://…, http(s)://…, prometheus://…, remote-write://ADDR:PORT/api/v1/write",
+    )
     rs.add_argument("--out", help="folder for checkpoint/ and lake/ (resumes from it)")
     rs.add_argument("--project", help="run a project file (workbench.yaml): its source, schema, windows, alerts …")
-    rs.add_argument("--schema", default="server_metrics", help="built-in schema name or schema file S.yaml")
+    rs.add_argument(
+        "--schema",
+        help="built-in schema name or schema file S.yaml "
+        "(default: prom_samples for prometheus:// and remote-write://, else server_metrics)",
+    )
     rs.add_argument("--window", default="10s")
     rs.add_argument("--by", help="window key (default: the schema's entity)")
     rs.add_argument("--lateness", default="5s")
@@ -58,6 +65,8 @@ def register(sub: Any) -> None:
     rs.add_argument("--max-delay", help="longest a message waits for its batch (e.g. 0.5 or 500ms)")
     rs.add_argument("--seconds", type=float, help="stop after this long")
     rs.add_argument("--rules", help="alert rules file evaluated on the windows: lake/alerts (overrides a project's)")
+    rs.add_argument("--keep-events", action="store_true", help="also write every valid record to lake/events")
+    rs.add_argument("--fresh", action="store_true", help="start over: drop the checkpoint and outputs in --out")
     rs.add_argument(
         "--alerts-schema", default="workbench_alerts", help="PostgreSQL schema of the alert store (with --postgres)"
     )
@@ -131,10 +140,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.source is None or args.out is None:
         raise ConfigError("run: give --source URL and --out DIR, or --project workbench.yaml")
     options = {k: v for k, v in (("max_rows", args.max_rows), ("max_delay", args.max_delay)) if v is not None}
+    schema = args.schema
+    if schema is None:
+        schema = "prom_samples" if args.source.startswith(("prometheus://", "remote-write://")) else "server_metrics"
     summary = ingest(
         args.source,
         args.out,
-        schema=args.schema,
+        schema=schema,
         spec=window_spec(args.window),
         by=args.by,
         lateness=args.lateness,
@@ -149,6 +161,8 @@ def _run(args: argparse.Namespace) -> int:
         metrics_addr=args.metrics_addr,
         rules=args.rules,
         alerts_schema=args.alerts_schema,
+        keep_events=args.keep_events,
+        fresh=args.fresh,
     )
     sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     return 0

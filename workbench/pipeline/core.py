@@ -177,11 +177,14 @@ class Pipeline:
         lateness: str | float | timedelta = "5s",
         dedupe_ttl: str | float | timedelta | None = None,
         enrich: tuple[pl.DataFrame, str] | None = None,
+        events: bool = False,
     ) -> Stream:
         """Build decode → validate → dedupe → [enrich] → window and name it ``windows``.
 
         ``dedupe_ttl`` defaults to the lateness plus one minute (at least the lateness,
-        so a repeat past the dedupe horizon is counted late, not twice).
+        so a repeat past the dedupe horizon is counted late, not twice). ``events``
+        also names the valid, deduplicated records (before windowing) output ``events``,
+        so a lake keeps every record, e.g. each sample Prometheus remote-writes.
         """
         s = get_schema(schema)
         lateness_ms = parse_duration(lateness, what="lateness")
@@ -195,6 +198,8 @@ class Pipeline:
             node = node.dedupe(s.key if s.dedupe == "key" else None, time=s.time, ttl=ttl)
         if enrich is not None:
             node = node.enrich(enrich[0], on=enrich[1])
+        if events:
+            self.output("events", node)
         if aggs is None:
             aggs = default_aggs(s)
         node = node.window(spec, by=keys, aggs=aggs, time=s.time, lateness=lateness)

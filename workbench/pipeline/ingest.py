@@ -12,6 +12,7 @@ no duplicate rows.
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from datetime import timedelta
@@ -21,7 +22,7 @@ from typing import Any
 from workbench.operators.windows import WindowSpec
 from workbench.pipeline import Pipeline
 from workbench.pipeline.metrics import served
-from workbench.project.infer import resolve_schema
+from workbench.project.infer import prime_schema, resolve_schema
 from workbench.schema import Schema
 from workbench.sources.factory import from_url
 from workbench.storage.checkpoints import CheckpointStore
@@ -49,6 +50,8 @@ def ingest(
     metrics_addr: str = "127.0.0.1",
     rules: str | Path | None = None,
     alerts_schema: str = "workbench_alerts",
+    keep_events: bool = False,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Run ``url`` into ``out`` (and PostgreSQL) until it ends, ``seconds`` pass or ``stop`` is set.
 
@@ -79,6 +82,11 @@ def ingest(
         store's tables in schema ``alerts_schema`` (:class:`~workbench.alerts.store.PostgresStore`).
     alerts_schema
         PostgreSQL schema of the alert store (created when missing).
+    fresh
+        Start over: remove the checkpoint, the lake and the notification log ``out`` holds.
+    keep_events
+        Also write every valid record (deduplicated, before windowing) to the lake's
+        ``events`` output.
     metrics_port, metrics_addr
         Serve the pipeline's Prometheus metrics at ``http://metrics_addr:metrics_port/metrics``
         while it runs (see :mod:`workbench.pipeline.metrics`).
@@ -91,15 +99,21 @@ def ingest(
     from workbench.operators.windows import Tumbling
 
     out = Path(out)
-    s = resolve_schema(schema, None)  # a schema file's keep-numeric cannot look ahead in a live source: warned
+    if fresh:
+        for part in ("checkpoint", "lake", "outbox.jsonl"):
+            target = out / part
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    stop = stop or threading.Event()
     source = from_url(url, **(source_options or {}))
+    # a schema file's extra: keep-numeric learns the undeclared numeric fields from the first batch
+    source, s = prime_schema(source, resolve_schema(schema, None), wait=min(30.0, seconds or 30.0), stop=stop)
     pipe = Pipeline(
         source,
         name=f"ingest:{out.resolve()}",
         checkpoints=CheckpointStore(out / "checkpoint"),
         checkpoint_every=checkpoint_every,
     )
-    pipe.standard(s, spec or Tumbling("10s"), by=by, lateness=lateness)
+    pipe.standard(s, spec or Tumbling("10s"), by=by, lateness=lateness, events=keep_events)
     store = None
     if rules is not None:
         if postgres:
@@ -110,7 +124,6 @@ def ingest(
     pipe.to_lake(Lake(out / "lake"))
     if postgres:
         pipe.to_postgres(postgres, outputs=["windows"], schema=pg_schema, table=table or "windows")
-    stop = stop or threading.Event()
     finished = threading.Event()
     t0 = time.perf_counter()
 

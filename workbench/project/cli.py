@@ -89,7 +89,6 @@ def _init(args: argparse.Namespace) -> int:
 def replay_project(args: argparse.Namespace) -> int:
     """``workbench replay --project workbench.yaml``: the project's pipeline over its file source."""
     import json
-    import shutil
     import time
 
     from workbench.project.check import dead_share_error, read_dead_letters
@@ -102,9 +101,7 @@ def replay_project(args: argparse.Namespace) -> int:
         raise ConfigError(f"project file {args.project}: source: replay reads a file, not {project.source!r} (use run)")
     out = Path(project.resolve(project.out))
     if args.fresh:
-        for part in ("checkpoint", "windows", "dead_letter", "late", "scores", "alerts", "summary.json"):
-            target = out / part
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        _clear(out)
     pipe = project.pipeline()
     t0 = time.perf_counter()
     try:
@@ -139,7 +136,9 @@ def run_project(args: argparse.Namespace, stop: Any) -> int:
     from workbench.project.config import Project
 
     project = with_rules(Project.load(args.project), args.rules)
-    pipe = project.pipeline()
+    if getattr(args, "fresh", False):
+        _clear(Path(project.resolve(project.out)))
+    pipe = project.pipeline(stop=stop)
     finished = threading.Event()
     t0 = time.perf_counter()
 
@@ -165,6 +164,17 @@ def run_project(args: argparse.Namespace, stop: Any) -> int:
     }
     _say(json.dumps(summary, indent=2, default=str))
     return 0
+
+
+def _clear(out: Path) -> None:
+    """``--fresh``: remove a project's checkpoint and outputs (scores of every detector too)."""
+    import shutil
+
+    if not out.is_dir():
+        return
+    parts = ["checkpoint", "windows", "dead_letter", "late", "alerts", "outbox.jsonl", "summary.json"]
+    for target in [*(out / p for p in parts), *out.glob("scores*")]:
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
 
 def with_rules(project: Any, rules: str | None) -> Any:

@@ -26,6 +26,7 @@ workbench.errors.ConfigError: project file .../bad.yaml: windows.kind: expected 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,12 +156,17 @@ class Project:
             out += [_aggregation(metric, name) for name in names if name != "count"]
         return out
 
-    def pipeline(self, *, name: str | None = None, checkpoints: bool = True) -> Pipeline:
+    def pipeline(
+        self, *, name: str | None = None, checkpoints: bool = True, stop: threading.Event | None = None
+    ) -> Pipeline:
         """The project's pipeline: windows (and scores, alerts) written to ``out``.
 
         ``checkpoints=False`` builds it without a checkpoint store (e.g. to explore in
-        a notebook without resuming).
+        a notebook without resuming). With a live source and a schema file whose
+        ``extra`` is ``keep-numeric``, building waits for the source's first batch (at
+        most 30 s, or until ``stop`` is set) to learn the undeclared numeric fields.
         """
+        from workbench.project.infer import prime_schema
         from workbench.sources.factory import from_url
         from workbench.sources.files import FileSource
         from workbench.storage.checkpoints import CheckpointStore
@@ -171,6 +177,8 @@ class Project:
         source = (
             FileSource(self.resolve(self.source), max_rows=self.max_rows) if self.is_file else from_url(self.source)
         )
+        if not self.is_file:
+            source, s = prime_schema(source, s, stop=stop)
         pipe = Pipeline(
             source,
             name=name or f"project:{out.resolve()}",
@@ -193,7 +201,12 @@ class Project:
             from workbench.alerts.loader import load_config
 
             config = self.alerts if isinstance(self.alerts, Mapping) else self.resolve(self.alerts)
-            pipe.alerts(load_config(config), by=keys[0] if keys else None, outbox=out / "outbox.jsonl")
+            # with detectors the rules read the scored window rows (every window column plus the first
+            # detector's anomaly_score, threshold, is_anomaly), so an anomaly rule fires
+            upstream = "scores" if "scores" in pipe.outputs else "windows"
+            pipe.alerts(
+                load_config(config), by=keys[0] if keys else None, outbox=out / "outbox.jsonl", upstream=upstream
+            )
         pipe.to_lake(Lake(out, partition=not self.is_file))
         return pipe
 

@@ -26,6 +26,8 @@ import io
 import json
 import logging
 import re
+import threading
+import time
 from pathlib import Path
 
 import polars as pl
@@ -33,8 +35,9 @@ import polars as pl
 from workbench.errors import ConfigError, SourceError
 from workbench.operators.extra import numeric_extras
 from workbench.schema import Schema, get_schema
+from workbench.sources.base import RawBatch, Source
 
-__all__ = ["infer_schema", "resolve_schema", "sample"]
+__all__ = ["infer_schema", "prime_schema", "resolve_schema", "sample"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,11 @@ def _sample_jsonl(path: Path, rows: int) -> pl.DataFrame:
                 lines.append(line)
             if len(lines) >= rows:
                 break
+    return _sample_lines(lines)
+
+
+def _sample_lines(lines: list[bytes]) -> pl.DataFrame:
+    lines = [line if line.endswith(b"\n") else line + b"\n" for line in lines]
     try:
         return pl.read_ndjson(io.BytesIO(b"".join(lines)), infer_schema_length=None)
     except pl.exceptions.PolarsError:
@@ -111,16 +119,74 @@ def resolve_schema(schema: str | Path | Schema, path: str | Path | None) -> Sche
     or no file, pass through.
     """
     s = get_schema(schema)
-    if s.extra != "keep-numeric":
-        return s
-    if path is None or not Path(path).is_file():
-        log.warning(
-            "schema %r: extra: keep-numeric finds undeclared fields in a file's first records; "
-            "on a live source they are dropped: declare them in the schema",
-            s.name,
-        )
-        return s
+    if s.extra != "keep-numeric" or path is None or not Path(path).is_file():
+        return s  # a live source: prime_schema() learns them from its first batch
     return s.with_fields(numeric_extras(sample(path, 1_000), s))
+
+
+def prime_schema(
+    source: Source, schema: str | Path | Schema, *, wait: float = 30.0, stop: threading.Event | None = None
+) -> tuple[Source, Schema]:
+    """A live source's ``extra: keep-numeric`` resolved from its first batch.
+
+    The first batch with records is read (waiting up to ``wait`` seconds, or until
+    ``stop`` is set); its undeclared numeric fields become optional float fields,
+    and the source comes back wrapped in a :class:`~workbench.sources.primed.PrimedSource`
+    that yields that batch first, so nothing is read twice or lost. Other schemas
+    pass through with the source unchanged; with no record in time the undeclared
+    fields are dropped, with a warning.
+    """
+    from workbench.sources.primed import PrimedSource
+
+    s = get_schema(schema)
+    if s.extra != "keep-numeric":
+        return source, s
+    source.schema = s  # a source of untyped fields (flat Redis entries) types numbers by it
+    source.start()
+    batches = source.batches()
+    done = threading.Event()
+
+    def watch() -> None:  # the reading loop blocks for data: a stop or the deadline ends it
+        deadline = time.monotonic() + wait
+        while not done.wait(0.05):
+            if (stop is not None and stop.is_set()) or time.monotonic() >= deadline:
+                source.stop()
+                return
+
+    watcher = threading.Thread(target=watch, name="wb-prime-schema", daemon=True)
+    watcher.start()
+    first = None
+    try:
+        for batch in batches:
+            if batch.rows:
+                first = batch
+                break
+    finally:
+        done.set()
+        watcher.join()
+    if first is None:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+        log.warning(
+            "schema %r: extra: keep-numeric: no record from the source within %g s to learn undeclared "
+            "fields from; they are dropped: declare them in the schema",
+            s.name,
+            wait,
+        )
+        return source, s
+    found = numeric_extras(_batch_sample(first), s)
+    if found:
+        log.info("schema %r: undeclared numeric fields kept as metrics: %s", s.name, ", ".join(f.name for f in found))
+    s = s.with_fields(found)
+    source.schema = s
+    return PrimedSource(source, first, batches), s
+
+
+def _batch_sample(batch: RawBatch) -> pl.DataFrame:
+    if batch.frame is not None:
+        return batch.frame
+    return _sample_lines([line for line in bytes(batch.data or b"").split(b"\n") if line.strip()])
 
 
 def _time_format(col: pl.Series) -> tuple[str, str] | None:

@@ -9,6 +9,7 @@ URL                                                     source
 ``kafka://host:9092/topic?group=wb``                    :class:`~workbench.sources.kafka.KafkaSource`
 ``http://host/path`` / ``https://…`` (JSON)             :class:`~workbench.sources.http.HttpSource`
 ``prometheus://host:9100/metrics``                      :class:`~workbench.sources.prometheus.PrometheusSource`
+``remote-write://127.0.0.1:9201/api/v1/write``          :class:`~workbench.sources.remote_write.RemoteWriteSource`
 ``file:///path/events.jsonl`` or a plain path            :class:`~workbench.sources.files.FileSource`
 ======================================================  ==================================
 
@@ -54,6 +55,7 @@ SCHEMES: dict[str, tuple[str, str, str]] = {
     "nats": ("workbench.sources.nats", "NatsSource", "parsed"),
     "prometheus": ("workbench.sources.prometheus", "PrometheusSource", "parsed"),
     "redis": ("workbench.sources.redis_streams", "RedisStreamSource", "parsed"),
+    "remote-write": ("workbench.sources.remote_write", "RemoteWriteSource", "parsed"),
 }
 
 

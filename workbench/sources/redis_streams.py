@@ -188,10 +188,16 @@ class RedisStreamSource(BrokerSource):
         payload = fields.get(self.field)
         if payload is None:
             whole: dict[str, Any] = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
-            for name, kind in self._numbers().items():
+            numbers = self._numbers()
+            for name, kind in numbers.items():
                 text = whole.get(name)
                 if text is not None:
                     whole[name] = _number(text, kind)
+            if self.schema is not None and self.schema.extra == "keep-numeric":
+                declared = {f.wire_name for f in self.schema.fields}
+                for name, text in whole.items():  # undeclared fields kept as metrics when they read as numbers
+                    if name not in declared:
+                        whole[name] = _number(text, "float")
             return json.dumps(whole).encode(), entry_id
         return payload, entry_id
 

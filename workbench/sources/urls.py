@@ -42,7 +42,7 @@ def masked(url: str) -> str:
     >>> masked("redis://:s3cret@h:6379/s?group=g"), masked("mqtt://u:pw@h/t/#")
     ('redis://:***@h:6379/s?group=g', 'mqtt://u:***@h/t/#')
     """
-    return re.sub(r"^([a-z+]+://[^:@/]*):[^@/]+@", r"\1:***@", url)
+    return re.sub(r"^([a-z+-]+://[^:@/]*):[^@/]+@", r"\1:***@", url)
 
 
 def split_url(url: str) -> ParsedUrl:
