@@ -179,10 +179,15 @@ def _live_outputs(page):
 
 def _watch(page, name: str, run: int) -> list[str]:
     """While the notebook waits in its watch cell: two screenshots of each live view 10 s apart."""
-    watching = page.locator(".jp-CodeCell:has(.jp-InputPrompt:text('[*]')):has-text('asyncio.sleep(duration)')")
-    if not until(lambda: watching.count() > 0, 240, pause=lambda: page.wait_for_timeout(250)):
+
+    def watching() -> bool:  # every cell before the watch cell has run (queued cells show [*] too)
+        cells = page.evaluate(CELLS)
+        at = next(i for i, c in enumerate(cells) if "asyncio.sleep(duration)" in c["source"])
+        return all(c["count"] is not None for c in cells[:at]) and cells[at]["count"] is None
+
+    if not until(watching, 240, pause=lambda: page.wait_for_timeout(250)):
         return ["the notebook never reached its watch cell"]
-    page.wait_for_timeout(500)
+    page.wait_for_timeout(2000)  # the views render
     outputs = _live_outputs(page)
     n = outputs.count()
     before = [outputs.nth(i).screenshot() for i in range(n)]
