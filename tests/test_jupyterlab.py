@@ -177,6 +177,13 @@ def _live_outputs(page):
     return page.locator(".jp-OutputArea-output", has=page.locator(".wb-kpi-card, canvas, .tabulator"))
 
 
+def _shot(page, element, path: str | None = None) -> bytes:
+    """A screenshot of ``element``'s box (a live view never holds still, so no wait for it to be stable)."""
+    element.scroll_into_view_if_needed()
+    box = element.bounding_box()
+    return page.screenshot(clip=box, path=path) if box else b""
+
+
 def _watch(page, name: str, run: int) -> list[str]:
     """While the notebook waits in its watch cell: two screenshots of each live view 10 s apart."""
 
@@ -190,10 +197,10 @@ def _watch(page, name: str, run: int) -> list[str]:
     page.wait_for_timeout(2000)  # the views render
     outputs = _live_outputs(page)
     n = outputs.count()
-    before = [outputs.nth(i).screenshot() for i in range(n)]
+    before = [_shot(page, outputs.nth(i)) for i in range(n)]
     page.screenshot(path=str(ARTIFACTS / f"jupyterlab-{name}-run{run}-live-a.png"))
     page.wait_for_timeout(10_000)
-    after = [outputs.nth(i).screenshot() for i in range(n)]
+    after = [_shot(page, outputs.nth(i)) for i in range(n)]
     page.screenshot(path=str(ARTIFACTS / f"jupyterlab-{name}-run{run}-live-b.png"))
     still = [i for i in range(n) if before[i] == after[i]]
     return [f"live view output {i} did not change in 10 s" for i in still] if n else ["no live view output"]
@@ -308,7 +315,7 @@ def test_notebook_in_jupyterlab(jupyterlab, notebook):
             blank = sorted(set(blank))
             outputs = _live_outputs(page)
             for i in range(outputs.count()):
-                outputs.nth(i).screenshot(path=str(ARTIFACTS / f"jupyterlab-{name}-run{run}-output{i}.png"))
+                _shot(page, outputs.nth(i), str(ARTIFACTS / f"jupyterlab-{name}-run{run}-output{i}.png"))
             kernel = kernel or _kernels(server)[-1]
             rss = kernel.memory_info().rss / 2**20
             state = _kernel_state(page)
