@@ -89,9 +89,8 @@ class KpiCards(LiveView):
             clock, day = snapshot.strftime("%H:%M:%S %Z").strip(), snapshot.strftime("%Y-%m-%d")
             self.cards["events"].object = html("snapshot at", clock, f"{day} · {k.ingested:,} events", _MUTED)
         else:
-            self.cards["events"].object = html(
-                "events / s", f"{k.events_per_s:,.0f}", f"{k.ingested:,} ingested · {k.source}", _OK if k.running else _BAD
-            )
+            rate, note = f"{k.events_per_s:,.0f}", f"{k.ingested:,} ingested · {k.source}"
+            self.cards["events"].object = html("events / s", rate, note, _OK if k.running else _BAD)
         self.cards["lag"].object = html(
             "lag", _fmt_seconds(k.lag_s), "now − newest event time", self._lag_color(k.lag_s)
         )
