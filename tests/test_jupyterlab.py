@@ -156,7 +156,7 @@ def jupyterlab(tmp_path_factory):
             return server.poll() is not None
 
     try:
-        assert until(up, 60), "jupyter lab did not start"
+        assert until(up, 180), "jupyter lab did not start in 3 minutes:\n" + (root / "jupyter.log").read_text()[-3000:]
         assert server.poll() is None, (root / "jupyter.log").read_text()[-3000:]
         yield base, token, server, root
     finally:
