@@ -106,6 +106,21 @@ def test_the_guard_refuses_a_relative_script_path():
     assert network_references(inline) == [] and make_offline(inline) == inline
 
 
+def test_mathjax_is_left_out_unless_a_text_has_tex():
+    mathjax = '<script type="text/javascript">\n/* BEGIN bokeh-mathjax.min.js */ var mj = 1;\n</script>'
+    plain = _doc_page().replace("<head></head>", f"<head>{mathjax}</head>")
+    assert "bokeh-mathjax" not in make_offline(plain)
+    tex = plain.replace('"Column"', '"Column", "text": "$$x^2$$"')
+    assert "bokeh-mathjax" in make_offline(tex)
+
+
+def test_identical_style_blocks_are_kept_once():
+    css = "a{color:red}" * 200
+    page = f"<html><head><style>{css}</style><style>\n  {css}\n</style><style>b{{}}</style></head></html>"
+    out = make_offline(page)
+    assert out.count(css) == 1 and "<style>b{}</style>" in out
+
+
 def test_exported_views_are_one_self_contained_file(feed, tmp_path):
     path = export_views(["series", "heatmap", "latest"], feed, tmp_path / "views.html", params={"metric": "cpu_max"})
     page = path.read_text()

@@ -65,6 +65,12 @@ def register(sub: Any) -> None:
     bs = bsub.add_parser("startup", help="start-up time of workbench commands against python -c 'import polars'")
     bs.add_argument("--repeat", type=int, default=7, help="timed runs of each command (default: 7)")
     bs.set_defaults(func=_startup)
+    bo = bsub.add_parser("export", help="size of each static export and copies of BokehJS / Panel in it")
+    bo.add_argument("--events", type=int, default=20_000, help="simulated events per page (default: 20000)")
+    bo.add_argument("--hosts", type=int, default=20)
+    bo.add_argument("--seed", type=int, default=0)
+    bo.add_argument("--report", help="also run this report notebook (notebooks/reports/daily-report.ipynb)")
+    bo.set_defaults(func=_export)
 
 
 def _print(report: Any) -> None:
@@ -156,3 +162,13 @@ def _startup(args: argparse.Namespace) -> int:
     report = bench_startup(repeat=args.repeat)
     _print(report)
     return 0 if report["all_met"] else 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    from workbench.bench.export import bench_export
+
+    report = Path(args.report) if args.report else None
+    if report is not None and not report.is_file():
+        raise ConfigError(f"bench export: --report {args.report!r} is not a notebook file")
+    _print(bench_export(events=args.events, hosts=args.hosts, seed=args.seed, report=report))
+    return 0

@@ -212,6 +212,8 @@ class Feed:
         self.stale_after = stale_after
         self.alerts = alerts
         self.windows = LiveFrame(max_rows=history_rows)
+        #: when set, the feed holds finished data frozen at that time (a static export), not a live stream
+        self.snapshot_at: datetime | None = None
         self.bands = LiveFrame(max_rows=max(1_000, history_rows // 20))
         self.dead_letter = LiveFrame(max_rows=dead_letter_rows)
         self._metrics: list[str] | None = None

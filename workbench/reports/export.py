@@ -13,8 +13,8 @@ Examples
 >>> from workbench.views import KpiCards
 >>> path = export(KpiCards(simulated_feed(events=2_000, hosts=4)), pathlib.Path(tempfile.mkdtemp()) / "kpis.html")
 >>> page = path.read_text()
->>> "events / s" in page, network_references(page)
-(True, [])
+>>> "snapshot at" in page, "events / s" in page, network_references(page)
+(True, False, [])
 """
 
 from __future__ import annotations

@@ -74,6 +74,7 @@ def simulated_feed(
     feed = Feed(pipe, history_rows=max(200_000, events))
     pipe.run()
     pipe.close()
+    feed.snapshot_at = end
     return feed
 
 
@@ -132,4 +133,5 @@ def lake_feed(
     if dead.height and {"node", "reason"} <= set(dead.columns):
         pipe.dead_letter.emit(dead)  # the feed keeps the latest, as it does live
     pipe.close()
+    feed.snapshot_at = newest if isinstance(newest, datetime) else datetime.now(UTC)
     return feed

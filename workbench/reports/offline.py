@@ -184,6 +184,36 @@ def _inline_styles(page: str) -> str:
     return _STYLE.sub(style, page)
 
 
+_MATHJAX = re.compile(r"<script\b[^>]*>\s*/\* BEGIN bokeh-mathjax\.min\.js \*/.*?</script>", re.S)
+_TEX = re.compile(r"\$\$|\\\\[(\[]")  # $$…$$, \\( … \\) or \\[ … \\] in the documents' JSON
+
+
+def _drop_unused_mathjax(page: str) -> str:
+    """Leave out BokehJS' MathJax bundle (1.8 MB) when no text of the page has TeX in it.
+
+    Panel asks for it as soon as a page holds an HTML pane, which every view does; it
+    typesets only ``$$…$$``, ``\\(…\\)`` and ``\\[…\\]``.
+    """
+    docs = "".join(htmllib.unescape(m.group(2)) for m in _DOC_JSON.finditer(page))
+    return page if _TEX.search(docs) else _MATHJAX.sub("", page, count=1)
+
+
+def _dedupe_styles(page: str) -> str:
+    """Keep the first of identical ``<style>`` blocks (Font Awesome came twice: 280 kB each)."""
+    seen: set[str] = set()
+
+    def once(m: re.Match[str]) -> str:
+        key = m.group(2).strip()
+        if len(key) < 1000:
+            return m.group(0)
+        if key in seen:
+            return ""
+        seen.add(key)
+        return m.group(0)
+
+    return _STYLE.sub(once, page)
+
+
 def make_offline(page: str) -> str:
     """Inline every resource that ``page`` would load from Panel's CDN.
 
@@ -202,7 +232,7 @@ def make_offline(page: str) -> str:
     ExportError
         When something would still be loaded from the network (named in the message).
     """
-    out = _inline_styles(_inline_links(_inline_docs(page)))
+    out = _dedupe_styles(_drop_unused_mathjax(_inline_styles(_inline_links(_inline_docs(page)))))
     remaining = network_references(out)
     if remaining:
         raise ExportError(f"export: the page would still load {len(remaining)} resource(s): {remaining[:5]}")

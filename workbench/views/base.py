@@ -22,7 +22,7 @@ import param
 from param.parameterized import ParameterizedMetaclass
 
 from workbench.feeds.feed import Feed, Subscription
-from workbench.views.notebook import offline_in_kernel
+from workbench.views.notebook import in_kernel, offline_in_kernel
 
 offline_in_kernel()  # a notebook loads BokehJS and Panel from the installed packages, never a CDN
 
@@ -106,6 +106,10 @@ class LiveView(pn.viewable.Viewer, metaclass=_ViewMeta):
     def _tick(self) -> None:
         if self.subscription is not None and not self.subscription.closed:
             self.refresh()
+            if self._layout is not None and in_kernel():
+                # a notebook output: Bokeh models changed directly (a heatmap's data, a figure's
+                # range) reach the page only when their document is pushed over its comm
+                pn.io.push_notebook(self._layout)
 
     @param.depends("refresh_hz", watch=True)
     def _retime(self) -> None:

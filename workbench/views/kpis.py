@@ -84,9 +84,13 @@ class KpiCards(LiveView):
             return
         self.last = k
         html = self._html
-        self.cards["events"].object = html(
-            "events / s", f"{k.events_per_s:,.0f}", f"{k.ingested:,} ingested · {k.source}", _OK if k.running else _BAD
-        )
+        snapshot = getattr(self.feed, "snapshot_at", None)
+        if snapshot is not None:  # finished data (a static export): no live rate to show
+            clock, day = snapshot.strftime("%H:%M:%S %Z").strip(), snapshot.strftime("%Y-%m-%d")
+            self.cards["events"].object = html("snapshot at", clock, f"{day} · {k.ingested:,} events", _MUTED)
+        else:
+            rate, note = f"{k.events_per_s:,.0f}", f"{k.ingested:,} ingested · {k.source}"
+            self.cards["events"].object = html("events / s", rate, note, _OK if k.running else _BAD)
         self.cards["lag"].object = html(
             "lag", _fmt_seconds(k.lag_s), "now − newest event time", self._lag_color(k.lag_s)
         )

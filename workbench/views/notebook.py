@@ -30,6 +30,7 @@ __all__ = ["EXTENSIONS", "in_kernel", "notebook", "offline_in_kernel"]
 EXTENSIONS = ("tabulator",)
 
 
+@cache
 def in_kernel() -> bool:
     """Whether this process is an IPython kernel (a notebook), not a server or a script."""
     if not hasattr(builtins, "__IPYTHON__"):
@@ -49,6 +50,30 @@ def offline_in_kernel() -> None:
 
     if not getattr(nb.diff, "_workbench_inline", False):
         nb.diff = _inlining(nb.diff)
+    from panel.viewable import Viewable
+
+    if not getattr(Viewable._on_msg, "_workbench_flush", False):
+        Viewable._on_msg = _flushing(Viewable._on_msg)  # type: ignore[method-assign]
+
+
+def _flushing(on_msg: Any) -> Any:
+    """Panel's handler of a message from the page, sending the output's pending changes first.
+
+    Panel applies a message from the page (a resize, a table's scroll) inside a document
+    hold and then releases it; releasing drops the changes still held for that output —
+    made since the last push — instead of sending them. The page and the kernel then
+    disagree about which models exist, and the next update names a model the page does not
+    hold ("reference … isn't known"), after which that output stops updating.
+    """
+    from panel.io.notebook import push_on_root
+
+    def handle(self: Any, ref: str, manager: Any, msg: Any) -> None:
+        if ref in pn.state._views:
+            push_on_root(ref)
+        on_msg(self, ref, manager, msg)
+
+    handle._workbench_flush = True  # type: ignore[attr-defined]
+    return handle
 
 
 @cache
