@@ -142,6 +142,9 @@ class Settings:
     #: CPU, memory, network and load) and the scrape interval in seconds
     match: str | None = None
     interval_s: float = 1.0
+    #: where the served app records alert history, feedback and silences: a DuckDB file or
+    #: ``postgresql://…[?schema=name]`` (none: kept in memory and in checkpoints only)
+    alert_store: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -152,7 +155,7 @@ class Settings:
         ``WORKBENCH_WINDOW``, ``WORKBENCH_LATENESS``, ``WORKBENCH_DEDUPE_TTL``,
         ``WORKBENCH_MAX_DELAY``, ``WORKBENCH_STALE_AFTER``, ``WORKBENCH_ALERTS`` (``0``: none),
         ``WORKBENCH_RULES`` (a rules file), ``WORKBENCH_SCHEMA``, ``WORKBENCH_MATCH``,
-        ``WORKBENCH_INTERVAL``.
+        ``WORKBENCH_INTERVAL``, ``WORKBENCH_ALERT_STORE``.
         """
         env = os.environ if environ is None else environ
         base = cls()
@@ -183,4 +186,5 @@ class Settings:
             schema=env.get("WORKBENCH_SCHEMA") or base.schema,
             match=env.get("WORKBENCH_MATCH") or None,
             interval_s=_number(env, "INTERVAL", base.interval_s),
+            alert_store=env.get("WORKBENCH_ALERT_STORE") or None,
         )

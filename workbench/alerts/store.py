@@ -48,7 +48,7 @@ _TABLES = {
         '"at" TIMESTAMPTZ, event_time TIMESTAMPTZ'
     ),
     "alert_silences": (
-        'silence_id TEXT NOT NULL, matchers TEXT, starts_at TIMESTAMPTZ, ends_at TIMESTAMPTZ, created_by TEXT, '
+        "silence_id TEXT NOT NULL, matchers TEXT, starts_at TIMESTAMPTZ, ends_at TIMESTAMPTZ, created_by TEXT, "
         'comment TEXT, "at" TIMESTAMPTZ'
     ),
 }
@@ -182,7 +182,7 @@ class AlertStore(ABC):
         self._insert("alert_feedback", cols, [(*values, _dt(row["event_time"]))], "")
 
     def record_silence(self, silence: Any, *, at: datetime | None = None) -> None:
-        """Append a silence as created or changed (a :class:`~workbench.alerts.matchers.Silence`; expiry is a new row)."""
+        """Append a :class:`~workbench.alerts.matchers.Silence` as created or changed (expiry: a new row)."""
         from datetime import UTC
 
         def when(ms: int) -> datetime:

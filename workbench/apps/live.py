@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import panel as pn
 
@@ -43,7 +44,8 @@ def live_pipeline(settings: Settings | None = None) -> Live:
     ``settings`` defaults to :meth:`Settings.from_env() <workbench.config.Settings.from_env>`
     (``WORKBENCH_HOSTS``, ``WORKBENCH_RATE``, ``WORKBENCH_WINDOW``, ``WORKBENCH_LATENESS``,
     ``WORKBENCH_MAX_DELAY``, ``WORKBENCH_SEED``, ``WORKBENCH_DEDUPE_TTL``,
-    ``WORKBENCH_STALE_AFTER``, ``WORKBENCH_ALERTS`` (``0``: no alert rules; default:
+    ``WORKBENCH_STALE_AFTER``, ``WORKBENCH_ALERT_STORE`` (a DuckDB file or a PostgreSQL URL where
+    alert history, acknowledgements and silences are recorded), ``WORKBENCH_ALERTS`` (``0``: no alert rules; default:
     :func:`workbench.alerts.demo.server_rules`), ``WORKBENCH_RULES`` (a rules file evaluated
     instead of the demo rules, on the simulator or on a source) and ``WORKBENCH_SOURCE``, a source URL
     such as ``prometheus://127.0.0.1:9100/metrics`` that replaces the simulator).
@@ -94,8 +96,9 @@ def _simulated(settings: Settings) -> Live:
             routes=server_routes(),
             inhibit=server_inhibit(),
             evaluation_interval=window_s,  # the demo rules count `for` in windows
+            store=_store(settings),
         )
-    feed = Feed(pipe, stale_after=settings.stale_after_s)
+    feed = Feed(pipe, stale_after=settings.stale_after_s, history_rows=_history_rows(settings, settings.hosts))
     collector(pipe)  # /metrics: the latency histogram observes from the first batch, not the first scrape
     pipe.start()
     return Live(pipe, feed, settings)
@@ -143,7 +146,26 @@ def _connected(settings: Settings) -> Live:
 
 def _user_rules(pipe: Pipeline, rules: Path, settings: Settings) -> None:
     """The rules file ``rules`` on the windows (its notifications, if it has receivers, logged beside the lake)."""
-    pipe.alerts(rules, outbox=settings.lake.parent / "outbox.jsonl")
+    pipe.alerts(rules, outbox=settings.lake.parent / "outbox.jsonl", store=_store(settings))
+
+
+def _store(settings: Settings) -> Any:
+    """The alert store of ``settings.alert_store``, or ``None``."""
+    if not settings.alert_store:
+        return None
+    from workbench.alerts.store import open_store
+
+    return open_store(settings.alert_store)
+
+
+#: Window rows the served feed keeps at most (the 6 h range of 120 hosts at 5 s windows is 518,400).
+MAX_HISTORY_ROWS = 600_000
+
+
+def _history_rows(settings: Settings, entities: int) -> int:
+    """Rows for the longest range (6 h) of ``entities`` at the window's step, within :data:`MAX_HISTORY_ROWS`."""
+    step_s = max(parse_duration(settings.window) / 1000, 0.001)
+    return int(min(MAX_HISTORY_ROWS, max(200_000, entities * 6 * 3600 / step_s)))
 
 
 def current() -> Live | None:

@@ -135,7 +135,8 @@ def silence_matchers(labels: str | dict[str, str]) -> str:
 class AlertsTable(_AlertView):
     """Active alerts — state, severity, age, labels, acknowledgement, silencing — with feedback actions.
 
-    Clicking a row calls ``on_select(alert row)`` (the dashboard shows its detail and drills into it).
+    The actions apply to the ticked alerts, or else to the one last clicked. Clicking a row
+    also calls ``on_select(alert row)`` (the dashboard shows its detail and drills into it).
     """
 
     min_severity = param.Selector(  # type: ignore[var-annotated]
@@ -167,12 +168,15 @@ class AlertsTable(_AlertView):
             theme="simple",
             height=300,
             selectable="checkbox",
-            layout="fit_data_stretch",
+            layout="fit_data_fill",
+            titles={"age_s": "age [s]", "muted": "muted (why)", "ack_note": "note"},
+            css_classes=["wb-alerts-table"],
         )
         self.table.on_click(self._clicked)
         self.precision = pn.pane.Markdown("", margin=(0, 10))
         self.message = pn.pane.Markdown("", margin=(0, 10))
         self.shown = pl.DataFrame()
+        self.chosen: str | None = None  # the alert last clicked
         self.last_error = ""
 
     def _build(self) -> Any:
@@ -191,8 +195,13 @@ class AlertsTable(_AlertView):
 
     def _clicked(self, event: Any) -> None:
         row = getattr(event, "row", None)
-        if row is not None and row < self.shown.height and self.on_select is not None:
-            self.on_select(self.shown.row(row, named=True))
+        if row is None or row >= self.shown.height:
+            return
+        alert = self.shown.row(row, named=True)
+        self.chosen = alert["fingerprint"]
+        self.message.object = f"chosen: **{self.chosen}** (the actions apply to it when no box is ticked)"
+        if self.on_select is not None:
+            self.on_select(alert)
 
     @param.depends("min_severity", "states", "rows", watch=True)
     def _refilter(self) -> None:
@@ -223,14 +232,15 @@ class AlertsTable(_AlertView):
             "labels",
         )
         self.table.value = _pandas(frame)
-        self.table.titles = {"age_s": "age [s]", "muted": "muted (why)", "ack_note": "note"}
         p = self.manager.precision()
         self.precision.object = f"alert precision (feedback): **{p:.0%}**" if p is not None else "no feedback yet"
 
     def _feedback(self, label: str) -> None:
         chosen = [self.shown["fingerprint"][i] for i in (self.table.selection or []) if i < self.shown.height]
+        if not chosen and self.chosen is not None:
+            chosen = [self.chosen]
         if not chosen:
-            self.message.object = "Select alerts first (the boxes on the left)."
+            self.message.object = "Tick alerts first (the boxes on the left), or click one."
             return
         user = user_name(self.user)
         done = []
@@ -277,7 +287,7 @@ class Silences(_AlertView):
             theme="simple",
             height=160,
             selectable="checkbox",
-            layout="fit_data_stretch",
+            layout="fit_data_fill",
         )
         self.message = pn.pane.Markdown("", margin=(0, 10))
         self.shown = pl.DataFrame()
@@ -513,7 +523,8 @@ class AlertHistory(_AlertView):
             sizing_mode="stretch_width",
             theme="simple",
             height=220,
-            layout="fit_data_stretch",
+            layout="fit_data_fill",
+            titles={"lasted_s": "lasted [s]"},
         )
         self.shown = pl.DataFrame()
 
@@ -544,7 +555,6 @@ class AlertHistory(_AlertView):
             .head(self.rows)
         )
         self.table.value = _pandas(self.shown, self.timerange.zone_name)
-        self.table.titles = {"lasted_s": "lasted [s]"}
 
 
 class AlertDetail(_AlertView):

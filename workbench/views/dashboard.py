@@ -35,6 +35,10 @@ __all__ = ["Dashboard"]
 _RANGE_PARAMS = ["span", "custom", "live", "zone", "browser_zone", "focus"]
 
 
+def _live_label(live: bool) -> str:
+    return "● Following live" if live else "❚❚ Paused"
+
+
 class Dashboard(LiveView):
     """Every live view of one feed over one time range; the time series' metric drives the heatmap and the table."""
 
@@ -62,7 +66,7 @@ class Dashboard(LiveView):
         self.banner = pn.pane.Alert(
             "", alert_type="warning", visible=False, sizing_mode="stretch_width", margin=(0, 10)
         )
-        self.range_text = pn.pane.Markdown("", margin=(8, 10), name="wb-range")
+        self.range_text = pn.pane.Markdown("", margin=(8, 10), css_classes=["wb-range"])
         tr.param.watch(lambda *_: self._show_range(), _RANGE_PARAMS)
 
     def _follow_metric(self, event: param.parameterized.Event) -> None:
@@ -113,7 +117,13 @@ class Dashboard(LiveView):
             tr.param.custom, label="", visible=tr.span == "custom", width=320
         )
         tr.param.watch(lambda e: setattr(custom, "visible", e.new == "custom"), "span")
-        live = pn.widgets.Toggle.from_param(tr.param.live, label="Follow live", width=120, margin=(5, 10))
+        live = pn.widgets.Toggle.from_param(tr.param.live, label=_live_label(tr.live), width=140, margin=(5, 10))
+        live.color = "success" if tr.live else "default"
+
+        def relabel(event: param.parameterized.Event) -> None:
+            live.param.update(label=_live_label(event.new), color="success" if event.new else "default")
+
+        tr.param.watch(relabel, "live")
         zone = pn.widgets.RadioButtonGroup.from_param(
             tr.param.zone, label="", options={"UTC": "UTC", "Browser time": "browser"}, margin=(5, 10)
         )
@@ -188,11 +198,8 @@ class Dashboard(LiveView):
             self.time_bar(),
             self.kpis._layout,
             pn.Card(self.series._layout, title="Time series", collapsible=False, sizing_mode="stretch_width"),
-            pn.Row(
-                pn.Card(self.heatmap._layout, title="Heatmap", collapsible=False, sizing_mode="stretch_width"),
-                pn.Card(self.drilled, title="Drill-down", collapsible=False, sizing_mode="stretch_width"),
-                sizing_mode="stretch_width",
-            ),
+            pn.Card(self.heatmap._layout, title="Heatmap", collapsible=False, sizing_mode="stretch_width"),
+            pn.Card(self.drilled, title="Drill-down", collapsible=False, sizing_mode="stretch_width"),
             pn.Card(self.tabs, title="Records and alerts", collapsible=False, sizing_mode="stretch_width"),
             pn.Card(self.pipeline._layout, title="Pipeline", collapsible=False, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",

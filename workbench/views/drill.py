@@ -57,16 +57,20 @@ class DrillDown(pn.viewable.Viewer):
         )
         self.shown = pl.DataFrame()
         self.evidence = pl.DataFrame()
+        self.rows.visible = self.events.visible = False  # until something is drilled into
+        self.events_title = pn.pane.Markdown("**Alert transitions** of this entity around that time", visible=False)
 
     def __panel__(self) -> Any:
         parts: list[Any] = [self.head, self.rows]
         if self.manager is not None:
-            parts += ["**Alert transitions** of this entity around that time", self.events]
+            parts += [self.events_title, self.events]
         return pn.Column(*parts, sizing_mode="stretch_width")
 
     def show(self, entity: str, at: datetime) -> None:
         """Show ``entity`` around ``at``."""
         self.entity, self.at = entity, at
+        self.rows.visible = True
+        self.events.visible = self.events_title.visible = self.manager is not None
         self.refresh()
 
     def refresh(self) -> None:

@@ -220,7 +220,7 @@ class EntityHeatmap(LiveView):
         m = self.metric
         col = self.feed.column(m, self.family)
         what = f"{self.family} — {col.label}" if self.family else f"{m} — {col.label}"
-        self.title.text = f"{what}: the {self.rows} highest by mean ({self.feed.by}), {self.timerange.span}"
+        self.title.text = f"{what} — top {self.rows} by mean over the range ({self.feed.by} on the left)"
         self.colorbar.title = f"[{col.unit}]" if col.unit else ""
         self.mapper.palette = _PALETTES[self.cmap]
         self.figure.xaxis.axis_label = f"window start ({self.timerange.zone_name})"

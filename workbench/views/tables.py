@@ -105,13 +105,15 @@ class LatestWindows(LiveView):
         self.shown = last.head(self.rows)
         frame = _pandas(self.shown.drop("window_end"), self.timerange.zone_name)
         units = {c: self.feed.column(c).unit for c in frame.columns}
-        self.table.value = frame
-        self.table.formatters = {
+        formatters = {
             c: {"type": "money", "precision": 3 if units[c] == "ratio" else 1, "symbol": ""}
             for c in frame.columns
             if frame[c].dtype.kind == "f"
         }
-        self.table.titles = {c: f"{c} [{u}]" for c, u in units.items() if u}
+        titles = {c: f"{c} [{u}]" for c, u in units.items() if u}
+        if formatters != self.table.formatters or titles != self.table.titles:  # a column rebuild: only on change
+            self.table.param.update(formatters=formatters, titles=titles)
+        self.table.value = frame
 
 
 class DeadLetters(LiveView):

@@ -97,6 +97,12 @@ class TimeRange(param.Parameterized):
             end = self._frozen[1] if self._frozen is not None else self._last[1]
             self._frozen = (end - timedelta(seconds=self.seconds), end)
 
+    @param.depends("span", watch=True)
+    def _resume(self) -> None:
+        """Picking a relative range ("last 5 m") follows live again."""
+        if self.span != "custom" and not self.live:
+            self.live = True
+
     def pause_at(self, t: datetime) -> None:
         """Drill into ``t``: pause with ``t`` inside the range (at its middle, or the range stays when it holds it)."""
         t = self._aware(t)
