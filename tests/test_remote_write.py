@@ -129,6 +129,18 @@ def test_accepted_samples_reach_the_pipeline_and_a_stale_marker_marks_the_series
     assert running.source.health()["stale_markers"] == 1
 
 
+def test_counters_get_a_rate_across_requests_and_through_a_reset(running: Running):
+    c = {"__name__": "requests_total", "job": "j"}
+    g = {"__name__": "temperature", "job": "j"}
+    first = encode_write_request([(c, [(T0, 10.0), (T0 + 2000, 16.0)]), (g, [(T0, 5.0)])])
+    assert _post(running.source, first)[0] == 204
+    assert _post(running.source, encode_write_request([(c, [(T0 + 4000, 3.0), (T0 + 5000, 5.0)])]))[0] == 204
+    rows = running.rows().sort("series", "ts")
+    assert rows.filter(pl.col("metric") == "requests_total")["rate"].to_list() == [None, 3.0, 1.5, 2.0]
+    assert rows.filter(pl.col("metric") == "temperature")["rate"].to_list() == [None]
+    assert running.source.snapshot()["last"].rows() == [('requests_total{job="j"}', T0 + 5000, 5.0)]
+
+
 def test_garbage_is_400_and_a_dead_letter_with_a_reason_code(running: Running):
     assert _post(running.source, b"\xff" * 12)[0] == 400  # no snappy length header
     assert _post(running.source, bytes(cramjam.snappy.compress_raw(b"\x0a\xff\xff\xff not protobuf")))[0] == 400
