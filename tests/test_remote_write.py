@@ -331,6 +331,10 @@ def test_prometheus_remote_writes_into_workbench_exactly_what_it_stores(tmp_path
         ours = [(t, v) for t, v in zip(ts, values, strict=True) if first <= t <= round(end * 1000)]
         ours = [(t, v) for t, v in ours if t >= round((end - 25) * 1000)]
         assert ours == theirs, series
+        if metric["__name__"].endswith("_total"):  # a counter's rate, from the same consecutive samples
+            rate = dict(zip(ts, mine["rate"].to_list(), strict=True))
+            for (t0, v0), (t1, v1) in zip(theirs, theirs[1:], strict=False):
+                assert rate[t1] == (v1 - v0 if v1 >= v0 else v1) / ((t1 - t0) / 1000), (series, t1)
         # and query_range: at each step, the newest sample at or before it (lookback 5 m)
         for t, v in ranged["values"]:
             at = round(float(t) * 1000)
