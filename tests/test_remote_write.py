@@ -129,6 +129,18 @@ def test_accepted_samples_reach_the_pipeline_and_a_stale_marker_marks_the_series
     assert running.source.health()["stale_markers"] == 1
 
 
+def test_counters_get_a_rate_across_requests_and_through_a_reset(running: Running):
+    c = {"__name__": "requests_total", "job": "j"}
+    g = {"__name__": "temperature", "job": "j"}
+    first = encode_write_request([(c, [(T0, 10.0), (T0 + 2000, 16.0)]), (g, [(T0, 5.0)])])
+    assert _post(running.source, first)[0] == 204
+    assert _post(running.source, encode_write_request([(c, [(T0 + 4000, 3.0), (T0 + 5000, 5.0)])]))[0] == 204
+    rows = running.rows().sort("series", "ts")
+    assert rows.filter(pl.col("metric") == "requests_total")["rate"].to_list() == [None, 3.0, 1.5, 2.0]
+    assert rows.filter(pl.col("metric") == "temperature")["rate"].to_list() == [None]
+    assert running.source.snapshot()["last"].rows() == [('requests_total{job="j"}', T0 + 5000, 5.0)]
+
+
 def test_garbage_is_400_and_a_dead_letter_with_a_reason_code(running: Running):
     assert _post(running.source, b"\xff" * 12)[0] == 400  # no snappy length header
     assert _post(running.source, bytes(cramjam.snappy.compress_raw(b"\x0a\xff\xff\xff not protobuf")))[0] == 400
@@ -319,6 +331,10 @@ def test_prometheus_remote_writes_into_workbench_exactly_what_it_stores(tmp_path
         ours = [(t, v) for t, v in zip(ts, values, strict=True) if first <= t <= round(end * 1000)]
         ours = [(t, v) for t, v in ours if t >= round((end - 25) * 1000)]
         assert ours == theirs, series
+        if metric["__name__"].endswith("_total"):  # a counter's rate, from the same consecutive samples
+            rate = dict(zip(ts, mine["rate"].to_list(), strict=True))
+            for (t0, v0), (t1, v1) in zip(theirs, theirs[1:], strict=False):
+                assert rate[t1] == (v1 - v0 if v1 >= v0 else v1) / ((t1 - t0) / 1000), (series, t1)
         # and query_range: at each step, the newest sample at or before it (lookback 5 m)
         for t, v in ranged["values"]:
             at = round(float(t) * 1000)

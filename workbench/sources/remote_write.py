@@ -6,8 +6,10 @@ snappy's block format). Each sample becomes one ``prom_samples`` row, the shape 
 scrape source's rows: ``metric`` (``__name__``), ``labels`` (every other label, sorted,
 ``k="v"`` joined by commas), ``series`` (``metric{labels}``, Prometheus' own notation of
 the series), ``instance`` (its ``instance`` label), ``value`` and ``ts`` (the sample's
-own timestamp, ms); ``event_id`` is a digest of the series and ``|ts``, so a request Prometheus sends again
-is dropped by dedupe.
+own timestamp, ms), and for a counter (a name ending ``_total``, ``_count``, ``_sum`` or
+``_bucket``: remote write 1.0 carries no types) ``rate``, the per-second increase since
+the series' previous sample, as the scrape source gives it; ``event_id`` is a digest of
+the series and ``|ts``, so a request Prometheus sends again is dropped by dedupe.
 
 What Prometheus is answered, so that it retries what it should and drops what it should:
 
@@ -88,6 +90,8 @@ log = logging.getLogger(__name__)
 #: Prometheus' stale marker: a NaN with this exact bit pattern (``value.StaleNaN``).
 STALE_NAN_BITS = 0x7FF0000000000002
 _RAW_KEPT = 4096  # bytes of a malformed payload kept in its dead letter
+_COUNTER = r"(_total|_count|_sum|_bucket)$"  # counter names (remote write 1.0 carries no types)
+_LAST = {"series": pl.String, "t0": pl.Int64, "v0": pl.Float64}
 
 
 # -- the protobuf messages (remote-write 1.0), built without protoc ---------------------------
@@ -280,6 +284,8 @@ class RemoteWriteSource(Source):
         Where the bearer token comes from (when set, a request without it gets 401).
     max_stale
         Series remembered as stale at most (the oldest marks are forgotten first).
+    max_series
+        Counter series whose last sample is kept for ``rate`` at most (the longest silent go first).
     name, clock
         As for :class:`~workbench.sources.base.Source`.
     """
@@ -298,6 +304,7 @@ class RemoteWriteSource(Source):
         token_env: str = "WORKBENCH_REMOTE_WRITE_TOKEN",
         token_file: str | None = None,
         max_stale: int = 100_000,
+        max_series: int = 1_000_000,
         name: str = "remote_write",
         clock: Clock | None = None,
     ) -> None:
@@ -305,7 +312,8 @@ class RemoteWriteSource(Source):
         u = parse_for(url, "remote-write")
         self.shown = u.url
         for key, v in (("max_body", max_body), ("max_decoded", max_decoded), ("max_pending", max_pending),
-                       ("max_rows", max_rows), ("max_stale", max_stale)):  # fmt: skip
+                       ("max_rows", max_rows), ("max_stale", max_stale),
+                       ("max_series", max_series)):  # fmt: skip
             if v <= 0:
                 raise ConfigError(f"source {u.url!r}: {key} must be > 0, not {v}")
         self.host = u.host or "127.0.0.1"
@@ -315,7 +323,8 @@ class RemoteWriteSource(Source):
         self.max_pending, self.max_rows = max_pending, max_rows
         self.ack_timeout_s = parse_duration(ack_timeout, what="ack_timeout") / 1000
         self._token = _read_token(token_env, token_file, u.url)
-        self.max_stale = max_stale
+        self.max_stale, self.max_series = max_stale, max_series
+        self._last = pl.DataFrame(schema=_LAST)  # each counter series' newest (ts, value), for rate
         self.stale: OrderedDict[str, int] = OrderedDict()  # series → ts of its stale marker
         self.offset = 0
         self.counts = {"requests": 0, "accepted": 0, "samples": 0, "stale_markers": 0, "unauthorized": 0,
@@ -502,7 +511,7 @@ class RemoteWriteSource(Source):
                 with self._lock:
                     self._pending.append((self.offset, reqs))
                 self.last_message_at = self.clock.monotonic()
-                frame = pl.concat([r.frame for r in reqs])
+                frame = self._with_rates(pl.concat([r.frame for r in reqs]))
                 self.counts["samples"] += frame.height
                 meta: dict[str, Any] = {"dead": dead} if dead else {}
                 yield RawBatch(frame=frame, offset=self.offset, rows=frame.height, meta=meta)
@@ -532,6 +541,39 @@ class RemoteWriteSource(Source):
                     self.stale.pop(series, None)
         while len(self.stale) > self.max_stale:
             self.stale.popitem(last=False)
+
+    def _with_rates(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """``rate`` of counter samples: per-second increase since the series' previous sample (a reset: from 0)."""
+        counters = (
+            frame.filter(pl.col("metric").str.contains(_COUNTER))
+            .select("series", pl.col("ts").alias("t0"), pl.col("value").alias("v0"))
+            .unique(["series", "t0"], keep="last")
+        )
+        if counters.height == 0:
+            return frame
+        both = pl.concat([self._last.with_columns(pl.lit(False).alias("new")),
+                          counters.with_columns(pl.lit(True).alias("new"))]).sort("series", "t0")  # fmt: skip
+        pt, pv = pl.col("t0").shift(1).over("series"), pl.col("v0").shift(1).over("series")
+        delta = pl.when(pl.col("v0") >= pv).then(pl.col("v0") - pv).otherwise(pl.col("v0"))
+        rates = both.with_columns(
+            pl.when(pl.col("t0") > pt).then(delta / ((pl.col("t0") - pt).cast(pl.Float64) / 1000)).alias("r")
+        ).filter(pl.col("new"))
+        last = both.group_by("series").agg(pl.all().sort_by("t0").last()).select(list(_LAST))
+        if last.height > self.max_series:  # bounded: the series silent longest are forgotten
+            last = last.sort("t0", descending=True).head(self.max_series)
+        self._last = last
+        ahead = rates.select("series", pl.col("t0").alias("ts"), "r")
+        joined = frame.join(ahead, on=["series", "ts"], how="left", maintain_order="left")
+        return joined.with_columns(pl.col("r").alias("rate")).drop("r")
+
+    def snapshot(self) -> dict[str, Any]:
+        """Offset plus each counter series' last sample (so the first rate after a restart is known)."""
+        return {**super().snapshot(), "last": self._last.clone()}
+
+    def restore(self, state: dict[str, Any]) -> None:  # noqa: D102
+        super().restore(state)
+        last = state.get("last")
+        self._last = pl.DataFrame(schema=_LAST) if last is None else last.clone()
 
     def commit(self, offset: Any) -> None:
         """A checkpoint covers the batches up to ``offset``: their requests are answered 204."""
