@@ -23,7 +23,9 @@ import polars as pl
 from workbench.alerts.backtest import episodes
 from workbench.alerts.manager import AlertManager
 from workbench.alerts.rules import SEVERITIES
+from workbench.errors import AccessError
 from workbench.feeds.feed import Feed
+from workbench.security.roles import Guard
 from workbench.views.base import LiveView
 from workbench.views.series import _pandas
 
@@ -39,17 +41,18 @@ def find_manager(feed: Feed) -> AlertManager | None:
     return manager if isinstance(manager, AlertManager) else None
 
 
-def alert_views(feed: Feed) -> tuple[LiveView, ...]:
+def alert_views(feed: Feed, *, guard: Guard | None = None) -> tuple[LiveView, ...]:
     """Table, timeline and detail for the feed's pipeline, or nothing when it has no alerts output.
 
-    The feed's "open alerts" KPI is fed from the same manager.
+    The feed's "open alerts" KPI is fed from the same manager. ``guard`` (a served
+    session's user and the audit log) checks and records every action of the table.
     """
     manager = find_manager(feed)
     if manager is None:
         return ()
     if feed.alerts is None:
         feed.alerts = manager.open_alerts
-    return (AlertsTable(feed, manager), AlertTimeline(feed, manager), AlertDetail(feed, manager))
+    return (AlertsTable(feed, manager, guard=guard), AlertTimeline(feed, manager), AlertDetail(feed, manager))
 
 
 class _AlertView(LiveView):
@@ -92,7 +95,12 @@ def _false(view: AlertsTable) -> None:
 
 
 class AlertsTable(_AlertView):
-    """Active alerts — state, severity, age, labels, acknowledgement, muting — with feedback actions."""
+    """Active alerts — state, severity, age, labels, acknowledgement, muting — with feedback actions.
+
+    With a ``guard`` (the served app) the user is the signed-in one, not a text field,
+    and each action is checked on the server (``acknowledge`` and ``feedback`` need the
+    operator role) and audited, before → after; a refused one changes nothing.
+    """
 
     min_severity = param.Selector(  # type: ignore[var-annotated]
         default="info", objects=list(SEVERITIES), doc="Least severity shown."
@@ -105,8 +113,13 @@ class AlertsTable(_AlertView):
     true_positive = param.Action(_true, doc="Mark the selected alerts as real.")  # type: ignore[arg-type]
     false_positive = param.Action(_false, doc="Mark the selected alerts as noise.")  # type: ignore[arg-type]
 
-    def __init__(self, feed: Feed, manager: AlertManager | None = None, **params: Any) -> None:
+    def __init__(
+        self, feed: Feed, manager: AlertManager | None = None, *, guard: Guard | None = None, **params: Any
+    ) -> None:
         super().__init__(feed, manager, **params)
+        self.guard = guard
+        if guard is not None:
+            self.user = guard.name
         self.table = pn.widgets.Tabulator(
             None,
             disabled=True,
@@ -122,9 +135,17 @@ class AlertsTable(_AlertView):
         self.last_error = ""
 
     def _build(self) -> Any:
+        g = self.guard
+        names = ["note", "acknowledge", "true_positive", "false_positive"]
+        widgets = {
+            "acknowledge": {"type": pn.widgets.Button, "disabled": g is not None and not g.may("acknowledge")},
+            "true_positive": {"type": pn.widgets.Button, "disabled": g is not None and not g.may("feedback")},
+            "false_positive": {"type": pn.widgets.Button, "disabled": g is not None and not g.may("feedback")},
+        }
         actions = pn.Param(
             self.param,
-            parameters=["user", "note", "acknowledge", "true_positive", "false_positive"],
+            parameters=names if g is not None else ["user", *names],
+            widgets=widgets,
             show_name=False,
             default_layout=pn.Row,
         )
@@ -165,14 +186,35 @@ class AlertsTable(_AlertView):
         chosen = [self.shown["fingerprint"][i] for i in (self.table.selection or []) if i < self.shown.height]
         for fp in chosen:
             try:
-                if label == "acknowledged":
-                    self.manager.acknowledge(fp, by=self.user, note=self.note)
+                if self.guard is None:
+                    self._apply(fp, label, self.user)
                 else:
-                    self.manager.mark(fp, label, by=self.user, note=self.note)
+                    self.guard.run(
+                        "acknowledge" if label == "acknowledged" else "feedback",
+                        lambda fp=fp: self._apply(fp, label, self.guard.name if self.guard else self.user),
+                        what=fp,
+                        before=self._state(fp),
+                        after=lambda fp=fp: {**self._state(fp), "label": label, "note": self.note},
+                    )
+            except AccessError as exc:  # refused on the server (and audited): nothing changed
+                self.last_error = str(exc)
+                self.precision.object = f"⛔ {exc}"
             except Exception as exc:  # shown, not raised into the UI loop
                 self.last_error = str(exc)
                 self.precision.object = f"⚠ {exc}"
         self._redraw_now()
+
+    def _apply(self, fp: str, label: str, by: str) -> None:
+        if label == "acknowledged":
+            self.manager.acknowledge(fp, by=by, note=self.note)
+        else:
+            self.manager.mark(fp, label, by=by, note=self.note)
+
+    def _state(self, fp: str) -> dict[str, Any]:
+        """What an action on alert ``fp`` may change: its acknowledgement and its last feedback."""
+        ack = self.manager.dispatcher.acks.get(fp)
+        rows = self.manager.feedback.get(fp) or []
+        return {"acknowledged_by": ack["by"] if ack else None, "feedback": rows[-1]["label"] if rows else None}
 
 
 class AlertTimeline(_AlertView):

@@ -13,7 +13,9 @@ import panel as pn
 import param
 
 from workbench.feeds.feed import Feed
+from workbench.security.roles import Guard
 from workbench.views.alerts import alert_views
+from workbench.views.audit import AuditView
 from workbench.views.base import LiveView
 from workbench.views.graph import PipelineView
 from workbench.views.heatmap import EntityHeatmap
@@ -29,8 +31,9 @@ class Dashboard(LiveView):
 
     refresh_hz = param.Number(default=1.0, bounds=(0.2, 4.0), doc="Updates per second (at most 4, latest wins).")
 
-    def __init__(self, feed: Feed, **params: Any) -> None:
+    def __init__(self, feed: Feed, *, guard: Guard | None = None, **params: Any) -> None:
         super().__init__(feed, **params)
+        self.guard = guard
         self.kpis = KpiCards(feed)
         self.series = MetricSeries(feed)
         self.heatmap = EntityHeatmap(feed)
@@ -38,8 +41,13 @@ class Dashboard(LiveView):
         self.dead = DeadLetters(feed)
         self.pipeline = PipelineView(feed)
         self.views: list[LiveView] = [self.kpis, self.series, self.heatmap, self.latest, self.dead, self.pipeline]
-        self.alerts = alert_views(feed)  # an "Alerts" tab when the pipeline has an alerts output
+        self.alerts = alert_views(feed, guard=guard)  # an "Alerts" tab when the pipeline has an alerts output
         self.views += list(self.alerts)
+        # an "Audit" tab for admins of a served app (the audit log is the guard's)
+        self.audit: AuditView | None = None
+        if guard is not None and guard.audit is not None and guard.may("audit"):
+            self.audit = AuditView(feed, guard.audit)
+            self.views.append(self.audit)
         for view in self.views:
             view.managed = True
         self.series.param.watch(self._follow_metric, "metric")
@@ -81,6 +89,8 @@ class Dashboard(LiveView):
         )
         if self.alerts:
             self.tabs.append(("Alerts", pn.Column(*(v._layout for v in self.alerts), sizing_mode="stretch_width")))
+        if self.audit is not None:
+            self.tabs.append(("Audit", self.audit._layout))
         self.tabs.param.watch(lambda _e: self.refresh(), "active")
         return pn.Column(
             self.banner,
@@ -115,8 +125,10 @@ class Dashboard(LiveView):
     def refresh(self) -> None:
         """Refresh every visible view (a hidden tab catches up when shown), then the stale banner."""
         by_tab: dict[int, list[LiveView]] = {0: [self.latest], 1: [self.dead], 2: list(self.alerts)}
+        if self.audit is not None:
+            by_tab[3 if self.alerts else 2] = [self.audit]
         shown = by_tab.get(int(self.tabs.active), [])
-        tabbed = [self.latest, self.dead, *self.alerts]
+        tabbed = [self.latest, self.dead, *self.alerts, *([self.audit] if self.audit is not None else [])]
         for view in self.views:
             if view not in tabbed or view in shown:
                 view.refresh()
