@@ -137,19 +137,14 @@ class AlertsTable(_AlertView):
     def _build(self) -> Any:
         g = self.guard
         names = ["note", "acknowledge", "true_positive", "false_positive"]
-        widgets = {
-            "acknowledge": {"type": pn.widgets.Button, "disabled": g is not None and not g.may("acknowledge")},
-            "true_positive": {"type": pn.widgets.Button, "disabled": g is not None and not g.may("feedback")},
-            "false_positive": {"type": pn.widgets.Button, "disabled": g is not None and not g.may("feedback")},
-        }
         actions = pn.Param(
-            self.param,
-            parameters=names if g is not None else ["user", *names],
-            widgets=widgets,
-            show_name=False,
-            default_layout=pn.Row,
+            self.param, parameters=names if g is not None else ["user", *names], show_name=False, default_layout=pn.Row
         )
-        return pn.Column(actions, self.precision, self.table, sizing_mode="stretch_width")
+        parts: list[Any] = [actions, self.precision, self.table]
+        if g is not None and not g.may("acknowledge"):  # a hint only: the server refuses whatever the page sends
+            role = g.user.role if g.user is not None else "none"
+            parts.insert(1, pn.pane.Markdown(f"*Signed in as {g.name} ({role}): acting on alerts needs operator.*"))
+        return pn.Column(*parts, sizing_mode="stretch_width")
 
     @param.depends("min_severity", "states", "rows", watch=True)
     def _refilter(self) -> None:
