@@ -177,11 +177,14 @@ class Pipeline:
         lateness: str | float | timedelta = "5s",
         dedupe_ttl: str | float | timedelta | None = None,
         enrich: tuple[pl.DataFrame, str] | None = None,
+        pseudonymize: list[str] | None = None,
     ) -> Stream:
-        """Build decode → validate → dedupe → [enrich] → window and name it ``windows``.
+        """Build decode → validate → [pseudonymize] → dedupe → [enrich] → window and name it ``windows``.
 
         ``dedupe_ttl`` defaults to the lateness plus one minute (at least the lateness,
-        so a repeat past the dedupe horizon is counted late, not twice).
+        so a repeat past the dedupe horizon is counted late, not twice). ``pseudonymize``
+        names fields (user ids, IPs) replaced by keyed pseudonyms right after
+        validation, before anything is deduplicated, windowed, stored or shown.
         """
         s = get_schema(schema)
         lateness_ms = parse_duration(lateness, what="lateness")
@@ -191,6 +194,8 @@ class Pipeline:
         keys = check_by(s, by, enrich[0].columns if enrich is not None else ())
         self.source.schema = s
         node: Stream = self.head.decode(s).validate(s)
+        if pseudonymize:
+            node = node.pseudonymize(list(pseudonymize))
         if s.dedupe != "none":  # a key field, or the whole record (key None)
             node = node.dedupe(s.key if s.dedupe == "key" else None, time=s.time, ttl=ttl)
         if enrich is not None:
