@@ -30,7 +30,11 @@ from workbench.security.audit import AuditLog
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-USERS = {"opal": ("operator", "operator-pass-123"), "vic": ("viewer", "viewer-pass-1234"), "ada": ("admin", "admin-pass-12345")}
+USERS = {
+    "opal": ("operator", "operator-pass-123"),
+    "vic": ("viewer", "viewer-pass-1234"),
+    "ada": ("admin", "admin-pass-12345"),
+}
 RULES = """evaluation_interval: 1s
 rules:
   - name: always
@@ -228,7 +232,8 @@ def test_pages_carry_no_store_and_refuse_framing(server, signed_in):
 def test_a_foreign_host_header_is_refused(server):
     with _client() as c:
         assert c.get(f"{server['base']}/login", headers={"Host": "evil.example"}).status_code == 400
-        assert c.get(f"{server['base']}/login", headers={"Host": f"localhost:{server['port']}.evil.test"}).status_code == 400
+        look_alike = f"localhost:{server['port']}.evil.test"
+        assert c.get(f"{server['base']}/login", headers={"Host": look_alike}).status_code == 400
         assert c.get(f"{server['base']}/login").status_code == 200
 
 
@@ -302,15 +307,15 @@ def test_a_tampered_session_is_refused(server, signed_in):
     forged_body = base64.urlsafe_b64encode(json.dumps(forged_payload).encode()).decode().rstrip("=")
     forged = ".".join(p for p in (head, forged_body, sig) if p is not None)
     ws = _ws(server, forged, signed_in["vic"], origin=f"http://localhost:{server['port']}")
+    received: list[str] = []
     try:  # the server closes it without an ACK
-        with pytest.raises(
-            (websocket.WebSocketConnectionClosedException, websocket.WebSocketTimeoutException, ConnectionError)
-        ):
-            message = ws.recv()
-            assert '"msgtype":"ACK"' not in message.replace(" ", "")
-            ws.recv()
+        while len(received) < 5:
+            received.append(str(ws.recv()))
+    except (websocket.WebSocketConnectionClosedException, websocket.WebSocketTimeoutException, ConnectionError):
+        pass
     finally:
         ws.close()
+    assert len(received) < 5 and not any('"msgtype":"ACK"' in m.replace(" ", "") for m in received)
     with _client() as c:  # a made-up session id on the page is refused too
         r = c.get(f"{server['base']}/monitor?bokeh-session-id=forged", headers=_header(signed_in["vic"]))
     assert r.status_code == 403
@@ -362,9 +367,7 @@ def test_a_viewer_cannot_acknowledge_an_operator_can_and_both_are_audited(server
             page = browser.new_page()
             _browser_login(page, server, "vic")
             fp = _acknowledge_first(page)
-            refused = until(
-                lambda: [r for r in audit.read() if r["action"] == "acknowledge" and r["who"] == "vic"], 30
-            )
+            refused = until(lambda: [r for r in audit.read() if r["action"] == "acknowledge" and r["who"] == "vic"], 30)
             assert refused and refused[-1]["outcome"] == "refused" and refused[-1]["what"] == fp
             assert page.locator(".bk-tab", has_text="Audit").count() == 0  # admins only
 
