@@ -113,8 +113,9 @@ def serve(**kwargs: Any) -> int:
         env=env,
         **security,
     )
-    cmd = serve_command(extra=extra, **kwargs, **setup.pop("command"))
-    print(banner(setup["profile"], kwargs.get("address", "localhost"), setup["auth"]), flush=True)  # noqa: T201
+    command: dict[str, Any] = setup.pop("command")  # type: ignore[assignment]
+    cmd = serve_command(extra=extra, **kwargs, **command)
+    print(banner(str(setup["profile"]), kwargs.get("address", "localhost"), str(setup["auth"])), flush=True)  # noqa: T201
     print("serving:", " ".join(cmd), flush=True)  # noqa: T201 - the CLI tells the user what runs
     if source:
         from workbench.sources.factory import from_url

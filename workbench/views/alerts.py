@@ -11,6 +11,7 @@ parameters (widgets come from them) and write one row to the alert store.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import Any
@@ -179,17 +180,18 @@ class AlertsTable(_AlertView):
 
     def _feedback(self, label: str) -> None:
         chosen = [self.shown["fingerprint"][i] for i in (self.table.selection or []) if i < self.shown.height]
+        guard = self.guard
         for fp in chosen:
             try:
-                if self.guard is None:
+                if guard is None:
                     self._apply(fp, label, self.user)
                 else:
-                    self.guard.run(
+                    guard.run(
                         "acknowledge" if label == "acknowledged" else "feedback",
-                        lambda fp=fp: self._apply(fp, label, self.guard.name if self.guard else self.user),
+                        functools.partial(self._apply, fp, label, guard.name),
                         what=fp,
                         before=self._state(fp),
-                        after=lambda fp=fp: {**self._state(fp), "label": label, "note": self.note},
+                        after=functools.partial(self._after, fp, label),
                     )
             except AccessError as exc:  # refused on the server (and audited): nothing changed
                 self.last_error = str(exc)
@@ -204,6 +206,9 @@ class AlertsTable(_AlertView):
             self.manager.acknowledge(fp, by=by, note=self.note)
         else:
             self.manager.mark(fp, label, by=by, note=self.note)
+
+    def _after(self, fp: str, label: str) -> dict[str, Any]:
+        return {**self._state(fp), "label": label, "note": self.note}
 
     def _state(self, fp: str) -> dict[str, Any]:
         """What an action on alert ``fp`` may change: its acknowledgement and its last feedback."""
