@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from workbench.security.roles import User
     from workbench.storage.lake import Lake
 
-__all__ = ["OUTCOMES", "AuditLog", "audit_path"]
+__all__ = ["OUTCOMES", "AuditLog", "audit_cli", "audit_path"]
 
 OUTCOMES = ("ok", "refused", "failed")
 _PART = re.compile(r"part-(\d{8})\.parquet$")
@@ -150,3 +150,22 @@ class AuditLog:
         )
         lake.write(output, frame, epoch=rows[-1]["seq"], time="ts")
         return len(rows)
+
+
+def audit_cli(
+    action: str, what: str, *, folder: str | Path, after: Any = None, outcome: str = "ok", detail: str = ""
+) -> None:
+    """Append a command's ``action`` (``backup``, ``restore``, ``export``) by the user running it.
+
+    Whoever runs the command on the host can read the files anyway: they are recorded
+    as themselves (``via: cli``, role ``admin``), in ``WORKBENCH_AUDIT_LOG``, else in
+    ``audit.jsonl`` of ``folder`` (the run folder backed up or restored into, the lake
+    exported from), so a backup carries the trail of its folder.
+    """
+    import getpass
+
+    from workbench.security.roles import User
+
+    path = Path(os.environ.get("WORKBENCH_AUDIT_LOG") or Path(folder) / "audit.jsonl")
+    user = User(getpass.getuser(), "admin", via="cli")
+    AuditLog(path).record(user, action, what=what, after=after, outcome=outcome, detail=detail)

@@ -71,15 +71,11 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit(action: str, what: str, *, after: object = None, outcome: str = "ok", detail: str = "") -> None:
-    """Append ``action`` by the user running the command to the audit log (``WORKBENCH_AUDIT_LOG``)."""
-    import getpass
+def _audit(action: str, what: str, folder: str, *, after: object = None, outcome: str = "ok", detail: str = "") -> None:
+    """Append ``action`` by the user running the command to the audit log (see ``audit_cli``)."""
+    from workbench.security.audit import audit_cli
 
-    from workbench.security.audit import AuditLog, audit_path
-    from workbench.security.roles import User
-
-    user = User(getpass.getuser(), "admin", via="cli")
-    AuditLog(audit_path()).record(user, action, what=what, after=after, outcome=outcome, detail=detail)
+    audit_cli(action, what, folder=folder, after=after, outcome=outcome, detail=detail)
 
 
 def _backup(args: argparse.Namespace) -> int:
@@ -91,9 +87,14 @@ def _backup(args: argparse.Namespace) -> int:
     try:
         manifest = backup(args.folder, args.out, key=key)
     except Exception as exc:
-        _audit("backup", what, outcome="failed", detail=str(exc))
+        _audit("backup", what, args.folder, outcome="failed", detail=str(exc))
         raise
-    _audit("backup", what, after={"files": len(manifest["files"]), "checkpoint_epoch": manifest["checkpoint_epoch"]})
+    _audit(
+        "backup",
+        what,
+        args.folder,
+        after={"files": len(manifest["files"]), "checkpoint_epoch": manifest["checkpoint_epoch"]},
+    )
     size = sum(f["size"] for f in manifest["files"])
     epoch = manifest["checkpoint_epoch"]
     at = f"at checkpoint epoch {epoch}" if epoch is not None else "(no checkpoint: every file as it is)"
@@ -103,15 +104,23 @@ def _backup(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from workbench.storage.backup import restore
 
     what = f"{args.archive} -> {args.into}"
     try:
         manifest = restore(args.archive, args.into)
     except Exception as exc:
-        _audit("restore", what, outcome="failed", detail=str(exc))
+        # beside the archive: a failed restore leaves no folder behind
+        _audit("restore", what, str(Path(args.archive).parent), outcome="failed", detail=str(exc))
         raise
-    _audit("restore", what, after={"files": len(manifest["files"]), "checkpoint_epoch": manifest["checkpoint_epoch"]})
+    _audit(
+        "restore",
+        what,
+        args.into,
+        after={"files": len(manifest["files"]), "checkpoint_epoch": manifest["checkpoint_epoch"]},
+    )
     epoch = manifest["checkpoint_epoch"]
     _say(
         f"restored {len(manifest['files'])} files into {args.into}, every checksum verified (checkpoint epoch {epoch})"
