@@ -43,8 +43,14 @@ def launch(playwright):
 
 
 def health(base: str, *, gc: bool = False) -> dict:
-    """The server's /workbench/health JSON (any status)."""
-    url = f"{base}/workbench/health" + ("?gc=1" if gc else "")
+    """The server's /workbench/health JSON (any status).
+
+    ``gc``: first wait for the server's housekeeping (every 10 s) to trim the heap; the
+    endpoint itself only reads (no ``?gc=1`` any more: a probe must not force a collection).
+    """
+    if gc:
+        time.sleep(11)
+    url = f"{base}/workbench/health"
     try:
         with urllib.request.urlopen(url, timeout=30) as r:
             return json.loads(r.read())

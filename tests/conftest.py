@@ -66,6 +66,9 @@ def served_monitor():
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        # the multi-session tests open dozens of pages from one client (loopback) within a minute:
+        # above the per-client page limit a real user meets (60/min, tested in test_serve_security)
+        env={**os.environ, "WORKBENCH_PAGE_RATE": "2000", "WORKBENCH_PROBE_RATE": "2000"},
     )
     url = f"http://localhost:{port}/monitor"
     deadline = time.time() + 90

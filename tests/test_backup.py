@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 
 import polars as pl
@@ -127,3 +128,10 @@ def test_cli_backup_and_restore_of_an_encrypted_lake(tmp_path, events, monkeypat
     monkeypatch.setenv("WORKBENCH_BACKUP_KEY", "7b" * 32)
     run = cli("restore", tmp_path / "run.wbbackup", "--into", tmp_path / "again")
     assert run.returncode == 2 and "sealed with another key" in run.stderr
+    # each command left an audit row: the backup in its folder, the restore in its own, a failed one beside the archive
+    rows = {p.parent.name: [json.loads(x) for x in p.read_text().splitlines()] for p in tmp_path.glob("*/audit.jsonl")}
+    beside = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [(r["action"], r["outcome"], r["via"]) for r in rows["run"]] == [("backup", "ok", "cli")]
+    assert [(r["action"], r["outcome"]) for r in rows["back"]] == [("restore", "ok")]
+    assert [(r["action"], r["outcome"]) for r in beside] == [("restore", "failed")]
+    assert not (tmp_path / "again").exists()

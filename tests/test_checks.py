@@ -64,6 +64,7 @@ CASES = {
     "validate": (lambda up: up.validate("server_metrics"), _decoded, _decoded),
     "dedupe": (lambda up: up.dedupe("event_id", ttl="2m"), _frames, _frames),
     "enrich": (lambda up: up.enrich(HOSTS, on="host"), _frames, _frames),
+    "pseudonymize": (lambda up: up.pseudonymize(["host", "event_id"], key=bytes(range(32))), _frames, _frames),
     "window": (
         lambda up: up.window(Tumbling("10s"), by="host", aggs=[agg.count(), agg.mean("cpu")], lateness="5s"),
         _frames,

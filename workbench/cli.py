@@ -27,7 +27,7 @@ WINGS = (
     "workbench.models.cli",  # detect
     "workbench.evaluate.cli",  # nab
     "workbench.alerts.cli",  # alerts check|backtest
-    "workbench.apps.cli",  # serve
+    "workbench.apps.cli",  # serve, users, doctor
     "workbench.reports.cli",  # export, report
     "workbench.schedule.cli",  # schedule run|list
     "workbench.project.cli",  # schema infer|check, init

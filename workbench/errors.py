@@ -9,6 +9,7 @@ The tree::
     ├── SourceError        a source cannot be opened, read or positioned
     ├── SinkError          an external sink (PostgreSQL) cannot be reached or written
     ├── EncryptionError    encrypted data (the lake, a backup) without its key, or with the wrong one
+    ├── AccessError        an action refused: not signed in, or the user's role does not allow it
     ├── _KeyError          a project file's key and its problem, caught by
     │                      Project.load and raised as a ConfigError naming the file (workbench.project.config)
     ├── PublishError       a message could not be published to the bus          (workbench.bus.base)
@@ -29,6 +30,7 @@ does) catches them all. A test checks that this tree names every class (a privat
 from __future__ import annotations
 
 __all__ = [
+    "AccessError",
     "CheckpointError",
     "ConfigError",
     "EncryptionError",
@@ -74,6 +76,10 @@ class SinkError(WorkbenchError):
 
 class EncryptionError(WorkbenchError):
     """Encrypted data (the lake, a backup) cannot be read: its key is missing or wrong, or it was altered."""
+
+
+class AccessError(WorkbenchError, PermissionError):
+    """An action refused: nobody signed in, or the user's role does not allow it (names user, role, action)."""
 
 
 class WorkbenchWarning(UserWarning):

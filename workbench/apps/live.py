@@ -23,7 +23,7 @@ from workbench.operators.windows import Tumbling
 from workbench.pipeline import Pipeline
 from workbench.pipeline.metrics import collector
 
-__all__ = ["NODE_METRICS", "Live", "current", "live_pipeline"]
+__all__ = ["NODE_METRICS", "Live", "current", "live_pipeline", "restore_alert_state", "save_alert_state"]
 
 _lock = threading.Lock()
 _KEY = "workbench.live"
@@ -100,8 +100,10 @@ def _simulated(settings: Settings) -> Live:
         )
     feed = Feed(pipe, stale_after=settings.stale_after_s, history_rows=_history_rows(settings, settings.hosts))
     collector(pipe)  # /metrics: the latency histogram observes from the first batch, not the first scrape
+    live = Live(pipe, feed, settings)
+    restore_alert_state(live)
     pipe.start()
-    return Live(pipe, feed, settings)
+    return live
 
 
 #: Node-exporter metrics the app scrapes by default: CPU, memory, network, load.
@@ -140,8 +142,10 @@ def _connected(settings: Settings) -> Live:
         _user_rules(pipe, settings.rules, settings)
     feed = Feed(pipe, by=(schema.by or ["host"])[0], stale_after=settings.stale_after_s)
     collector(pipe)  # /metrics, from the first batch
+    live = Live(pipe, feed, settings)
+    restore_alert_state(live)
     pipe.start()
-    return Live(pipe, feed, settings)
+    return live
 
 
 def _user_rules(pipe: Pipeline, rules: Path, settings: Settings) -> None:
@@ -172,3 +176,59 @@ def current() -> Live | None:
     """The live pipeline of this process, if one was started."""
     live = pn.state.cache.get(_KEY)
     return live if isinstance(live, Live) else None
+
+
+# -- alert state that people made: kept across restarts ----------------------------------
+def _manager(live: Live) -> Any:
+    from workbench.alerts.manager import AlertManager
+
+    manager = getattr(live.pipeline.outputs.get("alerts"), "manager", None)
+    return manager if isinstance(manager, AlertManager) else None
+
+
+def _alert_store(live: Live) -> Any:
+    from workbench.storage.checkpoints import CheckpointStore
+
+    return CheckpointStore(live.settings.checkpoints / "served-alerts")
+
+
+_saved: dict[int, str] = {}  # id(manager) -> what was saved last (its repr)
+
+
+def save_alert_state(live: Live) -> bool:
+    """Checkpoint the served pipeline's acknowledgements, silences and feedback when they changed.
+
+    The file is an authenticated checkpoint (``CheckpointStore``: HMAC before anything
+    is read, the last two kept); returns whether one was written.
+    """
+    manager = _manager(live)
+    if manager is None:
+        return False
+    with manager._lock:
+        kept = {
+            "silences": dict(manager.dispatcher.silences),
+            "acks": {k: dict(v) for k, v in manager.dispatcher.acks.items()},
+            "feedback": {k: [dict(r) for r in v] for k, v in manager.feedback.items()},
+        }
+    seen = repr(kept)
+    if _saved.get(id(manager), repr({"silences": {}, "acks": {}, "feedback": {}})) == seen:
+        return False  # nothing people did changed since the last save (or since the start)
+    _alert_store(live).save({"epoch": manager.version, **kept})
+    _saved[id(manager)] = seen
+    return True
+
+
+def restore_alert_state(live: Live) -> None:
+    """Put back the acknowledgements, silences and feedback of the last run (before the pipeline starts)."""
+    manager = _manager(live)
+    if manager is None:
+        return
+    state = _alert_store(live).load()
+    if state is not None:
+        with manager._lock:
+            manager.dispatcher.silences.update(state["silences"])
+            manager.dispatcher.acks.update(state["acks"])
+            for fp, rows in state["feedback"].items():
+                manager.feedback.setdefault(fp, []).extend(rows)
+            manager.version += 1
+    manager.on_feedback(lambda _alert, _label: save_alert_state(live))  # an acknowledgement is kept at once

@@ -60,11 +60,19 @@ def create_app(feed: Feed | None = None) -> pn.template.FastListTemplate:
         from workbench.apps.routes import remember
 
         remember(getattr(context.server_context, "application_context", None))
-    dashboard = Dashboard(live_feed)
+    guard = None
+    if context is not None:  # served: the session's user (from the server, never the page) and the audit log
+        from workbench.apps.access import audit_log, session_user
+        from workbench.security.roles import Guard
+
+        request = getattr(context, "request", None)
+        guard = Guard(session_user(request), audit_log(), client=str(getattr(request, "remote_ip", "") or ""))
+    dashboard = Dashboard(live_feed, guard=guard)
     _apply_url(dashboard)
     main = dashboard.__panel__()
+    who = f" · {guard.name} ({guard.user.role})" if guard is not None and guard.user is not None else ""
     return pn.template.FastListTemplate(
-        title="Workbench · live monitor",
+        title=f"Workbench · live monitor{who}",
         sidebar=[dashboard.controls()],
         main=[main],
         sidebar_width=300,

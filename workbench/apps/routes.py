@@ -3,8 +3,10 @@
 It reports what an operator (or a load balancer, or our multi-session test) needs:
 the live pipeline and how many pipeline objects exist in the process, its health
 and counts, the feed's live subscriptions (by kind of view), the Bokeh server's sessions, and the process's
-RSS and CPU time. ``?gc=1`` runs a garbage collection and trims the heap first (for memory checks);
-``?since=EPOCH_S`` limits the window-end → feed delays to recent ones.
+RSS and CPU time. ``?since=EPOCH_S`` limits the window-end → feed delays to recent ones (a value
+that is not a number is a 400). It only reads: no collection, no trim; an answer is reused for
+half a second, and the server rate-limits probes per client. With sign-in on, both endpoints
+answer only a signed-in user (401 otherwise), like the app.
 
 ``/metrics`` is the same in Prometheus text: the live pipeline's metrics (see
 :mod:`workbench.pipeline.metrics`), the server's sessions and their connections, the
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import gc
 import json
 import os
 import resource
@@ -130,11 +131,35 @@ def remember(application_context: Any) -> None:
 
 
 def housekeeping() -> None:
-    """Every few seconds: free sessions with only dead connections, reap unreachable ones, trim the heap."""
+    """Every few seconds: free sessions with only dead connections, reap unreachable ones, trim the heap.
+
+    It also checkpoints the served alert state (acknowledgements, silences) when it
+    changed, and copies new audit records into the lake's ``audit`` output.
+    """
     for context in _contexts:
         sweep(context.sessions)
         reap(context)
     trim()
+    live = current()
+    if live is not None:
+        from workbench.apps.live import save_alert_state
+
+        save_alert_state(live)
+        _audit_to_lake(live)
+
+
+_audited = [0]  # the audit log's size when last copied to the lake
+
+
+def _audit_to_lake(live: Any) -> None:
+    from workbench.apps.access import audit_log
+    from workbench.storage.lake import Lake
+
+    log = audit_log()
+    size = log.path.stat().st_size if log.path.exists() else 0
+    if size != _audited[0]:
+        log.to_lake(Lake(live.settings.lake))
+        _audited[0] = size
 
 
 def session_state(session: Any) -> dict[str, Any]:
@@ -152,14 +177,54 @@ def process_stats() -> dict[str, Any]:
     return {"pid": os.getpid(), "rss_mb": round(_rss_mb(), 1), "cpu_s": round(r.ru_utime + r.ru_stime, 3)}
 
 
-class HealthHandler(RequestHandler):
+class _Probe(RequestHandler):
+    """A probe endpoint: behind the same sign-in as the app (401, not a redirect), read-only."""
+
+    async def prepare(self) -> None:  # noqa: D102
+        provider = getattr(self.application, "auth_provider", None)
+        if provider is None or (provider.get_user is None and provider.get_user_async is None):
+            return
+        user = provider.get_user(self) if provider.get_user is not None else await provider.get_user_async(self)
+        if not user:
+            self.set_status(401)
+            self.set_header("Cache-Control", "no-store")
+            self.finish("sign in first\n")
+
+
+_cached: dict[str, tuple[float, int, str]] = {}
+
+
+class HealthHandler(_Probe):
     """GET: JSON health of the served pipeline; 503 when it failed or is stale."""
 
     def get(self) -> None:  # noqa: D102
-        if self.get_argument("gc", "0") == "1":
-            gc.collect()
-            trim()
-        since = float(self.get_argument("since", "0"))
+        import math
+        import time
+
+        text = self.get_argument("since", "0")
+        try:
+            since = float(text)
+        except ValueError:
+            since = math.nan
+        if not math.isfinite(since):
+            self.set_status(400)
+            self.set_header("Cache-Control", "no-store")
+            self.finish(f"since: expected a number of seconds since the epoch, not {text[:40]!r}\n")
+            return
+        key = f"since={since}"
+        hit = _cached.get(key)
+        if hit is not None and time.monotonic() - hit[0] < 0.5:
+            status, body_text = hit[1], hit[2]
+        else:
+            status, body_text = self._body(since)
+            _cached.clear()  # one answer kept: bounded
+            _cached[key] = (time.monotonic(), status, body_text)
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.write(body_text)
+
+    def _body(self, since: float) -> tuple[int, str]:
         live = current()
         apps = getattr(self.application, "applications", {})  # the Bokeh server's application contexts
         for context in apps.values():
@@ -171,7 +236,6 @@ class HealthHandler(RequestHandler):
             # why a session lives on: open connections, and what blocks its expiration
             "session_states": [session_state(s) for ctx in apps.values() for s in ctx.sessions],
             "views_alive": LiveView.alive(),
-            "python_objects": len(gc.get_objects()),
         }
         status = 200
         if live is not None:
@@ -185,10 +249,7 @@ class HealthHandler(RequestHandler):
                 "emit_delay_s": _quantiles([d for t, d in list(live.feed.emit_delays) if t >= since]),
             }
             status = 503 if (health["error"] or health["stale"]) else 200
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.set_header("Cache-Control", "no-store")
-        self.write(json.dumps(body, default=str))
+        return status, json.dumps(body, default=str)
 
 
 class ServerCollector(Collector):
@@ -225,7 +286,7 @@ class ServerCollector(Collector):
             yield subs
 
 
-class MetricsHandler(RequestHandler):
+class MetricsHandler(_Probe):
     """GET: Prometheus text of the served pipeline, the server's sessions and the process."""
 
     def get(self) -> None:  # noqa: D102

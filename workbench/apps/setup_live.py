@@ -9,9 +9,11 @@ import gc
 
 import panel as pn
 
+from workbench.apps.access import install
 from workbench.apps.live import live_pipeline
 from workbench.apps.routes import housekeeping
 
+install()  # the serving policy (Host check, headers, rate limits, no request data in tokens)
 live_pipeline()
 pn.state.schedule_task("workbench.housekeeping", housekeeping, period="10s")
 # everything loaded so far lives as long as the server: keep it out of the collector's

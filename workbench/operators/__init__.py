@@ -1,4 +1,4 @@
-"""Operators: decode, validate, dedupe, enrich, window — pure state classes and their streamz nodes.
+"""Operators: decode, validate, pseudonymize, dedupe, enrich, window — pure state classes and their streamz nodes.
 
 The nodes are registered as ``streamz.Stream`` methods in one module,
 :mod:`workbench.pipeline.nodes` (importing :mod:`workbench.pipeline` does it).
@@ -9,6 +9,7 @@ from __future__ import annotations
 from workbench.lazy import exports
 
 _WHERE = {
+    "Pseudonymizer": "workbench.operators.pseudonym",
     "NodeMetrics": "workbench.operators.base",
     "Operator": "workbench.operators.base",
     "Session": "workbench.operators.windows",

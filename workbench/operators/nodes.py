@@ -24,12 +24,13 @@ from workbench.operators.decode import DEAD_LETTER_SCHEMA, Decoded, RawLines, de
 from workbench.operators.dedupe import Deduplicator
 from workbench.operators.enrich import Enricher
 from workbench.operators.extra import unknown_fields
+from workbench.operators.pseudonym import Pseudonymizer
 from workbench.operators.validate import validate_frame
 from workbench.operators.windows import Windower, WindowSpec
 from workbench.schema import Schema, get_schema
 from workbench.sources.base import RawBatch
 
-__all__ = ["NodeMetrics", "Operator", "decode", "dedupe", "enrich", "validate", "window"]
+__all__ = ["NodeMetrics", "Operator", "decode", "dedupe", "enrich", "pseudonymize", "validate", "window"]
 
 
 class decode(Operator):  # noqa: N801 - streamz nodes are lower-case verbs
@@ -170,6 +171,22 @@ class enrich(Operator):  # noqa: N801
     def __init__(self, upstream: Stream, table: pl.DataFrame, *, on: str, **kwargs: Any) -> None:
         super().__init__(upstream, name=kwargs.pop("name", "enrich"), **kwargs)
         self.state = Enricher(table, on=on)
+
+    def process(self, x: Any, metadata: Any) -> tuple[Any, Any]:  # noqa: D102
+        return self.state.process(x), metadata
+
+
+class pseudonymize(Operator):  # noqa: N801
+    """Replace chosen fields (user ids, IPs) with a keyed HMAC pseudonym (see :mod:`~workbench.operators.pseudonym`).
+
+    ``key`` defaults to ``WORKBENCH_PSEUDONYM_KEY`` / ``WORKBENCH_PSEUDONYM_KEY_FILE``.
+    """
+
+    def __init__(
+        self, upstream: Stream, fields: list[str], *, key: bytes | None = None, length: int = 16, **kwargs: Any
+    ) -> None:
+        super().__init__(upstream, name=kwargs.pop("name", "pseudonymize"), **kwargs)
+        self.state = Pseudonymizer(fields, key=key, length=length)
 
     def process(self, x: Any, metadata: Any) -> tuple[Any, Any]:  # noqa: D102
         return self.state.process(x), metadata

@@ -178,13 +178,16 @@ class Pipeline:
         dedupe_ttl: str | float | timedelta | None = None,
         enrich: tuple[pl.DataFrame, str] | None = None,
         events: bool = False,
+        pseudonymize: list[str] | None = None,
     ) -> Stream:
-        """Build decode → validate → dedupe → [enrich] → window and name it ``windows``.
+        """Build decode → validate → [pseudonymize] → dedupe → [enrich] → window and name it ``windows``.
 
         ``dedupe_ttl`` defaults to the lateness plus one minute (at least the lateness,
         so a repeat past the dedupe horizon is counted late, not twice). ``events``
         also names the valid, deduplicated records (before windowing) output ``events``,
         so a lake keeps every record, e.g. each sample Prometheus remote-writes.
+        ``pseudonymize`` names fields (user ids, IPs) replaced by keyed pseudonyms right
+        after validation, before anything is deduplicated, windowed, stored or shown.
         """
         s = get_schema(schema)
         lateness_ms = parse_duration(lateness, what="lateness")
@@ -194,6 +197,8 @@ class Pipeline:
         keys = check_by(s, by, enrich[0].columns if enrich is not None else ())
         self.source.schema = s
         node: Stream = self.head.decode(s).validate(s)
+        if pseudonymize:
+            node = node.pseudonymize(list(pseudonymize))
         if s.dedupe != "none":  # a key field, or the whole record (key None)
             node = node.dedupe(s.key if s.dedupe == "key" else None, time=s.time, ttl=ttl)
         if enrich is not None:

@@ -16,6 +16,7 @@ method             class                                           side outputs
 ``.validate(...)`` :class:`workbench.operators.nodes.validate`     ``rejects``
 ``.dedupe(...)``   :class:`workbench.operators.nodes.dedupe`       ``rejects``, ``duplicates``
 ``.enrich(...)``   :class:`workbench.operators.nodes.enrich`       ``rejects``
+``.pseudonymize``  :class:`workbench.operators.nodes.pseudonymize` ``rejects``
 ``.window(...)``   :class:`workbench.operators.nodes.window`       ``rejects``, ``late``
 ``.score(...)``    :class:`workbench.models.node.ScoreNode`        ``rejects``, ``drift``
 =================  ==============================================  =====================
@@ -36,7 +37,7 @@ from __future__ import annotations
 from streamz import Stream
 
 from workbench.models.node import ScoreNode
-from workbench.operators.nodes import decode, dedupe, enrich, validate, window
+from workbench.operators.nodes import decode, dedupe, enrich, pseudonymize, validate, window
 
 __all__ = ["NODES"]
 
@@ -46,6 +47,7 @@ NODES: dict[str, type] = {
     "validate": validate,
     "dedupe": dedupe,
     "enrich": enrich,
+    "pseudonymize": pseudonymize,
     "window": window,
     "score": ScoreNode,
 }

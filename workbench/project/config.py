@@ -42,7 +42,18 @@ from workbench.schema import Schema
 
 __all__ = ["AGGREGATIONS", "Project"]
 
-_TOP = ("source", "schema", "dedupe", "windows", "aggregations", "detectors", "alerts", "outputs", "serve")
+_TOP = (
+    "source",
+    "schema",
+    "dedupe",
+    "windows",
+    "aggregations",
+    "detectors",
+    "alerts",
+    "outputs",
+    "serve",
+    "pseudonymize",
+)
 _WINDOWS = ("kind", "size", "slide", "gap", "lateness", "by")
 _OUTPUTS = ("out", "max_dead_share", "max_rows", "checkpoint_every")
 _SERVE = ("port", "address")
@@ -82,6 +93,9 @@ class Project:
         Run options, as the command line's.
     port, address
         Serve options.
+    pseudonymize
+        Fields (user ids, IPs) replaced by keyed pseudonyms right after validation
+        (the key: ``WORKBENCH_PSEUDONYM_KEY`` or ``WORKBENCH_PSEUDONYM_KEY_FILE``).
     path
         The project file.
     """
@@ -101,6 +115,7 @@ class Project:
     checkpoint_every: str = "10s"
     port: int = 5006
     address: str = "localhost"
+    pseudonymize: tuple[str, ...] = ()
     path: str | None = None
 
     @classmethod
@@ -188,7 +203,13 @@ class Project:
         )
         by = list(self.by) if self.by is not None else None
         windows = pipe.standard(
-            s, self.window, by=by, aggs=self.aggs(s), lateness=self.lateness, dedupe_ttl=self.dedupe_ttl
+            s,
+            self.window,
+            by=by,
+            aggs=self.aggs(s),
+            lateness=self.lateness,
+            dedupe_ttl=self.dedupe_ttl,
+            pseudonymize=list(self.pseudonymize) or None,
         )
         by_detector: dict[str, list[str]] = {}
         for column, detector in self.detectors:
@@ -318,6 +339,10 @@ def _from_mapping(data: Any, path: Path) -> Project:
     port = v.get("port", 5006)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise _KeyError("serve.port", f"expected a port number, not {port!r}")
+    hidden = data.get("pseudonymize") or []
+    hidden = [hidden] if isinstance(hidden, str) else hidden
+    if not isinstance(hidden, list) or not all(isinstance(f, str) and f for f in hidden):
+        raise _KeyError("pseudonymize", f"expected a field name or a list of them, not {data.get('pseudonymize')!r}")
     max_rows = o.get("max_rows", 100_000)
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows <= 0:
         raise _KeyError("outputs.max_rows", f"expected a positive integer, not {max_rows!r}")
@@ -347,5 +372,6 @@ def _from_mapping(data: Any, path: Path) -> Project:
         checkpoint_every=str(o.get("checkpoint_every", "10s")),
         port=port,
         address=_text(v.get("address", "localhost"), "serve.address"),
+        pseudonymize=tuple(hidden),
         path=str(path),
     )

@@ -79,6 +79,14 @@ def export_command(args: argparse.Namespace) -> int:
     else:
         feed = simulated_feed(events=args.simulate or 20_000, seed=args.seed, hosts=args.hosts, window=args.window)
     path = export_views(args.view or ["dashboard"], feed, args.out, params=_params(args.param), title=args.title)
+    from workbench.security.audit import audit_cli
+
+    audit_cli(
+        "export",
+        f"{', '.join(args.view or ['dashboard'])} -> {path}",
+        folder=args.lake or path.parent,
+        after={"bytes": path.stat().st_size},
+    )
     _say(f"exported {', '.join(args.view or ['dashboard'])} → {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 

@@ -71,12 +71,30 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(action: str, what: str, folder: str, *, after: object = None, outcome: str = "ok", detail: str = "") -> None:
+    """Append ``action`` by the user running the command to the audit log (see ``audit_cli``)."""
+    from workbench.security.audit import audit_cli
+
+    audit_cli(action, what, folder=folder, after=after, outcome=outcome, detail=detail)
+
+
 def _backup(args: argparse.Namespace) -> int:
     from workbench.storage.backup import backup
     from workbench.storage.keys import load_key
 
     key = load_key("backup", create=True)
-    manifest = backup(args.folder, args.out, key=key)
+    what = f"{args.folder} -> {args.out}"
+    try:
+        manifest = backup(args.folder, args.out, key=key)
+    except Exception as exc:
+        _audit("backup", what, args.folder, outcome="failed", detail=str(exc))
+        raise
+    _audit(
+        "backup",
+        what,
+        args.folder,
+        after={"files": len(manifest["files"]), "checkpoint_epoch": manifest["checkpoint_epoch"]},
+    )
     size = sum(f["size"] for f in manifest["files"])
     epoch = manifest["checkpoint_epoch"]
     at = f"at checkpoint epoch {epoch}" if epoch is not None else "(no checkpoint: every file as it is)"
@@ -86,9 +104,23 @@ def _backup(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from workbench.storage.backup import restore
 
-    manifest = restore(args.archive, args.into)
+    what = f"{args.archive} -> {args.into}"
+    try:
+        manifest = restore(args.archive, args.into)
+    except Exception as exc:
+        # beside the archive: a failed restore leaves no folder behind
+        _audit("restore", what, str(Path(args.archive).parent), outcome="failed", detail=str(exc))
+        raise
+    _audit(
+        "restore",
+        what,
+        args.into,
+        after={"files": len(manifest["files"]), "checkpoint_epoch": manifest["checkpoint_epoch"]},
+    )
     epoch = manifest["checkpoint_epoch"]
     _say(
         f"restored {len(manifest['files'])} files into {args.into}, every checksum verified (checkpoint epoch {epoch})"

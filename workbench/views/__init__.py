@@ -19,6 +19,7 @@ _WHERE = {
     "AlertDetail": "workbench.views.alerts",
     "AlertTimeline": "workbench.views.alerts",
     "AlertsTable": "workbench.views.alerts",
+    "AuditView": "workbench.views.audit",
     "Dashboard": "workbench.views.dashboard",
     "DeadLetters": "workbench.views.tables",
     "EntityHeatmap": "workbench.views.heatmap",

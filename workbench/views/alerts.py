@@ -14,6 +14,7 @@ something changed (``manager.version``).
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -30,8 +31,10 @@ from bokeh.plotting import figure
 from workbench.alerts.backtest import episodes
 from workbench.alerts.manager import AlertManager
 from workbench.alerts.rules import SEVERITIES
+from workbench.errors import AccessError
 from workbench.feeds import actions
 from workbench.feeds.feed import Feed
+from workbench.security.roles import Guard
 from workbench.views.base import LiveView
 from workbench.views.series import _pandas
 from workbench.views.timerange import TimeRange
@@ -64,10 +67,11 @@ def find_manager(feed: Feed) -> AlertManager | None:
     return manager if isinstance(manager, AlertManager) else None
 
 
-def alert_views(feed: Feed, *, timerange: TimeRange | None = None) -> tuple[LiveView, ...]:
+def alert_views(feed: Feed, *, timerange: TimeRange | None = None, guard: Guard | None = None) -> tuple[LiveView, ...]:
     """Table, silences, timeline, history and detail for the feed's pipeline, or nothing without alerts.
 
-    The feed's "open alerts" KPI is fed from the same manager.
+    The feed's "open alerts" KPI is fed from the same manager. ``guard`` (a served
+    session's user and the audit log) checks and records every action of the table.
     """
     manager = find_manager(feed)
     if manager is None:
@@ -75,8 +79,8 @@ def alert_views(feed: Feed, *, timerange: TimeRange | None = None) -> tuple[Live
     if feed.alerts is None:
         feed.alerts = manager.open_alerts
     return (
-        AlertsTable(feed, manager),
-        Silences(feed, manager),
+        AlertsTable(feed, manager, guard=guard),
+        Silences(feed, manager, guard=guard),
         AlertTimeline(feed, manager, timerange=timerange),
         AlertHistory(feed, manager, timerange=timerange),
         AlertDetail(feed, manager),
@@ -137,6 +141,10 @@ class AlertsTable(_AlertView):
 
     The actions apply to the ticked alerts, or else to the one last clicked. Clicking a row
     also calls ``on_select(alert row)`` (the dashboard shows its detail and drills into it).
+
+    With a ``guard`` (the served app) the user is the signed-in one, not a text field,
+    and each action is checked on the server (``acknowledge`` and ``feedback`` need the
+    operator role) and audited, before → after; a refused one changes nothing.
     """
 
     min_severity = param.Selector(  # type: ignore[var-annotated]
@@ -156,10 +164,14 @@ class AlertsTable(_AlertView):
         manager: AlertManager | None = None,
         *,
         on_select: Callable[[dict[str, Any]], Any] | None = None,
+        guard: Guard | None = None,
         **params: Any,
     ) -> None:
         super().__init__(feed, manager, **params)
         self.on_select = on_select
+        self.guard = guard
+        if guard is not None:
+            self.user = guard.name
         self.table = pn.widgets.Tabulator(
             None,
             disabled=True,
@@ -191,7 +203,12 @@ class AlertsTable(_AlertView):
             default_layout=pn.Row,
             sizing_mode="stretch_width",
         )
-        return pn.Column(actions_row, pn.Row(self.precision, self.message), self.table, sizing_mode="stretch_width")
+        parts: list[Any] = [actions_row, pn.Row(self.precision, self.message), self.table]
+        g = self.guard
+        if g is not None and not g.may("acknowledge"):  # a hint only: the server refuses whatever the page sends
+            role = g.user.role if g.user is not None else "none"
+            parts.insert(1, pn.pane.Markdown(f"*Signed in as {g.name} ({role}): acting on alerts needs operator.*"))
+        return pn.Column(*parts, sizing_mode="stretch_width")
 
     def _clicked(self, event: Any) -> None:
         row = getattr(event, "row", None)
@@ -242,21 +259,46 @@ class AlertsTable(_AlertView):
         if not chosen:
             self.message.object = "Tick alerts first (the boxes on the left), or click one."
             return
-        user = user_name(self.user)
+        guard = self.guard
+        user = guard.name if guard is not None else user_name(self.user)
         done = []
         for fp in chosen:
             try:
-                if label == "acknowledged":
-                    actions.acknowledge(user, self.manager, fp, note=self.note)
+                if guard is None:
+                    self._apply(fp, label, user)
                 else:
-                    actions.mark(user, self.manager, fp, label, note=self.note)
+                    guard.run(
+                        "acknowledge" if label == "acknowledged" else "feedback",
+                        functools.partial(self._apply, fp, label, user),
+                        what=fp,
+                        before=self._state(fp),
+                        after=functools.partial(self._after, fp, label),
+                    )
                 done.append(fp)
+            except AccessError as exc:  # refused on the server (and audited): nothing changed
+                self.last_error = str(exc)
+                self.message.object = f"⛔ {exc}"
             except Exception as exc:  # shown, not raised into the UI loop
                 self.last_error = str(exc)
                 self.message.object = f"⚠ {exc}"
         if done:
             self.message.object = f"{label.replace('_', ' ')} by **{user}**: {', '.join(done)}"
         self._redraw_now()
+
+    def _apply(self, fp: str, label: str, by: str) -> None:
+        if label == "acknowledged":
+            actions.acknowledge(by, self.manager, fp, note=self.note)
+        else:
+            actions.mark(by, self.manager, fp, label, note=self.note)
+
+    def _after(self, fp: str, label: str) -> dict[str, Any]:
+        return {**self._state(fp), "label": label, "note": self.note}
+
+    def _state(self, fp: str) -> dict[str, Any]:
+        """What an action on alert ``fp`` may change: its acknowledgement and its last feedback."""
+        ack = self.manager.dispatcher.acks.get(fp)
+        rows = self.manager.feedback.get(fp) or []
+        return {"acknowledged_by": ack["by"] if ack else None, "feedback": rows[-1]["label"] if rows else None}
 
 
 def _create(view: Silences) -> None:
@@ -277,8 +319,13 @@ class Silences(_AlertView):
     create = param.Action(_create, doc="Create the silence.")  # type: ignore[arg-type]
     expire = param.Action(_expire, doc="Expire the selected silences now.")  # type: ignore[arg-type]
 
-    def __init__(self, feed: Feed, manager: AlertManager | None = None, **params: Any) -> None:
+    def __init__(
+        self, feed: Feed, manager: AlertManager | None = None, *, guard: Guard | None = None, **params: Any
+    ) -> None:
         super().__init__(feed, manager, **params)
+        self.guard = guard
+        if guard is not None:
+            self.user = guard.name
         self.table = pn.widgets.Tabulator(
             None,
             disabled=True,
@@ -307,24 +354,43 @@ class Silences(_AlertView):
         )
         return pn.Column(form, self.message, self.table, sizing_mode="stretch_width")
 
+    def _guarded(self, what: str, do: Callable[[], Any], after: Callable[[], Any]) -> Any:
+        """``do()``, checked (role operator) and audited when serving with a guard."""
+        if self.guard is None:
+            return do()
+        return self.guard.run("silence", do, what=what, before=self._listing(), after=after)
+
+    def _listing(self) -> list[dict[str, Any]]:
+        now = self.manager.now_ms
+        return [
+            {"id": s.silence_id, "matchers": [str(m) for m in s.matchers], "active": s.active(now)}
+            for s in self.manager.silences()
+        ]
+
     def _create(self) -> None:
-        user = user_name(self.user)
+        user = self.guard.name if self.guard is not None else user_name(self.user)
         try:
-            made = actions.silence(user, self.manager, self.matchers, duration=self.expires, comment=self.comment)
-        except Exception as exc:  # a bad matcher: said, not raised into the UI loop
-            self.message.object = f"⚠ {exc}"
+            made = self._guarded(
+                self.matchers,
+                functools.partial(
+                    actions.silence, user, self.manager, self.matchers, duration=self.expires, comment=self.comment
+                ),
+                self._listing,
+            )
+        except Exception as exc:  # a bad matcher or a refused role: said, not raised into the UI loop
+            self.message.object = f"{'⛔' if isinstance(exc, AccessError) else '⚠'} {exc}"
             return
         self.message.object = f"silence `{made.silence_id}` created by **{user}** for {self.expires}"
         self._redraw_now()
 
     def _expire(self) -> None:
-        user = user_name(self.user)
+        user = self.guard.name if self.guard is not None else user_name(self.user)
         chosen = [self.shown["id"][i] for i in (self.table.selection or []) if i < self.shown.height]
         for sid in chosen:
             try:
-                actions.expire_silence(user, self.manager, sid)
+                self._guarded(sid, functools.partial(actions.expire_silence, user, self.manager, sid), self._listing)
             except Exception as exc:
-                self.message.object = f"⚠ {exc}"
+                self.message.object = f"{'⛔' if isinstance(exc, AccessError) else '⚠'} {exc}"
         self._redraw_now()
 
     def refresh(self) -> None:

@@ -20,7 +20,9 @@ import param
 
 from workbench.feeds.columns import family_of
 from workbench.feeds.feed import Feed
+from workbench.security.roles import Guard
 from workbench.views.alerts import AlertDetail, AlertsTable, Silences, alert_views, find_manager, silence_matchers
+from workbench.views.audit import AuditView
 from workbench.views.base import LiveView
 from workbench.views.drill import DrillDown
 from workbench.views.graph import PipelineView
@@ -44,8 +46,9 @@ class Dashboard(LiveView):
 
     refresh_hz = param.Number(default=1.0, bounds=(0.2, 4.0), doc="Updates per second (at most 4, latest wins).")
 
-    def __init__(self, feed: Feed, **params: Any) -> None:
+    def __init__(self, feed: Feed, *, guard: Guard | None = None, **params: Any) -> None:
         super().__init__(feed, **params)
+        self.guard = guard
         self.timerange = tr = TimeRange()
         self.kpis = KpiCards(feed)
         self.series = MetricSeries(feed, timerange=tr)
@@ -54,8 +57,15 @@ class Dashboard(LiveView):
         self.dead = DeadLetters(feed)
         self.pipeline = PipelineView(feed)
         self.views: list[LiveView] = [self.kpis, self.series, self.heatmap, self.latest, self.dead, self.pipeline]
-        self.alerts = alert_views(feed, timerange=tr)  # an "Alerts" tab when the pipeline has an alerts output
+        self.alerts = alert_views(
+            feed, timerange=tr, guard=guard
+        )  # an "Alerts" tab when the pipeline has an alerts output
         self.views += list(self.alerts)
+        # an "Audit" tab for admins of a served app (the audit log is the guard's)
+        self.audit: AuditView | None = None
+        if guard is not None and guard.audit is not None and guard.may("audit"):
+            self.audit = AuditView(feed, guard.audit)
+            self.views.append(self.audit)
         for view in self.views:
             view.managed = True
             if isinstance(view, AlertsTable):
@@ -191,6 +201,8 @@ class Dashboard(LiveView):
         )
         if self.alerts:
             self.tabs.append(("Alerts", self._alerts_tab()))
+        if self.audit is not None:
+            self.tabs.append(("Audit", self.audit._layout))
         self.tabs.param.watch(lambda _e: self.refresh(), "active")
         self._show_range()
         return pn.Column(
@@ -222,8 +234,10 @@ class Dashboard(LiveView):
         """Refresh every visible view (a hidden tab catches up when shown), the drill-down, then the stale banner."""
         self._browser_zone()
         by_tab: dict[int, list[LiveView]] = {0: [self.latest], 1: [self.dead], 2: list(self.alerts)}
+        if self.audit is not None:
+            by_tab[3 if self.alerts else 2] = [self.audit]
         shown = by_tab.get(int(self.tabs.active), [])
-        tabbed = [self.latest, self.dead, *self.alerts]
+        tabbed = [self.latest, self.dead, *self.alerts, *([self.audit] if self.audit is not None else [])]
         for view in self.views:
             if view not in tabbed or view in shown:
                 view.refresh()
