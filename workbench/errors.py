@@ -9,6 +9,7 @@ The tree::
     ├── SourceError        a source cannot be opened, read or positioned
     ├── SinkError          an external sink (PostgreSQL) cannot be reached or written
     ├── EncryptionError    encrypted data (the lake, a backup) without its key, or with the wrong one
+    ├── WorkerLostError    a cluster worker holding key groups was lost: the pipeline restores and replays
     ├── _KeyError          a project file's key and its problem, caught by
     │                      Project.load and raised as a ConfigError naming the file (workbench.project.config)
     ├── PublishError       a message could not be published to the bus          (workbench.bus.base)
@@ -36,6 +37,7 @@ __all__ = [
     "SinkError",
     "SourceError",
     "WorkbenchError",
+    "WorkerLostError",
     "WorkbenchWarning",
 ]
 
@@ -74,6 +76,15 @@ class SinkError(WorkbenchError):
 
 class EncryptionError(WorkbenchError):
     """Encrypted data (the lake, a backup) cannot be read: its key is missing or wrong, or it was altered."""
+
+
+class WorkerLostError(WorkbenchError):
+    """A cluster worker holding key groups was lost (or could not be reached).
+
+    A pipeline catches it: it restores every node and key group from its newest
+    checkpoint onto the live workers and replays from the checkpoint's source offset.
+    Operators re-raise it instead of applying their error policy.
+    """
 
 
 class WorkbenchWarning(UserWarning):
