@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import polars as pl
 
@@ -179,7 +179,7 @@ class ShardHost:
         windows, late, dups = [], [], []
         if rows is not None and rows.height:
             for (kg,), part in rows.partition_by("__kg", as_dict=True, maintain_order=True).items():
-                out, lt, dp = self.groups[int(kg)].process(part.drop("__kg"))  # type: ignore[call-overload]
+                out, lt, dp = self.groups[int(kg)].process(part.drop("__kg"))
                 windows.append(out)
                 late.append(lt)
                 dups.append(dp)
@@ -204,7 +204,11 @@ class ShardHost:
             where[kg] = {"file": name, "start": pos, "length": len(data), "sha256": hashlib.sha256(data).hexdigest()}
             blobs.append(data)
             pos += len(data)
-        atomic_write(self.folder / name, lambda f: [f.write(b) for b in blobs])
+        def write(f: BinaryIO) -> None:
+            for blob in blobs:
+                f.write(blob)
+
+        atomic_write(self.folder / name, write)
         return where
 
     def counts(self) -> dict[str, int]:

@@ -205,7 +205,7 @@ class ShardStage(Operator):
         workers = sorted(self._hosts)
         index = pl.Series([workers.index(owner[kg]) for kg in range(self.key_groups)], dtype=pl.UInt32)
         rows = rows.with_columns(__w=index.gather(rows["__kg"]))
-        parts = {workers[int(i)]: p.drop("__w") for (i,), p in rows.partition_by("__w", as_dict=True).items()}  # type: ignore[misc]
+        parts = {workers[int(i)]: p.drop("__w") for (i,), p in rows.partition_by("__w", as_dict=True).items()}
         out = self._call("process", {w: (parts.get(w), newest) for w in workers})
         self.max_ts = newest
         self.epochs += 1

@@ -49,6 +49,7 @@ def ingest(
     metrics_addr: str = "127.0.0.1",
     rules: str | Path | None = None,
     alerts_schema: str = "workbench_alerts",
+    cluster: Any = None,
 ) -> dict[str, Any]:
     """Run ``url`` into ``out`` (and PostgreSQL) until it ends, ``seconds`` pass or ``stop`` is set.
 
@@ -82,6 +83,8 @@ def ingest(
     metrics_port, metrics_addr
         Serve the pipeline's Prometheus metrics at ``http://metrics_addr:metrics_port/metrics``
         while it runs (see :mod:`workbench.pipeline.metrics`).
+    cluster
+        A :class:`workbench.cluster.Cluster`: dedupe and windows run on its workers (docs/scale-out.md).
 
     Returns
     -------
@@ -98,6 +101,7 @@ def ingest(
         name=f"ingest:{out.resolve()}",
         checkpoints=CheckpointStore(out / "checkpoint"),
         checkpoint_every=checkpoint_every,
+        cluster=cluster,
     )
     pipe.standard(s, spec or Tumbling("10s"), by=by, lateness=lateness)
     store = None
@@ -137,4 +141,5 @@ def ingest(
         "seconds": round(time.perf_counter() - t0, 3),
         "source": source.health(),
         **({"alerts": pipe.outputs["alerts"].metrics.rows_out} if rules is not None else {}),
+        **({"recoveries": pipe.recoveries} if cluster is not None else {}),
     }

@@ -148,7 +148,11 @@ def replay(
         "offset": pipe.offset,
     }
     if cluster is not None:
-        summary["cluster"] = {"address": cluster.address, "key_groups": cluster.key_groups, "recoveries": pipe.recoveries}
+        summary["cluster"] = {
+            "address": cluster.address,
+            "key_groups": cluster.key_groups,
+            "recoveries": pipe.recoveries,
+        }
     if rules is not None:
         summary["alerts"] = pipe.outputs["alerts"].metrics.rows_out
     summary["events_per_s"] = round(summary["ingested"] / summary["seconds"]) if summary["seconds"] else None
