@@ -48,6 +48,8 @@ class Cluster:
         self.address = address
         self.key_groups = key_groups
         self.timeout = timeout
+        self.max_workers: int | None = None
+        self._owner = True
         self._local: Any = None
         m = _LOCAL.match(address)
         if m is None and not address.startswith(("tcp://", "tls://", "inproc://")):
@@ -83,7 +85,19 @@ class Cluster:
             time.sleep(0.2)
         if not found:
             raise WorkerLostError(f"cluster {self.address}: no live worker after {self.timeout:.0f} s")
-        return found
+        return found if self.max_workers is None else found[: self.max_workers]
+
+    def limited(self, n: int) -> Cluster:
+        """The same cluster, using at most its first ``n`` workers (by address); closing it closes nothing.
+
+        Handy to compare 1, 2 … workers on one cluster (the benchmark, the tests) without starting more.
+        """
+        if n < 1:
+            raise ConfigError(f"cluster: at least 1 worker, not {n}")
+        view = object.__new__(Cluster)
+        view.__dict__.update(self.__dict__)
+        view.max_workers, view._owner, view._local = n, False, None
+        return view
 
     def worker_pids(self) -> dict[str, int]:
         """Process id of each worker (for fault tests and the benchmark's memory figures)."""
@@ -99,6 +113,8 @@ class Cluster:
 
     def close(self) -> None:
         """Close the client, and the local cluster if this object started it."""
+        if not self._owner:
+            return
         self.client.close()
         if self._local is not None:
             self._local.close()
