@@ -152,7 +152,11 @@ def test_duplicates_and_model_scores_equal_one_process_with_the_python_api(clust
 
     def run(name: str, c):
         pipe = Pipeline(
-            FileSource(events, max_rows=97), name=name, checkpoints=str(tmp_path / name), checkpoint_batches=4, cluster=c
+            FileSource(events, max_rows=97),
+            name=name,
+            checkpoints=str(tmp_path / name),
+            checkpoint_batches=4,
+            cluster=c,
         )
         windows = pipe.standard("server_metrics", Tumbling("10s"), lateness="5s")
         scores = windows.score("robust_z", features=["cpu_mean", "count"], by="host", params={"warm_up": 5})
@@ -197,7 +201,9 @@ def test_resuming_with_other_key_groups_is_refused(cluster, tmp_path):
     other = cluster.limited(1)
     other.key_groups = 64
     assert isinstance(other, Cluster)
-    with pytest.raises(CheckpointError, match="128 key groups, this cluster 64; the number of key groups cannot change"):
+    with pytest.raises(
+        CheckpointError, match="128 key groups, this cluster 64; the number of key groups cannot change"
+    ):
         replay(events, tmp_path / "out", max_rows=40, cluster=other)
 
 

@@ -204,6 +204,7 @@ class ShardHost:
             where[kg] = {"file": name, "start": pos, "length": len(data), "sha256": hashlib.sha256(data).hexdigest()}
             blobs.append(data)
             pos += len(data)
+
         def write(f: BinaryIO) -> None:
             for blob in blobs:
                 f.write(blob)
