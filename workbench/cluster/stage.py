@@ -115,6 +115,7 @@ class ShardStage(Operator):
         self.assignment: dict[str, list[int]] = {}
         self.recoveries = 0  # hosts reopened after a lost worker
         self.epochs = 0
+        self.snapshots = 0
         self.dispatch_s = 0.0  # time waiting for hosts (the benchmark's per-epoch overhead)
         self._hosts: dict[str, Any] = {}
         self._futures: list[Any] = []  # actor futures: an actor lives while its future does
@@ -220,6 +221,17 @@ class ShardStage(Operator):
             self.late.emit(late.drop("__row"))
         return windows, metadata
 
+    def ping(self) -> float:
+        """One empty epoch (every host called with no rows, nothing new to close); its seconds."""
+        self._ensure_open()
+        started = time.perf_counter()
+        self._call("process", {w: (None, self.max_ts) for w in self._hosts})
+        return time.perf_counter() - started
+
+    def on_close(self) -> None:
+        """The pipeline closes: let the shard hosts go (their state is in the checkpoint)."""
+        self._close_hosts()
+
     @staticmethod
     def _merge(frames: list[pl.DataFrame | None], order: list[str]) -> pl.DataFrame | None:
         real = [f for f in frames if f is not None]
@@ -260,6 +272,7 @@ class ShardStage(Operator):
         for where in self._call("snapshot", {w: (seq,) for w in self._hosts}).values():
             locations.update({str(kg): loc for kg, loc in where.items()})
         self._seq = seq
+        self.snapshots += 1
         self._prune(seq)
         return {
             **super().snapshot(),
