@@ -312,3 +312,48 @@ def test_a_killed_coordinator_resumes_on_another_number_of_workers(tmp_path):
     summary = json.loads(resumed.stdout)
     assert {k: summary[k] for k in COUNTS} == {k: one[k] for k in COUNTS}
     _same(tmp_path / "one", out)
+
+
+@pytest.mark.slow
+def test_with_a_source_that_cannot_replay_a_lost_worker_ends_the_run_and_the_next_resumes(cluster, tmp_path):
+    """A broker-like source (not replayable in-run): the run stops on the lost worker; a new run resumes."""
+    from workbench.errors import WorkerLostError
+    from workbench.pipeline import Pipeline
+    from workbench.sources.files import FileSource
+    from workbench.storage.lake import Lake
+
+    class Live(FileSource):
+        replayable = False
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(_events(random.Random(14), 1500))
+    one = replay(events, tmp_path / "one", max_rows=100, checkpoint_batches=3)
+    c = cluster.limited(2)
+    out = tmp_path / "many"
+
+    def run(kill_at: int | None):
+        source = Live(events, max_rows=100)
+        pipe = Pipeline(
+            source, name=f"live:{out}", checkpoints=str(out / "checkpoint"), checkpoint_batches=3, cluster=c
+        )
+        pipe.standard("server_metrics", Tumbling("10s"), lateness="5s")
+        pipe.to_lake(Lake(out, partition=False))
+        seen = [0]
+
+        def count(_batch) -> None:
+            seen[0] += 1
+            if seen[0] == kill_at:
+                _kill_a_worker(c)
+
+        pipe.subscribe_raw(count)
+        try:
+            pipe.run()
+        finally:
+            pipe.close()
+        return pipe
+
+    with pytest.raises(WorkerLostError, match="cannot replay within this run: start it again"):
+        run(kill_at=8)
+    again = run(kill_at=None)
+    assert {k: again.counts()[k] for k in COUNTS if k != "windows"} == {k: one[k] for k in COUNTS if k != "windows"}
+    _same(tmp_path / "one", out)

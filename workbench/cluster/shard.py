@@ -1,8 +1,10 @@
 """Shard hosts: one Dask actor per worker, holding the keyed state of many key groups.
 
-A key group's state is the state of the single-process operators, one instance per
-key group: a :class:`~workbench.operators.dedupe.Deduplicator` and a
-:class:`~workbench.operators.windows.Windower` (their own ``snapshot``/``restore``).
+A host's state is the state of the single-process operators — a
+:class:`~workbench.operators.dedupe.Deduplicator` and a
+:class:`~workbench.operators.windows.Windower`, one each for all its key groups, so an
+epoch costs one call per operator — and their own ``snapshot``/``restore``, split by
+key group at a snapshot and merged at a restore (:class:`KeyGroups`).
 The coordinator sends each epoch's rows (already decoded and validated), partitioned
 by key group, plus a ``__before`` column: per row, the newest event time before it in
 the *whole* stream, and the stream's newest event time after the batch. With these a
@@ -20,7 +22,8 @@ Examples
 >>> from workbench.operators import aggregations as agg
 >>> from workbench.operators.windows import Tumbling
 >>> host = ShardHost({"spec": Tumbling("10s"), "by": ["host"], "aggs": [agg.count()], "time": "ts",
-...                   "lateness": "0s", "dedupe": "event_id", "ttl": "1m", "folder": tempfile.mkdtemp()})
+...                   "lateness": "0s", "dedupe": "event_id", "ttl": "1m", "key_groups": 2,
+...                   "folder": tempfile.mkdtemp()})
 >>> host.open([0, 1], {})
 >>> t = [datetime(2024, 1, 1, 0, 0, s, tzinfo=UTC) for s in (1, 1, 12)]
 >>> rows = pl.DataFrame({"event_id": ["a", "a", "b"], "host": ["h"] * 3, "ts": t,
@@ -40,58 +43,66 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
+from workbench.cluster.keygroups import key_groups
 from workbench.errors import CheckpointError
 from workbench.operators.dedupe import NEVER, Deduplicator
 from workbench.operators.windows import Windower
 from workbench.storage.atomic import atomic_write
 from workbench.storage.statecodec import pack, unpack
 
-__all__ = ["NEVER", "KeyGroup", "ShardHost"]
+__all__ = ["NEVER", "KeyGroups", "ShardHost"]
 
-_CONTENT_KEY = "__content_key"
+_GROUP_KEY = "__group_key"  # "<key group>:<dedupe key>": remembered keys split by key group
 _INTERNAL = ("__kg", "__row", "__before")
 
 
-class KeyGroup:
-    """The keyed state of one key group: dedupe set and open windows."""
+class KeyGroups:
+    """The keyed state of a host's key groups: one dedupe set and one window buffer for all of them.
+
+    One operator instance per host, not per key group: a batch costs one call per
+    operator, as in one process. The state splits by key group at a snapshot (a window
+    row's key group comes from its key columns; a remembered dedupe key is prefixed with
+    its key group) and merges at a restore, so any host can take any key group.
+    """
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.time = config["time"]
+        self.by = list(config["by"])
+        self.groups = int(config["key_groups"])
         key = config.get("dedupe")  # a key column, "" for the whole record, None for no dedupe
-        self.content = key == ""
+        self.key = key
         self.dedupe = (
-            Deduplicator(key or _CONTENT_KEY, self.time, ttl=config["ttl"], max_keys=config.get("max_keys", 5_000_000))
+            Deduplicator(_GROUP_KEY, self.time, ttl=config["ttl"], max_keys=config.get("max_keys", 5_000_000))
             if key is not None
             else None
         )
         self.windows = Windower(
             config["spec"],
-            by=config["by"],
+            by=self.by,
             aggs=config["aggs"],
             time=self.time,
             lateness=config["lateness"],
             max_rows=config.get("max_rows", 5_000_000),
         )
-        self.duplicates = 0
 
     def process(self, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-        """Windows closed, late rows and duplicates of this key group's rows of one epoch."""
+        """Windows closed, late rows and duplicates of one epoch's rows (with ``__kg``)."""
         dups = rows.clear()
         if self.dedupe is not None:
-            before = rows["__before"].to_numpy()
-            if self.content:
+            if self.key:
+                key = pl.col(self.key).cast(pl.String)
+            else:  # the whole record is the key
                 data = [c for c in rows.columns if c not in _INTERNAL]
-                text = [pl.col(c).cast(pl.String).fill_null("\x00") for c in data]
-                keyed = rows.with_columns(pl.concat_str(text, separator="\x1f").alias(_CONTENT_KEY))
-                kept, dups = self.dedupe.process(keyed, before=before)
-                kept, dups = kept.drop(_CONTENT_KEY), dups.drop(_CONTENT_KEY)
-            else:
-                kept, dups = self.dedupe.process(rows, before=before)
-            self.duplicates += dups.height
+                key = pl.concat_str([pl.col(c).cast(pl.String).fill_null("\x00") for c in data], separator="\x1f")
+            keyed = rows.with_columns(
+                pl.concat_str([pl.col("__kg").cast(pl.String), key], separator=":").alias(_GROUP_KEY)
+            )
+            kept, dups = self.dedupe.process(keyed, before=rows["__before"].to_numpy())
+            kept, dups = kept.drop(_GROUP_KEY), dups.drop(_GROUP_KEY, "__before")
         else:
             kept = rows
-        out, late = self.windows.process(kept, before="__before")
-        return out, late, dups.drop("__before")
+        out, late = self.windows.process(kept.drop("__kg"), before="__before")
+        return out, late, dups.drop("__kg")
 
     def advance(self, max_ts: int | None) -> pl.DataFrame:
         """The stream's newest event time is ``max_ts``: forget and close what it passes."""
@@ -99,24 +110,62 @@ class KeyGroup:
             self.dedupe.advance(max_ts)
         return self.windows.advance(max_ts)
 
-    def snapshot(self) -> dict[str, Any]:
-        """The operators' own snapshots."""
-        return {
-            "dedupe": self.dedupe.snapshot() if self.dedupe is not None else None,
-            "windows": self.windows.snapshot(),
-            "duplicates": self.duplicates,
-        }
+    def snapshot(self, groups: list[int]) -> dict[int, dict[str, Any]]:
+        """The operators' own snapshots, split by key group."""
+        w = self.windows.snapshot()
+        buf = w["buffer"]
+        kg_of_row = key_groups(buf, self.by, self.groups) if buf.width else None
+        d = self.dedupe.snapshot() if self.dedupe is not None else None
+        kg_of_key = None
+        if d is not None:
+            kg_of_key = d["seen"]["key"].str.extract(r"^(\d+):", 1).cast(pl.UInt32)
+        out = {}
+        for kg in groups:
+            part_w = {
+                **w,
+                "buffer": buf.filter(kg_of_row == kg) if kg_of_row is not None else buf,
+                "counters": {"late": 0, "windows": 0, "forced": 0},  # the coordinator counts
+            }
+            part_d = None
+            if d is not None and kg_of_key is not None:
+                part_d = {**d, "seen": d["seen"].filter(kg_of_key == kg), "evicted": 0}
+            out[kg] = {"dedupe": part_d, "windows": part_w}
+        return out
 
-    def restore(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`snapshot`."""
-        if self.dedupe is not None and state["dedupe"] is not None:
-            self.dedupe.restore(state["dedupe"])
-        self.windows.restore(state["windows"])
-        self.duplicates = state["duplicates"]
+    def restore(self, states: list[dict[str, Any]]) -> None:
+        """Merge key groups' :meth:`snapshot` parts into this host's state."""
+        if not states:
+            return
+        ws = [st["windows"] for st in states]
+        buffers = [w["buffer"] for w in ws if w["buffer"].width]
+        self.windows.restore(
+            {
+                "buffer": pl.concat(buffers, how="vertical_relaxed") if buffers else pl.DataFrame(),
+                "max_ts": _max(w["max_ts"] for w in ws),
+                "emitted_k": _max(w["emitted_k"] for w in ws),
+                "floor_ms": _max(w["floor_ms"] for w in ws),
+                "counters": {"late": 0, "windows": 0, "forced": 0},
+            }
+        )
+        ds = [st["dedupe"] for st in states if st["dedupe"] is not None]
+        if self.dedupe is not None and ds:
+            self.dedupe.restore(
+                {
+                    "seen": pl.concat([d["seen"] for d in ds]),
+                    "max_ts": _max(d["max_ts"] for d in ds),
+                    "evicted": 0,
+                }
+            )
 
-    def counts(self) -> dict[str, int]:
-        """Duplicates and late rows so far."""
-        return {"duplicates": self.duplicates, "late": self.windows.counters["late"]}
+    @property
+    def state_size(self) -> int:
+        """Rows buffered and keys remembered."""
+        return self.windows.state_size + (self.dedupe.state_size if self.dedupe is not None else 0)
+
+
+def _max(values: Any) -> Any:
+    real = [v for v in values if v is not None]
+    return max(real) if real else None
 
 
 def _frames(frames: list[pl.DataFrame]) -> pl.DataFrame | None:
@@ -131,16 +180,17 @@ class ShardHost:
     ----------
     config
         ``spec``, ``by``, ``aggs``, ``time``, ``lateness``, ``dedupe`` (key column,
-        ``""`` for the whole record, ``None``), ``ttl`` (durations as ``"5000ms"``), ``folder`` (where
-        snapshots go: a folder every worker and the coordinator can read), ``name``
-        (this host's file name part).
+        ``""`` for the whole record, ``None``), ``ttl`` (durations as ``"5000ms"``),
+        ``key_groups`` (G), ``folder`` (where snapshots go: a folder every worker and the
+        coordinator can read), ``name`` (this host's file name part).
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         self.folder = Path(config["folder"])
         self.name = str(config.get("name", "host"))
-        self.groups: dict[int, KeyGroup] = {}
+        self.groups: list[int] = []
+        self.state = KeyGroups(config)
 
     def pid(self) -> int:
         """The worker process's id (fault tests kill it)."""
@@ -152,44 +202,44 @@ class ShardHost:
         Each location is ``{"file", "start", "length", "sha256"}``; the bytes are checked
         against the checksum (from the authenticated manifest) before they are read.
         """
-        self.groups = {}
+        self.groups = sorted(groups)
+        self.state = KeyGroups(self.config)
         cache: dict[str, bytes] = {}
-        for kg in groups:
-            group = KeyGroup(self.config)
+        states = []
+        for kg in self.groups:
             where = locations.get(kg)
-            if where is not None:
-                path = self.folder / where["file"]
-                if where["file"] not in cache:
-                    try:
-                        cache[where["file"]] = path.read_bytes()
-                    except OSError as exc:
-                        raise CheckpointError(f"key group {kg}: snapshot {path} cannot be read ({exc})") from exc
-                data = cache[where["file"]][where["start"] : where["start"] + where["length"]]
-                if hashlib.sha256(data).hexdigest() != where["sha256"]:
-                    raise CheckpointError(f"key group {kg}: snapshot {path} does not match the manifest's checksum")
-                group.restore(unpack(data, trusted=True))  # authenticated: the manifest's HMAC covers the checksum
-            self.groups[kg] = group
+            if where is None:
+                continue
+            path = self.folder / where["file"]
+            if where["file"] not in cache:
+                try:
+                    cache[where["file"]] = path.read_bytes()
+                except OSError as exc:
+                    raise CheckpointError(f"key group {kg}: snapshot {path} cannot be read ({exc})") from exc
+            data = cache[where["file"]][where["start"] : where["start"] + where["length"]]
+            if hashlib.sha256(data).hexdigest() != where["sha256"]:
+                raise CheckpointError(f"key group {kg}: snapshot {path} does not match the manifest's checksum")
+            states.append(unpack(data, trusted=True))  # authenticated: the manifest's HMAC covers the checksum
+        self.state.restore(states)
 
     def process(self, rows: pl.DataFrame | None, max_ts: int | None) -> dict[str, Any]:
         """One epoch: this host's rows (with ``__kg``, ``__row``, ``__before``), then advance to ``max_ts``.
 
-        Returns the windows closed (sorted as one process sorts them), late rows and
-        duplicates (with ``__row``, so the coordinator restores the input order).
+        Returns the windows closed, late rows and duplicates (with ``__row``, so the
+        coordinator restores the input order).
         """
         windows, late, dups = [], [], []
         if rows is not None and rows.height:
-            for (kg,), part in rows.partition_by("__kg", as_dict=True, maintain_order=True).items():
-                out, lt, dp = self.groups[int(kg)].process(part.drop("__kg"))
-                windows.append(out)
-                late.append(lt)
-                dups.append(dp)
-        for group in self.groups.values():
-            windows.append(group.advance(max_ts))
+            out, lt, dp = self.state.process(rows)
+            windows.append(out)
+            late.append(lt)
+            dups.append(dp)
+        windows.append(self.state.advance(max_ts))
         return {"windows": _frames(windows), "late": _frames(late), "duplicates": _frames(dups)}
 
     def flush(self) -> pl.DataFrame | None:
-        """End of input: every open window of every key group."""
-        return _frames([g.windows.flush() for g in self.groups.values()])
+        """End of input: every open window."""
+        return _frames([self.state.windows.flush()])
 
     def snapshot(self, seq: int) -> dict[int, dict[str, Any]]:
         """Write every key group's state into one file for ``seq``; return each group's location.
@@ -199,8 +249,8 @@ class ShardHost:
         """
         name = f"{self.name}-{seq:08d}.wbkg"
         blobs, where, pos = [], {}, 0
-        for kg, group in sorted(self.groups.items()):
-            data = pack(group.snapshot())
+        for kg, tree in self.state.snapshot(self.groups).items():
+            data = pack(tree)
             where[kg] = {"file": name, "start": pos, "length": len(data), "sha256": hashlib.sha256(data).hexdigest()}
             blobs.append(data)
             pos += len(data)
@@ -212,20 +262,11 @@ class ShardHost:
         atomic_write(self.folder / name, write)
         return where
 
-    def counts(self) -> dict[str, int]:
-        """Duplicates and late rows over this host's key groups."""
-        out = {"duplicates": 0, "late": 0}
-        for g in self.groups.values():
-            for k, v in g.counts().items():
-                out[k] += v
-        return out
-
     def state_size(self) -> int:
         """Rows buffered and keys remembered."""
-        return sum(
-            g.windows.state_size + (g.dedupe.state_size if g.dedupe is not None else 0) for g in self.groups.values()
-        )
+        return self.state.state_size
 
     def release(self) -> None:
         """Drop every key group (the coordinator reassigns them)."""
-        self.groups = {}
+        self.groups = []
+        self.state = KeyGroups(self.config)

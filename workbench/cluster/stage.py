@@ -105,6 +105,7 @@ class ShardStage(Operator):
             "lateness": lateness,
             "dedupe": dedupe,
             "ttl": ttl,
+            "key_groups": self.key_groups,
             "folder": str(self.folder),
         }
         self.duplicates = Stream(stream_name=f"{self.name}.duplicates")

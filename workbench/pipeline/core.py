@@ -88,8 +88,9 @@ class Pipeline:
         A :class:`workbench.cluster.Cluster`: :meth:`standard` then runs dedupe and
         windows on its workers, sharded by key group, and this process coordinates
         (decode, validate, alerts, sinks, checkpoints). Needs ``checkpoints``: a lost
-        worker is survived by restoring from the newest checkpoint and replaying
-        (see docs/scale-out.md). ``None``: everything runs here, and Dask is not imported.
+        worker is survived by restoring from the newest checkpoint and replaying — in
+        this run for a replayable source (a file), else by the next run, which the
+        broker re-delivers the unacknowledged messages to (see docs/scale-out.md). ``None``: everything runs here, and Dask is not imported.
     max_recoveries
         With a cluster: lost workers survived in one :meth:`run` before giving up.
     """
@@ -398,6 +399,12 @@ class Pipeline:
                 self._run(max_batches)
                 return
             except WorkerLostError as exc:
+                if not self.source.replayable:  # a broker re-delivers unacknowledged messages on a new run
+                    raise WorkerLostError(
+                        f"pipeline {self.name!r}: {exc}; source {type(self.source).__name__} cannot replay within "
+                        "this run: start it again to resume from the newest checkpoint (the broker re-delivers "
+                        "what was not acknowledged)"
+                    ) from exc
                 self.recoveries += 1
                 if self.recoveries > self.max_recoveries:
                     raise
