@@ -30,8 +30,8 @@ Examples
 ...                      "__kg": pl.Series([1, 1, 1], dtype=pl.UInt32), "__row": [0, 1, 2],
 ...                      "__before": [NEVER, 1704067201000, 1704067201000]})
 >>> out = host.process(rows, 1704067212000)
->>> out["windows"]["count"].to_list(), out["duplicates"].height
-([1], 1)
+>>> out["windows"]["count"].to_list(), out["duplicates"]["__row"].to_list()
+([1], [1])
 """
 
 from __future__ import annotations
@@ -225,15 +225,15 @@ class ShardHost:
     def process(self, rows: pl.DataFrame | None, max_ts: int | None) -> dict[str, Any]:
         """One epoch: this host's rows (with ``__kg``, ``__row``, ``__before``), then advance to ``max_ts``.
 
-        Returns the windows closed, late rows and duplicates (with ``__row``, so the
-        coordinator restores the input order).
+        Returns the windows closed, and the row numbers (``__row``) of late rows and
+        duplicates: the coordinator holds the rows and keeps their input order.
         """
         windows, late, dups = [], [], []
         if rows is not None and rows.height:
             out, lt, dp = self.state.process(rows)
             windows.append(out)
-            late.append(lt)
-            dups.append(dp)
+            late.append(lt.select("__row"))
+            dups.append(dp.select("__row"))
         windows.append(self.state.advance(max_ts))
         return {"windows": _frames(windows), "late": _frames(late), "duplicates": _frames(dups)}
 

@@ -198,7 +198,7 @@ class ShardStage(Operator):
             return None, metadata
         self._ensure_open()
         before, newest = global_before(frame[self.time].dt.epoch("ms"), self.max_ts)
-        rows = frame.with_columns(
+        rows = frame.select(self._needed(frame)).with_columns(
             key_groups(frame, self.by, self.key_groups),
             pl.int_range(frame.height, dtype=pl.Int64).alias("__row"),
             before.alias("__before"),
@@ -214,13 +214,26 @@ class ShardStage(Operator):
         windows = self._merge([o["windows"] for o in out.values()], ["window_start", *self.by])
         late = self._merge([o["late"] for o in out.values()], ["__row"])
         dups = self._merge([o["duplicates"] for o in out.values()], ["__row"])
-        if dups is not None:
+        if dups is not None:  # hosts return row numbers: the rows themselves never travel back
             self.duplicate_count += dups.height
-            self.duplicates.emit(dups.drop("__row"))
+            self.duplicates.emit(frame[dups["__row"].to_numpy()])
         if late is not None:
             self.late_count += late.height
-            self.late.emit(late.drop("__row"))
+            self.late.emit(frame[late["__row"].to_numpy()])
         return windows, metadata
+
+    def _needed(self, frame: pl.DataFrame) -> list[str]:
+        """The columns the hosts read: keys, event time, what the aggregations read (all, if unsure)."""
+        key = self.config["dedupe"]
+        aggs: list[pl.Expr] = self.config["aggs"]
+        if key == "" or any(e.meta.has_multiple_outputs() for e in aggs):
+            return frame.columns  # the whole record is the dedupe key, or an aggregation selects by pattern
+        read = {self.time, *self.by, *(r for e in aggs for r in e.meta.root_names())}
+        if key:
+            read.add(key)
+        if not read <= set(frame.columns):
+            return frame.columns  # let the hosts' operators report what is missing
+        return [c for c in frame.columns if c in read]
 
     def ping(self) -> float:
         """One empty epoch (every host called with no rows, nothing new to close); its seconds."""
