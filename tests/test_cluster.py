@@ -357,3 +357,82 @@ def test_with_a_source_that_cannot_replay_a_lost_worker_ends_the_run_and_the_nex
     again = run(kill_at=None)
     assert {k: again.counts()[k] for k in COUNTS if k != "windows"} == {k: one[k] for k in COUNTS if k != "windows"}
     _same(tmp_path / "one", out)
+
+
+PG = "postgresql://root@127.0.0.1:5432/test"
+ALERT_RULES = """\
+evaluation_interval: 10s
+rules:
+  - {name: cpu_high, kind: threshold, metric: cpu_mean, op: ">", value: 60, for: 20s, severity: critical}
+"""
+
+
+@pytest.mark.slow
+def test_workbench_run_on_a_cluster_survives_a_killed_worker_with_the_same_postgres_rows_and_alerts(tmp_path):
+    """``workbench run --cluster local:2 --postgres … --rules …``, a worker SIGKILLed mid-run: same rows, no repeats."""
+    import time
+    import uuid
+
+    import psutil
+
+    psycopg = pytest.importorskip("psycopg")
+    events = tmp_path / "events.jsonl"
+    with events.open("wb") as f:
+        for i in range(20_000):
+            host = f"web-{i % 5}"
+            cpu = 90.0 if host == "web-1" and 5000 < i < 12_000 else 30.0 + i % 7
+            f.write(line(metric(i, host=host, seconds=i / 5, cpu=cpu)))
+    (tmp_path / "rules.yaml").write_text(ALERT_RULES)
+    suffix = uuid.uuid4().hex[:10]
+    schemas = {"one": f"wb_cluster_one_{suffix}", "many": f"wb_cluster_many_{suffix}"}
+
+    def args(kind: str) -> list[str]:
+        return [sys.executable, "-m", "workbench.cli", "run", "--source", str(events)] + [
+            "--out", str(tmp_path / kind), "--postgres", PG, "--pg-schema", schemas[kind],
+            "--rules", str(tmp_path / "rules.yaml"), "--alerts-schema", f"{schemas[kind]}_alerts",
+            "--max-rows", "100", "--checkpoint-every", "0.05s",
+        ]  # fmt: skip
+
+    with psycopg.connect(PG, autocommit=True) as con:
+        for s in schemas.values():
+            con.execute(f"CREATE SCHEMA {s}")
+    try:
+        one = subprocess.run(args("one"), capture_output=True, text=True, timeout=300)
+        assert one.returncode == 0, one.stderr
+        proc = subprocess.Popen(args("many") + ["--cluster", "local:2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        killed = None
+        deadline = time.monotonic() + 240
+        while killed is None and proc.poll() is None and time.monotonic() < deadline:
+            if len(list((tmp_path / "many" / "checkpoint").glob("checkpoint-*.wbck"))) >= 2:
+                workers = [
+                    p
+                    for p in psutil.Process(proc.pid).children(recursive=True)
+                    if "spawn_main" in " ".join(p.cmdline())
+                ]
+                if len(workers) >= 2:
+                    killed = workers[-1].pid
+                    os.kill(killed, signal.SIGKILL)
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert killed is not None, "the run ended before a worker could be killed"
+        many, single = json.loads(out), json.loads(one.stdout)
+        assert many["recoveries"] >= 1
+        for k in ("ingested", "valid", "dead_lettered", "duplicates", "late", "windows", "alerts"):
+            assert many[k] == single[k], k
+        with psycopg.connect(PG, autocommit=True) as con:
+            rows = {
+                kind: con.execute(f"SELECT * FROM {s}.windows ORDER BY host, window_start").fetchall()
+                for kind, s in schemas.items()
+            }
+            repeats = con.execute(
+                f"SELECT count(*) FROM (SELECT host, window_start FROM {schemas['many']}.windows "
+                "GROUP BY 1, 2 HAVING count(*) > 1) d"
+            ).fetchone()
+        assert rows["many"] == rows["one"] and len(rows["one"]) == single["windows"]
+        assert repeats == (0,)
+    finally:
+        with psycopg.connect(PG, autocommit=True) as con:
+            for s in schemas.values():
+                con.execute(f"DROP SCHEMA IF EXISTS {s} CASCADE")
+                con.execute(f"DROP SCHEMA IF EXISTS {s}_alerts CASCADE")

@@ -87,6 +87,10 @@ class Cluster:
             raise WorkerLostError(f"cluster {self.address}: no live worker after {self.timeout:.0f} s")
         return found if self.max_workers is None else found[: self.max_workers]
 
+    def alive(self) -> set[str]:
+        """Addresses of every live worker (a limited view's too: a worker joining does not unseat a host)."""
+        return set(self.client.scheduler_info(n_workers=-1)["workers"])
+
     def limited(self, n: int) -> Cluster:
         """The same cluster, using at most its first ``n`` workers (by address); closing it closes nothing.
 

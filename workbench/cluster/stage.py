@@ -177,8 +177,7 @@ class ShardStage(Operator):
     def _call(self, method: str, args: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
         """Call ``method`` on every host (all at once), wait for all; a lost worker raises WorkerLostError."""
         started = time.perf_counter()
-        live = set(self.cluster.workers(wait=0))
-        gone = sorted(set(self._hosts) - live)
+        gone = sorted(set(self._hosts) - self.cluster.alive())
         if gone:
             raise WorkerLostError(f"cluster: worker(s) {gone} left; their key groups are restored elsewhere")
         try:

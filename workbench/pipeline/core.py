@@ -90,7 +90,8 @@ class Pipeline:
         (decode, validate, alerts, sinks, checkpoints). Needs ``checkpoints``: a lost
         worker is survived by restoring from the newest checkpoint and replaying — in
         this run for a replayable source (a file), else by the next run, which the
-        broker re-delivers the unacknowledged messages to (see docs/scale-out.md). ``None``: everything runs here, and Dask is not imported.
+        broker re-delivers the unacknowledged messages to (see docs/scale-out.md).
+        ``None``: everything runs here, and Dask is not imported.
     max_recoveries
         With a cluster: lost workers survived in one :meth:`run` before giving up.
     """
