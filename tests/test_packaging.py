@@ -20,6 +20,7 @@ CONDA_NAMES = {
     "redis-py": "redis",
     "python-confluent-kafka": "confluent-kafka",
     "prometheus_client": "prometheus-client",
+    "python-xxhash": "xxhash",
 }
 
 

@@ -16,7 +16,9 @@ Examples
 
 from __future__ import annotations
 
-from workbench.lazy import exports
+from workbench.lazy import defer_streamz_dask, exports
+
+defer_streamz_dask()  # Dask loads only with a cluster (see workbench.lazy)
 
 #: public name → the module that defines it; imported on first use, so the
 #: ``workbench`` command starts without polars or streamz (``workbench --help``)

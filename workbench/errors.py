@@ -10,6 +10,7 @@ The tree::
     ├── SinkError          an external sink (PostgreSQL) cannot be reached or written
     ├── EncryptionError    encrypted data (the lake, a backup) without its key, or with the wrong one
     ├── AccessError        an action refused: not signed in, or the user's role does not allow it
+    ├── WorkerLostError    a cluster worker holding key groups was lost: the pipeline restores and replays
     ├── _KeyError          a project file's key and its problem, caught by
     │                      Project.load and raised as a ConfigError naming the file (workbench.project.config)
     ├── PublishError       a message could not be published to the bus          (workbench.bus.base)
@@ -38,6 +39,7 @@ __all__ = [
     "SinkError",
     "SourceError",
     "WorkbenchError",
+    "WorkerLostError",
     "WorkbenchWarning",
 ]
 
@@ -80,6 +82,15 @@ class EncryptionError(WorkbenchError):
 
 class AccessError(WorkbenchError, PermissionError):
     """An action refused: nobody signed in, or the user's role does not allow it (names user, role, action)."""
+
+
+class WorkerLostError(WorkbenchError):
+    """A cluster worker holding key groups was lost (or could not be reached).
+
+    A pipeline catches it: it restores every node and key group from its newest
+    checkpoint onto the live workers and replays from the checkpoint's source offset.
+    Operators re-raise it instead of applying their error policy.
+    """
 
 
 class WorkbenchWarning(UserWarning):

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["exports"]
+__all__ = ["defer_streamz_dask", "exports"]
 
 
 def exports(package: str, where: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
@@ -45,3 +45,29 @@ def exports(package: str, where: dict[str, str]) -> tuple[Callable[[str], Any], 
         return sorted({*(vars(module) if module is not None else ()), *where})
 
     return __getattr__, __dir__
+
+
+class _StreamzDaskOnDemand:
+    """An import finder that keeps streamz's import from importing Dask.
+
+    streamz imports its Dask integration (``streamz.dask``, and ``distributed`` for its
+    default client: about a second, and dozens of megabytes) whenever ``distributed``
+    is installed. Workbench runs on Dask only with a cluster (:mod:`workbench.cluster`,
+    which uses neither), so while streamz itself is being imported those two imports
+    are refused (streamz catches both). ``import streamz.dask`` or ``distributed``
+    afterwards works as usual; a process that imported ``distributed`` first is unaffected.
+    """
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name in ("streamz.dask", "distributed"):
+            parent = sys.modules.get("streamz")
+            spec = getattr(parent, "__spec__", None)
+            if spec is not None and getattr(spec, "_initializing", False):
+                raise ImportError(f"{name} is imported on demand, not by streamz's import")
+        return None
+
+
+def defer_streamz_dask() -> None:
+    """Install :class:`_StreamzDaskOnDemand` once (``import workbench`` does it)."""
+    if not any(isinstance(f, _StreamzDaskOnDemand) for f in sys.meta_path):
+        sys.meta_path.insert(0, _StreamzDaskOnDemand())

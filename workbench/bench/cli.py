@@ -62,6 +62,15 @@ def register(sub: Any) -> None:
     bx.add_argument("--reasons", type=int, nargs="+", default=[0, 15, 100], help="dead-letter reason codes")
     bx.add_argument("--repeat", type=int, default=50, help="timed scrapes per case (default: 50)")
     bx.set_defaults(func=_metrics)
+    bk = bsub.add_parser("scale", help="events/s in one process and on 1, 2 … Dask workers; a model of more")
+    bk.add_argument("--events", type=int, default=2_000_000)
+    bk.add_argument("--seed", type=int, default=0)
+    bk.add_argument("--max-rows", type=int, default=100_000, help="records per batch (= per epoch)")
+    bk.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker processes per run (default: 1 2)")
+    bk.add_argument("--checkpoint-batches", type=int, default=5, help="checkpoint every N batches (default: 5)")
+    bk.add_argument("--file", help="use this JSONL file instead of simulating one")
+    bk.add_argument("--model", type=int, nargs="+", default=[8, 32], help="worker counts to model (default: 8 32)")
+    bk.set_defaults(func=_scale)
     bs = bsub.add_parser("startup", help="start-up time of workbench commands against python -c 'import polars'")
     bs.add_argument("--repeat", type=int, default=7, help="timed runs of each command (default: 7)")
     bs.set_defaults(func=_startup)
@@ -71,6 +80,25 @@ def register(sub: Any) -> None:
     bo.add_argument("--seed", type=int, default=0)
     bo.add_argument("--report", help="also run this report notebook (notebooks/reports/daily-report.ipynb)")
     bo.set_defaults(func=_export)
+
+
+def _scale(args: argparse.Namespace) -> int:
+    from workbench.bench.scale import bench_scale
+
+    if any(w < 1 for w in args.workers):
+        raise ConfigError(f"bench scale: --workers must be >= 1, not {args.workers}")
+    _print(
+        bench_scale(
+            events=args.events,
+            seed=args.seed,
+            max_rows=args.max_rows,
+            workers=args.workers,
+            checkpoint_batches=args.checkpoint_batches,
+            file=args.file,
+            model_at=args.model,
+        )
+    )
+    return 0
 
 
 def _print(report: Any) -> None:

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import polars as pl
 from streamz import Stream
 
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, WorkerLostError
 from workbench.operators.decode import RawLines, dead_letters, rows_as_json
 from workbench.sources.base import RawBatch
 
@@ -108,6 +108,8 @@ class Operator(Stream):
         m.rows_in += rows(x)
         try:
             out, meta = self.process(x, metadata)
+        except WorkerLostError:
+            raise  # the pipeline restores and replays; no error policy applies
         except Exception as exc:
             m.errors += 1
             m.last_error = f"{type(exc).__name__}: {exc}"

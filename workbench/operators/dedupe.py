@@ -45,7 +45,7 @@ import polars as pl
 from workbench.config import parse_duration
 from workbench.errors import ConfigError
 
-__all__ = ["Deduplicator", "running_max_before"]
+__all__ = ["NEVER", "Deduplicator", "global_before", "running_max_before"]
 
 
 def running_max_before(ts_ms: pl.Expr, carried: int | None) -> pl.Expr:
@@ -62,6 +62,28 @@ def running_max_before(ts_ms: pl.Expr, carried: int | None) -> pl.Expr:
     if carried is None:
         return before
     return pl.max_horizontal(before, pl.lit(carried, dtype=pl.Int64))
+
+
+def global_before(ts_ms: pl.Series, carried: int | None) -> tuple[pl.Series, int | None]:
+    """Per row, the newest event time before it (:data:`NEVER` for none), and the newest after the batch.
+
+    What :class:`Deduplicator` and :class:`~workbench.operators.windows.Windower`
+    compute from their own rows; a sharded pipeline computes it once over every row,
+    so each key group classifies its rows exactly as one process would.
+
+    Examples
+    --------
+    >>> before, newest = global_before(pl.Series([5, 3, None, 9]), None)
+    >>> [None if v == NEVER else v for v in before.to_list()], newest
+    ([None, 5, 5, 5], 9)
+    """
+    t = ts_ms.cast(pl.Int64).fill_null(_NEVER)
+    first = _NEVER if carried is None else carried
+    before = t.cum_max().shift(1, fill_value=_NEVER)
+    before = pl.select(pl.max_horizontal(before, pl.lit(first, dtype=pl.Int64))).to_series().rename("before")
+    newest = t.max() if t.len() else None
+    top = max(first, int(newest)) if newest is not None else first  # type: ignore[arg-type]
+    return before, (None if top == _NEVER else top)
 
 
 class _Run:
@@ -121,8 +143,14 @@ class Deduplicator:
         """Keys older than this (event ms) are forgotten."""
         return _NEVER if self._max_ts is None else self._max_ts - self.ttl_ms
 
-    def process(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """Split ``frame`` into first occurrences and duplicates."""
+    def process(self, frame: pl.DataFrame, *, before: np.ndarray | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Split ``frame`` into first occurrences and duplicates.
+
+        ``before`` gives, per row, the newest event time before it in the whole stream
+        (:data:`NEVER` for none): a key group of a sharded pipeline sees only its own
+        rows, so its coordinator computes this over every row (see
+        :func:`global_before`); then call :meth:`advance` with the stream's newest time.
+        """
         if frame.height == 0:
             return frame, frame
         keys = frame[self.key]
@@ -130,11 +158,12 @@ class Deduplicator:
         has_time = stamps.is_not_null().to_numpy() if stamps.null_count() else None
         t = stamps.fill_null(_NEVER).to_numpy()
         h = keys.hash().to_numpy()
-        # per row: the newest event time before it (earlier batches included)
-        before = np.empty_like(t)
-        before[0] = _NEVER if self._max_ts is None else self._max_ts
-        np.maximum.accumulate(t[:-1], out=before[1:])
-        np.maximum(before[1:], before[0], out=before[1:])
+        if before is None:
+            # per row: the newest event time before it (earlier batches included)
+            before = np.empty_like(t)
+            before[0] = _NEVER if self._max_ts is None else self._max_ts
+            np.maximum.accumulate(t[:-1], out=before[1:])
+            np.maximum(before[1:], before[0], out=before[1:])
         horizon = (before == _NEVER) | (t >= before - self.ttl_ms)
         if has_time is not None:
             horizon |= ~has_time
@@ -155,6 +184,12 @@ class Deduplicator:
         if not dup.any():
             return frame, frame.clear()
         return frame.filter(pl.Series(~dup)), frame[np.flatnonzero(dup)]  # duplicates are few: a gather
+
+    def advance(self, max_ts: int | None) -> None:
+        """The stream's newest event time is ``max_ts`` (a sharded pipeline's global one): forget past it."""
+        if max_ts is not None and max_ts != _NEVER:
+            self._max_ts = max_ts if self._max_ts is None else max(self._max_ts, max_ts)
+            self._maintain()
 
     def _lookup(self, sorted_h: np.ndarray, order: np.ndarray, keys: pl.Series) -> np.ndarray:
         """Per row, whether its key is remembered (live: not past the horizon).
@@ -274,3 +309,4 @@ def _first_distinct(sorted_h: np.ndarray, order: np.ndarray, keys: pl.Series) ->
 
 #: An event time before any other (far enough from int64's end to subtract a TTL).
 _NEVER = -(2**62)
+NEVER = _NEVER

@@ -38,7 +38,7 @@ import polars as pl
 from workbench.config import format_duration, parse_duration
 from workbench.errors import ConfigError
 from workbench.operators.aggregations import output_names
-from workbench.operators.dedupe import running_max_before
+from workbench.operators.dedupe import NEVER, running_max_before
 from workbench.schema import TS_DTYPE
 
 __all__ = ["Session", "Sliding", "Tumbling", "WindowSpec", "Windower"]
@@ -236,16 +236,28 @@ class Windower:
         return wm if self._s.floor_ms is None else max(wm, self._s.floor_ms)
 
     # -- processing ---------------------------------------------------------------
-    def process(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """Add a batch; return the windows it closed and its late rows."""
+    def process(self, frame: pl.DataFrame, *, before: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Add a batch; return the windows it closed and its late rows.
+
+        ``before`` names a column holding, per row, the newest event time before it in
+        the whole stream (``NEVER`` for none; see
+        :func:`~workbench.operators.dedupe.global_before`): a key group of a sharded
+        pipeline sees only its own rows. Then call :meth:`advance` with the stream's
+        newest event time, so windows close when they would in one process.
+        """
         if frame.height == 0:
             return self._empty_output(frame), frame
         s = self._s
         ts_ms = pl.col(self.time).dt.epoch("ms")
-        threshold = running_max_before(ts_ms, s.max_ts) - self.lateness_ms
+        if before is None:
+            threshold = running_max_before(ts_ms, s.max_ts) - self.lateness_ms
+        else:
+            threshold = pl.when(pl.col(before) == NEVER).then(None).otherwise(pl.col(before)) - self.lateness_ms
         if s.floor_ms is not None:
             threshold = pl.max_horizontal(threshold, pl.lit(s.floor_ms))
         marked = frame.with_columns(__t=ts_ms, __late=(ts_ms < threshold).fill_null(False))
+        if before is not None:
+            marked = marked.drop(before)
         late = marked.filter(pl.col("__late"))
         kept = self._buffered_columns(marked)
         on_time = (marked if kept is None else marked.select(*kept, "__late")).filter(~pl.col("__late")).drop("__late")
@@ -263,6 +275,16 @@ class Windower:
         if s.buffer.height > self.max_rows:
             out = pl.concat([out, self._force()], how="vertical_relaxed")
         return out, late
+
+    def advance(self, max_ts: int | None) -> pl.DataFrame:
+        """The stream's newest event time is ``max_ts``: close the windows its watermark passes."""
+        s = self._s
+        if max_ts is None or max_ts == NEVER:
+            return self._empty_output(None)
+        s.max_ts = max_ts if s.max_ts is None else max(s.max_ts, max_ts)
+        wm = self._watermark_ms()
+        assert wm is not None
+        return self._close(wm)
 
     def _buffered_columns(self, marked: pl.DataFrame) -> list[str] | None:
         """The columns open windows need: keys, what the aggregations read, ``__t``.

@@ -26,7 +26,13 @@ def counts(ops: list[Operator]) -> dict[str, int]:
     dups = sum(op.duplicate_count for op in ops if isinstance(op, dedupe))
     wins = [op for op in ops if isinstance(op, window)]
     late = sum(w.late_count for w in wins)
-    if wins:
+    # a cluster's stage (workbench.cluster.ShardStage) does dedupe and windows on its workers
+    keyed = [op.keyed_counts() for op in ops if hasattr(op, "keyed_counts")]
+    dups += sum(k["duplicates"] for k in keyed)
+    late += sum(k["late"] for k in keyed)
+    if keyed and not wins:
+        valid = sum(k["valid"] for k in keyed)
+    elif wins:
         valid = sum(w.metrics.rows_in for w in wins) - late
     else:
         last = ops[-1] if ops else None

@@ -9,7 +9,11 @@ back to the checkpoint's epoch, so a replay neither loses nor doubles output.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from workbench.errors import CheckpointError
 from workbench.operators.spec import spec_differences
@@ -17,7 +21,61 @@ from workbench.operators.spec import spec_differences
 if TYPE_CHECKING:
     from workbench.pipeline.core import Pipeline
 
-__all__ = ["checkpoint", "checkpoint_due", "restore"]
+__all__ = ["OffsetLog", "checkpoint", "checkpoint_due", "restore"]
+
+log = logging.getLogger(__name__)
+
+
+class OffsetLog:
+    """A write-ahead log of the source offsets each batch covers, written before it is dispatched.
+
+    A pipeline on a cluster appends ``{"batch", "start", "end"}`` (fsynced) before it
+    sends a batch to the workers, and empties the log at every checkpoint, so it holds
+    exactly the batches a recovery replays. When a replayed batch covers other offsets
+    than its logged one (a source that re-cuts its batches), that is logged as a warning:
+    the outputs stay exactly-once (sink files are named by checkpoint epoch, which the
+    checkpoint fixes), only the dead letters' ``offset`` column may differ.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> wal = OffsetLog(Path(tempfile.mkdtemp()) / "offsets.wal")
+    >>> wal.append(1, 0, 100); wal.append(2, 100, 180)
+    >>> OffsetLog(wal.path).entries
+    {1: (0, 100), 2: (100, 180)}
+    >>> wal.truncate(); OffsetLog(wal.path).entries
+    {}
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.entries: dict[int, tuple[Any, Any]] = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    break  # a torn last line: the batch it named was never dispatched
+                self.entries[int(e["batch"])] = (e["start"], e["end"])
+
+    def append(self, batch: int, start: Any, end: Any) -> None:
+        """Log that batch number ``batch`` covers ``start``..``end``; durable when this returns."""
+        logged = self.entries.get(batch)
+        if logged is not None and list(logged) != json.loads(json.dumps([start, end], default=str)):
+            log.warning("replayed batch %d covers %s..%s, logged as %s..%s", batch, start, end, *logged)
+        self.entries[batch] = (start, end)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"batch": batch, "start": start, "end": end}, default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def truncate(self) -> None:
+        """Forget every entry (a checkpoint now covers them)."""
+        self.entries = {}
+        if self.path.exists():
+            with open(self.path, "w") as f:
+                os.fsync(f.fileno())
 
 
 def checkpoint_due(pipe: Pipeline) -> bool:
@@ -55,6 +113,8 @@ def checkpoint(pipe: Pipeline) -> None:
         }
     )
     pipe._last_checkpoint = pipe.clock.monotonic()
+    if pipe._wal is not None:
+        pipe._wal.truncate()
     pipe.source.commit(pipe._offset)
 
 

@@ -40,6 +40,13 @@ def register(sub: Any) -> None:
     )
     r.add_argument("--rules", help="alert rules file evaluated on the windows: output alerts (overrides a project's)")
     r.add_argument("--fresh", action="store_true", help="start over: drop the checkpoint and outputs in --out")
+    r.add_argument(
+        "--cluster",
+        help="run dedupe and windows on Dask: local:N (N worker processes here) or tcp://HOST:8786 (a scheduler)",
+    )
+    r.add_argument(
+        "--key-groups", type=int, default=128, help="key groups with --cluster (default 128; fixed once checkpointed)"
+    )
     r.set_defaults(func=_replay)
 
     rs = sub.add_parser("run", help="run a live source URL into windows, the lake and PostgreSQL (resumes)")
@@ -74,6 +81,13 @@ def register(sub: Any) -> None:
         "--metrics-port", type=int, help="serve Prometheus metrics on http://ADDR:PORT/metrics while running (0: any)"
     )
     rs.add_argument("--metrics-addr", default="127.0.0.1", help="address of --metrics-port (default: 127.0.0.1)")
+    rs.add_argument(
+        "--cluster",
+        help="run dedupe and windows on Dask: local:N (N worker processes here) or tcp://HOST:8786 (a scheduler)",
+    )
+    rs.add_argument(
+        "--key-groups", type=int, default=128, help="key groups with --cluster (default 128; fixed once checkpointed)"
+    )
     rs.set_defaults(func=_run)
 
 
@@ -82,6 +96,8 @@ def _replay(args: argparse.Namespace) -> int:
 
     from workbench.pipeline.replay import replay, window_spec
 
+    if args.project and args.cluster:
+        raise ConfigError("replay: --cluster works with an events FILE, not with --project (yet)")
     if args.project:
         from workbench.project.cli import replay_project
 
@@ -95,6 +111,7 @@ def _replay(args: argparse.Namespace) -> int:
     def progress(offset: int) -> None:
         bar.update(offset - bar.n)
 
+    cluster = _cluster(args)
     try:
         summary = replay(
             args.events,
@@ -109,9 +126,12 @@ def _replay(args: argparse.Namespace) -> int:
             progress=progress,
             fresh=args.fresh,
             rules=args.rules,
+            cluster=cluster,
         )
     finally:
         bar.close()
+        if cluster is not None:
+            cluster.close()
     sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     from workbench.project.check import dead_share_error, read_dead_letters
 
@@ -127,12 +147,11 @@ def _run(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from workbench.pipeline.ingest import ingest
-    from workbench.pipeline.replay import window_spec
-
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if args.project and args.cluster:
+        raise ConfigError("run: --cluster works with --source, not with --project (yet)")
     if args.project:
         from workbench.project.cli import run_project
 
@@ -140,10 +159,33 @@ def _run(args: argparse.Namespace) -> int:
     if args.source is None or args.out is None:
         raise ConfigError("run: give --source URL and --out DIR, or --project workbench.yaml")
     options = {k: v for k, v in (("max_rows", args.max_rows), ("max_delay", args.max_delay)) if v is not None}
+    cluster = _cluster(args)
+    try:
+        summary = _ingest(args, options, stop, cluster)
+    finally:
+        if cluster is not None:
+            cluster.close()
+    sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+    return 0
+
+
+def _cluster(args: argparse.Namespace) -> Any:
+    """The ``--cluster`` (Dask is imported only when it is given)."""
+    if not args.cluster:
+        return None
+    from workbench.cluster.client import Cluster
+
+    return Cluster(args.cluster, key_groups=args.key_groups)
+
+
+def _ingest(args: argparse.Namespace, options: dict[str, Any], stop: Any, cluster: Any) -> dict[str, Any]:
+    from workbench.pipeline.ingest import ingest
+    from workbench.pipeline.replay import window_spec
+
     schema = args.schema
     if schema is None:
         schema = "prom_samples" if args.source.startswith(("prometheus://", "remote-write://")) else "server_metrics"
-    summary = ingest(
+    return ingest(
         args.source,
         args.out,
         schema=schema,
@@ -163,6 +205,5 @@ def _run(args: argparse.Namespace) -> int:
         alerts_schema=args.alerts_schema,
         keep_events=args.keep_events,
         fresh=args.fresh,
+        cluster=cluster,
     )
-    sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
-    return 0

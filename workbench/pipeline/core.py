@@ -42,7 +42,7 @@ from streamz import Stream
 
 from workbench.clock import Clock, SystemClock
 from workbench.config import parse_duration
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, WorkerLostError
 from workbench.operators.aggregations import default_aggs
 from workbench.operators.base import Operator
 from workbench.operators.spec import check_by, pipeline_spec
@@ -84,6 +84,16 @@ class Pipeline:
         release the GIL, so decoding uses a second core — while earlier batches run
         through the rest of the graph in order. Checkpoints record the offset of the
         last batch processed, never of one merely read ahead.
+    cluster
+        A :class:`workbench.cluster.Cluster`: :meth:`standard` then runs dedupe and
+        windows on its workers, sharded by key group, and this process coordinates
+        (decode, validate, alerts, sinks, checkpoints). Needs ``checkpoints``: a lost
+        worker is survived by restoring from the newest checkpoint and replaying — in
+        this run for a replayable source (a file), else by the next run, which the
+        broker re-delivers the unacknowledged messages to (see docs/scale-out.md).
+        ``None``: everything runs here, and Dask is not imported.
+    max_recoveries
+        With a cluster: lost workers survived in one :meth:`run` before giving up.
     """
 
     _names: ClassVar[NameRegistry] = NameRegistry()
@@ -98,6 +108,8 @@ class Pipeline:
         checkpoint_batches: int | None = None,
         clock: Clock | None = None,
         prefetch: int = 2,
+        cluster: Any = None,
+        max_recoveries: int = 10,
     ) -> None:
         if prefetch < 0:
             raise ConfigError(f"pipeline {name!r}: prefetch must be >= 0, not {prefetch}")
@@ -113,6 +125,17 @@ class Pipeline:
         self.late = Stream(stream_name=f"{name}.late")
         self.outputs: dict[str, Stream] = {}
         self.checkpoints = CheckpointStore(checkpoints) if isinstance(checkpoints, str) else checkpoints
+        if cluster is not None and not hasattr(cluster, "stage"):
+            raise ConfigError(
+                f"pipeline {name!r}: cluster must be a workbench.cluster.Cluster (e.g. Cluster('local:2')), "
+                f"not {cluster!r}"
+            )
+        if cluster is not None and self.checkpoints is None:
+            raise ConfigError(f"pipeline {name!r}: a cluster needs checkpoints= (a lost worker is restored from them)")
+        self.cluster = cluster
+        self.max_recoveries = max_recoveries
+        self.recoveries = 0
+        self._wal: checkpointing.OffsetLog | None = None
         self.checkpoint_every_s = parse_duration(checkpoint_every, what="checkpoint_every") / 1000
         self.checkpoint_batches = checkpoint_batches
         self.epoch = 0
@@ -199,6 +222,32 @@ class Pipeline:
         node: Stream = self.head.decode(s).validate(s)
         if pseudonymize:
             node = node.pseudonymize(list(pseudonymize))
+        if self.cluster is not None:
+            if enrich is not None:
+                raise ConfigError(f"pipeline {self.name!r}: enrich is not supported with a cluster yet")
+            if events:
+                raise ConfigError(f"pipeline {self.name!r}: events (--keep-events) is not supported with a cluster yet")
+            assert self.checkpoints is not None
+            node = self.cluster.stage(
+                node,
+                spec=spec,
+                by=keys,
+                aggs=aggs if aggs is not None else default_aggs(s),
+                time=s.time,
+                lateness=f"{lateness_ms}ms",
+                dedupe=None if s.dedupe == "none" else (s.key if s.dedupe == "key" else ""),
+                ttl=f"{parse_duration(ttl, what='dedupe_ttl')}ms",
+                folder=self.checkpoints.folder,
+            )
+            self.spec = pipeline_spec(
+                s,
+                spec,
+                keys,
+                aggs if aggs is not None else default_aggs(s),
+                f"{lateness_ms}ms",
+                f"{parse_duration(ttl, what='dedupe_ttl')}ms",
+            )
+            return self.output("windows", node)
         if s.dedupe != "none":  # a key field, or the whole record (key None)
             node = node.dedupe(s.key if s.dedupe == "key" else None, time=s.time, ttl=ttl)
         if enrich is not None:
@@ -348,15 +397,63 @@ class Pipeline:
         self._wire()
         if resume and self.checkpoints is not None and self.checkpoints.exists():
             self.restore()
+        elif self.cluster is not None:
+            assert self.checkpoints is not None
+            if self._offset is None:
+                self._offset = self.source.offset
+            self.checkpoint()  # a first manifest: what a worker lost before the next one restores
+        if self.cluster is None:
+            self._run(max_batches)
+            return
+        assert self.checkpoints is not None
+        self._wal = checkpointing.OffsetLog(self.checkpoints.folder / "offsets.wal")
+        while True:
+            try:
+                self._run(max_batches)
+                return
+            except WorkerLostError as exc:
+                if not self.source.replayable:  # a broker re-delivers unacknowledged messages on a new run
+                    raise WorkerLostError(
+                        f"pipeline {self.name!r}: {exc}; source {type(self.source).__name__} cannot replay within "
+                        "this run: start it again to resume from the newest checkpoint (the broker re-delivers "
+                        "what was not acknowledged)"
+                    ) from exc
+                self.recoveries += 1
+                if self.recoveries > self.max_recoveries:
+                    raise
+                log.warning(
+                    "pipeline %r: %s; restoring from the newest checkpoint and replaying (recovery %d)",
+                    self.name,
+                    exc,
+                    self.recoveries,
+                )
+                self.error = None
+                self._recover()
+
+    def _recover(self) -> None:
+        """After a lost worker: every node and sink back to the newest checkpoint, hosts reopened."""
+        for attempt in range(self.max_recoveries):
+            try:
+                self.restore()
+                return
+            except WorkerLostError as exc:
+                log.warning("pipeline %r: restore failed (%s); retrying", self.name, exc)
+                time.sleep(min(2**attempt, 10))
+        self.restore()
+
+    def _run(self, max_batches: int | None) -> None:
         self.source.start()
         t0 = time.perf_counter()
         self.started_at = self.clock.monotonic()
         done = 0
         # where the batch being processed starts (dead letters carry it); the source's before any
         self._batch_start = self._offset if self._offset is not None else self.source.offset
+        batches = self._batches()
         try:
-            for batch in self._batches():
+            for batch in batches:
                 started = time.perf_counter()
+                if self._wal is not None:  # the offsets about to be dispatched, before they are
+                    self._wal.append(self.batches + 1, self._batch_start, batch.offset)
                 self.head.emit(batch)
                 self._offset = self._batch_start = batch.offset
                 self.batches += 1
@@ -378,6 +475,9 @@ class Pipeline:
             self.error = exc
             raise
         finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()  # read-ahead threads stop before a recovery seeks the source
             self.seconds += time.perf_counter() - t0
 
     def _batches(self) -> Iterator[Any]:

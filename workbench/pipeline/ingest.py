@@ -52,6 +52,7 @@ def ingest(
     alerts_schema: str = "workbench_alerts",
     keep_events: bool = False,
     fresh: bool = False,
+    cluster: Any = None,
 ) -> dict[str, Any]:
     """Run ``url`` into ``out`` (and PostgreSQL) until it ends, ``seconds`` pass or ``stop`` is set.
 
@@ -90,6 +91,8 @@ def ingest(
     metrics_port, metrics_addr
         Serve the pipeline's Prometheus metrics at ``http://metrics_addr:metrics_port/metrics``
         while it runs (see :mod:`workbench.pipeline.metrics`).
+    cluster
+        A :class:`workbench.cluster.Cluster`: dedupe and windows run on its workers (docs/scale-out.md).
 
     Returns
     -------
@@ -112,6 +115,7 @@ def ingest(
         name=f"ingest:{out.resolve()}",
         checkpoints=CheckpointStore(out / "checkpoint"),
         checkpoint_every=checkpoint_every,
+        cluster=cluster,
     )
     pipe.standard(s, spec or Tumbling("10s"), by=by, lateness=lateness, events=keep_events)
     store = None
@@ -150,4 +154,5 @@ def ingest(
         "seconds": round(time.perf_counter() - t0, 3),
         "source": source.health(),
         **({"alerts": pipe.outputs["alerts"].metrics.rows_out} if rules is not None else {}),
+        **({"recoveries": pipe.recoveries} if cluster is not None else {}),
     }

@@ -67,6 +67,7 @@ def replay(
     progress: Callable[[int], None] | None = None,
     fresh: bool = False,
     rules: str | Path | None = None,
+    cluster: Any = None,
 ) -> dict[str, Any]:
     """Replay ``path`` into ``out``; resume when ``out`` holds a checkpoint.
 
@@ -98,6 +99,9 @@ def replay(
         Start over: remove the checkpoint and the outputs ``out`` holds.
     rules
         An alert rules file evaluated on the windows: output ``alerts``.
+    cluster
+        A :class:`workbench.cluster.Cluster`: dedupe and windows run on its workers,
+        sharded by key group (same outputs; see docs/scale-out.md).
 
     Returns
     -------
@@ -120,6 +124,7 @@ def replay(
         checkpoints=CheckpointStore(out / "checkpoint"),
         checkpoint_every=checkpoint_every,
         checkpoint_batches=checkpoint_batches,
+        cluster=cluster,
     )
     pipe.standard(s, spec or Tumbling("10s"), by=by, aggs=aggs, lateness=lateness)
     if rules is not None:
@@ -142,6 +147,12 @@ def replay(
         "batches": pipe.batches,
         "offset": pipe.offset,
     }
+    if cluster is not None:
+        summary["cluster"] = {
+            "address": cluster.address,
+            "key_groups": cluster.key_groups,
+            "recoveries": pipe.recoveries,
+        }
     if rules is not None:
         summary["alerts"] = pipe.outputs["alerts"].metrics.rows_out
     summary["events_per_s"] = round(summary["ingested"] / summary["seconds"]) if summary["seconds"] else None

@@ -48,7 +48,7 @@ import polars as pl
 
 from workbench.errors import CheckpointError
 
-__all__ = ["decode", "encode"]
+__all__ = ["decode", "encode", "pack", "unpack"]
 
 Sections = list[tuple[str, bytes]]
 
@@ -200,3 +200,38 @@ def _hashable(x: Any) -> Any:
 def decode(doc: Any, sections: Sections, *, trusted: bool) -> Any:
     """The tree :func:`encode` made; pickle sections only when ``trusted`` (authenticated)."""
     return _Decoder(sections, trusted).dec(doc)
+
+
+def pack(tree: Any) -> bytes:
+    """One byte string of a state tree: a JSON index, then the sections (see :func:`unpack`).
+
+    Examples
+    --------
+    >>> unpack(pack({"n": 1, "f": pl.DataFrame({"k": [1]})}), trusted=False)["f"]["k"].to_list()
+    [1]
+    """
+    import json
+    import struct
+
+    doc, sections = encode(tree)
+    index = json.dumps({"state": doc, "sections": [[kind, len(data)] for kind, data in sections]}).encode()
+    return b"".join([struct.pack(">Q", len(index)), index, *(data for _, data in sections)])
+
+
+def unpack(data: bytes, *, trusted: bool) -> Any:
+    """The tree :func:`pack` made; ``trusted`` only for bytes checked against an authenticated checksum."""
+    import json
+    import struct
+
+    try:
+        (n,) = struct.unpack(">Q", data[:8])
+        index = json.loads(data[8 : 8 + n])
+    except (struct.error, ValueError) as exc:
+        raise CheckpointError(f"state bytes: not a packed state tree ({exc})") from exc
+    pos, sections = 8 + n, []
+    for kind, size in index["sections"]:
+        sections.append((kind, data[pos : pos + size]))
+        pos += size
+    if pos != len(data):
+        raise CheckpointError(f"state bytes: length {len(data)} does not match the index ({pos})")
+    return decode(index["state"], sections, trusted=trusted)

@@ -1,0 +1,438 @@
+"""Scale-out on Dask: key groups, equality with one process, and surviving a SIGKILLed worker.
+
+One ``LocalCluster`` of three worker processes serves the module (start-up is slow on
+two cores); runs on 1, 2 or 3 workers use its first N (``Cluster.limited``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from workbench.cluster.keygroups import assign, key_group, key_groups
+from workbench.operators.windows import Session, Sliding, Tumbling
+from workbench.pipeline.replay import replay
+
+from conftest import cli, line, metric
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from workbench.cluster import Cluster
+
+    c = Cluster("local:3", timeout=60)
+    yield c
+    c.close()
+
+
+def _events(rng: random.Random, n: int) -> bytes:
+    """``n`` events on a few hosts: in order, with exact duplicates, broken lines and late ones."""
+    hosts = [f"h{k}" for k in range(rng.randint(1, 7))]
+    out, t = [], 0.0
+    for i in range(n):
+        t += rng.choice([0.0, 0.3, 1.0, 2.5])
+        seconds = t - rng.uniform(6, 30) if rng.random() < 0.05 else t  # some beyond the 5 s lateness
+        rec = line(metric(i, host=rng.choice(hosts), seconds=seconds))
+        out.append(rec)
+        if rng.random() < 0.05:
+            out.append(rec)  # an exact duplicate
+        if rng.random() < 0.03:
+            out.append(b'{"event_id": "broken", "ts": \n')
+        if rng.random() < 0.02:
+            out.append(line(metric(i, host=rng.choice(hosts), seconds=t, cpu="hot")))  # invalid type
+    return b"".join(out)
+
+
+def _read(out: Path, output: str) -> pl.DataFrame:
+    files = sorted((out / output).glob("*.parquet"))
+    frame = pl.read_parquet(files) if files else pl.DataFrame()
+    return frame.drop("ingested_at") if "ingested_at" in frame.columns else frame
+
+
+OUTPUTS = ("windows", "dead_letter", "late")
+COUNTS = ("ingested", "valid", "dead_lettered", "duplicates", "late", "windows")
+
+
+def _same(a: Path, b: Path) -> None:
+    for output in OUTPUTS:
+        left, right = _read(a, output), _read(b, output)
+        assert left.equals(right), f"{output} differ:\n{left}\n{right}"
+
+
+# -- key groups ------------------------------------------------------------------------------------------
+def test_key_group_is_xxh3_and_the_same_in_another_process():
+    import xxhash
+
+    keys = ["web-1", "db-7", "ünïcode", ""]
+    here = [key_group(k.encode(), 128) for k in keys]
+    assert here == [xxhash.xxh3_64_intdigest(k.encode()) % 128 for k in keys]
+    code = f"from workbench.cluster.keygroups import key_group; print([key_group(k.encode(), 128) for k in {keys!r}])"
+    there = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "123"}
+    )
+    assert json.loads(there.stdout) == here
+    frame = pl.DataFrame({"host": keys + ["web-1", None]})
+    assert key_groups(frame, ["host"], 128).to_list()[:5] == [*here, here[0]]
+
+
+@given(st.integers(1, 300), st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=40, unique=True))
+def test_assignment_covers_every_key_group_once_whatever_the_worker_order(groups, workers):
+    plan = assign(groups, workers)
+    owned = sorted(kg for kgs in plan.values() for kg in kgs)
+    assert owned == list(range(groups))
+    assert plan == assign(groups, list(reversed(workers)))
+    sizes = [len(kgs) for kgs in plan.values()]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_without_a_cluster_dask_is_not_imported(tmp_path):
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(b"".join(line(metric(i, host=f"h{i % 3}")) for i in range(50)))
+    code = (
+        "import sys, workbench.cli\n"
+        "from workbench.pipeline.replay import replay\n"
+        f"replay({str(events)!r}, {str(tmp_path / 'out')!r})\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'xxhash')))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
+def test_a_bad_cluster_address_is_one_line_naming_it(tmp_path):
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(line(metric(1)))
+    run = cli("replay", events, "--out", tmp_path / "out", "--cluster", "lokal:2")
+    assert run.returncode == 2
+    assert run.stderr.strip() == "workbench: error: --cluster: use local:N or tcp://HOST:PORT, not 'lokal:2'"
+
+
+# -- equality -------------------------------------------------------------------------------------------
+SPECS = [Tumbling("10s"), Sliding("20s", "10s"), Session("4s")]
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 300),
+    workers=st.integers(1, 3),
+    max_rows=st.integers(1, 80),
+    every=st.integers(1, 6),
+    spec=st.sampled_from(SPECS),
+)
+def test_cluster_output_equals_one_process(cluster, tmp_path_factory, seed, n, workers, max_rows, every, spec):
+    tmp = tmp_path_factory.mktemp("eq")
+    events = tmp / "events.jsonl"
+    events.write_bytes(_events(random.Random(seed), n))
+    one = replay(events, tmp / "one", spec=spec, max_rows=max_rows, checkpoint_batches=every)
+    many = replay(
+        events, tmp / "many", spec=spec, max_rows=max_rows, checkpoint_batches=every, cluster=cluster.limited(workers)
+    )
+    assert {k: many[k] for k in COUNTS} == {k: one[k] for k in COUNTS}
+    _same(tmp / "one", tmp / "many")
+    assert many["cluster"]["recoveries"] == 0
+
+
+def test_duplicates_and_model_scores_equal_one_process_with_the_python_api(cluster, tmp_path):
+    from workbench.pipeline import Pipeline
+    from workbench.sources.files import FileSource
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(_events(random.Random(7), 1500))
+
+    def run(name: str, c):
+        pipe = Pipeline(
+            FileSource(events, max_rows=97),
+            name=name,
+            checkpoints=str(tmp_path / name),
+            checkpoint_batches=4,
+            cluster=c,
+        )
+        windows = pipe.standard("server_metrics", Tumbling("10s"), lateness="5s")
+        scores = windows.score("robust_z", features=["cpu_mean", "count"], by="host", params={"warm_up": 5})
+        got = {k: pipe.collect(k) for k in ("windows", "duplicates", "late", "dead_letter")}
+        got["scores"] = pipe.collect(scores)
+        pipe.run()
+        pipe.close()
+        pipe.check_invariant()
+        return {k: pl.concat(v, how="vertical_relaxed") if v else None for k, v in got.items()}, pipe.counts()
+
+    one, one_counts = run("one", None)
+    many, many_counts = run("many", cluster.limited(2))
+    assert many_counts == one_counts and one_counts["duplicates"] > 0 and one_counts["late"] > 0
+    for k in ("windows", "duplicates", "late", "scores"):
+        assert many[k].equals(one[k]), k
+    assert many["dead_letter"].drop("ingested_at").equals(one["dead_letter"].drop("ingested_at"))
+    assert one["scores"].height == one["windows"].height
+
+
+def test_a_checkpoint_records_key_groups_assignment_and_checksums(cluster, tmp_path):
+    from workbench.storage.checkpoints import CheckpointStore
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(_events(random.Random(3), 400))
+    replay(events, tmp_path / "out", max_rows=50, checkpoint_batches=2, cluster=cluster.limited(2))
+    state = CheckpointStore(tmp_path / "out" / "checkpoint").load()
+    assert state is not None
+    shards = state["nodes"]["shards"]
+    assert shards["key_groups"] == 128 and len(shards["locations"]) == 128
+    assert sorted(kg for lo, hi in shards["assignment"].values() for kg in range(lo, hi)) == list(range(128))
+    assert {len(loc["sha256"]) for loc in shards["locations"].values()} == {64}
+    assert state["source"]["offset"] == events.stat().st_size
+
+
+def test_resuming_with_other_key_groups_is_refused(cluster, tmp_path):
+    from workbench.cluster import Cluster
+    from workbench.errors import CheckpointError
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(_events(random.Random(4), 300))
+    replay(events, tmp_path / "out", max_rows=40, max_batches=3, cluster=cluster.limited(1))
+    other = cluster.limited(1)
+    other.key_groups = 64
+    assert isinstance(other, Cluster)
+    with pytest.raises(
+        CheckpointError, match="128 key groups, this cluster 64; the number of key groups cannot change"
+    ):
+        replay(events, tmp_path / "out", max_rows=40, cluster=other)
+
+
+# -- failures --------------------------------------------------------------------------------------------
+def _kill_a_worker(c) -> int:
+    """SIGKILL the process of one of the workers ``c`` uses (its nanny starts a new one)."""
+    pids = c.worker_pids()
+    victim = pids[c.workers()[-1]]
+    os.kill(victim, signal.SIGKILL)
+    return victim
+
+
+def test_a_worker_killed_mid_run_is_survived_with_identical_output(cluster, tmp_path):
+    """The default run's real fault test: SIGKILL a worker process while epochs are dispatched."""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(_events(random.Random(11), 2000))
+    one = replay(events, tmp_path / "one", max_rows=100, checkpoint_batches=3)
+    c = cluster.limited(2)
+    batches, killed = [0], []
+
+    def progress(_offset: int) -> None:
+        batches[0] += 1
+        if batches[0] == 8 and not killed:  # after two checkpoints, before epoch 8 is dispatched
+            killed.append(_kill_a_worker(c))
+
+    many = replay(events, tmp_path / "many", max_rows=100, checkpoint_batches=3, cluster=c, progress=progress)
+    assert killed and many["cluster"]["recoveries"] >= 1
+    assert {k: many[k] for k in COUNTS} == {k: one[k] for k in COUNTS}
+    _same(tmp_path / "one", tmp_path / "many")
+    windows = _read(tmp_path / "many", "windows")
+    assert windows.select("host", "window_start").is_duplicated().sum() == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["snapshot", "after_manifest", "sink_write"])
+def test_a_worker_killed_at_a_checkpoint_step_is_survived(cluster, tmp_path, monkeypatch, where):
+    from workbench.cluster.stage import ShardStage
+    from workbench.sources.files import FileSource
+    from workbench.storage.lake import LakeSink
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(_events(random.Random(12), 1500))
+    one = replay(events, tmp_path / "one", max_rows=100, checkpoint_batches=3)
+    c = cluster.limited(2)
+    calls, killed = [0], []
+    # the third snapshot or ack; the first lake sink's write at the fourth checkpoint (three sinks each)
+    at = 10 if where == "sink_write" else 3
+
+    def maybe_kill() -> None:
+        calls[0] += 1
+        if calls[0] == at and not killed:
+            killed.append(_kill_a_worker(c))
+
+    if where == "snapshot":
+        snapshot = ShardStage.snapshot
+        monkeypatch.setattr(ShardStage, "snapshot", lambda self: (maybe_kill(), snapshot(self))[1])
+    elif where == "after_manifest":
+        commit = FileSource.commit
+        monkeypatch.setattr(FileSource, "commit", lambda self, offset: (maybe_kill(), commit(self, offset))[1])
+    else:
+        sink_commit = LakeSink.commit
+        monkeypatch.setattr(LakeSink, "commit", lambda self, epoch: (sink_commit(self, epoch), maybe_kill())[0])
+    many = replay(events, tmp_path / "many", max_rows=100, checkpoint_batches=3, cluster=c)
+    assert killed and many["cluster"]["recoveries"] >= 1
+    assert {k: many[k] for k in COUNTS} == {k: one[k] for k in COUNTS}
+    _same(tmp_path / "one", tmp_path / "many")
+
+
+@pytest.mark.slow
+def test_a_killed_coordinator_resumes_on_another_number_of_workers(tmp_path):
+    """SIGKILL ``workbench replay --cluster local:1`` mid-run; resume it with ``local:2``: same output."""
+    import time
+
+    import psutil
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(_events(random.Random(13), 20_000))
+    one = replay(events, tmp_path / "one", max_rows=200, checkpoint_every="0.05s", checkpoint_batches=None)
+    out = tmp_path / "many"
+    args = ["replay", events, "--out", out, "--max-rows", "200", "--checkpoint-every", "0.05s"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", *map(str, args), "--cluster", "local:1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    children: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list((out / "checkpoint").glob("checkpoint-*.wbck"))) >= 2 and any((out / "windows").glob("*")):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the replay ended before it could be killed"
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for child in children:  # the orphaned nanny and worker of the killed coordinator's LocalCluster
+            if child.is_running():
+                child.kill()
+    resumed = cli(*args, "--cluster", "local:2")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert {k: summary[k] for k in COUNTS} == {k: one[k] for k in COUNTS}
+    _same(tmp_path / "one", out)
+
+
+@pytest.mark.slow
+def test_with_a_source_that_cannot_replay_a_lost_worker_ends_the_run_and_the_next_resumes(cluster, tmp_path):
+    """A broker-like source (not replayable in-run): the run stops on the lost worker; a new run resumes."""
+    from workbench.errors import WorkerLostError
+    from workbench.pipeline import Pipeline
+    from workbench.sources.files import FileSource
+    from workbench.storage.lake import Lake
+
+    class Live(FileSource):
+        replayable = False
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(_events(random.Random(14), 1500))
+    one = replay(events, tmp_path / "one", max_rows=100, checkpoint_batches=3)
+    c = cluster.limited(2)
+    out = tmp_path / "many"
+
+    def run(kill_at: int | None):
+        source = Live(events, max_rows=100)
+        pipe = Pipeline(
+            source, name=f"live:{out}", checkpoints=str(out / "checkpoint"), checkpoint_batches=3, cluster=c
+        )
+        pipe.standard("server_metrics", Tumbling("10s"), lateness="5s")
+        pipe.to_lake(Lake(out, partition=False))
+        seen = [0]
+
+        def count(_batch) -> None:
+            seen[0] += 1
+            if seen[0] == kill_at:
+                _kill_a_worker(c)
+
+        pipe.subscribe_raw(count)
+        try:
+            pipe.run()
+        finally:
+            pipe.close()
+        return pipe
+
+    with pytest.raises(WorkerLostError, match="cannot replay within this run: start it again"):
+        run(kill_at=8)
+    again = run(kill_at=None)
+    assert {k: again.counts()[k] for k in COUNTS if k != "windows"} == {k: one[k] for k in COUNTS if k != "windows"}
+    _same(tmp_path / "one", out)
+
+
+PG = "postgresql://root@127.0.0.1:5432/test"
+ALERT_RULES = """\
+evaluation_interval: 10s
+rules:
+  - {name: cpu_high, kind: threshold, metric: cpu_mean, op: ">", value: 60, for: 20s, severity: critical}
+"""
+
+
+@pytest.mark.slow
+def test_workbench_run_on_a_cluster_survives_a_killed_worker_with_the_same_postgres_rows_and_alerts(tmp_path):
+    """``workbench run --cluster local:2 --postgres … --rules …``, a worker SIGKILLed mid-run: same rows, no repeats."""
+    import time
+    import uuid
+
+    import psutil
+
+    psycopg = pytest.importorskip("psycopg")
+    events = tmp_path / "events.jsonl"
+    with events.open("wb") as f:
+        for i in range(20_000):
+            host = f"web-{i % 5}"
+            cpu = 90.0 if host == "web-1" and 5000 < i < 12_000 else 30.0 + i % 7
+            f.write(line(metric(i, host=host, seconds=i / 5, cpu=cpu)))
+    (tmp_path / "rules.yaml").write_text(ALERT_RULES)
+    suffix = uuid.uuid4().hex[:10]
+    schemas = {"one": f"wb_cluster_one_{suffix}", "many": f"wb_cluster_many_{suffix}"}
+
+    def args(kind: str) -> list[str]:
+        return [sys.executable, "-m", "workbench.cli", "run", "--source", str(events)] + [
+            "--out", str(tmp_path / kind), "--postgres", PG, "--pg-schema", schemas[kind],
+            "--rules", str(tmp_path / "rules.yaml"), "--alerts-schema", f"{schemas[kind]}_alerts",
+            "--max-rows", "100", "--checkpoint-every", "0.05s",
+        ]  # fmt: skip
+
+    with psycopg.connect(PG, autocommit=True) as con:
+        for s in schemas.values():
+            con.execute(f"CREATE SCHEMA {s}")
+    try:
+        one = subprocess.run(args("one"), capture_output=True, text=True, timeout=300)
+        assert one.returncode == 0, one.stderr
+        proc = subprocess.Popen(args("many") + ["--cluster", "local:2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        killed = None
+        deadline = time.monotonic() + 240
+        while killed is None and proc.poll() is None and time.monotonic() < deadline:
+            if len(list((tmp_path / "many" / "checkpoint").glob("checkpoint-*.wbck"))) >= 2:
+                workers = [
+                    p
+                    for p in psutil.Process(proc.pid).children(recursive=True)
+                    if "spawn_main" in " ".join(p.cmdline())
+                ]
+                if len(workers) >= 2:
+                    killed = workers[-1].pid
+                    os.kill(killed, signal.SIGKILL)
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert killed is not None, "the run ended before a worker could be killed"
+        many, single = json.loads(out), json.loads(one.stdout)
+        assert many["recoveries"] >= 1
+        for k in ("ingested", "valid", "dead_lettered", "duplicates", "late", "windows", "alerts"):
+            assert many[k] == single[k], k
+        with psycopg.connect(PG, autocommit=True) as con:
+            rows = {
+                kind: con.execute(f"SELECT * FROM {s}.windows ORDER BY host, window_start").fetchall()
+                for kind, s in schemas.items()
+            }
+            repeats = con.execute(
+                f"SELECT count(*) FROM (SELECT host, window_start FROM {schemas['many']}.windows "
+                "GROUP BY 1, 2 HAVING count(*) > 1) d"
+            ).fetchone()
+        assert rows["many"] == rows["one"] and len(rows["one"]) == single["windows"]
+        assert repeats == (0,)
+    finally:
+        with psycopg.connect(PG, autocommit=True) as con:
+            for s in schemas.values():
+                con.execute(f"DROP SCHEMA IF EXISTS {s} CASCADE")
+                con.execute(f"DROP SCHEMA IF EXISTS {s}_alerts CASCADE")
