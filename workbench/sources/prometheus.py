@@ -24,6 +24,7 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import polars as pl
@@ -61,9 +62,10 @@ def parse_exposition(body: bytes, *, instance: str, ts_ms: int, match: str | Non
         .then(pl.concat_str(pl.col("metric"), pl.lit("{"), pl.col("labels"), pl.lit("}")))
         .otherwise(pl.col("metric"))
     )
+    sid = pl.concat_str(pl.lit(instance + "|"), pl.col("metric"), pl.lit("{"), pl.col("labels").fill_null(""),
+                        pl.lit("}"))  # fmt: skip
     return out.select(
-        pl.concat_str(pl.lit(instance + "|"), pl.col("metric"), pl.lit("{"), pl.col("labels").fill_null(""),
-                      pl.lit("}|"), ts.cast(pl.String)).alias("event_id"),
+        pl.concat_str(_short(out.select(sid.alias("sid"))["sid"]), pl.lit("|"), ts.cast(pl.String)).alias("event_id"),
         ts.alias("ts"),
         pl.lit(instance).alias("instance"),
         pl.col("metric"),
@@ -74,6 +76,19 @@ def parse_exposition(body: bytes, *, instance: str, ts_ms: int, match: str | Non
             "counter"
         ),
     )  # fmt: skip
+
+
+def _short(sid: pl.Series) -> pl.Series:
+    """Series ids as they are, but one longer than 96 characters as a digest (event ids stay within 128).
+
+    >>> _short(pl.Series(["h:9|up{}", "h:9|x{" + "a" * 100 + "}"])).str.len_chars().to_list()
+    [8, 24]
+    """
+    long = sid.filter(sid.str.len_chars() > 96).unique()
+    if long.is_empty():
+        return sid
+    digests = {v: hashlib.blake2b(v.encode(), digest_size=12).hexdigest() for v in long.to_list()}
+    return sid.replace(digests)
 
 
 class PrometheusSource(PollingSource):
