@@ -184,7 +184,9 @@ def _shot(page, element, path: str | None = None) -> bytes:
     if not box or not view:
         return b""
     top, bottom = max(box["y"], 0), min(box["y"] + box["height"], view["height"])  # the part on screen
-    clip = {"x": box["x"], "y": top, "width": box["width"], "height": max(bottom - top, 1)}
+    if bottom - top < 10 or box["width"] < 10:
+        return element.screenshot(path=path, timeout=20_000)
+    clip = {"x": box["x"], "y": top, "width": box["width"], "height": bottom - top}
     return page.screenshot(clip=clip, path=path)
 
 
