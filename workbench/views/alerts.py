@@ -344,7 +344,8 @@ class Silences(_AlertView):
             }
             for s in self.manager.silences()
         ]
-        schema = {"id": pl.String, "state": pl.String, "matchers": pl.String, "starts": pl.Datetime("ms", "UTC")}
+        schema: dict[str, Any] = {"id": pl.String, "state": pl.String, "matchers": pl.String}
+        schema["starts"] = pl.Datetime("ms", "UTC")
         schema |= {"ends": pl.Datetime("ms", "UTC"), "created_by": pl.String, "comment": pl.String}
         self.shown = pl.DataFrame(rows, schema=schema).sort(["state", "ends"], descending=[False, True])
         self.table.value = _pandas(self.shown)
