@@ -50,6 +50,18 @@ __all__ = [
 #: Colours of the timeline's states.
 STATE_COLOURS = {"pending": "#e6a23c", "firing": "#d9534f", "silenced": "#8e6fc1", "resolved": "#9aa5b1"}
 _EXPIRIES = ["15m", "1h", "4h", "12h", "1d", "7d"]
+_ALERT_COLUMNS = [
+    "state",
+    "severity",
+    "fingerprint",
+    "summary",
+    "age_s",
+    "acknowledged_by",
+    "ack_note",
+    "muted",
+    "labels",
+]
+_SILENCE_COLUMNS = ["id", "state", "matchers", "starts", "ends", "created_by", "comment"]
 
 
 def user_name(fallback: str = "") -> str:
@@ -161,7 +173,7 @@ class AlertsTable(_AlertView):
         super().__init__(feed, manager, **params)
         self.on_select = on_select
         self.table = pn.widgets.Tabulator(
-            None,
+            _pandas(pl.DataFrame(schema=dict.fromkeys(_ALERT_COLUMNS, pl.String))),  # columns from the start
             disabled=True,
             show_index=False,
             sizing_mode="stretch_width",
@@ -280,7 +292,7 @@ class Silences(_AlertView):
     def __init__(self, feed: Feed, manager: AlertManager | None = None, **params: Any) -> None:
         super().__init__(feed, manager, **params)
         self.table = pn.widgets.Tabulator(
-            None,
+            _pandas(pl.DataFrame(schema=dict.fromkeys(_SILENCE_COLUMNS, pl.String))),  # columns from the start
             disabled=True,
             show_index=False,
             sizing_mode="stretch_width",
