@@ -61,7 +61,15 @@ _ALERT_COLUMNS = [
     "muted",
     "labels",
 ]
-_SILENCE_COLUMNS = ["id", "state", "matchers", "starts", "ends", "created_by", "comment"]
+_SILENCE_SCHEMA: dict[str, Any] = {
+    "id": pl.String,
+    "state": pl.String,
+    "matchers": pl.String,
+    "starts": pl.Datetime("ms", "UTC"),
+    "ends": pl.Datetime("ms", "UTC"),
+    "created_by": pl.String,
+    "comment": pl.String,
+}
 
 
 def user_name(fallback: str = "") -> str:
@@ -292,7 +300,7 @@ class Silences(_AlertView):
     def __init__(self, feed: Feed, manager: AlertManager | None = None, **params: Any) -> None:
         super().__init__(feed, manager, **params)
         self.table = pn.widgets.Tabulator(
-            _pandas(pl.DataFrame(schema=dict.fromkeys(_SILENCE_COLUMNS, pl.String))),  # columns from the start
+            _pandas(pl.DataFrame(schema=_SILENCE_SCHEMA)),  # columns from the start
             disabled=True,
             show_index=False,
             sizing_mode="stretch_width",
@@ -356,10 +364,7 @@ class Silences(_AlertView):
             }
             for s in self.manager.silences()
         ]
-        schema: dict[str, Any] = {"id": pl.String, "state": pl.String, "matchers": pl.String}
-        schema["starts"] = pl.Datetime("ms", "UTC")
-        schema |= {"ends": pl.Datetime("ms", "UTC"), "created_by": pl.String, "comment": pl.String}
-        self.shown = pl.DataFrame(rows, schema=schema).sort(["state", "ends"], descending=[False, True])
+        self.shown = pl.DataFrame(rows, schema=_SILENCE_SCHEMA).sort(["state", "ends"], descending=[False, True])
         self.table.value = _pandas(self.shown)
 
 
