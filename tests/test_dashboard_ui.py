@@ -275,6 +275,8 @@ def test_range_drill_down_silence_and_acknowledge(dashboard):
         assert _wait(page, lambda: "on it, disk cleanup" in acked_row.inner_text(), 20), acked_row.inner_text()
         assert "anonymous" in acked_row.inner_text()
         page.wait_for_timeout(6_000)  # another group interval: still no word of the silenced alert
+        page.locator("text=Active alerts").first.evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(1_000)
         page.screenshot(path=str(ARTIFACTS / "dashboard-alerts.png"))
         context.close()
         browser.close()

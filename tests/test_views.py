@@ -198,3 +198,34 @@ def test_sweep_frees_sessions_whose_connections_all_died():
     assert sweep([ghost, live, mixed]) == 1
     assert not ghost._subscribed_connections  # Bokeh's cleanup can now discard it
     assert len(live._subscribed_connections) == 1 and len(mixed._subscribed_connections) == 2
+
+
+def test_top_n_keeps_an_incident_within_the_range_after_it_ends():
+    """The quietest host spikes for 30 s early on: it stays in the top N while the spike is in the range."""
+    from datetime import timedelta
+
+    from workbench.feeds.feed import Feed
+
+    base = server_metrics_frame(3000, hosts=6)  # 5 minutes, h0 runs hot throughout
+    quiet = base.group_by("host").agg(pl.col("cpu").mean()).sort("cpu")["host"][0]
+    start = base["ts"].min()
+    spike = (pl.col("host") == quiet) & pl.col("ts").is_between(
+        start + timedelta(seconds=30), start + timedelta(seconds=60), closed="left"
+    )
+    frame = base.with_columns(pl.when(spike).then(99.0).otherwise(pl.col("cpu")).alias("cpu"))
+    pipe = Pipeline(FrameSource([frame.slice(i, 500) for i in range(0, 3000, 500)]), name="views-top-recent")
+    pipe.standard("server_metrics", Tumbling("10s"), lateness="0s")
+    feed = Feed(pipe)
+    pipe.run()
+    newest = feed.newest
+    assert quiet not in feed.top("cpu_mean", 2)  # the latest window alone forgets the incident …
+    assert quiet in feed.top_recent("cpu_mean", 2, newest - timedelta(minutes=5), newest)  # … the range keeps it
+    assert quiet not in feed.top_recent("cpu_mean", 2, newest - timedelta(seconds=60), newest)  # until it leaves
+
+
+def test_units_and_labels_come_from_the_schema(fed):
+    _, feed = fed
+    assert feed.column("cpu_mean").title() == "cpu_mean [%]"
+    assert feed.column("latency_p99").unit == "ms" and feed.column("error_rate").unit == "ratio"
+    assert feed.column("rate_mean", "node_network_receive_bytes_total").unit == "B/s"
+    assert feed.default_metric() == "cpu_mean"

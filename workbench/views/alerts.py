@@ -53,6 +53,26 @@ __all__ = [
 #: Colours of the timeline's states.
 STATE_COLOURS = {"pending": "#e6a23c", "firing": "#d9534f", "silenced": "#8e6fc1", "resolved": "#9aa5b1"}
 _EXPIRIES = ["15m", "1h", "4h", "12h", "1d", "7d"]
+_ALERT_COLUMNS = [
+    "state",
+    "severity",
+    "fingerprint",
+    "summary",
+    "age_s",
+    "acknowledged_by",
+    "ack_note",
+    "muted",
+    "labels",
+]
+_SILENCE_SCHEMA: dict[str, Any] = {
+    "id": pl.String,
+    "state": pl.String,
+    "matchers": pl.String,
+    "starts": pl.Datetime("ms", "UTC"),
+    "ends": pl.Datetime("ms", "UTC"),
+    "created_by": pl.String,
+    "comment": pl.String,
+}
 
 
 def user_name(fallback: str = "") -> str:
@@ -173,7 +193,7 @@ class AlertsTable(_AlertView):
         if guard is not None:
             self.user = guard.name
         self.table = pn.widgets.Tabulator(
-            None,
+            _pandas(pl.DataFrame(schema=dict.fromkeys(_ALERT_COLUMNS, pl.String))),  # columns from the start
             disabled=True,
             show_index=False,
             sizing_mode="stretch_width",
@@ -327,7 +347,7 @@ class Silences(_AlertView):
         if guard is not None:
             self.user = guard.name
         self.table = pn.widgets.Tabulator(
-            None,
+            _pandas(pl.DataFrame(schema=_SILENCE_SCHEMA)),  # columns from the start
             disabled=True,
             show_index=False,
             sizing_mode="stretch_width",
@@ -410,9 +430,7 @@ class Silences(_AlertView):
             }
             for s in self.manager.silences()
         ]
-        schema = {"id": pl.String, "state": pl.String, "matchers": pl.String, "starts": pl.Datetime("ms", "UTC")}
-        schema |= {"ends": pl.Datetime("ms", "UTC"), "created_by": pl.String, "comment": pl.String}
-        self.shown = pl.DataFrame(rows, schema=schema).sort(["state", "ends"], descending=[False, True])
+        self.shown = pl.DataFrame(rows, schema=_SILENCE_SCHEMA).sort(["state", "ends"], descending=[False, True])
         self.table.value = _pandas(self.shown)
 
 

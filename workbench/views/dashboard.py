@@ -100,7 +100,7 @@ class Dashboard(LiveView):
         with param.parameterized.discard_events(self.series):
             self.series.entities = [entity]
         self.timerange.pause_at(at)  # rebuilds the series (its watcher), with the time marked
-        self.drilled.show(entity, at)
+        self.drilled.focus_on(entity, at)
         self._show_range()
 
     def _alert_chosen(self, alert: dict[str, Any]) -> None:

@@ -66,7 +66,7 @@ class DrillDown(pn.viewable.Viewer):
             parts += [self.events_title, self.events]
         return pn.Column(*parts, sizing_mode="stretch_width")
 
-    def show(self, entity: str, at: datetime) -> None:
+    def focus_on(self, entity: str, at: datetime) -> None:
         """Show ``entity`` around ``at``."""
         self.entity, self.at = entity, at
         self.rows.visible = True
@@ -90,8 +90,16 @@ class DrillDown(pn.viewable.Viewer):
         )
         if rows.height:
             frame = _pandas(rows.drop("window_end", strict=False), zone)
+            units = {c: self.feed.column(c).unit for c in frame.columns}
+            self.rows.param.update(
+                titles={c: f"{c} [{u}]" for c, u in units.items() if u},
+                formatters={
+                    c: {"type": "money", "precision": 3 if units[c] == "ratio" else 1, "symbol": ""}
+                    for c in frame.columns
+                    if frame[c].dtype.kind == "f"
+                },
+            )
             self.rows.value = frame
-            self.rows.titles = {c: self.feed.column(c).title() for c in frame.columns if self.feed.column(c).unit}
             hit = rows.with_row_index("__i").filter(pl.col("window_start") <= self.at)
             self.rows.selection = [int(hit["__i"][-1])] if hit.height else []
         else:

@@ -180,7 +180,6 @@ class EntityHeatmap(LiveView):
             line_color=None,
             fill_color={"field": "value", "transform": self.mapper},
             selection_line_color="#00bcd4",
-            selection_line_width=2,
             nonselection_fill_alpha=0.85,
         )
         fig.xaxis.formatter = _CLOCK
@@ -210,7 +209,7 @@ class EntityHeatmap(LiveView):
         data = self.source.data
         if i >= len(data["y"]):
             return
-        entity = self._entities.get(data["y"][i], data["y"][i])
+        entity = str(self._entities.get(data["y"][i], data["y"][i]))
         at = datetime.fromtimestamp(float(data["t"][i]) / 1000, UTC)
         self.picked = (entity, at)
         if self.on_pick is not None:

@@ -23,6 +23,7 @@ Examples
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
@@ -72,7 +73,7 @@ class TimeRange(param.Parameterized):
         return float(SPANS.get(self.span) or 900)
 
     def _custom(self) -> tuple[datetime, datetime]:
-        a, b = self.custom
+        a, b = cast(tuple[datetime, datetime], self.custom)
         return self._aware(a), self._aware(b)
 
     def _aware(self, t: datetime) -> datetime:
