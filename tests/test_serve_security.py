@@ -376,7 +376,7 @@ def test_a_viewer_cannot_acknowledge_an_operator_can_and_both_are_audited(server
             page = browser.new_page()
             _browser_login(page, server, "opal")
             _acknowledge_first(page)
-            done = until(lambda: [r for r in audit.read() if r["action"] == "acknowledge" and r["who"] == "opal"], 30)
+            done = until(lambda: [r for r in audit.read() if r["action"] == "acknowledge" and r["who"] == "opal"], 120)
             assert done and done[-1]["outcome"] == "ok" and done[-1]["what"].startswith("always/")
             assert done[-1]["before"]["acknowledged_by"] is None and done[-1]["after"]["acknowledged_by"] == "opal"
             assert done[-1]["role"] == "operator"
