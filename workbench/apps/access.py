@@ -43,6 +43,7 @@ __all__ = [
     "LoginHandler",
     "LogoutHandler",
     "Policy",
+    "allowed_host",
     "audit_log",
     "get_user",
     "install",
@@ -287,14 +288,27 @@ def _transform(tls: bool) -> type[OutputTransform]:
     return SecurityHeaders
 
 
+def allowed_host(host: str, hosts: set[str] | frozenset[str]) -> bool:
+    """Whether ``host`` (a Host header or an Origin's netloc) is one of ``hosts`` exactly; no port: 80 or 443.
+
+    >>> ok = {"localhost:5006", "monitor.example.org:443"}
+    >>> [allowed_host(h, ok) for h in ("localhost:5006", "monitor.example.org", "localhost:5006.evil.test")]
+    [True, True, False]
+    """
+    host = host.lower()
+    if host in hosts:
+        return True
+    return ":" not in host.rsplit("]", 1)[-1] and (f"{host}:443" in hosts or f"{host}:80" in hosts)
+
+
 def _guarded(app: Any, find: Any, p: Policy) -> Any:
     limits = _limits()
-    hosts = {h.lower() for h in p.hosts}
+    hosts = frozenset(h.lower() for h in p.hosts)
     probes = ("/workbench/health", "/metrics")
 
     def find_handler(request: Any, **kwargs: Any) -> Any:
         host = (request.host or "").lower()
-        if hosts and host not in hosts:
+        if hosts and not allowed_host(host, hosts):
             log.warning("refused Host %r from %s", request.host, request.remote_ip)
             return app.get_handler_delegate(request, _Refuse, {"status": 400, "message": "Host not allowed"})
         path = request.path.rstrip("/") or "/"
@@ -302,7 +316,7 @@ def _guarded(app: Any, find: Any, p: Policy) -> Any:
             from urllib.parse import urlsplit
 
             origin = request.headers.get("Origin", "")
-            if not origin or (hosts and urlsplit(origin).netloc.lower() not in hosts):
+            if not origin or (hosts and not allowed_host(urlsplit(origin).netloc, hosts)):
                 log.warning("refused websocket Origin %r from %s", origin, request.remote_ip)
                 return app.get_handler_delegate(request, _Refuse, {"status": 403, "message": "Origin not allowed"})
         limiter = limits["pages"] if path in p.app_paths else limits["probes"] if path in probes else None

@@ -61,9 +61,10 @@ class Dashboard(LiveView):
             feed, timerange=tr, guard=guard
         )  # an "Alerts" tab when the pipeline has an alerts output
         self.views += list(self.alerts)
-        # an "Audit" tab for admins of a served app (the audit log is the guard's)
+        # an "Audit" tab for admins who signed in to a served app (the audit log is the guard's)
         self.audit: AuditView | None = None
-        if guard is not None and guard.audit is not None and guard.may("audit"):
+        signed_in = guard is not None and guard.user is not None and guard.user.via != "local"
+        if guard is not None and guard.audit is not None and signed_in and guard.may("audit"):
             self.audit = AuditView(feed, guard.audit)
             self.views.append(self.audit)
         for view in self.views:
