@@ -292,7 +292,7 @@ def cpu_per_value(
     unknown = [d for d in detectors if d != "river_hst" and d not in DETECTORS]
     if unknown:
         raise ConfigError(f"bench models: unknown detectors {unknown}; choose from {[*sorted(DETECTORS), 'river_hst']}")
-    cases = []
+    cases: list[dict[str, Any]] = []
     for n in streams:
         rng = np.random.default_rng(seed)
         t = np.arange(warm + rows)
