@@ -47,3 +47,28 @@ def test_cli_prints_the_table_and_writes_the_report(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "| server_metrics | cpu_saturation | host | 1/1 |" in result.stdout
     assert json.loads(out.read_text())["params"] == {"holdoff": 10}
+
+
+def test_cpu_per_value_times_the_default_detector_against_river_hst_in_one_run():
+    from workbench.bench.models import cpu_per_value, format_cpu_table
+
+    report = cpu_per_value(streams=(1, 3), warm=20, rows=5)
+    cases = {(c["detector"], c["streams"]): c for c in report["cases"]}
+    assert set(cases) == {(d, n) for d in ("context", "river_hst") for n in (1, 3)}
+    assert all(c["us_per_value"] > 0 and c["values"] == 5 * c["streams"] for c in cases.values())
+    assert cases[("river_hst", 3)]["ratio"] == 1.0
+    assert cases[("context", 3)]["ratio"] == pytest.approx(
+        cases[("context", 3)]["us_per_value"] / cases[("river_hst", 3)]["us_per_value"], rel=0.01
+    )
+    table = format_cpu_table(report)
+    assert "| context | 3 | 15 |" in table and "fleet, context: 10,000 entities × 10 metrics" in table
+
+
+def test_cli_cpu_only_prints_the_cpu_table(tmp_path):
+    out = tmp_path / "cpu.json"
+    result = cli(
+        "bench", "models", "--cpu-only", "--cpu-streams", "2", "--cpu-warm", "5", "--cpu-rows", "3", "--json", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| river_hst | 2 | 6 |" in result.stdout and "fleet, river_hst" in result.stdout
+    assert {c["detector"] for c in json.loads(out.read_text())["cpu"]["cases"]} == {"context", "river_hst"}

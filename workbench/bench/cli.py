@@ -44,6 +44,13 @@ def register(sub: Any) -> None:
     bm.add_argument("--skip-anomalies", type=int, default=30, help="anomalous rows in a row not learned (default: 30)")
     bm.add_argument("--seed", type=int, default=0)
     bm.add_argument("--json", help="also write the whole report here")
+    bm.add_argument(
+        "--cpu-streams", type=int, nargs="+", default=[1, 100], help="streams scored side by side (default: 1 100)"
+    )
+    bm.add_argument("--cpu-warm", type=int, default=100, help="rows each stream learns before timing (default: 100)")
+    bm.add_argument("--cpu-rows", type=int, default=50, help="rows per stream timed (default: 50)")
+    bm.add_argument("--cpu-detectors", nargs="+", default=["context", "river_hst"], help="default: context river_hst")
+    bm.add_argument("--cpu-only", action="store_true", help="only the CPU-per-value table, no incident simulation")
     bm.set_defaults(func=_models)
     ba = bsub.add_parser("alerts", help="rules x entities evaluated per second, beside plain polars filters")
     ba.add_argument("--rules", type=int, default=1000)
@@ -137,8 +144,16 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from workbench.bench.models import bench_models, format_table
+    from workbench.bench.models import bench_models, cpu_per_value, format_cpu_table, format_table
 
+    cpu = cpu_per_value(
+        detectors=tuple(args.cpu_detectors), streams=tuple(args.cpu_streams), warm=args.cpu_warm, rows=args.cpu_rows
+    )
+    sys.stdout.write(format_cpu_table(cpu) + "\n")
+    if args.cpu_only:
+        if args.json:
+            Path(args.json).write_text(json.dumps({"cpu": cpu}, indent=2) + "\n")
+        return 0
     pairs = [kv.split("=", 1) for kv in args.param or []]
     if any(len(p) != 2 for p in pairs):
         raise ConfigError(f"bench models: --param takes NAME=VALUE, not {args.param}")
@@ -156,7 +171,7 @@ def _models(args: argparse.Namespace) -> int:
     )
     sys.stdout.write(format_table(report) + "\n")
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
+        Path(args.json).write_text(json.dumps({**report, "cpu": cpu}, indent=2, default=str) + "\n")
     return 0 if report["all_detected"] else 1
 
 

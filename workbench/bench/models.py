@@ -42,7 +42,7 @@ from workbench.schema import get_schema
 from workbench.sources.simulator import INCIDENT_CYCLE, Simulator
 from workbench.sources.simulator.incidents import KINDS, kinds_for, schedule
 
-__all__ = ["PLANS", "ScorePlan", "bench_models", "format_table"]
+__all__ = ["PLANS", "ScorePlan", "bench_models", "cpu_per_value", "format_cpu_table", "format_table"]
 
 
 @dataclass(frozen=True)
@@ -253,5 +253,84 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(
             f"| {run['schema']} | {run['events']:,} | {run['seconds']} | {run['events_per_s']:,} | "
             f"{run['window_rows_scored']:,} | {run['drift_events']} |"
+        )
+    return "\n".join(lines)
+
+
+def _river_hst() -> Any:
+    """River's HalfSpaceTrees behind a MinMaxScaler (the baseline of the CPU table)."""
+    from river import anomaly, preprocessing
+
+    return preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=0)
+
+
+def cpu_per_value(
+    *,
+    detectors: tuple[str, ...] = ("context", "river_hst"),
+    streams: tuple[int, ...] = (1, 100),
+    warm: int = 100,
+    rows: int = 50,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """CPU per value of detectors scoring ``streams`` streams side by side, in one process.
+
+    Each of ``n`` streams (a seeded daily-like wave with noise, its own phase and scale) has
+    its own detector, as a score node gives each entity one; every stream first learns
+    ``warm`` rows (not timed), then ``rows`` rows are scored and learned (test-then-train)
+    round-robin across the streams, timed with the process's CPU clock. ``river_hst`` is
+    river's ``MinMaxScaler() | HalfSpaceTrees()``; other names are catalogue detectors.
+    ``ratio`` is a case's µs per value over ``river_hst``'s for the same streams; ``fleet``
+    is the CPU seconds 10,000 entities × 10 metrics (100,000 values) would take per window
+    at the largest batch's cost.
+    """
+    import numpy as np
+
+    from workbench.models.catalog import DETECTORS
+
+    if warm < 0 or rows < 1 or not streams or min(streams) < 1:
+        raise ConfigError(f"bench models: cpu needs warm >= 0, rows >= 1, streams >= 1; not {warm}, {rows}, {streams}")
+    unknown = [d for d in detectors if d != "river_hst" and d not in DETECTORS]
+    if unknown:
+        raise ConfigError(f"bench models: unknown detectors {unknown}; choose from {[*sorted(DETECTORS), 'river_hst']}")
+    cases: list[dict[str, Any]] = []
+    for n in streams:
+        rng = np.random.default_rng(seed)
+        t = np.arange(warm + rows)
+        phase, scale = rng.uniform(0, 2 * np.pi, (n, 1)), rng.uniform(1, 100, (n, 1))
+        values = scale * (1 + 0.3 * np.sin(2 * np.pi * t / 144 + phase) + 0.05 * rng.normal(size=(n, warm + rows)))
+        for name in detectors:
+            models = [_river_hst() if name == "river_hst" else DETECTORS[name]() for _ in range(n)]
+            for i in range(warm):
+                for b in range(n):
+                    x = {"value": float(values[b, i])}
+                    models[b].score_one(x)
+                    models[b].learn_one(x)
+            xs = [[{"value": float(v)} for v in values[:, i]] for i in range(warm, warm + rows)]
+            t0 = time.process_time()
+            for row in xs:
+                for model, x in zip(models, row, strict=True):
+                    model.score_one(x)
+                    model.learn_one(x)
+            us = (time.process_time() - t0) / (n * rows) * 1e6
+            cases.append({"detector": name, "streams": n, "values": n * rows, "us_per_value": round(us, 1)})
+    base = {c["streams"]: c["us_per_value"] for c in cases if c["detector"] == "river_hst"}
+    for c in cases:
+        c["ratio"] = round(c["us_per_value"] / base[c["streams"]], 2) if base.get(c["streams"]) else None
+    largest = max(streams)
+    fleet = {c["detector"]: round(c["us_per_value"] * 100_000 / 1e6, 2) for c in cases if c["streams"] == largest}
+    return {"warm": warm, "rows": rows, "seed": seed, "cases": cases, "fleet_cpu_s_per_window": fleet}
+
+
+def format_cpu_table(report: dict[str, Any]) -> str:
+    """The CPU-per-value table and the fleet figure as Markdown."""
+    lines = ["| detector | streams | values timed | µs CPU per value | × river HST |", "|---|---|---|---|---|"]
+    for c in report["cases"]:
+        ratio = "–" if c["ratio"] is None else f"{c['ratio']:.2f}"
+        lines.append(f"| {c['detector']} | {c['streams']:,} | {c['values']:,} | {c['us_per_value']:,} | {ratio} |")
+    lines.append("")
+    for name, seconds in report["fleet_cpu_s_per_window"].items():
+        lines.append(
+            f"fleet, {name}: 10,000 entities × 10 metrics = {seconds:,} s CPU per window "
+            f"({seconds / 10:.2f} cores for 10 s windows)"
         )
     return "\n".join(lines)

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from itertools import chain
+from itertools import chain, combinations_with_replacement
 from typing import Any, ClassVar
 
 from workbench.models.detectors import Detector
@@ -64,6 +64,7 @@ class ContextMemory:
         self.index: tuple[dict[int, list[int]], dict[int, list[int]]] = ({}, {})  # fact → semi-contexts having it
         self.keys: tuple[dict[tuple[int, ...], int], dict[tuple[int, ...], int]] = ({}, {})
         self.facts: tuple[list[tuple[int, ...]], list[tuple[int, ...]]] = ([], [])  # semi-context → its facts
+        self.left_sets: list[frozenset[int]] = []  # left semi-context → its facts as a set
         self.links: list[dict[int, int]] = []  # left semi-context → {right semi-context: context}
         self.zero: list[dict[int, int]] = []  # the same, zero-level contexts only
         self.contexts: list[list[Any]] = []
@@ -82,6 +83,7 @@ class ContextMemory:
             sid = self.keys[side][facts] = len(self.facts[side])
             self.facts[side].append(facts)
             if side == 0:
+                self.left_sets.append(frozenset(facts))
                 self.links.append({})
                 self.zero.append({})
                 if facts:
@@ -117,8 +119,11 @@ class ContextMemory:
         index = self.index[side]
         return Counter(chain.from_iterable(index.get(f, ()) for f in facts))
 
-    def step(self, facts: tuple[int, ...], max_active: int) -> tuple[set[int], float, float]:
-        """Learn the step to ``facts`` (sorted); the facts predicted next, and the two anomaly shares."""
+    def step(self, facts: tuple[int, ...], max_active: int, predict: bool = True) -> tuple[set[int], float, float]:
+        """Learn the step to ``facts`` (sorted); the facts predicted next, and the two anomaly shares.
+
+        ``predict=False`` skips the prediction (an empty set comes back): a replay needs only its last.
+        """
         unique: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
         new_flag = False
         if self.left_group and facts:
@@ -139,13 +144,14 @@ class ContextMemory:
             crossed = sorted((lid, n) for lid, n in counts.items() if lid < known)
         else:
             crossed = [(lid, len(left_facts[lid])) for lid in self.left_full]
+        links, zeros, rget, keep_new = self.links, self.zero, right_counts.get, fact_set.__contains__
         for lid, count in crossed:
             if count == len(left_facts[lid]):  # the whole left side held: its contexts were selected
-                for rid, cid in self.links[lid].items():
+                for rid, cid in links[lid].items():
                     if cid == skip:
                         continue
                     context = contexts[cid]
-                    rcount = right_counts.get(rid, 0)
+                    rcount = rget(rid, 0)
                     rsize = len(right_facts[rid])
                     selected += 1
                     context[0] += rsize
@@ -155,13 +161,13 @@ class ContextMemory:
                             context[2] += 1
                             active.append((context[2], context[5], context[6], cid))
                         elif context[4] and new_flag and count <= max_left:
-                            potential.append((left_facts[lid], tuple(f for f in right_facts[rid] if f in fact_set)))
-            elif count <= max_left and (zero := self.zero[lid]):  # part of it held: zero-level contexts
+                            potential.append((left_facts[lid], tuple(filter(keep_new, right_facts[rid]))))
+            elif count <= max_left and (zero := zeros[lid]):  # part of it held: zero-level contexts
                 hits = [(cid, rid) for rid, cid in zero.items() if rid in right_counts and cid != skip]
                 if hits:
                     hits.sort()
-                    left = tuple(f for f in left_facts[lid] if f in left_set)
-                    potential.extend((left, tuple(f for f in right_facts[rid] if f in fact_set)) for _, rid in hits)
+                    left = tuple(filter(left_set.__contains__, left_facts[lid]))
+                    potential.extend((left, tuple(filter(keep_new, right_facts[rid]))) for _, rid in hits)
         self.new_context = None
         unique.update(potential)
         matched = len(active) / selected if selected else 0.0
@@ -170,12 +176,16 @@ class ContextMemory:
         self.left_group = tuple(sorted(set(facts).union(neurons)))
         # the left side: store the new contexts, then predict from the contexts the new left group selects
         added = self.add(potential) if potential else 0
-        group, ends, g = set(self.left_group), self.by_ends, self.left_group
-        candidates = [ends[k] for k in ((g[i], g[j]) for i in range(len(g)) for j in range(i, len(g))) if k in ends]
-        self.left_full = sorted(
-            lid for lid in chain.from_iterable(candidates) if all(f in group for f in left_facts[lid])
-        )
+        group, ends = set(self.left_group), self.by_ends
+        candidates = [ends[k] for k in combinations_with_replacement(self.left_group, 2) if k in ends]
+        left_sets = self.left_sets
+        self.left_full = sorted(lid for lid in chain.from_iterable(candidates) if left_sets[lid] <= group)
         self.left_known = len(left_facts)
+        added += 1 if new_flag else 0
+        novel = added / len(unique) if new_flag and unique else 0.0
+        predicted: set[int] = set()
+        if not predict:
+            return predicted, matched, novel
         best, chosen = 0.0, []
         for lid in self.left_full:
             for cid in self.links[lid].values():
@@ -185,11 +195,8 @@ class ContextMemory:
                     best, chosen = weight, [c]
                 elif weight == best:
                     chosen.append(c)
-        predicted: set[int] = set()
         for c in chosen:
             predicted.update(c[3])
-        added += 1 if new_flag else 0
-        novel = added / len(unique) if new_flag and unique else 0.0
         return predicted, matched, novel
 
 
@@ -311,12 +318,12 @@ class ContextDetector(Detector):
         b = min(max(int((value - stream.bin_low) / stream.step), 0), self._bins)
         return tuple(_SENSOR + 2 * i + ((b >> i) & 1) for i in range(self.bits))
 
-    def _advance(self, stream: _Stream, value: float) -> float:
+    def _advance(self, stream: _Stream, value: float, predict: bool = True) -> float:
         """Step the feature's memory to ``value``; its raw score (0 when the facts were predicted)."""
         assert stream.memory is not None
         facts = self._facts(stream, value)
         surprised = any(f not in stream.predicted for f in facts)
-        stream.predicted, matched, novel = stream.memory.step(facts, self.max_active)
+        stream.predicted, matched, novel = stream.memory.step(facts, self.max_active, predict)
         return (1.0 - matched + novel) / 2.0 if surprised else 0.0
 
     def _rebuild(self, stream: _Stream) -> None:
@@ -330,8 +337,9 @@ class ContextDetector(Detector):
         stream.step = (span if span > 0 else self._bins) / self._bins
         stream.memory = ContextMemory(self.max_left)
         stream.predicted = set()
-        for value in stream.recent:
-            self._advance(stream, value)
+        last = len(stream.recent) - 1
+        for i, value in enumerate(stream.recent):
+            self._advance(stream, value, predict=i == last)  # only the last prediction is ever looked at
             if len(stream.memory) >= self.max_contexts // 2:  # start afresh from here: no rebuild on every row
                 stream.memory = ContextMemory(self.max_left)
                 stream.predicted = set()
@@ -369,6 +377,9 @@ class ContextDetector(Detector):
         for stream in self._streams.values():
             if not hasattr(stream, "seasonal"):
                 stream.flat, stream.level, stream.seasonal = self._rules()
+            memory = stream.memory
+            if memory is not None and not hasattr(memory, "left_sets"):  # saved before the sets were kept
+                memory.left_sets = [frozenset(f) for f in memory.facts[0]]
 
     def _assess(self, x: dict[str, float]) -> float:
         best = 0.0

@@ -44,6 +44,7 @@ from workbench.config import parse_duration
 from workbench.errors import CheckpointError, ConfigError
 from workbench.models.detectors import Detector
 from workbench.models.drift import DriftMonitor
+from workbench.models.episodes import Hysteresis, StreamState
 from workbench.models.threshold import AdaptiveThreshold
 
 __all__ = ["DRIFT_SCHEMA", "SCORE_COLUMNS", "Scorer"]
@@ -57,7 +58,7 @@ DRIFT_SCHEMA = {
     "time": pl.Datetime("ms", "UTC"),
     "value": pl.Float64(),
 }
-_SKIP = {"window_start", "window_end", *SCORE_COLUMNS}
+_SKIP = {"window_start", "window_end", "in_episode", *SCORE_COLUMNS}
 
 
 @dataclass
@@ -70,6 +71,7 @@ class _Entity:
     rows: int = 0
     last_seen: int = 0  # event time (ms) of its newest row
     skipped: int = 0  # anomalous rows in a row not learned
+    episode: StreamState | None = None  # its decision state, with ``episodes``
 
 
 def _minor(version: str) -> str:
@@ -121,6 +123,11 @@ class Scorer:
         incident does not teach the detector that it is normal (and does not widen its
         spread for the next incident); past that many the rows are learned again, so a
         lasting change becomes the new normal. 0: every row is learned.
+    episodes
+        Decisions with hysteresis (:class:`~workbench.models.episodes.Hysteresis`, or its
+        options as a mapping: ``{"enter": 0.8, "leave": 0.5, "min_rows": 3, "min_gap": 5}``):
+        each row gets ``in_episode``, true while an episode of its entity's scores is open,
+        so a score wavering around a level is one episode, not a burst. None: no column.
     """
 
     def __init__(
@@ -141,6 +148,7 @@ class Scorer:
         shared: bool = False,
         where: pl.Expr | None = None,
         skip_anomalies: int = 0,
+        episodes: Hysteresis | dict[str, Any] | None = None,
     ) -> None:
         if skip_anomalies < 0:
             raise ConfigError(f"scorer: skip_anomalies must be >= 0 rows, not {skip_anomalies}")
@@ -166,6 +174,7 @@ class Scorer:
         self.shared = shared
         self.where = where
         self.skip_anomalies = skip_anomalies
+        self.episodes = Hysteresis.from_options(episodes) if isinstance(episodes, dict) else episodes
         self.entities: OrderedDict[Any, _Entity] = OrderedDict()  # least recently seen first
         self.expired = 0
         self.evicted = 0
@@ -238,13 +247,14 @@ class Scorer:
         )
         watch = self.drift_on if self.drift_on is not None else [*features, "anomaly_score"]
         watched = [(name, features.index(name) if name in features else -1) for name in watch]
-        scores, thresholds, flags = [], [], []
+        scores, thresholds, flags, held = [], [], [], []
         events: list[tuple[Any, str, str, int, float]] = []
         for i, key in enumerate(keys):
             if scored_rows is not None and not scored_rows[i]:
                 scores.append(0.0)
                 thresholds.append(math.nan)
                 flags.append(False)
+                held.append(False)
                 continue
             row = values[i]
             x = {f: float(v) for f, v in zip(features, row, strict=True) if not math.isnan(v)}
@@ -261,6 +271,10 @@ class Scorer:
             scores.append(score)
             thresholds.append(threshold)
             flags.append(flag)
+            if self.episodes is not None:
+                if ent.episode is None:
+                    ent.episode = StreamState()
+                held.append(self.episodes.step(ent.episode, score)[0])
             ent.last_seen = max(ent.last_seen, t)
             self.entities.move_to_end(key)
             if self.drift_names:
@@ -278,6 +292,8 @@ class Scorer:
             pl.Series("threshold", thresholds, dtype=pl.Float64),
             pl.Series("is_anomaly", flags, dtype=pl.Boolean),
         )
+        if self.episodes is not None:
+            scored = scored.with_columns(pl.Series("in_episode", held, dtype=pl.Boolean))
         return scored, self._drift_frame(events, frame)
 
     def _expire(self, newest: int) -> None:
