@@ -65,6 +65,7 @@ def register(sub: Any) -> None:
         "--metrics-port", type=int, help="serve Prometheus metrics on http://ADDR:PORT/metrics while running (0: any)"
     )
     rs.add_argument("--metrics-addr", default="127.0.0.1", help="address of --metrics-port (default: 127.0.0.1)")
+    rs.add_argument("--fresh", action="store_true", help="start over: drop the checkpoint, lake and outbox in --out")
     rs.set_defaults(func=_run)
 
 
@@ -149,6 +150,7 @@ def _run(args: argparse.Namespace) -> int:
         metrics_addr=args.metrics_addr,
         rules=args.rules,
         alerts_schema=args.alerts_schema,
+        fresh=args.fresh,
     )
     sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     return 0

@@ -129,6 +129,8 @@ class Pipeline:
         self._db_sinks: list[Any] = []  # e.g. PostgresSink: commit(epoch) / rollback(epoch), like a LakeSink
         self._closed_ops: list[Operator] | None = None
         self.spec: dict[str, Any] | None = None  # what standard() built; a checkpoint records it
+        # what the input is (replay/run set it: the source's identity); checked on resume
+        self.identity: dict[str, Any] | None = None
         self._batch_start: Any = None  # where the batch being processed starts (dead letters carry it)
         self._batch_hooks: list[Callable[[float], Any]] = []  # called after each batch with its seconds
         self._prometheus: Any = None  # its metrics collector, once built (pipeline/metrics.py)
@@ -338,6 +340,8 @@ class Pipeline:
         self._wire()
         if resume and self.checkpoints is not None and self.checkpoints.exists():
             self.restore()
+        elif resume and self.checkpoints is not None:
+            checkpointing.check_orphan_output(self)
         self.source.start()
         t0 = time.perf_counter()
         self.started_at = self.clock.monotonic()

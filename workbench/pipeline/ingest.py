@@ -12,6 +12,7 @@ no duplicate rows.
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from datetime import timedelta
@@ -24,8 +25,10 @@ from workbench.pipeline.metrics import served
 from workbench.project.infer import resolve_schema
 from workbench.schema import Schema
 from workbench.sources.factory import from_url
+from workbench.sources.urls import masked
 from workbench.storage.checkpoints import CheckpointStore
 from workbench.storage.lake import Lake
+from workbench.storage.ownership import OutputLock
 
 __all__ = ["ingest"]
 
@@ -49,6 +52,7 @@ def ingest(
     metrics_addr: str = "127.0.0.1",
     rules: str | Path | None = None,
     alerts_schema: str = "workbench_alerts",
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Run ``url`` into ``out`` (and PostgreSQL) until it ends, ``seconds`` pass or ``stop`` is set.
 
@@ -82,15 +86,66 @@ def ingest(
     metrics_port, metrics_addr
         Serve the pipeline's Prometheus metrics at ``http://metrics_addr:metrics_port/metrics``
         while it runs (see :mod:`workbench.pipeline.metrics`).
+    fresh
+        Start over: remove the checkpoint, the lake and the outbox ``out`` holds.
+
+    ``out`` is locked for the run (:class:`~workbench.storage.ownership.OutputLock`): a
+    second run on it is refused. A resume checks the source (broker, stream, consumer:
+    the URL without its password) against the checkpoint's.
 
     Returns
     -------
     dict
         Counts, windows emitted, batches, seconds and the source's health.
     """
+    out = Path(out)
+    with OutputLock(out, what="workbench run"):  # one run at a time writes a folder
+        if fresh:
+            for part in ("checkpoint", "lake", "outbox.jsonl"):
+                target = out / part
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        return _ingest(
+            url,
+            out,
+            schema,
+            spec,
+            by,
+            lateness,
+            postgres,
+            pg_schema,
+            table,
+            checkpoint_every,
+            seconds,
+            stop,
+            source_options,
+            metrics_port,
+            metrics_addr,
+            rules,
+            alerts_schema,
+        )
+
+
+def _ingest(
+    url: str,
+    out: Path,
+    schema: str | Schema,
+    spec: WindowSpec | None,
+    by: str | list[str] | None,
+    lateness: str | float | timedelta,
+    postgres: str | None,
+    pg_schema: str,
+    table: str | None,
+    checkpoint_every: str | float | timedelta,
+    seconds: float | None,
+    stop: threading.Event | None,
+    source_options: dict[str, Any] | None,
+    metrics_port: int | None,
+    metrics_addr: str,
+    rules: str | Path | None,
+    alerts_schema: str,
+) -> dict[str, Any]:
     from workbench.operators.windows import Tumbling
 
-    out = Path(out)
     s = resolve_schema(schema, None)  # a schema file's keep-numeric cannot look ahead in a live source: warned
     source = from_url(url, **(source_options or {}))
     pipe = Pipeline(
@@ -99,6 +154,7 @@ def ingest(
         checkpoints=CheckpointStore(out / "checkpoint"),
         checkpoint_every=checkpoint_every,
     )
+    pipe.identity = {"source": {"kind": "url", "url": masked(url)}}  # broker, stream, consumer; no password
     pipe.standard(s, spec or Tumbling("10s"), by=by, lateness=lateness)
     store = None
     if rules is not None:

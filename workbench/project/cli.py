@@ -94,6 +94,7 @@ def replay_project(args: argparse.Namespace) -> int:
 
     from workbench.project.check import dead_share_error, read_dead_letters
     from workbench.project.config import Project
+    from workbench.storage.ownership import OutputLock
 
     project = with_rules(Project.load(args.project), args.rules)
     if not project.is_file:
@@ -101,16 +102,17 @@ def replay_project(args: argparse.Namespace) -> int:
 
         raise ConfigError(f"project file {args.project}: source: replay reads a file, not {project.source!r} (use run)")
     out = Path(project.resolve(project.out))
-    if args.fresh:
-        for part in ("checkpoint", "windows", "dead_letter", "late", "scores", "alerts", "summary.json"):
-            target = out / part
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    pipe = project.pipeline()
-    t0 = time.perf_counter()
-    try:
-        pipe.run()
-    finally:
-        pipe.close()
+    with OutputLock(out, what="workbench replay --project"):  # one run at a time writes a folder
+        if args.fresh:
+            for part in ("checkpoint", "windows", "dead_letter", "late", "scores", "alerts", "summary.json"):
+                target = out / part
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        pipe = project.pipeline()
+        t0 = time.perf_counter()
+        try:
+            pipe.run()
+        finally:
+            pipe.close()
     summary = {
         **pipe.counts(),
         "windows": pipe.outputs["windows"].metrics.rows_out,
@@ -137,8 +139,10 @@ def run_project(args: argparse.Namespace, stop: Any) -> int:
 
     from workbench.pipeline.metrics import served
     from workbench.project.config import Project
+    from workbench.storage.ownership import OutputLock
 
     project = with_rules(Project.load(args.project), args.rules)
+    lock = OutputLock(Path(project.resolve(project.out)), what="workbench run --project").acquire()
     pipe = project.pipeline()
     finished = threading.Event()
     t0 = time.perf_counter()
@@ -156,6 +160,7 @@ def run_project(args: argparse.Namespace, stop: Any) -> int:
     finally:
         finished.set()
         pipe.close()
+        lock.release()
     summary = {
         **pipe.counts(),
         "windows": pipe.outputs["windows"].metrics.rows_out,

@@ -35,6 +35,7 @@ from workbench.sources.base import RawBatch, Source
 
 __all__ = ["FileSource"]
 
+_BLOCK = 64 << 10  # bytes fingerprinted at each end of a file (identity)
 _FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -115,6 +116,37 @@ class FileSource(Source):
             raise SourceError(f"file source {str(self.path)!r}: offset must be an int >= 0, not {offset!r}")
         self.offset = offset
         self._pace = None
+
+    def identity(self, relative_to: str | Path | None = None) -> dict[str, Any]:
+        """What a checkpoint checks on resume: the path (relative to ``relative_to``), format, size, fingerprint.
+
+        The fingerprint is a SHA-256 of the file's first and last 64 KiB, so another
+        file, a truncated one or one rewritten in place is told apart without reading
+        it whole. A file being followed (``follow``) grows: only its first block counts.
+        """
+        import hashlib
+        import os
+
+        path = self.path.resolve()
+        shown = os.path.relpath(path, Path(relative_to).resolve()) if relative_to is not None else str(path)
+        if not path.exists():
+            return {"kind": "file", "path": shown, "format": self.format, "size": None, "fingerprint": None}
+        if self.follow:  # a growing file: its size and ends change by design
+            return {"kind": "file", "path": shown, "format": self.format, "size": None, "fingerprint": None}
+        size = path.stat().st_size
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            digest.update(f.read(_BLOCK))
+            if size > _BLOCK:
+                f.seek(max(_BLOCK, size - _BLOCK))
+                digest.update(f.read(_BLOCK))
+        return {
+            "kind": "file",
+            "path": shown,
+            "format": self.format,
+            "size": size,
+            "fingerprint": digest.hexdigest()[:32],
+        }
 
     def _open_check(self) -> None:
         if not self.path.exists() and not self.follow:

@@ -1,0 +1,141 @@
+"""Faults a production pipeline meets, injected as an operator meets them (issue 21).
+
+Each test runs ``workbench`` in subprocesses (a second run started by mistake, a
+``kill -9``, an input swapped under a checkpoint …) and checks that nothing is lost,
+nothing doubled and nothing silently wrong: a fault is either handled or refused
+with one clear line (exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from workbench.pipeline.replay import replay
+
+from conftest import line, metric
+
+
+def workbench(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``workbench ARGS…`` in a subprocess, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def one_clear_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The run was refused (exit 2) with one ``workbench: error:`` line and no traceback."""
+    assert done.returncode == 2, (done.returncode, done.stdout[-500:], done.stderr[-2000:])
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = [x for x in done.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("workbench: error: "), done.stderr
+    return lines[0]
+
+
+def _events(path: Path, n: int, *, hosts: int = 5) -> Path:
+    path.write_bytes(b"".join(line(metric(i, host=f"h{i % hosts}", seconds=i / 10)) for i in range(n)))
+    return path
+
+
+def _windows(out: Path) -> pl.DataFrame:
+    return pl.read_parquet(sorted((out / "windows").glob("*.parquet"))).sort("window_start", "host")
+
+
+@pytest.fixture
+def events(tmp_path: Path) -> Path:
+    return _events(tmp_path / "events.jsonl", 6000)
+
+
+# -- 1. ownership of an output folder --------------------------------------------------------
+def test_second_run_on_one_output_is_refused_and_a_killed_owner_is_taken_over(tmp_path):
+    events = _events(tmp_path / "big.jsonl", 40_000)
+    full = tmp_path / "full"
+    replay(events, full)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "workbench.cli", "replay", events, "--out", out, "--max-rows", "100"]
+    first = subprocess.Popen([*map(str, cmd), "--checkpoint-every", "0s"], stdout=subprocess.DEVNULL)
+    lock = out / ".workbench.lock"
+    deadline = time.time() + 60
+    while time.time() < deadline and str(first.pid) not in (lock.read_text() if lock.exists() else ""):
+        time.sleep(0.01)
+    try:
+        second = workbench(*cmd[3:])
+        assert first.poll() is None, "the first run ended before the second started: make the input bigger"
+        message = one_clear_line(second)
+        assert f"pid {first.pid}" in message and "in use by another run" in message
+        first.send_signal(signal.SIGKILL)  # the owner dies holding the lock: its record stays behind
+        first.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert str(first.pid) in lock.read_text()
+    again = workbench(*cmd[3:])
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["complete"]
+    assert _windows(out).equals(_windows(full))  # nothing lost, nothing doubled
+    assert lock.read_text() == ""  # released
+
+
+# -- 2. resume checks identity -----------------------------------------------------------------
+def test_resume_refuses_another_input_and_a_lake_without_its_checkpoint(events, tmp_path):
+    out = tmp_path / "out"
+    part = workbench("replay", events, "--out", out, "--max-rows", "500", "--max-batches", "3")
+    assert part.returncode == 0, part.stderr
+    assert not json.loads(part.stdout)["complete"]
+
+    other = _events(tmp_path / "other.jsonl", 6000, hosts=3)  # same size class, another content
+    message = one_clear_line(workbench("replay", other, "--out", out))
+    assert "another input" in message and "source.fingerprint" in message
+
+    shorter = tmp_path / "shorter.jsonl"  # the same file, cut: must never report complete
+    shorter.write_bytes(events.read_bytes()[: events.stat().st_size // 2])
+    message = one_clear_line(workbench("replay", shorter, "--out", out))
+    assert "source.size" in message
+
+    for option in (["--by", "region"], ["--schema", "user_events"]):
+        one_clear_line(workbench("replay", events, "--out", out, *option))
+
+    shutil.rmtree(out / "checkpoint")  # the lake stays: running again would double every row
+    message = one_clear_line(workbench("replay", events, "--out", out))
+    assert "double" in message and "--fresh" in message
+
+    done = workbench("replay", events, "--out", out, "--fresh")
+    assert done.returncode == 0, done.stderr
+    full = tmp_path / "full"
+    replay(events, full)
+    assert _windows(out).equals(_windows(full))
+
+
+def test_a_moved_output_folder_resumes(tmp_path):
+    work = tmp_path / "project"
+    work.mkdir()
+    _events(work / "events.jsonl", 6000)
+    part = workbench("replay", "events.jsonl", "--out", "out", "--max-rows", "500", "--max-batches", "3", cwd=work)
+    assert part.returncode == 0, part.stderr
+    moved = tmp_path / "moved"
+    work.rename(moved)  # the folder with the input and the output moves as a whole
+    done = workbench("replay", "events.jsonl", "--out", "out", cwd=moved)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["complete"]
+    full = tmp_path / "full"
+    replay(moved / "events.jsonl", full)
+    assert _windows(moved / "out").equals(_windows(full))
+
+
+def test_a_deleted_lake_epoch_is_refused(events, tmp_path):
+    out = tmp_path / "out"
+    part = workbench("replay", events, "--out", out, "--max-rows", "500", "--max-batches", "4")
+    assert part.returncode == 0, part.stderr
+    for f in (out / "windows").glob("*.parquet"):
+        f.unlink()  # committed output lost (a cleanup script, a restore from an old backup)
+    message = one_clear_line(workbench("replay", events, "--out", out))
+    assert "lost committed output" in message
