@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -139,3 +140,56 @@ def test_a_deleted_lake_epoch_is_refused(events, tmp_path):
         f.unlink()  # committed output lost (a cleanup script, a restore from an old backup)
     message = one_clear_line(workbench("replay", events, "--out", out))
     assert "lost committed output" in message
+
+
+# -- 3. a bounded future -----------------------------------------------------------------------
+def test_one_event_from_the_future_is_a_dead_letter_and_never_poisons_the_watermark(tmp_path):
+    rows = [line(metric(i, host=f"h{i % 5}", seconds=i / 10)) for i in range(20_000)]
+    poison = metric(99_999, host="h1", seconds=0)
+    poison["ts"] = int(datetime(2099, 6, 1, tzinfo=UTC).timestamp() * 1000)  # valid, but 75 years ahead
+    leap = metric(99_998, host="h2", seconds=0)
+    leap["ts"] = "2024-01-01T00:08:59Z"  # replaced below by a leap second at that place in the file
+    leap_line = line(leap).replace(b"00:08:59Z", b"00:08:60Z")  # 23:59:60-style second: the next minute
+    rows[5000:5000] = [line(poison)]
+    rows[5400:5400] = [leap_line]
+    events = tmp_path / "future.jsonl"
+    events.write_bytes(b"".join(rows))
+    out = tmp_path / "out"
+    # a partial run first: the clock and watermark are checkpointed, then resumed in a new process
+    part = workbench("replay", events, "--out", out, "--max-rows", "1000", "--max-batches", "7")
+    assert part.returncode == 0, part.stderr
+    done = workbench("replay", events, "--out", out, "--max-rows", "1000")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["late"] == 0 and summary["valid"] == 20_001 and summary["dead_lettered"] == 1
+    assert [r["reason_code"] for r in summary["dead_letter_reasons"]] == ["future_timestamp"]
+    dead = pl.read_parquet(sorted((out / "dead_letter").glob("*.parquet")))
+    assert dead["reason"].str.contains("ahead of the newest events").all()
+    clean = tmp_path / "clean.jsonl"
+    clean.write_bytes(b"".join(r for r in rows if r != line(poison)))
+    replay(clean, tmp_path / "clean", max_rows=1000)
+    assert _windows(out).equals(_windows(tmp_path / "clean"))  # the windows are as if it never came
+
+
+def test_a_gap_in_a_replayed_file_moves_the_clock_and_live_uses_the_wall_clock(tmp_path):
+    rows = [line(metric(i, host=f"h{i % 5}", seconds=i)) for i in range(2000)]
+    rows += [line(metric(i, host=f"h{i % 5}", seconds=86_400 + i)) for i in range(2000, 4000)]  # a day later
+    events = tmp_path / "gap.jsonl"
+    events.write_bytes(b"".join(rows))
+    summary = replay(events, tmp_path / "out", max_rows=1000)
+    assert summary["dead_lettered"] == 0 and summary["late"] == 0 and summary["valid"] == 4000
+
+    from workbench.clock import ManualClock
+    from workbench.operators.horizon import Horizon
+
+    clock = ManualClock(datetime(2024, 1, 1, tzinfo=UTC))
+    live = Horizon("5m", clock=clock)
+    frame = pl.DataFrame(
+        {"ts": [datetime(2024, 1, 1, 0, 4, tzinfo=UTC), datetime(2024, 1, 1, 0, 6, tzinfo=UTC)]}
+    ).with_columns(pl.col("ts").cast(pl.Datetime("ms", "UTC")))
+    ok, dead = live.process(frame)
+    assert ok.height == 1 and dead["reason_code"].to_list() == ["future_timestamp"]
+    assert "ahead of the wall clock" in dead["reason"][0]
+    clock.advance(120)
+    ok, dead = live.process(frame)
+    assert ok.height == 2 and dead.height == 0

@@ -64,6 +64,7 @@ DEAD_LETTER_SCHEMA = pl.Schema(
 
 #: Reason codes, by the start or shape of the reason text (first match wins).
 REASON_CODES: tuple[tuple[str, str], ...] = (
+    (r"^future timestamp: ", "future_timestamp"),
     (r"^missing field ", "missing_field"),
     (r"^unknown field", "unknown_field"),
     (r" is outside \[", "out_of_bounds"),

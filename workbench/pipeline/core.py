@@ -179,11 +179,16 @@ class Pipeline:
         lateness: str | float | timedelta = "5s",
         dedupe_ttl: str | float | timedelta | None = None,
         enrich: tuple[pl.DataFrame, str] | None = None,
+        max_future: str | float | timedelta | None = "5m",
     ) -> Stream:
-        """Build decode → validate → dedupe → [enrich] → window and name it ``windows``.
+        """Build decode → validate → horizon → dedupe → [enrich] → window and name it ``windows``.
 
         ``dedupe_ttl`` defaults to the lateness plus one minute (at least the lateness,
-        so a repeat past the dedupe horizon is counted late, not twice).
+        so a repeat past the dedupe horizon is counted late, not twice). Events stamped
+        more than ``max_future`` ahead of the processing clock are dead letters
+        (``future_timestamp``) and never move a watermark: the clock is the pipeline's
+        (wall) clock for a live source, the newest events for a bulk replay
+        (:mod:`workbench.operators.horizon`); ``None`` turns the check off.
         """
         s = get_schema(schema)
         lateness_ms = parse_duration(lateness, what="lateness")
@@ -193,6 +198,8 @@ class Pipeline:
         keys = check_by(s, by, enrich[0].columns if enrich is not None else ())
         self.source.schema = s
         node: Stream = self.head.decode(s).validate(s)
+        if max_future is not None:
+            node = node.horizon(max_future, time=s.time, clock=None if self.source.bulk else self.clock)
         if s.dedupe != "none":  # a key field, or the whole record (key None)
             node = node.dedupe(s.key if s.dedupe == "key" else None, time=s.time, ttl=ttl)
         if enrich is not None:
@@ -203,6 +210,7 @@ class Pipeline:
         self.spec = pipeline_spec(
             s, spec, keys, aggs, f"{lateness_ms}ms", f"{parse_duration(ttl, what='dedupe_ttl')}ms"
         )
+        self.spec["max_future"] = None if max_future is None else f"{parse_duration(max_future, what='max_future')}ms"
         return self.output("windows", node)
 
     def alerts(self, rules: Any, **kwargs: Any) -> Any:

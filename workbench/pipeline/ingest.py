@@ -53,6 +53,7 @@ def ingest(
     rules: str | Path | None = None,
     alerts_schema: str = "workbench_alerts",
     fresh: bool = False,
+    max_future: str | float | timedelta | None = "5m",
 ) -> dict[str, Any]:
     """Run ``url`` into ``out`` (and PostgreSQL) until it ends, ``seconds`` pass or ``stop`` is set.
 
@@ -86,6 +87,9 @@ def ingest(
     metrics_port, metrics_addr
         Serve the pipeline's Prometheus metrics at ``http://metrics_addr:metrics_port/metrics``
         while it runs (see :mod:`workbench.pipeline.metrics`).
+    max_future
+        Events stamped more than this ahead of the (wall) clock are dead letters
+        (``future_timestamp``); see :mod:`workbench.operators.horizon`.
     fresh
         Start over: remove the checkpoint, the lake and the outbox ``out`` holds.
 
@@ -122,6 +126,7 @@ def ingest(
             metrics_addr,
             rules,
             alerts_schema,
+            max_future,
         )
 
 
@@ -143,6 +148,7 @@ def _ingest(
     metrics_addr: str,
     rules: str | Path | None,
     alerts_schema: str,
+    max_future: str | float | timedelta | None,
 ) -> dict[str, Any]:
     from workbench.operators.windows import Tumbling
 
@@ -155,7 +161,7 @@ def _ingest(
         checkpoint_every=checkpoint_every,
     )
     pipe.identity = {"source": {"kind": "url", "url": masked(url)}}  # broker, stream, consumer; no password
-    pipe.standard(s, spec or Tumbling("10s"), by=by, lateness=lateness)
+    pipe.standard(s, spec or Tumbling("10s"), by=by, lateness=lateness, max_future=max_future)
     store = None
     if rules is not None:
         if postgres:

@@ -68,6 +68,7 @@ def replay(
     progress: Callable[[int], None] | None = None,
     fresh: bool = False,
     rules: str | Path | None = None,
+    max_future: str | float | timedelta | None = "5m",
 ) -> dict[str, Any]:
     """Replay ``path`` into ``out``; resume when ``out`` holds a checkpoint.
 
@@ -99,6 +100,9 @@ def replay(
         Start over: remove the checkpoint and the outputs ``out`` holds.
     rules
         An alert rules file evaluated on the windows: output ``alerts``.
+    max_future
+        Events stamped more than this ahead of the newest events are dead letters
+        (``future_timestamp``); see :mod:`workbench.operators.horizon`.
 
     Returns
     -------
@@ -125,6 +129,7 @@ def replay(
             max_batches,
             progress,
             rules,
+            max_future,
         )
 
 
@@ -142,6 +147,7 @@ def _replay(
     max_batches: int | None,
     progress: Callable[[int], None] | None,
     rules: str | Path | None,
+    max_future: str | float | timedelta | None,
 ) -> dict[str, Any]:
     from workbench.project.check import read_dead_letters, top_reasons
     from workbench.project.infer import resolve_schema
@@ -156,7 +162,7 @@ def _replay(
         checkpoint_batches=checkpoint_batches,
     )
     pipe.identity = {"source": source.identity(out)}  # paths relative to out: a moved folder resumes
-    pipe.standard(s, spec or Tumbling("10s"), by=by, aggs=aggs, lateness=lateness)
+    pipe.standard(s, spec or Tumbling("10s"), by=by, aggs=aggs, lateness=lateness, max_future=max_future)
     if rules is not None:
         pipe.alerts(rules, outbox=out / "outbox.jsonl")
     pipe.to_lake(Lake(out, partition=False))
