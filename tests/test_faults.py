@@ -193,3 +193,54 @@ def test_a_gap_in_a_replayed_file_moves_the_clock_and_live_uses_the_wall_clock(t
     clock.advance(120)
     ok, dead = live.process(frame)
     assert ok.height == 2 and dead.height == 0
+
+
+# -- 5. notifications retry while the alert is active --------------------------------------------
+def test_a_notification_is_retried_across_a_long_outage_and_a_restart_until_delivered(tmp_path):
+    from alert_servers import hook_server
+
+    from workbench.alerts.notifiers import WebhookNotifier
+    from workbench.alerts.outbox import Outbox
+    from workbench.clock import ManualClock
+
+    clock = ManualClock(datetime(2024, 1, 1, tzinfo=UTC))
+    firing = {"id": "hook/0:alertname=cpu/1", "receiver": "hook", "group_key": "0:alertname=cpu", "status": "firing"}
+    log = tmp_path / "outbox.jsonl"
+
+    def outbox(url: str) -> Outbox:  # the production settings; only the clock is injected
+        return Outbox({"hook": WebhookNotifier(url, clock=clock)}, log=log, clock=clock, poll=0.005)
+
+    def wait_tries(box: Outbox, n: int) -> None:
+        deadline = time.monotonic() + 30
+        while box.stats()["retries"] < n and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert box.stats()["retries"] >= n
+
+    with hook_server() as hook:
+        hook.fail_next = 10**9  # the receiver is down (503) far longer than the old give-up (~107 s)
+        box = outbox(hook.url)
+        box.start()
+        box.put(firing)
+        for n in range(1, 9):  # 8 rounds of capped back-off: well over 20 minutes of outage
+            wait_tries(box, n)
+            clock.advance(300)
+        assert box.stats()["pending"] == 1 and box.stats()["given_up"] == 0
+        box.close()  # a restart: the back-off goes on where it was, nothing is dropped
+        attempts = hook.attempts
+        box = outbox(hook.url)
+        assert box.stats()["pending"] == 1
+        box.start()
+        wait_tries(box, 1)
+        assert hook.attempts > attempts
+        hook.fail_next = 0  # the receiver is back
+        clock.advance(300)
+        assert box.drain(30)
+        assert [m["id"] for m in hook.received] == [firing["id"]]
+        # a resolution that cannot be delivered is given up after resolved_ttl, and counted
+        hook.fail_next = 10**9
+        box.put({**firing, "id": "hook/0:alertname=cpu/2", "status": "resolved"})
+        wait_tries(box, 1)
+        clock.advance(box.resolved_ttl + 1)
+        assert box.drain(30)
+        box.close()
+    assert box.stats()["given_up"] == 1 and box.stats()["delivered"] == 1
