@@ -244,3 +244,78 @@ def test_a_notification_is_retried_across_a_long_outage_and_a_restart_until_deli
         assert box.drain(30)
         box.close()
     assert box.stats()["given_up"] == 1 and box.stats()["delivered"] == 1
+
+
+# -- 6. tabular input row by row ------------------------------------------------------------------
+def _frame(n: int) -> pl.DataFrame:
+    return pl.DataFrame([metric(i, host=f"h{i % 5}", seconds=i / 10) for i in range(n)])
+
+
+def test_a_ragged_csv_line_is_a_dead_letter_with_its_line_number_across_a_resume(tmp_path):
+    path = tmp_path / "e.csv"
+    _frame(12_000).write_csv(path)
+    lines = path.read_bytes().split(b"\n")
+    lines[9000] = lines[9000] + b",extra,fields"  # file line 9001 (line 1 is the header)
+    lines[10_000] = b'"quoted, with a comma",' + lines[10_000]  # quotes: the careful path; still ragged
+    path.write_bytes(b"\n".join(lines))
+    out = tmp_path / "out"
+    part = workbench("replay", path, "--out", out, "--max-rows", "1000", "--max-batches", "4")
+    assert part.returncode == 0, part.stderr
+    done = workbench("replay", path, "--out", out, "--max-rows", "1000")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["complete"] and summary["ingested"] == 12_000 and summary["dead_lettered"] == 2
+    dead = pl.read_parquet(sorted((out / "dead_letter").glob("*.parquet")))
+    assert sorted(dead["reason"].to_list()) == [
+        "ragged CSV line 10001: 10 fields, the header has 9",
+        "ragged CSV line 9001: 11 fields, the header has 9",
+    ]
+    assert set(dead["reason_code"]) == {"ragged_line"}
+    assert dead.filter(pl.col("reason").str.contains("9001"))["raw"][0].endswith(b",extra,fields")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [
+        ("empty.csv", b"", "empty"),
+        ("binary.csv", bytes(range(256)) * 40, "not a CSV text file"),
+        ("garbage.parquet", b"PAR1" + bytes(range(256)) * 40, "not a readable Parquet file"),
+        ("truncated.parquet", None, "not a readable Parquet file"),
+    ],
+)
+def test_a_file_that_cannot_be_read_is_one_clear_error(tmp_path, name, content, says):
+    path = tmp_path / name
+    if content is None:
+        _frame(1000).write_parquet(path)
+        content = path.read_bytes()[: path.stat().st_size // 2]
+    path.write_bytes(content)
+    message = one_clear_line(workbench("replay", path, "--out", tmp_path / "out"))
+    assert says in message and name in message
+
+
+def test_a_bad_parquet_row_group_and_a_lossy_type_are_dead_letters(tmp_path):
+    import pyarrow.parquet as pq
+
+    frame = _frame(3000).with_columns(pl.col("status").cast(pl.Float64))
+    frame = frame.with_columns(
+        pl.when(pl.col("event_id") == "e2500").then(200.9).otherwise(pl.col("status")).alias("status")
+    )
+    path = tmp_path / "e.parquet"
+    pq.write_table(frame.to_arrow(), path, row_group_size=1000, compression="zstd")
+    middle = pq.ParquetFile(path).metadata.row_group(1)
+    data = bytearray(path.read_bytes())
+    for c in range(middle.num_columns):  # corrupt every column chunk of row group 1
+        col = middle.column(c)
+        start = col.data_page_offset + 16
+        data[start : start + 24] = b"\xff" * 24
+    path.write_bytes(bytes(data))
+    done = workbench("replay", path, "--out", tmp_path / "out", "--max-rows", "400")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    dead = pl.read_parquet(sorted((tmp_path / "out" / "dead_letter").glob("*.parquet")))
+    assert sorted(dead["reason_code"].to_list()) == ["bad_row_group", "wrong_type"], dead["reason"].to_list()
+    assert dead.filter(pl.col("reason_code") == "bad_row_group")["reason"][0].startswith(
+        "unreadable Parquet row group 1 (rows 1000-1999)"
+    )
+    assert "200.9" in dead.filter(pl.col("reason_code") == "wrong_type")["reason"][0]
+    assert summary["valid"] == 1999 and summary["complete"]

@@ -21,7 +21,7 @@ from streamz import Stream
 from workbench.clock import Clock
 from workbench.errors import ConfigError
 from workbench.operators.base import NodeMetrics, Operator, as_batch, rows
-from workbench.operators.decode import Decoded, RawLines, decode_frame, decode_ndjson
+from workbench.operators.decode import Decoded, RawLines, dead_letters, decode_frame, decode_ndjson
 from workbench.operators.dedupe import Deduplicator
 from workbench.operators.enrich import Enricher
 from workbench.operators.extra import unknown_fields
@@ -68,6 +68,10 @@ class decode(Operator):  # noqa: N801 - streamz nodes are lower-case verbs
         out = out or self.prepare(batch)
         self.records += out.records
         self.reject(out.dead)
+        if batch.meta.get("dead"):  # records the source could not split into fields (a ragged CSV line …)
+            reasons, raws = zip(*batch.meta["dead"], strict=True)
+            self.records += len(reasons)
+            self.reject(dead_letters(self.name, list(reasons), list(raws)))
         return out.frame, [*(metadata or []), {"raw": out.raw, "prepared": prepared}]
 
     def on_failed_batch(self, x: Any) -> None:  # noqa: D102
