@@ -19,6 +19,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workbench.pipeline.replay import replay
 
@@ -319,3 +321,79 @@ def test_a_bad_parquet_row_group_and_a_lossy_type_are_dead_letters(tmp_path):
     )
     assert "200.9" in dead.filter(pl.col("reason_code") == "wrong_type")["reason"][0]
     assert summary["valid"] == 1999 and summary["complete"]
+
+
+# -- 8. secrets, leftovers of dead runs, a full disk ------------------------------------------------
+_SECRET = st.text(alphabet="ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789", min_size=6, max_size=24)
+
+
+@settings(max_examples=200, deadline=None)
+@given(secret=_SECRET, user=st.sampled_from(["u", "ops", "wb-reader"]))
+def test_one_masking_function_hides_every_kind_of_secret(secret, user):
+    from workbench.masking import mask
+    from workbench.sources.urls import masked
+
+    assert masked is mask  # the sources' masking is the one function
+    shapes = [
+        f"mqtt://{user}:{secret}@127.0.0.1:1883/plant/#",
+        f"connection to redis://:{secret}@h:6379/s?group=g refused",
+        f"POST https://hooks.example/x?channel=ops&token={secret} failed: 503",
+        f"https://h/api?password={secret}&x=1",
+        f"host=db user={user} password={secret} dbname=wb",
+        f"headers {{'Authorization': 'Bearer {secret}', 'Content-Type': 'application/json'}}",
+        f"Authorization: Bearer {secret}",
+        f"X-Api-Key: {secret}",
+    ]
+    for text in shapes:
+        shown = mask(text)
+        assert secret not in shown and "***" in shown, (text, shown)
+    assert mask("http://127.0.0.1:9093/api/v2/alerts?group=ops") == "http://127.0.0.1:9093/api/v2/alerts?group=ops"
+
+
+def test_error_messages_and_logs_never_show_a_source_password(tmp_path):
+    done = workbench("run", "--source", "mqtt://wb:Hunter2Secret@127.0.0.1:1/t/#?bogus=1", "--out", tmp_path / "o")
+    message = one_clear_line(done)
+    assert "Hunter2Secret" not in done.stderr and "wb:***@" in message
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import logging, sys; from workbench.cli import main; "
+            "logging.basicConfig(stream=sys.stderr); "
+            "sys.exit(main(['run', '--source', 'redis://:Hunter2Secret@127.0.0.1:1/s?group=g', "
+            f"'--out', {str(tmp_path / 'p')!r}, '--seconds', '1']))",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert "Hunter2Secret" not in probe.stderr + probe.stdout
+
+
+def test_temporary_files_of_a_killed_run_are_removed_at_the_next_start(events, tmp_path):
+    out = tmp_path / "out"
+    part = workbench("replay", events, "--out", out, "--max-rows", "500", "--max-batches", "2")
+    assert part.returncode == 0, part.stderr
+    leftovers = [
+        out / "windows" / ".part-00000009.parquet.tmp-424242",  # a kill between write and rename
+        out / "checkpoint" / ".checkpoint-00000009.wbck.tmp-424242",
+        out / ".outbox-k2j3h4",
+    ]
+    for f in leftovers:
+        f.write_bytes(b"half a file")
+    done = workbench("replay", events, "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert not [f for f in leftovers if f.exists()]
+
+
+def test_a_full_disk_is_one_clear_error(events, tmp_path):
+    disk = tmp_path / "small"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        (disk / "filler").write_bytes(b"\0" * (256 - 12) * 1024)  # 12 KiB left: less than the output
+        message = one_clear_line(workbench("replay", events, "--out", disk / "out", "--max-rows", "500"))
+        assert "No space left on device" in message
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from connectors import BASE_MS, MqttPub, free_port, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None, reason="needs mosquitto (make services)")
