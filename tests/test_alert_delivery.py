@@ -43,7 +43,7 @@ def test_outbox_restart_redelivers_pending_and_drops_repeated_ids(tmp_path):
     with hook_server() as hook:
         hook.fail_next = 1000
         box = Outbox(
-            {"hook": WebhookNotifier(hook.url, retries=0, backoff=0.01)}, log=log, rounds=1000, round_wait=0.01
+            {"hook": WebhookNotifier(hook.url, retries=0, backoff=0.01)}, log=log, retry_base=0.01, retry_cap=0.01
         )
         box.start()
         for i in range(3):
@@ -63,7 +63,7 @@ def test_outbox_restart_redelivers_pending_and_drops_repeated_ids(tmp_path):
     assert again.stats()["duplicates"] == 3
 
 
-def test_outbox_overflow_stays_in_the_log_and_is_delivered(tmp_path):
+def test_outbox_slow_receiver_never_blocks_put_and_everything_is_delivered(tmp_path):
     gate = threading.Event()
 
     class Slow(JsonlNotifier):
@@ -71,11 +71,11 @@ def test_outbox_overflow_stays_in_the_log_and_is_delivered(tmp_path):
             gate.wait(10)
             super().send(message)
 
-    box = Outbox({"log": Slow(tmp_path / "out.jsonl")}, log=tmp_path / "outbox.jsonl", max_queue=2)
+    box = Outbox({"log": Slow(tmp_path / "out.jsonl")}, log=tmp_path / "outbox.jsonl")
     box.start()
     for i in range(10):
         box.put(note(i, "log"))
-    assert box.stats()["overflow"] > 0
+    assert box.stats()["pending"] >= 9
     gate.set()
     assert box.drain(10)
     box.close()
@@ -83,19 +83,35 @@ def test_outbox_overflow_stays_in_the_log_and_is_delivered(tmp_path):
     assert sorted(lines) == sorted(f"log/g/{i}" for i in range(10))
 
 
-def test_outbox_marks_failed_after_its_rounds(tmp_path):
+def test_outbox_gives_up_a_resolution_only_after_resolved_ttl(tmp_path):
+    from datetime import UTC, datetime
+
+    from workbench.clock import ManualClock
+
+    clock = ManualClock(datetime(2024, 1, 1, tzinfo=UTC))
     box = Outbox(
-        {"hook": WebhookNotifier(f"http://127.0.0.1:{free_port()}/", retries=0, backoff=0.01)},
+        {"hook": WebhookNotifier(f"http://127.0.0.1:{free_port()}/", retries=0, clock=clock)},
         log=tmp_path / "o.jsonl",
-        rounds=2,
-        round_wait=0.01,
+        retry_base=1,
+        retry_cap=60,
+        resolved_ttl=3600,
+        clock=clock,
+        poll=0.005,
     )
     box.start()
-    box.put(note(1))
+    box.put({**note(1), "group_key": "g", "status": "resolved"})
+    while box.stats()["retries"] < 1:
+        time.sleep(0.01)
+    clock.advance(3000)  # still within resolved_ttl: retried, not given up
+    while box.stats()["retries"] < 2:
+        time.sleep(0.01)
+    assert box.stats()["given_up"] == 0
+    clock.advance(700)
     assert box.drain(10)
     box.close()
     last = json.loads((tmp_path / "o.jsonl").read_text().splitlines()[-1])
-    assert last["op"] == "failed" and "Connection refused" in last["error"]
+    assert last["op"] == "failed" and "resolved_ttl" in last["error"]
+    assert box.stats()["given_up"] == 1 and box.stats()["failed"] == 1
 
 
 def test_email_over_smtp():

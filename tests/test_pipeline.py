@@ -46,7 +46,7 @@ def test_metrics_report_rows_latency_state_and_watermark(metric_lines):
     pipe.standard("server_metrics", Tumbling("10s"))
     pipe.run()
     m = pipe.metrics()
-    assert m["node"].to_list() == ["decode", "validate", "dedupe", "window"]
+    assert m["node"].to_list() == ["decode", "validate", "horizon", "dedupe", "window"]
     assert set(m.columns) >= {"rows_in", "rows_out", "last_batch_ms", "state_size", "watermark", "rows_per_s"}
     row = {r["node"]: r for r in m.to_dicts()}
     assert row["decode"]["rows_in"] == 35 and row["dedupe"]["rows_out"] == 30

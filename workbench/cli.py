@@ -48,9 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``workbench`` console script.
 
-    A user error is one line on stderr (``workbench: error: …``) and exit code 2;
+    A user error is one line on stderr (``workbench: error: …``, secrets masked) and exit code 2;
     ``--debug`` (anywhere on the line) shows the traceback instead. Ctrl-C ends with 130.
     """
+    from workbench.masking import mask, mask_logs
+
+    mask_logs()  # no password or token in any log line
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
@@ -65,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         message = str(exc) if isinstance(exc, WorkbenchError) else _os_error(exc)
-        sys.stderr.write(f"workbench: error: {' '.join(message.split())}\n")
+        sys.stderr.write(f"workbench: error: {mask(' '.join(message.split()))}\n")
         return 2
 
 

@@ -39,6 +39,7 @@ from typing import Any
 from workbench.bus.retry import Backoff, call_with_retries
 from workbench.clock import Clock, SystemClock
 from workbench.errors import ConfigError, WorkbenchError
+from workbench.masking import mask
 
 __all__ = [
     "JsonlNotifier",
@@ -233,7 +234,7 @@ class WebhookNotifier(Notifier):
 
     @property
     def target(self) -> str:  # noqa: D102
-        return self.url
+        return mask(self.url)  # a hook URL often carries its token
 
     def payload(self, message: dict[str, Any]) -> dict[str, Any]:
         """The JSON document posted for ``message`` (the message itself)."""

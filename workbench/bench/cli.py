@@ -24,6 +24,10 @@ def register(sub: Any) -> None:
     be.add_argument("--file", help="use this JSONL file instead of simulating one")
     be.add_argument("--no-offline", action="store_true", help="skip the offline baseline (RSS runs)")
     be.add_argument("--tuned-allocator", action="store_true", help="both processes with bench.ALLOCATOR_ENV")
+    be.add_argument(
+        "--session", help="session windows with this gap against tumbling, on a file of --keys hosts (e.g. 1h)"
+    )
+    be.add_argument("--keys", type=int, default=1_000_000, help="hosts in the --session file (default: 1000000)")
     be.set_defaults(func=_engine)
     bu = bsub.add_parser("ui", help="event-to-screen latency of the served monitor in chromium")
     bu.add_argument("--rate", type=float, default=100_000, help="simulated events/s (default: 100000)")
@@ -113,8 +117,11 @@ def _print(report: Any) -> None:
 
 
 def _engine(args: argparse.Namespace) -> int:
-    from workbench.bench.engine import bench_engine
+    from workbench.bench.engine import bench_engine, bench_sessions
 
+    if args.session:
+        _print(bench_sessions(events=args.events, keys=args.keys, gap=args.session, max_rows=args.max_rows))
+        return 0
     report = bench_engine(
         events=args.events,
         seed=args.seed,

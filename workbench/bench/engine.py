@@ -19,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["bench_engine", "offline_replay", "streaming_replay"]
+__all__ = ["bench_engine", "bench_sessions", "keyed_events", "offline_replay", "streaming_replay"]
 
 _WINDOW = "10s"
 _LATENESS = "5s"
@@ -39,17 +39,21 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def streaming_replay(path: str, max_rows: int) -> dict[str, Any]:
-    """The streaming path, windows kept in memory; returns timing and a result digest."""
+def streaming_replay(path: str, max_rows: int, session: str | None = None) -> dict[str, Any]:
+    """The streaming path, windows kept in memory; returns timing and a result digest.
+
+    ``session``: session windows with this gap instead of 10 s tumbling windows.
+    """
     from workbench import native
-    from workbench.operators.windows import Tumbling
+    from workbench.operators.windows import Session, Tumbling
     from workbench.pipeline import Pipeline
     from workbench.sources.files import FileSource
 
     decoder = native.status()  # builds the native decoder first if need be: not timed
     t0 = time.perf_counter()
     pipe = Pipeline(FileSource(path, max_rows=max_rows), name="bench-stream")
-    windows = pipe.standard("server_metrics", Tumbling(_WINDOW), lateness=_LATENESS)
+    spec = Session(session) if session else Tumbling(_WINDOW)
+    windows = pipe.standard("server_metrics", spec, lateness=_LATENESS)
     out = pipe.collect(windows)
     pipe.run()
     seconds = time.perf_counter() - t0
@@ -87,14 +91,17 @@ def offline_replay(path: str) -> dict[str, Any]:
 
 
 def _child(kind: str, path: str, max_rows: int, out: str) -> None:
-    res = streaming_replay(path, max_rows) if kind == "stream" else offline_replay(path)
+    if kind.startswith("session:"):
+        res = streaming_replay(path, max_rows, session=kind.split(":", 1)[1])
+    else:
+        res = streaming_replay(path, max_rows) if kind == "stream" else offline_replay(path)
     res["windows"].write_parquet(out)
     res["windows"] = out
     Path(out + ".json").write_text(json.dumps(res, default=str))
 
 
 def _run_child(kind: str, path: str, max_rows: int, tmp: str, tuned: bool) -> dict[str, Any]:
-    out = str(Path(tmp) / f"{kind}.parquet")
+    out = str(Path(tmp) / f"{kind.replace(':', '-')}.parquet")
     ctx = mp.get_context("spawn")
     proc = ctx.Process(target=_child, args=(kind, path, max_rows, out))
     saved = {k: os.environ.get(k) for k in ALLOCATOR_ENV}
@@ -187,3 +194,56 @@ def bench_engine(
             report["ratio"] = round(off["seconds"] / stream["seconds"], 3)
             report["agree"] = compare(stream["windows"], off["windows"]) or "yes"
     return report
+
+
+def keyed_events(path: str | Path, *, events: int, keys: int, span_s: float, seed: int = 0) -> None:
+    """Write ``events`` server_metrics events over ``keys`` hosts, evenly spread over ``span_s`` seconds.
+
+    Events go round-robin over the hosts, so each host reports every ``keys`` events:
+    with ``keys`` near ``events`` most hosts have one or two events (many short sessions).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    i = np.arange(events)
+    frame = pl.DataFrame(
+        {
+            "event_id": pl.Series(i).cast(pl.String),
+            "ts": 1_704_067_200_000 + (i * (span_s * 1000 / max(events, 1))).astype(np.int64),
+            "host": pl.select(pl.lit("h") + pl.Series(i % keys).cast(pl.String).str.pad_start(7, "0")).to_series(),
+            "cpu": rng.uniform(0, 100, events).round(2),
+            "mem": rng.uniform(0, 100, events).round(2),
+            "latency_ms": rng.gamma(2.0, 20.0, events).round(2),
+            "status": np.where(rng.random(events) < 0.02, 500, 200),
+        }
+    )
+    frame.write_ndjson(path)
+
+
+def bench_sessions(
+    *, events: int = 2_000_000, keys: int = 1_000_000, gap: str = "1h", span_s: float = 7200.0, max_rows: int = 200_000
+) -> dict[str, Any]:
+    """Session windows (``gap``) against 10 s tumbling windows on the same file of ``keys`` hosts.
+
+    Each side streams the file in its own child process; ``ratio`` is session seconds
+    over tumbling seconds (the issue's bound: at most 3).
+    """
+    with tempfile.TemporaryDirectory(prefix="wb-bench-") as tmp:
+        path = str(Path(tmp) / "keyed.jsonl")
+        t0 = time.perf_counter()
+        keyed_events(path, events=events, keys=keys, span_s=span_s)
+        made = round(time.perf_counter() - t0, 2)
+        tumbling = _run_child("stream", path, max_rows, tmp, False)
+        sessions = _run_child(f"session:{gap}", path, max_rows, tmp, False)
+    return {
+        "file": f"{events:,} events over {keys:,} hosts in {span_s:g} s of event time (written in {made} s)",
+        "max_rows": max_rows,
+        "tumbling_seconds": round(tumbling["seconds"], 3),
+        "tumbling_windows": tumbling["windows"].height,
+        "session_gap": gap,
+        "session_seconds": round(sessions["seconds"], 3),
+        "session_windows": sessions["windows"].height,
+        "session_peak_rss_mb": round(sessions["peak_rss_mb"], 1),
+        "ratio": round(sessions["seconds"] / tumbling["seconds"], 3),
+        "counts": sessions["counts"],
+    }

@@ -64,6 +64,9 @@ DEAD_LETTER_SCHEMA = pl.Schema(
 
 #: Reason codes, by the start or shape of the reason text (first match wins).
 REASON_CODES: tuple[tuple[str, str], ...] = (
+    (r"^future timestamp: ", "future_timestamp"),
+    (r"^ragged CSV line ", "ragged_line"),
+    (r"^unreadable Parquet row group ", "bad_row_group"),
     (r"^missing field ", "missing_field"),
     (r"^unknown field", "unknown_field"),
     (r" is outside \[", "out_of_bounds"),
@@ -581,7 +584,9 @@ def decode_frame(frame: pl.DataFrame, schema: Schema, *, node: str = "decode") -
     """Convert a tabular batch (CSV, Parquet) strictly into the wire types.
 
     Strings are parsed as numbers where the schema says so (a CSV has no JSON
-    types); a value that does not parse is dead-lettered with its row as JSON.
+    types); a value that does not parse is dead-lettered with its row as JSON, and so
+    is a typed value that would change in the conversion (``200.9`` in a float column
+    for an int field): no silent casts.
 
     Examples
     --------
@@ -612,6 +617,17 @@ def decode_frame(frame: pl.DataFrame, schema: Schema, *, node: str = "decode") -
                 pl.format(f"field '{f.name}': cannot parse '{{}}' as {f.kind}", src.cast(pl.String))
             )
         )
+        dtype = frame.schema[f.name]
+        if f.kind in ("float", "int") and dtype != pl.String and dtype != target:
+            # a typed column (Parquet) converts only without loss: 200.9 is no int status
+            problems.append(
+                pl.when(src.is_not_null() & cast.is_not_null() & (cast.cast(dtype, strict=False) != src)).then(
+                    pl.format(
+                        f"field '{f.name}': cannot parse '{{}}' as {f.kind} without loss (a {dtype} column)",
+                        src.cast(pl.String),
+                    )
+                )
+            )
     out = frame.select(
         *cols,
         __line=pl.int_range(n, dtype=pl.UInt32),

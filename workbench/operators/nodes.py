@@ -1,4 +1,4 @@
-"""The transform nodes: ``decode``, ``validate``, ``dedupe``, ``enrich``, ``window``.
+"""The transform nodes: ``decode``, ``validate``, ``horizon``, ``dedupe``, ``enrich``, ``window``.
 
 Each is a small streamz node around a pure state class of this package
 (:class:`~workbench.operators.dedupe.Deduplicator`, :class:`~workbench.operators.windows.Windower` …).
@@ -18,19 +18,21 @@ from typing import Any
 import polars as pl
 from streamz import Stream
 
+from workbench.clock import Clock
 from workbench.errors import ConfigError
 from workbench.operators.base import NodeMetrics, Operator, as_batch, rows
-from workbench.operators.decode import DEAD_LETTER_SCHEMA, Decoded, RawLines, decode_frame, decode_ndjson
+from workbench.operators.decode import DEAD_LETTER_SCHEMA, Decoded, RawLines, dead_letters, decode_frame, decode_ndjson
 from workbench.operators.dedupe import Deduplicator
 from workbench.operators.enrich import Enricher
 from workbench.operators.extra import unknown_fields
+from workbench.operators.horizon import Horizon
 from workbench.operators.pseudonym import Pseudonymizer
 from workbench.operators.validate import validate_frame
 from workbench.operators.windows import Windower, WindowSpec
 from workbench.schema import Schema, get_schema
 from workbench.sources.base import RawBatch
 
-__all__ = ["NodeMetrics", "Operator", "decode", "dedupe", "enrich", "pseudonymize", "validate", "window"]
+__all__ = ["NodeMetrics", "Operator", "decode", "dedupe", "enrich", "horizon", "pseudonymize", "validate", "window"]
 
 
 class decode(Operator):  # noqa: N801 - streamz nodes are lower-case verbs
@@ -70,10 +72,21 @@ class decode(Operator):  # noqa: N801 - streamz nodes are lower-case verbs
         self._source_dead(batch.meta.get("dead"))
         return out.frame, [*(metadata or []), {"raw": out.raw, "prepared": prepared}]
 
-    def _source_dead(self, dead: list[tuple[str, str, bytes]] | None) -> None:
-        """Records a source refused before decoding (a malformed push): ``(reason_code, reason, raw)`` each."""
+    def _source_dead(self, dead: list[tuple[Any, ...]] | None) -> None:
+        """Records a source refused before decoding, each ``(reason, raw)`` or ``(reason_code, reason, raw)``.
+
+        A ragged CSV line comes as ``(reason, raw)`` (its code is read from the reason), a
+        malformed push as ``(reason_code, reason, raw)``.
+        """
+        if not dead:
+            return
+        self.records += len(dead)
+        pairs = [d for d in dead if len(d) == 2]
+        if pairs:
+            reasons, raws = zip(*pairs, strict=True)
+            self.reject(dead_letters(self.name, list(reasons), list(raws)))
+        dead = [d for d in dead if len(d) == 3]
         if dead:
-            self.records += len(dead)
             codes, reasons, raws = zip(*dead, strict=True)
             self.reject(
                 pl.DataFrame(
@@ -115,6 +128,38 @@ class validate(Operator):  # noqa: N801
         self.reject(dead)
         rest = [m for m in (metadata or []) if not (isinstance(m, dict) and "raw" in m)]
         return valid, rest
+
+
+class horizon(Operator):  # noqa: N801
+    """Events stamped more than ``max_future`` ahead of the processing clock go to ``rejects``.
+
+    See :class:`~workbench.operators.horizon.Horizon` (``clock=None``: a replay's clock,
+    the corroborated newest event; else the live wall clock).
+    """
+
+    def __init__(
+        self,
+        upstream: Stream,
+        max_future: str | float | timedelta = "5m",
+        *,
+        time: str = "ts",
+        clock: Clock | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(upstream, name=kwargs.pop("name", "horizon"), **kwargs)
+        self.state = Horizon(max_future, time=time, clock=clock, node=self.name)
+
+    def process(self, x: Any, metadata: Any) -> tuple[Any, Any]:  # noqa: D102
+        ok, dead = self.state.process(x)
+        self.reject(dead)
+        return ok, metadata
+
+    def snapshot(self) -> dict[str, Any]:  # noqa: D102
+        return {**super().snapshot(), "state": self.state.snapshot()}
+
+    def restore(self, state: dict[str, Any]) -> None:  # noqa: D102
+        super().restore(state)
+        self.state.restore(state.get("state", {}))
 
 
 _CONTENT_KEY = "__content_key"

@@ -393,20 +393,39 @@ class Windower:
         s, gap = self._s, self.spec.gap_ms  # type: ignore[union-attr]
         if s.buffer.height == 0:
             return self._empty_output(None)
-        keys = self.by or None
-        buf = s.buffer.sort([*self.by, "__t"])
-        prev = pl.col("__t").shift(1).over(keys) if keys else pl.col("__t").shift(1)
-        new = (pl.col("__t") - prev >= gap).fill_null(True)
-        sid = new.cast(pl.Int64).cum_sum().over(keys) if keys else new.cast(pl.Int64).cum_sum()
-        buf = buf.with_columns(__sid=sid)
-        last = pl.col("__t").max().over([*self.by, "__sid"])
+        rest = None
+        buf = s.buffer
+        if wm is not None and started_before is None:
+            # only keys with a row at or before wm - gap can have a session that closes: the
+            # sort and the session ids cover their rows alone, not the whole buffer (which,
+            # with a long gap and many keys, is most of the input)
+            candidates = buf.filter(pl.col("__t") <= wm - gap)
+            if candidates.height == 0:
+                return self._empty_output(None)
+            if self.by:
+                closing = candidates.select(self.by).unique()
+                rest = buf.join(closing, on=self.by, how="anti", nulls_equal=True)
+                buf = buf.join(closing, on=self.by, how="semi", nulls_equal=True)
+        # sorted by key and time, a session starts where the key changes or the gap opens;
+        # its first and last times are filled along it: no window function over the keys
+        buf = buf.sort([*self.by, "__t"])
+        t = pl.col("__t")
+        new = (t - t.shift(1) >= gap).fill_null(True)
+        for k in self.by:
+            new = new | pl.col(k).ne_missing(pl.col(k).shift(1))
+        buf = buf.with_columns(__new=new).with_columns(
+            __sid=pl.col("__new").cast(pl.Int64).cum_sum(),
+            __end=pl.col("__new").shift(-1).fill_null(True),
+        )
         if started_before is not None:
-            rule = pl.col("__t").min().over([*self.by, "__sid"]) < started_before
+            rule = pl.when("__new").then(t).forward_fill() < started_before
         else:
-            rule = last + gap <= wm if wm is not None else pl.lit(True)
+            rule = pl.when("__end").then(t).backward_fill() + gap <= wm if wm is not None else pl.lit(True)
         closed = buf.select(rule).to_series()
+        buf = buf.drop("__new", "__end")
         rows = buf.filter(closed)
-        s.buffer = buf.filter(~closed).drop("__sid")
+        still = buf.filter(~closed).drop("__sid")
+        s.buffer = still if rest is None else pl.concat([rest, still])
         if rows.height == 0:
             return self._empty_output(None)
         out = rows.group_by([*self.by, "__sid"]).agg(

@@ -5,6 +5,12 @@ is a consistent cut. Order matters: sink files of the new epoch are committed fi
 then the checkpoint is written (atomically), then the source learns its batches up to
 the offset are durable (a broker source acknowledges only now). A restart rolls sinks
 back to the checkpoint's epoch, so a replay neither loses nor doubles output.
+
+A pipeline with an ``identity`` (what ``replay`` and ``run`` set: the source's identity,
+paths relative to the output folder) records it and the lake's last committed epoch in
+every checkpoint; a resume whose source differs, or whose lake lost committed epochs, is
+refused naming what differs, and so is a start without a checkpoint over a lake that
+already holds output (it would double its rows). ``--fresh`` starts over instead.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from workbench.operators.spec import spec_differences
 if TYPE_CHECKING:
     from workbench.pipeline.core import Pipeline
 
-__all__ = ["OffsetLog", "checkpoint", "checkpoint_due", "restore"]
+__all__ = ["OffsetLog", "check_orphan_output", "checkpoint", "checkpoint_due", "identity_differences", "restore"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +84,53 @@ class OffsetLog:
                 os.fsync(f.fileno())
 
 
+
+def _lake_epoch(pipe: Pipeline) -> int:
+    """The newest epoch committed to any lake output of the pipeline (0 when none)."""
+    return max((s.lake.last_epoch(s.output) for s in pipe._lake_sinks), default=0)
+
+
+def identity_differences(saved: dict[str, Any] | None, now: dict[str, Any] | None, prefix: str = "") -> list[str]:
+    """``key: was → now`` for every value that differs between two identity records.
+
+    Examples
+    --------
+    >>> identity_differences({"source": {"size": 10, "path": "e.jsonl"}}, {"source": {"size": 7, "path": "e.jsonl"}})
+    ['source.size: 10 → 7']
+    """
+    saved, now = saved or {}, now or {}
+    out = []
+    for key in sorted(set(saved) | set(now)):
+        a, b = saved.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += identity_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} → {b!r}".replace("'", ""))
+    return out
+
+
+def _same_content(saved: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Same size and fingerprint: the same file, wherever it is now (a moved folder resumes)."""
+    a, b = saved.get("source") or {}, now.get("source") or {}
+    return a.get("fingerprint") is not None and all(a.get(k) == b.get(k) for k in ("size", "fingerprint"))
+
+
+def check_orphan_output(pipe: Pipeline) -> None:
+    """Refuse to start without a checkpoint over a lake holding output: the rows would be doubled."""
+    if pipe.identity is None:
+        return
+    held = {s.output: s.lake.last_epoch(s.output) for s in pipe._lake_sinks}
+    held = {name: epoch for name, epoch in held.items() if epoch}
+    if held:
+        where = pipe.checkpoints.folder if pipe.checkpoints is not None else "?"
+        raise CheckpointError(
+            f"pipeline {pipe.name!r}: the lake holds output of an earlier run "
+            f"({', '.join(f'{k} up to epoch {v}' for k, v in sorted(held.items()))}) but there is no "
+            f"checkpoint in {where}; running again would double its rows: start over with --fresh "
+            "(clears the outputs), or give another --out"
+        )
+
+
 def checkpoint_due(pipe: Pipeline) -> bool:
     """Whether ``checkpoint_every`` (by the injected clock) or ``checkpoint_batches`` has passed."""
     if pipe.checkpoints is None and not pipe._sinks():
@@ -110,6 +163,8 @@ def checkpoint(pipe: Pipeline) -> None:
             "source": {**pipe.source.snapshot(), "offset": pipe._offset},
             "nodes": {op.name: op.snapshot() for op in pipe.operators()},
             "spec": pipe.spec,
+            "identity": pipe.identity,
+            "lake_epoch": _lake_epoch(pipe),
         }
     )
     pipe._last_checkpoint = pipe.clock.monotonic()
@@ -125,7 +180,23 @@ def restore(pipe: Pipeline) -> None:
     state = pipe.checkpoints.load()
     if state is None:
         return
-    if state.get("pipeline") != pipe.name:
+    if pipe.identity is not None:  # checked instead of the name, which may hold an absolute path
+        if state.get("identity") is None:
+            raise CheckpointError(
+                f"checkpoint {pipe.checkpoints.path}: records no source identity (an older Workbench wrote "
+                "it), so resuming cannot be checked: start over with --fresh"
+            )
+        changed = [
+            d
+            for d in identity_differences(state["identity"], pipe.identity)
+            if not (d.startswith("source.path:") and _same_content(state["identity"], pipe.identity))
+        ]
+        if changed:
+            raise CheckpointError(
+                f"checkpoint {pipe.checkpoints.path}: made from another input ({'; '.join(changed)}); "
+                "resume with the same input, or start over with --fresh (clears the outputs)"
+            )
+    elif state.get("pipeline") != pipe.name:
         raise CheckpointError(
             f"checkpoint {pipe.checkpoints.path}: written by pipeline {state.get('pipeline')!r}, not {pipe.name!r}"
         )
@@ -156,5 +227,11 @@ def restore(pipe: Pipeline) -> None:
     pipe.batches = state["batches"]
     for sink in pipe._sinks():
         sink.rollback(pipe.epoch)
+    lost = int(state.get("lake_epoch") or 0)
+    if pipe.identity is not None and _lake_epoch(pipe) < lost:
+        raise CheckpointError(
+            f"checkpoint {pipe.checkpoints.path}: the lake lost committed output (its newest epoch is "
+            f"{_lake_epoch(pipe)}, the checkpoint's {lost}); resuming would leave a hole: start over with --fresh"
+        )
     pipe.source.restore(state["source"])
     pipe._offset = state["source"].get("offset")

@@ -30,6 +30,9 @@ def register(sub: Any) -> None:
     r.add_argument("--by", help="window key (default: the schema's entity, e.g. host)")
     r.add_argument("--lateness", default="5s", help="allowed lateness (default: 5s)")
     r.add_argument("--out", help="output folder (resumes when it holds a checkpoint)")
+    r.add_argument(
+        "--max-future", default="5m", help="events this far ahead of the newest events are dead letters (default: 5m)"
+    )
     r.add_argument("--max-rows", type=int, default=100_000, help="records per batch")
     r.add_argument("--checkpoint-every", default="10s", help="checkpoint interval (default: 10s)")
     r.add_argument("--max-batches", type=int, help=argparse.SUPPRESS)
@@ -64,6 +67,9 @@ def register(sub: Any) -> None:
     rs.add_argument("--window", default="10s")
     rs.add_argument("--by", help="window key (default: the schema's entity)")
     rs.add_argument("--lateness", default="5s")
+    rs.add_argument(
+        "--max-future", default="5m", help="events this far ahead of the wall clock are dead letters (default: 5m)"
+    )
     rs.add_argument("--postgres", help="DSN: upsert window rows into PostgreSQL")
     rs.add_argument("--pg-schema", default="public")
     rs.add_argument("--table", help="PostgreSQL table (default: windows)")
@@ -127,6 +133,7 @@ def _replay(args: argparse.Namespace) -> int:
             fresh=args.fresh,
             rules=args.rules,
             cluster=cluster,
+            max_future=args.max_future,
         )
     finally:
         bar.close()
@@ -206,4 +213,5 @@ def _ingest(args: argparse.Namespace, options: dict[str, Any], stop: Any, cluste
         keep_events=args.keep_events,
         fresh=args.fresh,
         cluster=cluster,
+        max_future=args.max_future,
     )

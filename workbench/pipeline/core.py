@@ -152,6 +152,8 @@ class Pipeline:
         self._db_sinks: list[Any] = []  # e.g. PostgresSink: commit(epoch) / rollback(epoch), like a LakeSink
         self._closed_ops: list[Operator] | None = None
         self.spec: dict[str, Any] | None = None  # what standard() built; a checkpoint records it
+        # what the input is (replay/run set it: the source's identity); checked on resume
+        self.identity: dict[str, Any] | None = None
         self._batch_start: Any = None  # where the batch being processed starts (dead letters carry it)
         self._batch_hooks: list[Callable[[float], Any]] = []  # called after each batch with its seconds
         self._prometheus: Any = None  # its metrics collector, once built (pipeline/metrics.py)
@@ -202,8 +204,9 @@ class Pipeline:
         enrich: tuple[pl.DataFrame, str] | None = None,
         events: bool = False,
         pseudonymize: list[str] | None = None,
+        max_future: str | float | timedelta | None = "5m",
     ) -> Stream:
-        """Build decode → validate → [pseudonymize] → dedupe → [enrich] → window and name it ``windows``.
+        """Build decode → validate → [pseudonymize] → horizon → dedupe → [enrich] → window and name it ``windows``.
 
         ``dedupe_ttl`` defaults to the lateness plus one minute (at least the lateness,
         so a repeat past the dedupe horizon is counted late, not twice). ``events``
@@ -211,6 +214,10 @@ class Pipeline:
         so a lake keeps every record, e.g. each sample Prometheus remote-writes.
         ``pseudonymize`` names fields (user ids, IPs) replaced by keyed pseudonyms right
         after validation, before anything is deduplicated, windowed, stored or shown.
+        Events stamped more than ``max_future`` ahead of the processing clock are dead
+        letters (``future_timestamp``) and never move a watermark: the clock is the
+        pipeline's (wall) clock for a live source, the newest events for a bulk replay
+        (:mod:`workbench.operators.horizon`); ``None`` turns the check off.
         """
         s = get_schema(schema)
         lateness_ms = parse_duration(lateness, what="lateness")
@@ -222,6 +229,8 @@ class Pipeline:
         node: Stream = self.head.decode(s).validate(s)
         if pseudonymize:
             node = node.pseudonymize(list(pseudonymize))
+        if max_future is not None:
+            node = node.horizon(max_future, time=s.time, clock=None if self.source.bulk else self.clock)
         if self.cluster is not None:
             if enrich is not None:
                 raise ConfigError(f"pipeline {self.name!r}: enrich is not supported with a cluster yet")
@@ -260,6 +269,7 @@ class Pipeline:
         self.spec = pipeline_spec(
             s, spec, keys, aggs, f"{lateness_ms}ms", f"{parse_duration(ttl, what='dedupe_ttl')}ms"
         )
+        self.spec["max_future"] = None if max_future is None else f"{parse_duration(max_future, what='max_future')}ms"
         return self.output("windows", node)
 
     def alerts(self, rules: Any, **kwargs: Any) -> Any:
@@ -397,11 +407,14 @@ class Pipeline:
         self._wire()
         if resume and self.checkpoints is not None and self.checkpoints.exists():
             self.restore()
-        elif self.cluster is not None:
-            assert self.checkpoints is not None
-            if self._offset is None:
-                self._offset = self.source.offset
-            self.checkpoint()  # a first manifest: what a worker lost before the next one restores
+        else:
+            if resume and self.checkpoints is not None:
+                checkpointing.check_orphan_output(self)
+            if self.cluster is not None:
+                assert self.checkpoints is not None
+                if self._offset is None:
+                    self._offset = self.source.offset
+                self.checkpoint()  # a first manifest: what a worker lost before the next one restores
         if self.cluster is None:
             self._run(max_batches)
             return

@@ -25,8 +25,10 @@ from workbench.pipeline.metrics import served
 from workbench.project.infer import prime_schema, resolve_schema
 from workbench.schema import Schema
 from workbench.sources.factory import from_url
+from workbench.sources.urls import masked
 from workbench.storage.checkpoints import CheckpointStore
 from workbench.storage.lake import Lake
+from workbench.storage.ownership import OutputLock
 
 __all__ = ["ingest"]
 
@@ -53,6 +55,7 @@ def ingest(
     keep_events: bool = False,
     fresh: bool = False,
     cluster: Any = None,
+    max_future: str | float | timedelta | None = "5m",
 ) -> dict[str, Any]:
     """Run ``url`` into ``out`` (and PostgreSQL) until it ends, ``seconds`` pass or ``stop`` is set.
 
@@ -93,19 +96,74 @@ def ingest(
         while it runs (see :mod:`workbench.pipeline.metrics`).
     cluster
         A :class:`workbench.cluster.Cluster`: dedupe and windows run on its workers (docs/scale-out.md).
+    max_future
+        Events stamped more than this ahead of the (wall) clock are dead letters
+        (``future_timestamp``); see :mod:`workbench.operators.horizon`.
+
+    ``out`` is locked for the run (:class:`~workbench.storage.ownership.OutputLock`): a
+    second run on it is refused. A resume checks the source (broker, stream, consumer:
+    the URL without its password) against the checkpoint's.
 
     Returns
     -------
     dict
         Counts, windows emitted, batches, seconds and the source's health.
     """
+    out = Path(out)
+    with OutputLock(out, what="workbench run"):  # one run at a time writes a folder
+        if fresh:
+            for part in ("checkpoint", "lake", "outbox.jsonl"):
+                target = out / part
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        return _ingest(
+            url,
+            out,
+            schema=schema,
+            spec=spec,
+            by=by,
+            lateness=lateness,
+            postgres=postgres,
+            pg_schema=pg_schema,
+            table=table,
+            checkpoint_every=checkpoint_every,
+            seconds=seconds,
+            stop=stop,
+            source_options=source_options,
+            metrics_port=metrics_port,
+            metrics_addr=metrics_addr,
+            rules=rules,
+            alerts_schema=alerts_schema,
+            keep_events=keep_events,
+            cluster=cluster,
+            max_future=max_future,
+        )
+
+
+def _ingest(
+    url: str,
+    out: Path,
+    *,
+    schema: str | Schema,
+    spec: WindowSpec | None,
+    by: str | list[str] | None,
+    lateness: str | float | timedelta,
+    postgres: str | None,
+    pg_schema: str,
+    table: str | None,
+    checkpoint_every: str | float | timedelta,
+    seconds: float | None,
+    stop: threading.Event | None,
+    source_options: dict[str, Any] | None,
+    metrics_port: int | None,
+    metrics_addr: str,
+    rules: str | Path | None,
+    alerts_schema: str,
+    keep_events: bool,
+    cluster: Any,
+    max_future: str | float | timedelta | None,
+) -> dict[str, Any]:
     from workbench.operators.windows import Tumbling
 
-    out = Path(out)
-    if fresh:
-        for part in ("checkpoint", "lake", "outbox.jsonl"):
-            target = out / part
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     stop = stop or threading.Event()
     source = from_url(url, **(source_options or {}))
     # a schema file's extra: keep-numeric learns the undeclared numeric fields from the first batch
@@ -117,7 +175,8 @@ def ingest(
         checkpoint_every=checkpoint_every,
         cluster=cluster,
     )
-    pipe.standard(s, spec or Tumbling("10s"), by=by, lateness=lateness, events=keep_events)
+    pipe.identity = {"source": {"kind": "url", "url": masked(url)}}  # broker, stream, consumer; no password
+    pipe.standard(s, spec or Tumbling("10s"), by=by, lateness=lateness, events=keep_events, max_future=max_future)
     store = None
     if rules is not None:
         if postgres:

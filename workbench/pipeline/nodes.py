@@ -14,6 +14,7 @@ method             class                                           side outputs
 =================  ==============================================  =====================
 ``.decode(...)``   :class:`workbench.operators.nodes.decode`       ``rejects``
 ``.validate(...)`` :class:`workbench.operators.nodes.validate`     ``rejects``
+``.horizon(...)``  :class:`workbench.operators.nodes.horizon`      ``rejects``
 ``.dedupe(...)``   :class:`workbench.operators.nodes.dedupe`       ``rejects``, ``duplicates``
 ``.enrich(...)``   :class:`workbench.operators.nodes.enrich`       ``rejects``
 ``.pseudonymize``  :class:`workbench.operators.nodes.pseudonymize` ``rejects``
@@ -37,7 +38,7 @@ from __future__ import annotations
 from streamz import Stream
 
 from workbench.models.node import ScoreNode
-from workbench.operators.nodes import decode, dedupe, enrich, pseudonymize, validate, window
+from workbench.operators.nodes import decode, dedupe, enrich, horizon, pseudonymize, validate, window
 
 __all__ = ["NODES"]
 
@@ -45,6 +46,7 @@ __all__ = ["NODES"]
 NODES: dict[str, type] = {
     "decode": decode,
     "validate": validate,
+    "horizon": horizon,
     "dedupe": dedupe,
     "enrich": enrich,
     "pseudonymize": pseudonymize,

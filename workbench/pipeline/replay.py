@@ -30,6 +30,7 @@ from workbench.schema import Schema
 from workbench.sources.files import FileSource
 from workbench.storage.checkpoints import CheckpointStore
 from workbench.storage.lake import Lake
+from workbench.storage.ownership import OutputLock
 
 __all__ = ["replay", "window_spec"]
 
@@ -68,6 +69,7 @@ def replay(
     fresh: bool = False,
     rules: str | Path | None = None,
     cluster: Any = None,
+    max_future: str | float | timedelta | None = "5m",
 ) -> dict[str, Any]:
     """Replay ``path`` into ``out``; resume when ``out`` holds a checkpoint.
 
@@ -102,22 +104,62 @@ def replay(
     cluster
         A :class:`workbench.cluster.Cluster`: dedupe and windows run on its workers,
         sharded by key group (same outputs; see docs/scale-out.md).
+    max_future
+        Events stamped more than this ahead of the newest events are dead letters
+        (``future_timestamp``); see :mod:`workbench.operators.horizon`.
 
     Returns
     -------
     dict
         The summary also written to ``out/summary.json``.
     """
+    out = Path(out)
+    with OutputLock(out, what="workbench replay"):  # one run at a time writes a folder
+        if fresh:
+            for part in ("checkpoint", "windows", "dead_letter", "late", "alerts", "outbox.jsonl", "summary.json"):
+                target = out / part
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        return _replay(
+            path,
+            out,
+            schema,
+            spec,
+            by,
+            aggs,
+            lateness,
+            max_rows,
+            checkpoint_every,
+            checkpoint_batches,
+            max_batches,
+            progress,
+            rules,
+            max_future,
+            cluster,
+        )
+
+
+def _replay(
+    path: str | Path,
+    out: Path,
+    schema: str | Path | Schema,
+    spec: WindowSpec | None,
+    by: str | list[str] | None,
+    aggs: list[pl.Expr] | None,
+    lateness: str | float | timedelta,
+    max_rows: int,
+    checkpoint_every: str | float | timedelta,
+    checkpoint_batches: int | None,
+    max_batches: int | None,
+    progress: Callable[[int], None] | None,
+    rules: str | Path | None,
+    max_future: str | float | timedelta | None,
+    cluster: Any,
+) -> dict[str, Any]:
     from workbench.project.check import read_dead_letters, top_reasons
     from workbench.project.infer import resolve_schema
 
-    out = Path(out)
     s = resolve_schema(schema, path)  # a schema file's undeclared numeric fields become metrics
     source = FileSource(path, max_rows=max_rows)
-    if fresh:
-        for part in ("checkpoint", "windows", "dead_letter", "late", "alerts", "outbox.jsonl", "summary.json"):
-            target = out / part
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     pipe = Pipeline(
         source,
         name=f"replay:{out.resolve()}",
@@ -126,7 +168,8 @@ def replay(
         checkpoint_batches=checkpoint_batches,
         cluster=cluster,
     )
-    pipe.standard(s, spec or Tumbling("10s"), by=by, aggs=aggs, lateness=lateness)
+    pipe.identity = {"source": source.identity(out)}  # paths relative to out: a moved folder resumes
+    pipe.standard(s, spec or Tumbling("10s"), by=by, aggs=aggs, lateness=lateness, max_future=max_future)
     if rules is not None:
         pipe.alerts(rules, outbox=out / "outbox.jsonl")
     pipe.to_lake(Lake(out, partition=False))

@@ -93,6 +93,7 @@ def replay_project(args: argparse.Namespace) -> int:
 
     from workbench.project.check import dead_share_error, read_dead_letters
     from workbench.project.config import Project
+    from workbench.storage.ownership import OutputLock
 
     project = with_rules(Project.load(args.project), args.rules)
     if not project.is_file:
@@ -100,14 +101,15 @@ def replay_project(args: argparse.Namespace) -> int:
 
         raise ConfigError(f"project file {args.project}: source: replay reads a file, not {project.source!r} (use run)")
     out = Path(project.resolve(project.out))
-    if args.fresh:
-        _clear(out)
-    pipe = project.pipeline()
-    t0 = time.perf_counter()
-    try:
-        pipe.run()
-    finally:
-        pipe.close()
+    with OutputLock(out, what="workbench replay --project"):  # one run at a time writes a folder
+        if args.fresh:
+            _clear(out)
+        pipe = project.pipeline()
+        t0 = time.perf_counter()
+        try:
+            pipe.run()
+        finally:
+            pipe.close()
     summary = {
         **pipe.counts(),
         "windows": pipe.outputs["windows"].metrics.rows_out,
@@ -134,11 +136,17 @@ def run_project(args: argparse.Namespace, stop: Any) -> int:
 
     from workbench.pipeline.metrics import served
     from workbench.project.config import Project
+    from workbench.storage.ownership import OutputLock
 
     project = with_rules(Project.load(args.project), args.rules)
-    if getattr(args, "fresh", False):
-        _clear(Path(project.resolve(project.out)))
-    pipe = project.pipeline(stop=stop)
+    lock = OutputLock(Path(project.resolve(project.out)), what="workbench run --project").acquire()
+    try:
+        if getattr(args, "fresh", False):
+            _clear(Path(project.resolve(project.out)))
+        pipe = project.pipeline(stop=stop)
+    except BaseException:
+        lock.release()
+        raise
     finished = threading.Event()
     t0 = time.perf_counter()
 
@@ -155,6 +163,7 @@ def run_project(args: argparse.Namespace, stop: Any) -> int:
     finally:
         finished.set()
         pipe.close()
+        lock.release()
     summary = {
         **pipe.counts(),
         "windows": pipe.outputs["windows"].metrics.rows_out,

@@ -1,7 +1,9 @@
 """File source: replay JSONL, CSV or Parquet, or tail a growing JSONL file.
 
-Offsets are byte positions (JSONL) or row numbers (CSV, Parquet); ``seek`` resumes
-exactly there, so a replay restarted from a checkpoint reads each record once.
+Offsets are byte positions (JSONL, CSV: after the header line) or row numbers
+(Parquet); ``seek`` resumes exactly there, so a replay restarted from a checkpoint
+reads each record once. CSV and Parquet are read row by row (:mod:`.tabular`): a
+ragged CSV line or an unreadable row group is a dead letter naming its line or group.
 
 Examples
 --------
@@ -25,16 +27,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from workbench.clock import Clock
 from workbench.config import parse_duration
 from workbench.errors import ConfigError, SourceError
 from workbench.native.lines import newlines
 from workbench.sources.base import RawBatch, Source
+from workbench.sources.tabular import csv_batches, csv_header, parquet_batches
 
 __all__ = ["FileSource"]
 
+_BLOCK = 64 << 10  # bytes fingerprinted at each end of a file (identity)
 _FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -102,6 +105,7 @@ class FileSource(Source):
         self.max_delay_s = parse_duration(max_delay, what="max_delay") / 1000
         self.poll_s = parse_duration(poll, what="poll") / 1000
         self.offset = 0
+        self._line = 0  # CSV: the file line number at ``offset``
         self._pace: tuple[float, float] | None = None  # (event ms, monotonic) at start
 
     @property
@@ -110,11 +114,43 @@ class FileSource(Source):
         return not self.follow and self.speed is None
 
     def seek(self, offset: Any) -> None:
-        """Continue from a byte offset (JSONL) or row number (CSV, Parquet)."""
+        """Continue from a byte offset (JSONL, CSV) or row number (Parquet)."""
         if not isinstance(offset, int) or offset < 0:
             raise SourceError(f"file source {str(self.path)!r}: offset must be an int >= 0, not {offset!r}")
         self.offset = offset
+        self._line = 0  # CSV: counted again from the offset
         self._pace = None
+
+    def identity(self, relative_to: str | Path | None = None) -> dict[str, Any]:
+        """What a checkpoint checks on resume: the path (relative to ``relative_to``), format, size, fingerprint.
+
+        The fingerprint is a SHA-256 of the file's first and last 64 KiB, so another
+        file, a truncated one or one rewritten in place is told apart without reading
+        it whole. A file being followed (``follow``) grows: only its first block counts.
+        """
+        import hashlib
+        import os
+
+        path = self.path.resolve()
+        shown = os.path.relpath(path, Path(relative_to).resolve()) if relative_to is not None else str(path)
+        if not path.exists():
+            return {"kind": "file", "path": shown, "format": self.format, "size": None, "fingerprint": None}
+        if self.follow:  # a growing file: its size and ends change by design
+            return {"kind": "file", "path": shown, "format": self.format, "size": None, "fingerprint": None}
+        size = path.stat().st_size
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            digest.update(f.read(_BLOCK))
+            if size > _BLOCK:
+                f.seek(max(_BLOCK, size - _BLOCK))
+                digest.update(f.read(_BLOCK))
+        return {
+            "kind": "file",
+            "path": shown,
+            "format": self.format,
+            "size": size,
+            "fingerprint": digest.hexdigest()[:32],
+        }
 
     def _open_check(self) -> None:
         if not self.path.exists() and not self.follow:
@@ -184,18 +220,24 @@ class FileSource(Source):
 
     # -- CSV / Parquet -----------------------------------------------------------------
     def _tabular(self) -> Iterator[RawBatch]:
+        """CSV and Parquet row by row: bad lines and row groups become dead letters (:mod:`.tabular`)."""
         if self.format == "csv":
-            lazy = pl.scan_csv(self.path, infer_schema=False)
+            header, start = csv_header(self.path)
+            if self.offset < start:
+                self.offset, self._line = start, 2
+            elif not self._line:  # resumed at a byte offset: count the lines before it once
+                self._line = 1 + _count_lines(self.path, self.offset)
+            batches = csv_batches(
+                self.path, header, self.offset, self._line, max_rows=self.max_rows, block_bytes=self.block_bytes
+            )
         else:
-            lazy = pl.scan_parquet(self.path)
-        while not self.stopped:
-            frame = lazy.slice(self.offset, self.max_rows).collect()
-            if frame.height == 0:
+            batches = parquet_batches(self.path, self.offset, max_rows=self.max_rows)
+        for b in batches:
+            if self.stopped:
                 return
-            self.offset += frame.height
-            yield RawBatch(frame=frame, offset=self.offset, rows=frame.height)
-            if frame.height < self.max_rows:
-                return
+            self.offset, self._line = b.offset, b.line
+            meta = {"dead": b.dead} if b.dead else {}
+            yield RawBatch(frame=b.frame, offset=self.offset, rows=b.frame.height + len(b.dead), meta=meta)
 
     # -- pacing ------------------------------------------------------------------------
     def _pace_to(self, batch: bytes | bytearray) -> None:
@@ -212,6 +254,19 @@ class FileSource(Source):
         t0, m0 = self._pace
         due = m0 + (last - t0) / 1000 / self.speed
         self.clock.sleep(due - now)
+
+
+def _count_lines(path: Path, end: int) -> int:
+    """Newlines in the first ``end`` bytes of ``path``."""
+    count, pos = 0, 0
+    with open(path, "rb") as f:
+        while pos < end:
+            block = f.read(min(16 << 20, end - pos))
+            if not block:
+                break
+            count += len(newlines(block))
+            pos += len(block)
+    return count
 
 
 def _event_ms(line: bytes | bytearray, field: str) -> float | None:

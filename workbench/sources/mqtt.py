@@ -13,6 +13,17 @@ Receive Maximum is set to the same number), so the source asks the pipeline for 
 checkpoint when that many are unacknowledged or the stream goes quiet. Raise both
 on the broker and here for throughput.
 
+Loss the broker causes is reported, since it cannot always be prevented: a broker
+drops QoS 1 messages for a disconnected session once its queue is full (Mosquitto's
+``max_queued_messages``, default 1000) or when it restarts without ``persistence``.
+The source subscribes to Mosquitto's ``$SYS/broker/publish/messages/dropped`` counter
+and, with ``seq_field``, checks a per-publisher sequence number in every message (the
+publisher is the message's topic, or the value of ``publisher_field``). Either kind
+of loss turns ``health()["status"]`` red with the counts in ``health()["lost"]``; the
+counts are checkpointed, so drops that happened while the pipeline was down (the
+counter grew, the sequence jumped) are counted after the restart.
+:func:`check_broker` reads a broker's settings that prevent loss.
+
 Examples
 --------
 >>> from workbench.sources.factory import from_url
@@ -24,15 +35,80 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 import threading
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 from workbench.errors import ConfigError, SourceError
 from workbench.sources.broker import BrokerSource, Message
 from workbench.sources.urls import ParsedUrl, parse_for
 
-__all__ = ["MqttSource"]
+__all__ = ["DROPPED_TOPIC", "MqttSource", "check_broker"]
+
+log = logging.getLogger(__name__)
+
+#: Mosquitto's count of messages it dropped (queue limits, inflight limits), broker-wide
+DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
+_MAX_PUBLISHERS = 100_000  # sequence numbers are tracked for this many publishers at most
+
+
+class _Loss:
+    """Loss the broker caused: its ``$SYS`` dropped counter and gaps in publishers' sequence numbers."""
+
+    def __init__(self, seq_field: str | None, publisher_field: str | None) -> None:
+        self.seq = re.compile(rb'"%s"\s*:\s*(\d+)' % re.escape(seq_field.encode())) if seq_field else None
+        self.publisher = (
+            re.compile(rb'"%s"\s*:\s*"([^"]*)"' % re.escape(publisher_field.encode())) if publisher_field else None
+        )
+        self.last: dict[bytes | str, int] = {}
+        self.gaps = 0
+        self.broker_dropped = 0
+        self.counter: int | None = None  # the broker's dropped counter when last seen
+
+    def message(self, topic: str, payload: bytes) -> None:
+        if self.seq is None or not (m := self.seq.search(payload)):
+            return
+        who: bytes | str = topic
+        if self.publisher is not None and (p := self.publisher.search(payload)):
+            who = p.group(1)
+        n, before = int(m.group(1)), self.last.get(who)
+        if before is not None and n <= before:
+            return  # a re-delivery, or a restarted publisher's numbering (counted from its next gap)
+        if before is not None and n > before + 1:
+            self.gaps += n - before - 1
+            log.warning("mqtt: publisher %r skipped %d sequence numbers (%d → %d)", who, n - before - 1, before, n)
+        if before is None and len(self.last) >= _MAX_PUBLISHERS:
+            self.last.pop(next(iter(self.last)))
+        self.last[who] = n
+
+    def dropped_counter(self, payload: bytes) -> None:
+        try:
+            value = int(payload.strip() or b"0")
+        except ValueError:
+            return
+        if self.counter is not None:
+            grew = value - self.counter if value >= self.counter else value  # lower: the broker restarted
+            if grew > 0:
+                self.broker_dropped += grew
+                log.warning("mqtt: the broker dropped %d messages (its $SYS counter, all clients)", grew)
+        self.counter = value
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "gaps": self.gaps,
+            "broker_dropped": self.broker_dropped,
+            "counter": self.counter,
+            "last": {k.decode() if isinstance(k, bytes) else k: v for k, v in self.last.items()},
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.gaps, self.broker_dropped = int(state.get("gaps", 0)), int(state.get("broker_dropped", 0))
+        self.counter = state.get("counter")
+        as_bytes = self.publisher is not None
+        self.last = {(k.encode() if as_bytes else k): int(v) for k, v in state.get("last", {}).items()}
 
 
 class MqttSource(BrokerSource):
@@ -55,6 +131,12 @@ class MqttSource(BrokerSource):
         Seconds between pings.
     connect_timeout
         Seconds to wait for the broker's CONNACK / SUBACK.
+    broker_drops
+        Watch the broker's ``$SYS`` dropped-message counter (Mosquitto; QoS 1 sessions).
+    seq_field
+        A JSON field holding each publisher's message sequence number: a gap is loss.
+    publisher_field
+        The JSON field naming the publisher of ``seq_field`` (default: the message topic).
     **kwargs
         :class:`~workbench.sources.broker.BrokerSource` options (``max_rows``, ``max_delay`` …).
     """
@@ -72,6 +154,9 @@ class MqttSource(BrokerSource):
         max_inflight: int = 20,
         keepalive: int = 30,
         connect_timeout: float = 5.0,
+        broker_drops: bool = True,
+        seq_field: str | None = None,
+        publisher_field: str | None = None,
         **kwargs: Any,
     ) -> None:
         u = parse_for(url, "mqtt")
@@ -100,6 +185,8 @@ class MqttSource(BrokerSource):
         self._acks: deque[list[Any]] = deque()
         self._state: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self.broker_drops = broker_drops and qos == 1
+        self.loss = _Loss(seq_field, publisher_field)
 
     # -- connection ----------------------------------------------------------------------
     def _connect(self) -> None:
@@ -129,7 +216,13 @@ class MqttSource(BrokerSource):
         def on_disconnect(_c: Any, _u: Any, _flags: Any, reason: Any, _p: Any) -> None:
             state["down"] = reason
 
+        loss = self.loss
+
         def on_message(_c: Any, _u: Any, msg: Any) -> None:
+            if msg.topic == DROPPED_TOPIC:
+                loss.dropped_counter(msg.payload)
+                return
+            loss.message(msg.topic, msg.payload)
             inbox.append((msg.payload, (gen, msg.mid, msg.qos)))
 
         client.on_connect, client.on_subscribe = on_connect, on_subscribe
@@ -142,9 +235,10 @@ class MqttSource(BrokerSource):
         self._wait(lambda: state["connack"] is not None, "CONNACK")
         if state["connack"].is_failure:
             raise SourceError(f"mqtt source {self.url!r}: the broker refused the connection: {state['connack']}")
-        client.subscribe(self.topic, qos=self.qos)
+        topics = [(self.topic, self.qos), *([(DROPPED_TOPIC, 0)] if self.broker_drops else [])]
+        client.subscribe(topics)
         self._wait(lambda: state["suback"] is not None, "SUBACK")
-        bad = [r for r in state["suback"] if r.is_failure]
+        bad = [r for r in state["suback"][:1] if r.is_failure]  # $SYS may be refused (an ACL): not needed
         if bad:
             raise SourceError(f"mqtt source {self.url!r}: subscription to {self.topic!r} refused: {bad[0]}")
 
@@ -196,5 +290,70 @@ class MqttSource(BrokerSource):
     def _ack(self, tokens: list[Any]) -> None:
         self._acks.append(tokens)
 
-    def health(self) -> dict[str, Any]:  # noqa: D102
-        return {**super().health(), "topic": self.topic, "client_id": self.client_id}
+    def health(self) -> dict[str, Any]:
+        """The broker source's health, plus ``lost`` (broker drops, sequence gaps) and ``status``.
+
+        ``status`` is ``red`` once any loss was seen, else ``green``.
+        """
+        lost = {"broker_dropped": self.loss.broker_dropped, "sequence_gaps": self.loss.gaps}
+        return {
+            **super().health(),
+            "topic": self.topic,
+            "client_id": self.client_id,
+            "lost": lost,
+            "status": "red" if any(lost.values()) else "green",
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """The offset and the loss counters (drops while the pipeline is down are counted after it)."""
+        return {**super().snapshot(), "loss": self.loss.snapshot()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`snapshot`."""
+        super().restore(state)
+        self.loss.restore(state.get("loss", {}))
+
+
+def check_broker(conf: str | Path) -> list[str]:
+    """Problems with a Mosquitto configuration file that let the broker drop messages ([] when none).
+
+    Checks ``persistence`` (queued QoS 1 messages survive a broker restart) and
+    ``max_queued_messages`` (0 = unlimited, or enough for the outage you plan for:
+    at least 100,000 here), and that ``$SYS`` is published (``sys_interval`` > 0) so
+    drops are seen.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> conf = pathlib.Path(tempfile.mkdtemp()) / "mosquitto.conf"
+    >>> _ = conf.write_text("listener 1883\\npersistence true\\nmax_queued_messages 0\\n")
+    >>> check_broker(conf)
+    []
+    >>> _ = conf.write_text("listener 1883\\n")
+    >>> [p.split(":")[0] for p in check_broker(conf)]
+    ['persistence', 'max_queued_messages']
+    """
+    path = Path(conf)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"mosquitto config {str(path)!r}: cannot be read ({exc.strerror or exc})") from None
+    settings: dict[str, str] = {}
+    for raw in lines:
+        words = raw.split("#", 1)[0].split()
+        if len(words) >= 2:
+            settings[words[0]] = words[1]
+    problems = []
+    if settings.get("persistence", "false").lower() not in ("true", "1", "yes"):
+        problems.append(
+            "persistence: off (the default): queued messages are lost when the broker restarts; set 'persistence true'"
+        )
+    queued = settings.get("max_queued_messages", "1000")
+    if not queued.isdigit() or (int(queued) != 0 and int(queued) < 100_000):
+        problems.append(
+            f"max_queued_messages: {queued} (default 1000): a pipeline down for {queued} messages loses the rest; "
+            "set 'max_queued_messages 0' (no limit, bounded by max_queued_bytes) or a number sized for your outages"
+        )
+    if settings.get("sys_interval", "10") == "0":
+        problems.append("sys_interval: 0: $SYS counters are off, so drops cannot be seen; set 'sys_interval 10'")
+    return problems

@@ -13,11 +13,11 @@ Examples
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote
 
 from workbench.errors import ConfigError
+from workbench.masking import mask as masked  # the one masking function, under the name sources use
 
 __all__ = ["ParsedUrl", "masked", "parse_for", "split_url"]
 
@@ -34,15 +34,6 @@ class ParsedUrl:
     query: dict[str, str] = field(default_factory=dict)
     username: str | None = None
     password: str | None = None
-
-
-def masked(url: str) -> str:
-    """``url`` with its password replaced by ``***``.
-
-    >>> masked("redis://:s3cret@h:6379/s?group=g"), masked("mqtt://u:pw@h/t/#")
-    ('redis://:***@h:6379/s?group=g', 'mqtt://u:***@h/t/#')
-    """
-    return re.sub(r"^([a-z+-]+://[^:@/]*):[^@/]+@", r"\1:***@", url)
 
 
 def split_url(url: str) -> ParsedUrl:

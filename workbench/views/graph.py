@@ -31,7 +31,7 @@ from workbench.views.base import LiveView
 __all__ = ["PipelineView", "pipeline_svg"]
 
 _W, _H, _GAP, _SIDE_H = 168, 84, 34, 46
-_FEEDS = {"dead_letter": ("decode", "validate"), "duplicates": ("dedupe",), "late": ("window",)}
+_FEEDS = {"dead_letter": ("decode", "validate", "horizon"), "duplicates": ("dedupe",), "late": ("window",)}
 _MAIN_FILL, _SIDE_FILL, _BAD = "rgba(76,120,168,.16)", "rgba(228,87,86,.14)", "#c62828"
 
 
