@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # every recipe (and the tests that call uv) finds it there all the same
 export PATH := $(dir $(UV)):$(PATH)
 
-.PHONY: env browser services demo test test-quick lint bench clean
+.PHONY: env browser services demo test test-quick test-long lint bench clean
 
 $(UV):
 	$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet uv
@@ -34,7 +34,11 @@ test: env browser services
 	$(UV) run ruff check .
 	$(UV) run lint-imports
 	$(UV) run mypy workbench
-	$(UV) run pytest $(PYTEST_ARGS)
+	$(UV) run pytest -m "not long" $(PYTEST_ARGS)
+
+# the tests of over about three minutes each (every SIGKILL point on a cluster, all NAB files)
+test-long: env browser services
+	$(UV) run pytest -m long $(PYTEST_ARGS)
 
 test-quick: env
 	$(UV) run pytest -m "not slow" -x $(PYTEST_ARGS)

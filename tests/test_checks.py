@@ -62,6 +62,7 @@ HOSTS = pl.DataFrame({"host": ["h0", "h1", "h2"], "service": ["api", "api", "db"
 CASES = {
     "decode": (lambda up: up.decode("server_metrics"), _ndjson, _ndjson),
     "validate": (lambda up: up.validate("server_metrics"), _decoded, _decoded),
+    "horizon": (lambda up: up.horizon("5m"), _frames, _frames),
     "dedupe": (lambda up: up.dedupe("event_id", ttl="2m"), _frames, _frames),
     "enrich": (lambda up: up.enrich(HOSTS, on="host"), _frames, _frames),
     "pseudonymize": (lambda up: up.pseudonymize(["host", "event_id"], key=bytes(range(32))), _frames, _frames),

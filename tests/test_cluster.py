@@ -238,6 +238,7 @@ def test_a_worker_killed_mid_run_is_survived_with_identical_output(cluster, tmp_
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("where", ["snapshot", "after_manifest", "sink_write"])
 def test_a_worker_killed_at_a_checkpoint_step_is_survived(cluster, tmp_path, monkeypatch, where):
     from workbench.cluster.stage import ShardStage
@@ -273,6 +274,7 @@ def test_a_worker_killed_at_a_checkpoint_step_is_survived(cluster, tmp_path, mon
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_a_killed_coordinator_resumes_on_another_number_of_workers(tmp_path):
     """SIGKILL ``workbench replay --cluster local:1`` mid-run; resume it with ``local:2``: same output."""
     import time
@@ -315,6 +317,7 @@ def test_a_killed_coordinator_resumes_on_another_number_of_workers(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_with_a_source_that_cannot_replay_a_lost_worker_ends_the_run_and_the_next_resumes(cluster, tmp_path):
     """A broker-like source (not replayable in-run): the run stops on the lost worker; a new run resumes."""
     from workbench.errors import WorkerLostError
@@ -368,6 +371,7 @@ rules:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_workbench_run_on_a_cluster_survives_a_killed_worker_with_the_same_postgres_rows_and_alerts(tmp_path):
     """``workbench run --cluster local:2 --postgres … --rules …``, a worker SIGKILLed mid-run: same rows, no repeats."""
     import time

@@ -53,6 +53,7 @@ def test_scores_identical_on_short_nab_files(name: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_scores_identical_on_every_nab_file_in_the_reference() -> None:
     files = _files()
     assert set(REFERENCE) <= set(files)

@@ -76,6 +76,7 @@ def test_public_api_is_pinned():
             "WorkbenchError",
             "aggregations",
             "get_schema",
+            "notebook",
             "replay",
             "write_simulation",
         ]
