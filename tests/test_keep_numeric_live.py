@@ -79,3 +79,41 @@ def test_keep_numeric_on_a_live_redis_stream(tmp_path):
         assert "disk_io_mean" in frame.columns and pipe.counts()["valid"] == 40
     finally:
         r.delete(stream)
+
+
+@pytest.mark.services
+def test_keep_numeric_on_a_served_live_source(tmp_path):
+    """``workbench serve --source … --schema s.yaml``: the served pipeline learns the extras too."""
+    import time
+
+    from workbench.apps.live import _connected
+    from workbench.config import Settings
+
+    r = redis.Redis("127.0.0.1", 6379)
+    stream = f"wb-keep-numeric-served-{uuid.uuid4().hex[:8]}"
+    schema = tmp_path / "s.yaml"
+    schema.write_text(SCHEMA)
+    try:
+        for i in range(20):
+            r.xadd(stream, {"at": f"2024-01-01T00:00:{i:02d}Z", "server": "a", "disk_io": str(1.5 * i), "temp": "40"})
+        settings = Settings(
+            source=f"redis://127.0.0.1:6379/{stream}?group=wbs",
+            schema=str(schema),
+            lake=tmp_path / "lake",
+            checkpoints=tmp_path / "checkpoints",
+            window="10s",
+            lateness="0s",
+        )
+        live = _connected(settings)
+        try:
+            assert {"disk_io", "temp"} <= set(live.pipeline.source.schema.names)
+            deadline = time.monotonic() + 30
+            while live.pipeline.counts()["valid"] < 20 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            counts = live.pipeline.counts()
+            assert counts["valid"] == 20 and counts["dead_lettered"] == 0, counts
+            assert {"disk_io_mean", "temp_mean"} <= set(live.feed.metrics)  # the dashboard's metric choices
+        finally:
+            live.pipeline.close()
+    finally:
+        r.delete(stream)

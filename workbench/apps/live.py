@@ -119,7 +119,8 @@ def _connected(settings: Settings) -> Live:
     A ``prometheus://`` URL scrapes into ``prom_samples`` (windows per series; only the
     metrics matching ``settings.match``, default :data:`NODE_METRICS`, every
     ``settings.interval_s``); a ``remote-write://`` URL receives the samples Prometheus
-    pushes, also into ``prom_samples``; other URLs carry ``settings.schema`` events.
+    pushes, also into ``prom_samples``; other URLs carry ``settings.schema`` events (a
+    schema file with ``extra: keep-numeric`` learns its extra metrics from the first batch).
     """
     from workbench.schema import get_schema
     from workbench.sources.factory import from_url
@@ -134,9 +135,15 @@ def _connected(settings: Settings) -> Live:
     elif url.startswith("remote-write://"):  # Prometheus pushes its samples
         schema = get_schema("prom_samples")
     else:
-        schema = get_schema(settings.schema)
         options["max_delay"] = settings.max_delay_s
-    pipe = Pipeline(from_url(url, **options), name="live")
+    source = from_url(url, **options)
+    if not url.startswith(("prometheus://", "remote-write://")):
+        from workbench.project.infer import prime_schema
+
+        # a schema file's extra: keep-numeric learns the undeclared numeric fields from the
+        # first batch (waited for up to 30 s; the batch is kept and processed first)
+        source, schema = prime_schema(source, settings.schema, wait=30.0)
+    pipe = Pipeline(source, name="live")
     pipe.standard(schema, Tumbling(settings.window), lateness=settings.lateness, dedupe_ttl=settings.dedupe_ttl)
     if settings.rules is not None:
         _user_rules(pipe, settings.rules, settings)
