@@ -79,6 +79,32 @@ def test_a_pipeline_windows_and_stores_only_pseudonyms(tmp_path, monkeypatch):
     assert b"host-1" not in raw
 
 
+def test_dead_letters_store_no_clear_value_of_a_pseudonymised_field(tmp_path, monkeypatch):
+    from workbench import Pipeline
+    from workbench.operators.pseudonym import WITHHELD
+    from workbench.operators.windows import Tumbling
+    from workbench.sources.frames import FrameSource
+    from workbench.storage.lake import Lake
+
+    monkeypatch.setenv("WORKBENCH_PSEUDONYM_KEY", KEY.hex())
+    good = [metric(i, host=f"host-{i % 3}") for i in range(30)]
+    bad = [metric(100, host="host-secret", cpu=250.0), metric(101, host="host-secret-2", mem="lots")]
+    lines = b"".join(json.dumps(r).encode() + b"\n" for r in [*good, *bad]) + b"host-garbage,not json\n"
+    pipe = Pipeline(FrameSource([lines]), name="pseudo-dead")
+    pipe.standard("server_metrics", Tumbling("10s"), lateness="0s", pseudonymize=["host"])
+    lake = Lake(tmp_path / "lake")
+    pipe.to_lake(lake)
+    pipe.run()
+    dead = lake.read("dead_letter")
+    assert dead.height == 3, dead
+    stored = b"".join(p.read_bytes() for name in ("dead_letter", "windows") for p in lake.files(name))
+    assert b"host-" not in stored  # neither the rejected records' hosts nor the garbage line
+    raws = dead["raw"].to_list()
+    assert WITHHELD in raws
+    hosts = {json.loads(r)["host"] for r in raws if r != WITHHELD}
+    assert hosts == {_expected("host-secret"), _expected("host-secret-2")}
+
+
 def test_a_project_file_pseudonymizes_its_fields(tmp_path, monkeypatch):
     import workbench as wb
     from workbench.storage.lake import Lake

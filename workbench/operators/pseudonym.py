@@ -23,13 +23,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+import json
+from collections.abc import Collection, Sequence
 
 import polars as pl
 
 from workbench.errors import ConfigError
 
-__all__ = ["Pseudonymizer"]
+__all__ = ["WITHHELD", "Pseudonymizer"]
+
+#: What a dead letter's raw record becomes when it cannot be read to pseudonymise it
+WITHHELD = b"<withheld: a record with pseudonymised fields that could not be read as a JSON object>"
 
 
 class Pseudonymizer:
@@ -74,6 +78,49 @@ class Pseudonymizer:
             mapping = {v: self.pseudonym(v) for v in values}
             cols.append(text.replace_strict(mapping, default=None, return_dtype=pl.String).alias(name))
         return frame.with_columns(cols) if cols else frame
+
+    def scrub(self, dead: pl.DataFrame, nodes: Collection[str] = ("decode", "validate")) -> pl.DataFrame:
+        """Dead letters of ``nodes`` (before this one) with the fields pseudonymised in their raw record and reason.
+
+        A raw record that is not a JSON object (a CSV line, garbage) is :data:`WITHHELD`: it
+        may hold the clear values, and nothing stored may.
+
+        Examples
+        --------
+        >>> p = Pseudonymizer(["user"], key=bytes(32))
+        >>> dead = pl.DataFrame({"node": ["validate", "decode"], "field": ["user", None],
+        ...                      "reason": ["field 'user' = 'ana' is too long", "not JSON"],
+        ...                      "raw": [b'{"user": "ana", "n": 1}', b"ana,1"]})
+        >>> out = p.scrub(dead)
+        >>> out["raw"].to_list()[0], out["reason"][0]
+        (b'{"user": "aa50888b6abcd3a0", "n": 1}', "field 'user' = 'aa50888b6abcd3a0' is too long")
+        >>> out["raw"][1] == WITHHELD
+        True
+        """
+        if dead.height == 0 or not {"node", "raw", "reason"} <= set(dead.columns):
+            return dead
+        fields = dead["field"].to_list() if "field" in dead.columns else [None] * dead.height
+        raws, reasons = dead["raw"].to_list(), dead["reason"].to_list()
+        for i, node in enumerate(dead["node"].to_list()):
+            if node in nodes:
+                raws[i], reasons[i] = self._scrub_one(raws[i], reasons[i], fields[i])
+        return dead.with_columns(pl.Series("raw", raws, dtype=pl.Binary), pl.Series("reason", reasons, dtype=pl.String))
+
+    def _scrub_one(self, raw: bytes | None, reason: str | None, field: str | None) -> tuple[bytes | None, str | None]:
+        try:
+            record = json.loads(raw) if raw else None
+        except (ValueError, UnicodeDecodeError):
+            record = None
+        if not isinstance(record, dict):
+            return (WITHHELD if raw else raw), reason
+        for name in self.fields:
+            value = record.get(name)
+            if value is None:
+                continue
+            record[name] = self.pseudonym(value)
+            if reason and field == name:
+                reason = reason.replace(str(value), record[name])
+        return json.dumps(record, ensure_ascii=False).encode(), reason
 
     def __repr__(self) -> str:
         return f"Pseudonymizer({self.fields!r}, length={self.length})"

@@ -154,6 +154,7 @@ class Pipeline:
         self.spec: dict[str, Any] | None = None  # what standard() built; a checkpoint records it
         # what the input is (replay/run set it: the source's identity); checked on resume
         self.identity: dict[str, Any] | None = None
+        self._scrubber: Any = None  # the pseudonymizer of standard(pseudonymize=…), applied to dead letters
         self._batch_start: Any = None  # where the batch being processed starts (dead letters carry it)
         self._batch_hooks: list[Callable[[float], Any]] = []  # called after each batch with its seconds
         self._prometheus: Any = None  # its metrics collector, once built (pipeline/metrics.py)
@@ -229,6 +230,7 @@ class Pipeline:
         node: Stream = self.head.decode(s).validate(s)
         if pseudonymize:
             node = node.pseudonymize(list(pseudonymize))
+            self._scrubber = node.state  # dead letters of decode and validate get the same pseudonyms
         if max_future is not None:
             node = node.horizon(max_future, time=s.time, clock=None if self.source.bulk else self.clock)
         if self.cluster is not None:
@@ -388,6 +390,8 @@ class Pipeline:
         """Dead letters with the ingest time and the source offset of their batch."""
         import json
 
+        if self._scrubber is not None:  # no clear value of a pseudonymised field is stored
+            dead = self._scrubber.scrub(dead)
         return dead.with_columns(
             pl.lit(self.clock.now(), dtype=pl.Datetime("ms", "UTC")).alias("ingested_at"),
             pl.lit(json.dumps(self._batch_start, default=str), dtype=pl.String).alias("offset"),
