@@ -192,7 +192,7 @@ def test_range_drill_down_silence_and_acknowledge(dashboard):
         page.get_by_role("button", name="Create silence").click()
         silence_row = page.locator(".tabulator-row:visible", has_text="maintenance")
         silence_row.first.wait_for(timeout=15_000)
-        assert "anonymous" in silence_row.first.inner_text() and "active" in silence_row.first.inner_text()
+        assert "local" in silence_row.first.inner_text() and "active" in silence_row.first.inner_text()
         assert _notified(hook) == set(), "the alerts fired before the silence: the rule's `for` is too short here"
 
         # -- a range: the last 5 minutes, live -----------------------------------------------
@@ -273,7 +273,7 @@ def test_range_drill_down_silence_and_acknowledge(dashboard):
         page.get_by_role("button", name="Acknowledge").click()
         acked_row = page.locator(".wb-alerts-table .tabulator-row:visible", has_text=acked).first
         assert _wait(page, lambda: "on it, disk cleanup" in acked_row.inner_text(), 20), acked_row.inner_text()
-        assert "anonymous" in acked_row.inner_text()
+        assert "local" in acked_row.inner_text()
         page.wait_for_timeout(6_000)  # another group interval: still no word of the silenced alert
         page.locator("text=Active alerts").first.evaluate("e => e.scrollIntoView({block: 'start'})")
         page.wait_for_timeout(1_000)
@@ -295,8 +295,8 @@ def test_range_drill_down_silence_and_acknowledge(dashboard):
         silences = store.silences().select("matchers", "created_by", "comment", "starts_at", "ends_at").rows()
     finally:
         store.close()
-    assert feedback == [("acknowledged", "anonymous", "on it, disk cleanup")]
+    assert feedback == [("acknowledged", "local", "on it, disk cleanup")]
     assert len(silences) == 1
     matchers_text, by, comment, starts, ends = silences[0]
-    assert (matchers_text, by, comment) == (f'alertname="busy", host="{host}"', "anonymous", "maintenance")
+    assert (matchers_text, by, comment) == (f'alertname="busy", host="{host}"', "local", "maintenance")
     assert (ends - starts).total_seconds() == 4 * 3600

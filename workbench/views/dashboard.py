@@ -198,7 +198,8 @@ class Dashboard(LiveView):
             ("Latest windows", self.latest._layout),
             ("Dead letters", self.dead._layout),
             sizing_mode="stretch_width",
-            dynamic=True,  # a tab's widgets are built when it is first shown: sessions start faster
+            # every tab built up front: a Tabulator in a dynamic (lazily built) tab never showed the rows it got
+            dynamic=False,
         )
         if self.alerts:
             self.tabs.append(("Alerts", self._alerts_tab()))
