@@ -117,7 +117,10 @@ def _threaded(source: Source, prepare: Prepare, prefetch: int, name: str) -> Ite
     reader.start()
     try:
         while True:
-            batch, item = ahead.get()
+            try:
+                batch, item = ahead.get(timeout=0.2)
+            except queue.Empty:  # back to the interpreter now and then: a signal's handler (SIGINT,
+                continue  # SIGTERM → stop) runs only there, and other threads may take the signal
             if batch is end:
                 if item is not None:
                     raise item
