@@ -87,10 +87,18 @@ def test_rules_on_the_command_line_replace_a_projects(events, rules, tmp_path):
     assert set(_alerts(tmp_path / "o" / "alerts")["rule"]) == {"hot"}
 
 
-def test_the_rules_setting_reaches_the_live_pipeline(rules):
+def test_the_rules_setting_reaches_the_live_pipeline(rules, tmp_path):
     from workbench.apps import live
 
-    settings = Settings.from_env({"WORKBENCH_RULES": str(rules), "WORKBENCH_HOSTS": "3", "WORKBENCH_RATE": "30"})
+    settings = Settings.from_env(
+        {
+            "WORKBENCH_RULES": str(rules),
+            "WORKBENCH_HOSTS": "3",
+            "WORKBENCH_RATE": "30",
+            "WORKBENCH_CHECKPOINTS": str(tmp_path / "checkpoints"),
+            "WORKBENCH_LAKE": str(tmp_path / "lake"),
+        }
+    )
     assert settings.rules == rules
     built = live.live_pipeline(settings)
     try:
