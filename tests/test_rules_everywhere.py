@@ -116,7 +116,7 @@ def test_serve_passes_the_rules_file_to_the_server(rules, tmp_path, monkeypatch)
     from workbench.apps import serve
 
     seen = {}
-    monkeypatch.setattr(serve.subprocess, "call", lambda cmd, env: seen.update(env) or 0)
+    monkeypatch.setattr(serve, "run_server", lambda cmd, env: seen.update(env) or 0)
     assert serve.serve(rules=str(rules)) == 0
     assert seen["WORKBENCH_RULES"] == str(rules.resolve())
     # a project's inline rules go through a file that lives as long as the server

@@ -137,10 +137,45 @@ def serve(**kwargs: Any) -> int:
     if rules:
         env["WORKBENCH_RULES"] = str(Path(rules).resolve())
     try:
-        return subprocess.call(cmd, env=env)
+        return run_server(cmd, env)
     finally:
         if inline is not None:
             Path(inline).unlink(missing_ok=True)
+
+
+def run_server(cmd: list[str], env: Mapping[str, str]) -> int:
+    """Run the server in the foreground and end with it: its exit code, or KeyboardInterrupt after Ctrl-C.
+
+    SIGTERM and SIGHUP are passed on and the server is waited for, so a supervisor that
+    stops ``workbench serve`` sees it exit only when the server has checkpointed and
+    let go of its files (the served app's DuckDB store is locked while it runs). Ctrl-C
+    reaches the server from the terminal too; ``kill -INT`` on this process alone is
+    passed on. The server is never killed: it ends its run.
+    """
+    import signal
+    import threading
+
+    child = subprocess.Popen(cmd, env=dict(env))
+    # signal handlers can only be set in the main thread (a caller's thread just waits)
+    main = threading.current_thread() is threading.main_thread()
+    passed = (signal.SIGTERM, signal.SIGHUP) if main else ()
+    previous = {s: signal.signal(s, lambda signum, _frame: child.send_signal(signum)) for s in passed}
+    interrupted = False
+    try:
+        while True:
+            try:
+                code = child.wait()
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+                if child.poll() is None:
+                    child.send_signal(signal.SIGINT)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if interrupted:
+        raise KeyboardInterrupt
+    return code
 
 
 def server_env() -> dict[str, str]:
