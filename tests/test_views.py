@@ -9,6 +9,8 @@ import time
 import polars as pl
 import pytest
 from bokeh.document import Document
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workbench import Pipeline, Tumbling
 from workbench.testing import FrameSource, server_metrics_frame
@@ -229,3 +231,29 @@ def test_units_and_labels_come_from_the_schema(fed):
     assert feed.column("latency_p99").unit == "ms" and feed.column("error_rate").unit == "ratio"
     assert feed.column("rate_mean", "node_network_receive_bytes_total").unit == "B/s"
     assert feed.default_metric() == "cpu_mean"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    max_rows=st.integers(1, 3_000),
+    sizes=st.lists(st.integers(0, 40), max_size=200),
+    seen=st.integers(0, 250),
+    last=st.integers(0, 30),
+)
+def test_a_live_frame_merging_small_frames_answers_every_version_exactly(max_rows, sizes, seen, last):
+    """Old frames are merged into chunks; ``since``, ``tail`` and the bound are as if they were not."""
+    from workbench.feeds.live import LiveFrame
+
+    store, appended, n = LiveFrame(max_rows=max_rows), [], 0
+    for h in sizes:
+        store.append(pl.DataFrame({"x": list(range(n, n + h))}))
+        appended += [(store.version, x) for x in range(n, n + h)]
+        n += h
+    held = appended[-max_rows:]
+    assert store.rows == len(held)
+    version, rows = store.since(seen)
+    assert version == store.version
+    assert (rows["x"].to_list() if rows.height else []) == [x for v, x in held if v > seen]
+    _, rows = store.tail(last)
+    assert (rows["x"].to_list() if rows.height else []) == [x for v, x in held if v > store.version - last]
+    assert len(store._chunks) <= 2 * 16 + max(1, len(held) // store._chunk_rows + 2)  # merged, not one per batch

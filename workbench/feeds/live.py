@@ -11,8 +11,8 @@ Examples
 >>> store.append(pl.DataFrame({"x": [1, 2]}))
 >>> store.append(pl.DataFrame({"x": [3, 4]}))
 >>> version, new = store.since(0)
->>> version, new["x"].to_list()
-(2, [3, 4])
+>>> version, new["x"].to_list()  # the newest three rows
+(2, [2, 3, 4])
 >>> store.since(version)[1].height
 0
 """
@@ -27,8 +27,37 @@ import polars as pl
 __all__ = ["LiveFrame"]
 
 
+def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    frames = [f for f in frames if f.height]
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+
+#: the newest appended frames are kept as they came (sessions ask for them by version)
+_RECENT = 16
+
+
+class _Chunk:
+    """Rows of the appended frames ``first`` … ``last``; ``starts[i]`` is the row where ``first + i`` begins."""
+
+    __slots__ = ("first", "frame", "last", "starts")
+
+    def __init__(self, first: int, last: int, frame: pl.DataFrame, starts: list[int]) -> None:
+        self.first, self.last, self.frame, self.starts = first, last, frame, starts
+
+    def after(self, version: int) -> pl.DataFrame:
+        """The rows of the frames appended after ``version``."""
+        if version < self.first:
+            return self.frame
+        return self.frame.slice(self.starts[version + 1 - self.first])
+
+
 class LiveFrame:
     """Recent rows of one output, with a version per appended frame.
+
+    The pipeline appends a small frame per batch (a few rows of windows, one dead
+    letter); thousands of small frames cost far more memory than their rows, so all
+    but the newest few are merged into chunks of up to ``max_rows // 8`` rows, each
+    remembering where every appended frame begins.
 
     Parameters
     ----------
@@ -39,8 +68,9 @@ class LiveFrame:
     def __init__(self, max_rows: int = 50_000) -> None:
         self.max_rows = max_rows
         self._lock = threading.Lock()
-        self._frames: list[tuple[int, pl.DataFrame]] = []
+        self._chunks: list[_Chunk] = []
         self._rows = 0
+        self._chunk_rows = max(1_000, max_rows // 8)
         self.version = 0
 
     def append(self, frame: pl.DataFrame) -> None:
@@ -49,38 +79,71 @@ class LiveFrame:
             return
         with self._lock:
             self.version += 1
-            self._frames.append((self.version, frame))
+            self._chunks.append(_Chunk(self.version, self.version, frame, [0]))
             self._rows += frame.height
-            while self._rows > self.max_rows and len(self._frames) > 1:
-                _, old = self._frames.pop(0)
-                self._rows -= old.height
-            if self._rows > self.max_rows:
-                v, only = self._frames[0]
-                self._frames[0] = (v, only.tail(self.max_rows))
-                self._rows = self.max_rows
+            if len(self._chunks) > 2 * _RECENT:
+                self._merge()
+            self._trim()
+
+    def _merge(self) -> None:
+        """Merge the small chunks before the newest :data:`_RECENT` into as few as fit ``_chunk_rows``."""
+        old, recent = self._chunks[:-_RECENT], self._chunks[-_RECENT:]
+        merged: list[_Chunk] = []
+        group: list[_Chunk] = []
+
+        def close() -> None:
+            if len(group) == 1:
+                merged.append(group[0])
+            elif group:
+                starts: list[int] = []
+                at = 0
+                for c in group:
+                    starts.extend(at + s for s in c.starts)
+                    at += c.frame.height
+                frame = pl.concat([c.frame for c in group], how="diagonal_relaxed", rechunk=True)
+                merged.append(_Chunk(group[0].first, group[-1].last, frame, starts))
+            group.clear()
+
+        for c in old:
+            if group and sum(g.frame.height for g in group) + c.frame.height > self._chunk_rows:
+                close()
+            group.append(c)
+        close()
+        self._chunks = merged + recent
+
+    def _trim(self) -> None:
+        """Drop the oldest rows beyond ``max_rows`` (whole chunks first, then the head of the oldest)."""
+        while self._rows > self.max_rows and len(self._chunks) > 1 and (
+            self._rows - self._chunks[0].frame.height >= self.max_rows
+        ):
+            self._rows -= self._chunks.pop(0).frame.height
+        excess = self._rows - self.max_rows
+        if excess > 0:
+            c = self._chunks[0]
+            gone = sum(1 for s in c.starts[1:] if s <= excess)  # frames wholly dropped
+            starts = [max(0, s - excess) for s in c.starts[gone:]]
+            self._chunks[0] = _Chunk(c.first + gone, c.last, c.frame.slice(excess), starts)
+            self._rows = self.max_rows
 
     def since(self, version: int) -> tuple[int, pl.DataFrame]:
         """Rows appended after ``version``, and the current version."""
         with self._lock:
-            frames = [f for v, f in self._frames if v > version]
             current = self.version
-        if not frames:
-            return current, pl.DataFrame()
-        return current, pl.concat(frames, how="diagonal_relaxed")
+            frames = [c.after(version) for c in self._chunks if c.last > version]
+        return current, _concat(frames)
 
     def tail(self, frames: int) -> tuple[int, pl.DataFrame]:
-        """The last ``frames`` appended frames (cheap: no copy of the rest), and the version."""
+        """The rows of the last ``frames`` appended frames (no copy of the rest), and the version."""
         with self._lock:
-            picked = [f for _, f in self._frames[-frames:]] if frames > 0 else []
             current = self.version
-        if not picked:
-            return current, pl.DataFrame()
-        return current, pl.concat(picked, how="diagonal_relaxed")
+            after = current - max(frames, 0)
+            picked = [c.after(after) for c in self._chunks if c.last > after]
+        return current, _concat(picked)
 
     def between(self, column: str, start: datetime | None, end: datetime | None) -> pl.DataFrame:
-        """Rows held with ``start <= column <= end`` (``None``: open); frames wholly outside are skipped."""
+        """Rows held with ``start <= column <= end`` (``None``: open); chunks wholly outside are skipped."""
         with self._lock:
-            frames = [f for _, f in self._frames]
+            frames = [c.frame for c in self._chunks]
         picked = []
         for f in frames:
             if column not in f.columns:
