@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -51,15 +52,15 @@ def metric_lines():
 SESSION_ARGS = ["--check-unused-sessions", "1000", "--unused-session-lifetime", "1000"]
 
 
-@pytest.fixture(scope="session")
-def served_monitor():
-    """``workbench serve`` on a free port; yields the /monitor URL once it answers."""
+@contextlib.contextmanager
+def serving(log_name: str = "serve.log", **env: str):
+    """``workbench serve`` on a free port (``env``: more ``WORKBENCH_*`` settings); the /monitor URL once it answers."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     artifacts = Path(__file__).parent / "artifacts"
     artifacts.mkdir(exist_ok=True)
-    log = open(artifacts / "serve.log", "wb")  # noqa: SIM115 - closed after the server stops
+    log = open(artifacts / log_name, "wb")  # noqa: SIM115 - closed after the server stops
     proc = subprocess.Popen(
         # ended sessions are freed within ~2 s here (the multi-session test counts them)
         [sys.executable, "-m", "workbench.cli", "serve", "--port", str(port), "--", *SESSION_ARGS],
@@ -68,7 +69,7 @@ def served_monitor():
         start_new_session=True,
         # the multi-session tests open dozens of pages from one client (loopback) within a minute:
         # above the per-client page limit a real user meets (60/min, tested in test_serve_security)
-        env={**os.environ, "WORKBENCH_PAGE_RATE": "2000", "WORKBENCH_PROBE_RATE": "2000"},
+        env={**os.environ, "WORKBENCH_PAGE_RATE": "2000", "WORKBENCH_PROBE_RATE": "2000", **env},
     )
     url = f"http://localhost:{port}/monitor"
     deadline = time.time() + 90
@@ -78,7 +79,16 @@ def served_monitor():
                 break
         except OSError:
             time.sleep(0.5)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=20)
-    log.close()
+    try:
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def served_monitor():
+    """``workbench serve`` with the default settings, shared by the tests that only look."""
+    with serving() as url:
+        yield url
