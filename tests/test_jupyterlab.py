@@ -261,8 +261,8 @@ def _kernel_state(page) -> dict:
     return json.loads(ast.literal_eval(text))
 
 
-# Open at the time of writing (issue 17), seen in this test's last runs; each case still runs
-# and reports XPASS once fixed.
+# Open at the time of writing (issue 17), seen in this test's last runs; each case still runs,
+# in `make test-long` (minutes each, and they gate nothing), and reports XPASS once fixed.
 KNOWN = {
     "01-explore-live": "the dead-letter tables stop updating in the page (the kernel's models do update)",
     "02-build-a-monitor": "second run: a view inside pn.Column sends Panel's theme stylesheets as CDN links; "
@@ -270,7 +270,9 @@ KNOWN = {
     "03-tune-a-detector": "kernel RSS grows ~45 MB from the first run to the second (limit 30 MB)",
 }
 CASES = [
-    pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN[n.stem], strict=False)) if n.stem in KNOWN else n
+    pytest.param(n, marks=[pytest.mark.xfail(reason=KNOWN[n.stem], strict=False), pytest.mark.long])
+    if n.stem in KNOWN
+    else n
     for n in NOTEBOOKS
 ]
 
