@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -10,6 +11,9 @@ from browser import PLOT_STATE, health, kpi, launch, number, until
 from conftest import serving
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
+
+#: ``make soak`` sets ``WORKBENCH_SOAK_MINUTES=30``: sessions keep coming and going that long
+SOAK_MINUTES = float(os.environ.get("WORKBENCH_SOAK_MINUTES", "0"))
 
 
 @pytest.fixture(scope="module")
@@ -85,12 +89,21 @@ def test_sessions_share_one_pipeline_and_release_everything(quiet_monitor):
         for page in pages:
             _close(page)
 
-        # 20 more sessions, five at a time: 30 opened and closed in all
-        for _ in range(4):
+        # 20 more sessions, five at a time: 30 opened and closed in all; the soak
+        # (`make soak`) goes on five at a time, with pauses, for SOAK_MINUTES
+        started, opened, samples = time.monotonic(), 10, [(0.0, baseline)]
+        while opened < 30 or time.monotonic() - started < SOAK_MINUTES * 60:
             batch = [_open(browser, quiet_monitor) for _ in range(5)]
             assert all(_live(page) for page in batch)
             for page in batch:
                 _close(page)
+            opened += 5
+            if SOAK_MINUTES:
+                idle = until(lambda: _idle(base), 60)
+                samples.append((time.monotonic() - started, health(base, gc=True)["process"]["rss_mb"]))
+                print(f"soak {samples[-1][0] / 60:5.1f} min: {opened} sessions, RSS {samples[-1][1]:.0f} MB")
+                assert idle, health(base)
+                time.sleep(20)  # nobody connected for a while, as between a team's visits
         browser.close()
 
     assert until(lambda: _idle(base), 60), health(base)
@@ -98,5 +111,8 @@ def test_sessions_share_one_pipeline_and_release_everything(quiet_monitor):
     assert after["pipelines_in_process"] == 1, after
     assert after["subscriptions"] == 0, after
     grown = after["process"]["rss_mb"] - baseline
-    print(f"RSS baseline {baseline:.0f} MB, after 30 sessions {after['process']['rss_mb']:.0f} MB (+{grown:.1f})")
+    print(
+        f"RSS baseline {baseline:.0f} MB, after {opened} sessions in {(time.monotonic() - started) / 60:.1f} min "
+        f"{after['process']['rss_mb']:.0f} MB (+{grown:.1f}; highest {max(r for _, r in samples):.0f} MB)"
+    )
     assert grown <= 50, (baseline, after["process"])
