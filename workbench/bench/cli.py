@@ -91,6 +91,14 @@ def register(sub: Any) -> None:
     bo.add_argument("--seed", type=int, default=0)
     bo.add_argument("--report", help="also run this report notebook (notebooks/reports/daily-report.ipynb)")
     bo.set_defaults(func=_export)
+    bp = bsub.add_parser(
+        "checkpoint", help="bytes and seconds of a full checkpoint of a big dedupe table, then of later ones"
+    )
+    bp.add_argument("--keys", type=int, default=1_000_000, help="dedupe keys held (default: 1000000)")
+    bp.add_argument("--batch", type=int, default=10_000, help="new keys between two saves (default: 10000)")
+    bp.add_argument("--saves", type=int, default=7, help="saves after the first (default: 7)")
+    bp.add_argument("--full-every", type=int, default=8, help="every N-th save rewrites everything (default: 8)")
+    bp.set_defaults(func=_checkpoint)
 
 
 def _scale(args: argparse.Namespace) -> int:
@@ -203,6 +211,16 @@ def _metrics(args: argparse.Namespace) -> int:
     from workbench.bench.metrics import bench_metrics
 
     _print(bench_metrics(nodes=args.nodes, reasons=args.reasons, repeat=args.repeat))
+    return 0
+
+
+def _checkpoint(args: argparse.Namespace) -> int:
+    from workbench.bench.checkpoint import bench_checkpoint
+
+    for name in ("keys", "batch", "saves", "full_every"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"bench checkpoint: --{name.replace('_', '-')} must be >= 1, not {getattr(args, name)}")
+    _print(bench_checkpoint(keys=args.keys, batch=args.batch, saves=args.saves, full_every=args.full_every))
     return 0
 
 

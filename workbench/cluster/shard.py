@@ -115,10 +115,12 @@ class KeyGroups:
         w = self.windows.snapshot()
         buf = w["buffer"]
         kg_of_row = key_groups(buf, self.by, self.groups) if buf.width else None
-        d = self.dedupe.snapshot() if self.dedupe is not None else None
+        d: dict[str, Any] | None = None
         kg_of_key = None
-        if d is not None:
-            kg_of_key = d["seen"]["key"].str.extract(r"^(\d+):", 1).cast(pl.UInt32)
+        if self.dedupe is not None:  # one frame of live keys, split by key group
+            seen = self.dedupe.live_keys()
+            d = {"seen": seen, "max_ts": self.dedupe.snapshot_max_ts, "evicted": self.dedupe.evicted}
+            kg_of_key = seen["key"].str.extract(r"^(\d+):", 1).cast(pl.UInt32)
         out = {}
         for kg in groups:
             part_w = {

@@ -245,28 +245,47 @@ class Deduplicator:
             self._live = self.max_keys
 
     def snapshot(self) -> dict[str, Any]:
-        """State as plain values and a copy of the key table (hashes are not stored)."""
+        """State as plain values and the key runs as frames (hashes are not stored).
+
+        Each run is a frame of its own, as it is: a run is only replaced when runs merge,
+        so a checkpoint store that writes big sections once (:mod:`workbench.storage.checkpoints`)
+        writes each run once, not the whole key table every checkpoint.
+        """
+        runs = [pl.DataFrame({"key": r.keys, "t": pl.Series(r.t.copy(), dtype=pl.Int64)}) for r in self._runs]
+        return {"runs": runs, "max_ts": self._max_ts, "evicted": self.evicted}
+
+    @property
+    def snapshot_max_ts(self) -> int | None:
+        """The newest event time seen (ms), as :meth:`snapshot` records it."""
+        return self._max_ts
+
+    def live_keys(self) -> pl.DataFrame:
+        """The keys remembered now (not past the horizon) and their event times: ``key``, ``t`` (ms).
+
+        ``restore({"seen": frame, "max_ts": …, "evicted": …})`` takes such a frame (a
+        sharded pipeline splits it by key group).
+        """
         horizon = self._horizon()
         live = [(r, np.flatnonzero(r.t >= horizon)) for r in self._runs]
-        seen = pl.DataFrame(
+        return pl.DataFrame(
             {
                 "key": pl.concat([r.keys.gather(i) for r, i in live]) if live else pl.Series([], dtype=pl.String),
                 "t": pl.Series(np.concatenate([r.t[i] for r, i in live]) if live else [], dtype=pl.Int64),
             },
             schema={"key": pl.String, "t": pl.Int64},
         )
-        return {"seen": seen, "max_ts": self._max_ts, "evicted": self.evicted}
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`snapshot`; key hashes are recomputed by this polars."""
+        """Restore from :meth:`snapshot` (or a ``"seen"`` frame of :meth:`live_keys`); hashes are recomputed."""
         self._max_ts = state["max_ts"]
         self.evicted = state["evicted"]
         self._runs = []
-        seen = state["seen"]
-        if seen.height:
-            h = seen["key"].hash().to_numpy()
-            order = np.argsort(h, kind="stable")
-            self._runs.append(_Run(h[order], seen["t"].to_numpy()[order], seen["key"].gather(order)))
+        frames = state["runs"] if "runs" in state else [state["seen"]]
+        for frame in frames:
+            if frame.height:
+                h = frame["key"].hash().to_numpy()
+                order = np.argsort(h, kind="stable")
+                self._runs.append(_Run(h[order], frame["t"].to_numpy()[order], frame["key"].gather(order)))
         self._maintain()
 
 

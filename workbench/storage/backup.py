@@ -55,17 +55,23 @@ def _checkpoint_folder(root: Path) -> Path | None:
     return found[0] if found else None
 
 
-def _boundary(store: CheckpointStore) -> tuple[int, Path, bytes]:
-    """The newest checkpoint's epoch, file and bytes: read once, verified, before anything else is copied."""
-    for _ in range(5):  # a running pipeline may prune the file between listing and reading it
+def _boundary(store: CheckpointStore) -> tuple[int, Path, bytes, dict[Path, bytes]]:
+    """The newest checkpoint's epoch, file and bytes, and its section files' bytes: read and verified first."""
+    for _ in range(5):  # a running pipeline may prune the files between listing and reading them
         files = store.files()
         if not files:
             break
         try:
             data = files[0].read_bytes()
+            epoch = int(store.read(files[0], data)["epoch"])
+            sections = {path: path.read_bytes() for path in store.fetched.values()}
         except FileNotFoundError:
             continue
-        return int(store.read(files[0], data)["epoch"]), files[0], data
+        except CheckpointError:
+            if files[0].exists():
+                raise
+            continue  # pruned while its sections were read
+        return epoch, files[0], data, sections
     raise CheckpointError(f"backup: no readable checkpoint in {store.folder}")
 
 
@@ -102,8 +108,9 @@ def backup(root: str | Path, out: str | Path, *, key: SecretKey | None = None) -
     ck_folder = _checkpoint_folder(root)
     epoch: int | None = None
     ck_name, ck_bytes = None, b""
+    sections: dict[Path, bytes] = {}
     if ck_folder is not None:
-        epoch, ck_path, ck_bytes = _boundary(CheckpointStore(ck_folder))
+        epoch, ck_path, ck_bytes, sections = _boundary(CheckpointStore(ck_folder))
         ck_name = ck_path.relative_to(root).as_posix()
     files: list[dict[str, Any]] = []
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -115,11 +122,17 @@ def backup(root: str | Path, out: str | Path, *, key: SecretKey | None = None) -
                     files.append(
                         {"path": ck_name, "size": len(ck_bytes), "sha256": hashlib.sha256(ck_bytes).hexdigest()}
                     )
+                for path, data in sorted(sections.items()):  # the big state it names, as it was read
+                    rel = path.relative_to(root).as_posix()
+                    _add(tar, rel, data)
+                    files.append({"path": rel, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
                 for path in sorted(p for p in root.rglob("*") if p.is_file()):
                     rel = path.relative_to(root).as_posix()
                     m = _PART.match(path.name)
                     if (m and epoch is not None and int(m.group(1)) > epoch) or _CKPT.match(path.name):
                         continue  # after the boundary, or a checkpoint other than the one taken
+                    if ck_folder is not None and path.parent == ck_folder / "sections":
+                        continue  # sections: only those of the checkpoint taken, added above
                     if _TEMP.match(path.name):
                         continue
                     try:

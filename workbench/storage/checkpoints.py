@@ -11,6 +11,16 @@ before the body is read; the body is the state as JSON with frames as Arrow IPC 
 only opaque objects (river models) as pickle (:mod:`workbench.storage.statecodec`),
 optionally encrypted with AES-256-GCM. A checkpoint that is tampered with, truncated,
 written with another key or in another format is refused with a message saying which.
+
+Big state is written incrementally. A section of at least :data:`SHARED_MIN` bytes (a
+frame of dedupe keys, say) goes to ``sections/<address>.wbsec`` once, where the address
+is an HMAC of its bytes under the checkpoint key; the checkpoint's authenticated index
+names it, and a later checkpoint holding the same bytes names it again instead of
+writing it. The first checkpoint of a run, and every ``full_every``-th, writes all of its
+sections afresh (a full rewrite), so no section file is trusted for longer than that.
+On reading, a named section must exist and hash to its address (and decrypt, when
+encrypted), or the checkpoint is refused; files no kept checkpoint names are removed
+after each save.
 Old ``WBCKPT1`` checkpoints (an unauthenticated pickle) are refused and never read.
 
 The key comes from ``WORKBENCH_CHECKPOINT_KEY`` or ``WORKBENCH_CHECKPOINT_KEY_FILE``,
@@ -40,7 +50,8 @@ import logging
 import os
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -61,6 +72,11 @@ _TAG = 32
 _NONCE = 12
 _MAX_HEADER = 1 << 16
 _FILE = re.compile(r"^checkpoint-(\d{8,})\.wbck$")
+_SECTION = re.compile(r"^([0-9a-f]{40})\.wbsec$")
+#: sections of at least this many bytes are written once and named by later checkpoints
+SHARED_MIN = 64 * 1024
+#: every this-many-th checkpoint writes all its sections inline (a full rewrite)
+FULL_EVERY = 8
 _TRACKED = ("workbench", "polars", "river", "streamz")
 
 
@@ -79,16 +95,24 @@ def _minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
-def _pack_sections(doc: Any, sections: list[tuple[str, bytes]]) -> bytes:
-    index = json.dumps({"state": doc, "sections": [[kind, len(data)] for kind, data in sections]}).encode()
-    return b"".join([struct.pack(">Q", len(index)), index, *(data for _, data in sections)])
+def _pack_sections(doc: Any, sections: list[tuple[str, bytes]], shared: Mapping[int, str]) -> bytes:
+    """The body: an index, then the sections written inline (``shared``: section number → its file's address)."""
+    entries = [[kind, len(data), *([shared[i]] if i in shared else [])] for i, (kind, data) in enumerate(sections)]
+    index = json.dumps({"state": doc, "sections": entries}).encode()
+    inline = (data for i, (_, data) in enumerate(sections) if i not in shared)
+    return b"".join([struct.pack(">Q", len(index)), index, *inline])
 
 
-def _unpack_sections(body: bytes, where: str) -> tuple[Any, list[tuple[str, bytes]]]:
+def _unpack_sections(
+    body: bytes, where: str, fetch: Callable[[str, int], bytes]
+) -> tuple[Any, list[tuple[str, bytes]]]:
     (n,) = struct.unpack(">Q", body[:8])
     index = json.loads(body[8 : 8 + n])
     pos, sections = 8 + n, []
-    for kind, size in index["sections"]:
+    for kind, size, *address in index["sections"]:
+        if address:
+            sections.append((kind, fetch(address[0], size)))
+            continue
         sections.append((kind, body[pos : pos + size]))
         pos += size
     if pos != len(body):
@@ -112,6 +136,14 @@ class CheckpointStore:
         instead of raising (default: ``WORKBENCH_CHECKPOINT_FALLBACK``).
     env
         The environment to read settings from (default: ``os.environ``).
+    full_every
+        Every this-many-th save (and the first) writes all its sections afresh; in between,
+        sections of at least :data:`SHARED_MIN` bytes already written are only named.
+
+    Attributes
+    ----------
+    written
+        Bytes the last :meth:`save` wrote (checkpoint file and new section files).
     """
 
     def __init__(
@@ -122,8 +154,12 @@ class CheckpointStore:
         encrypt: bool | None = None,
         fallback: bool | None = None,
         env: Mapping[str, str] | None = None,
+        full_every: int = FULL_EVERY,
     ) -> None:
         self.folder = Path(folder)
+        self.full_every = max(1, int(full_every))
+        self.written = 0
+        self._saves = 0  # saves by this store: the first one, and every full_every-th, is full
         self._key = key
         self._env = os.environ if env is None else env
         flag = self._env.get("WORKBENCH_CHECKPOINT_ENCRYPT", "")
@@ -131,6 +167,8 @@ class CheckpointStore:
         again = self._env.get("WORKBENCH_CHECKPOINT_FALLBACK", "")
         self.fallback = fallback if fallback is not None else again.lower() in ("1", "true", "yes")
         self.loaded: Path | None = None
+        #: the section files the last :meth:`read` used (address → path): a backup copies them with it
+        self.fetched: dict[str, Path] = {}
 
     @property
     def key(self) -> SecretKey:
@@ -166,8 +204,12 @@ class CheckpointStore:
         """Write ``state`` (with an ``"epoch"``) atomically as a new file; keep it and the previous one."""
         epoch = int(state.get("epoch", 0))
         doc, sections = encode({**state, "versions": library_versions()})
-        body = _pack_sections(doc, sections)
         key = self.key
+        self.written = 0
+        full = self._saves % self.full_every == 0
+        self._saves += 1
+        shared = self._share(sections, key, rewrite=full)
+        body = _pack_sections(doc, sections, shared)
         header = {
             "format": FORMAT,
             "key_id": key.key_id,
@@ -175,6 +217,7 @@ class CheckpointStore:
             "epoch": epoch,
             "versions": library_versions(),
             "pickles": sum(kind == "pickle" for kind, _ in sections),
+            "shared": sorted(set(shared.values())),
         }
         if self.encrypt:
             from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -195,8 +238,83 @@ class CheckpointStore:
 
         path = self.folder / f"checkpoint-{epoch:08d}.wbck"
         atomic_write(path, write)
+        self.written += len(_MAGIC) + 4 + len(head) + len(body) + _TAG
         self.loaded = None
         self._prune(path, epoch)
+
+    # -- sections written once ----------------------------------------------------------
+    @property
+    def sections_folder(self) -> Path:
+        """Where the sections that several checkpoints share are kept."""
+        return self.folder / "sections"
+
+    @staticmethod
+    def _address(key: SecretKey, data: bytes) -> str:
+        """A section's file name: an HMAC of its bytes (equal sections are found, nothing is told without the key)."""
+        return hmac.new(key.derive("checkpoint/section"), data, hashlib.sha256).hexdigest()[:40]
+
+    def _share(self, sections: list[tuple[str, bytes]], key: SecretKey, *, rewrite: bool) -> dict[int, str]:
+        """Write the big sections not yet on disk (``rewrite``: all of them); their addresses by section number."""
+        shared: dict[int, str] = {}
+        for i, (_, data) in enumerate(sections):
+            if len(data) < SHARED_MIN:
+                continue
+            address = self._address(key, data)
+            path = self.sections_folder / f"{address}.wbsec"
+            if rewrite or not path.exists():
+                blob = data
+                if self.encrypt:
+                    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+                    nonce = os.urandom(_NONCE)
+                    blob = nonce + AESGCM(key.derive("checkpoint/aes-gcm")).encrypt(nonce, data, address.encode())
+                atomic_write(path, partial(_write_all, blob))
+                self.written += len(blob)
+            shared[i] = address
+        return shared
+
+    def _fetch(self, checkpoint: Path, key: SecretKey, encrypted: bool) -> Callable[[str, int], bytes]:
+        def fetch(address: str, size: int) -> bytes:
+            path = self.sections_folder / f"{address}.wbsec"
+            where = f"checkpoint {checkpoint}: section {path.name}"
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                raise CheckpointError(f"{where} is missing; the checkpoint cannot be restored without it") from None
+            if encrypted:
+                from cryptography.exceptions import InvalidTag
+                from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+                try:
+                    data = AESGCM(key.derive("checkpoint/aes-gcm")).decrypt(
+                        data[:_NONCE], data[_NONCE:], address.encode()
+                    )
+                except InvalidTag:
+                    raise CheckpointError(f"{where}: decryption failed (AES-GCM tag mismatch)") from None
+            if len(data) != size or not hmac.compare_digest(self._address(key, data), address):
+                raise CheckpointError(
+                    f"{where}: authentication failed (its bytes do not match its HMAC address): it was modified "
+                    "after it was written; it was not loaded"
+                )
+            self.fetched[address] = path
+            return data
+
+        return fetch
+
+    def _collect(self) -> None:
+        """Remove the section files that no kept checkpoint names (and leftovers of a crash)."""
+        if not self.sections_folder.exists():
+            return
+        named: set[str] = set()
+        for p in self.files():
+            try:
+                named.update(_shared_of(p))
+            except (CheckpointError, OSError):
+                return  # a checkpoint that cannot be read now: remove nothing it might name
+        for p in self.sections_folder.iterdir():
+            m = _SECTION.match(p.name)
+            if (m and m.group(1) not in named) or p.name.startswith("."):
+                p.unlink(missing_ok=True)
 
     def _prune(self, newest: Path, epoch: int) -> None:
         """Keep ``newest`` and the newest older file; files of later epochs are rolled-back futures."""
@@ -207,6 +325,7 @@ class CheckpointStore:
                 p.unlink(missing_ok=True)
         old = self.folder / "checkpoint.bin"
         old.unlink(missing_ok=True)
+        self._collect()
 
     # -- reading ------------------------------------------------------------------------
     def load(self) -> dict[str, Any] | None:
@@ -276,7 +395,8 @@ class CheckpointStore:
         if m and int(m.group(1)) != header.get("epoch"):
             raise CheckpointError(f"checkpoint {path}: holds epoch {header.get('epoch')}, not the one its name says")
         self._check_versions(path, header)
-        doc, sections = _unpack_sections(body, str(path))
+        self.fetched = {}
+        doc, sections = _unpack_sections(body, str(path), self._fetch(path, key, header["cipher"] != "none"))
         state: dict[str, Any] = decode(doc, sections, trusted=True)  # authenticated above
         return state
 
@@ -331,4 +451,28 @@ class CheckpointStore:
         """Remove every checkpoint."""
         for p in [*self.files(), self.folder / "checkpoint.bin"]:
             p.unlink(missing_ok=True)
+        if self.sections_folder.exists():
+            for p in self.sections_folder.iterdir():
+                p.unlink(missing_ok=True)
         self.loaded = None
+
+
+def _write_all(data: bytes, f: BinaryIO) -> None:
+    f.write(data)
+
+
+def _shared_of(path: Path) -> list[str]:
+    """The section addresses a checkpoint's header names (read without the body)."""
+    with open(path, "rb") as f:
+        start = f.read(len(_MAGIC) + 4)
+        if not start.startswith(_MAGIC) or len(start) < len(_MAGIC) + 4:
+            raise CheckpointError(f"checkpoint {path}: not a Workbench checkpoint")
+        (n,) = struct.unpack(">I", start[len(_MAGIC) :])
+        if n > _MAX_HEADER:
+            raise CheckpointError(f"checkpoint {path}: truncated or corrupt header")
+        try:
+            header = json.loads(f.read(n))
+        except ValueError:
+            raise CheckpointError(f"checkpoint {path}: truncated or corrupt header") from None
+    shared = header.get("shared", []) if isinstance(header, dict) else []
+    return [a for a in shared if isinstance(a, str)]
