@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -134,3 +135,17 @@ def test_a_backup_carries_the_sections_its_checkpoint_names(big, tmp_path, monke
     restored = Deduplicator("event_id", "ts", ttl="1h")
     restored.restore(CheckpointStore(tmp_path / "back" / "checkpoint", key=KEY).load()["dedupe"])
     assert remembered(restored) == remembered(dedupe)
+
+
+def test_bench_checkpoint_reports_the_incremental_saves_against_the_full_one():
+    from conftest import cli
+
+    run = cli("bench", "checkpoint", "--keys", "150000", "--batch", "2000", "--saves", "3", "--full-every", "8")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["restored_keys"] == 150_000 + 3 * 2_000
+    assert report["bytes_vs_full"] < 0.1, report
+    bad = cli("bench", "checkpoint", "--saves", "0")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "workbench: error: bench checkpoint: --saves must be >= 1, not 0"
+    ]
