@@ -402,6 +402,8 @@ class Feed:
             return list(hit)
         _, rows, bands = self.range(start, end)
         ranked = _rank(rows, bands, metric, self.by, n, threshold, family)
+        if not ranked:
+            return []  # nothing to rank yet: asked again at the next window, not remembered
         with self._lock:
             self._ranked[key] = ranked
             while len(self._ranked) > 32:
