@@ -112,9 +112,9 @@ def test_tampered_truncated_foreign_key_and_wrong_version_are_refused_by_name(tm
 
     head_len = struct.unpack(">I", original[8:12])[0]
     header = json.loads(original[12 : 12 + head_len])
-    head = json.dumps({**header, "format": 3}, sort_keys=True).encode()
+    head = json.dumps({**header, "format": 4}, sort_keys=True).encode()
     path.write_bytes(original[:8] + struct.pack(">I", len(head)) + head + original[12 + head_len :])
-    with pytest.raises(CheckpointError, match="format 3, this Workbench reads format 2"):
+    with pytest.raises(CheckpointError, match="format 4, this Workbench reads formats 2 and 3"):
         store.load()
 
     path.write_bytes(b"PK\x03\x04 not ours")

@@ -11,6 +11,7 @@ before the body is read; the body is the state as JSON with frames as Arrow IPC 
 only opaque objects (river models) as pickle (:mod:`workbench.storage.statecodec`),
 optionally encrypted with AES-256-GCM. A checkpoint that is tampered with, truncated,
 written with another key or in another format is refused with a message saying which.
+Old ``WBCKPT1`` checkpoints (an unauthenticated pickle) are refused and never read.
 
 Big state is written incrementally. A section of at least :data:`SHARED_MIN` bytes (a
 frame of dedupe keys, say) goes to ``sections/<address>.wbsec`` once, where the address
@@ -21,7 +22,6 @@ sections afresh (a full rewrite), so no section file is trusted for longer than 
 On reading, a named section must exist and hash to its address (and decrypt, when
 encrypted), or the checkpoint is refused; files no kept checkpoint names are removed
 after each save.
-Old ``WBCKPT1`` checkpoints (an unauthenticated pickle) are refused and never read.
 
 The key comes from ``WORKBENCH_CHECKPOINT_KEY`` or ``WORKBENCH_CHECKPOINT_KEY_FILE``,
 else the per-user ``~/.config/workbench/checkpoint.key``, created on first use
@@ -67,7 +67,9 @@ log = logging.getLogger(__name__)
 
 _MAGIC = b"WBCKPT2\n"
 _OLD_MAGIC = b"WBCKPT1"
-FORMAT = 2
+FORMAT = 3
+#: formats read: 2 has every section inline, 3 may name section files
+READS = (2, 3)
 _TAG = 32
 _NONCE = 12
 _MAX_HEADER = 1 << 16
@@ -75,7 +77,7 @@ _FILE = re.compile(r"^checkpoint-(\d{8,})\.wbck$")
 _SECTION = re.compile(r"^([0-9a-f]{40})\.wbsec$")
 #: sections of at least this many bytes are written once and named by later checkpoints
 SHARED_MIN = 64 * 1024
-#: every this-many-th checkpoint writes all its sections inline (a full rewrite)
+#: every this-many-th checkpoint writes all its sections afresh (a full rewrite)
 FULL_EVERY = 8
 _TRACKED = ("workbench", "polars", "river", "streamz")
 
@@ -423,9 +425,9 @@ class CheckpointStore:
                 raise ValueError(header)
         except ValueError:
             raise CheckpointError(f"checkpoint {path}: truncated or corrupt header") from None
-        if header.get("format") != FORMAT:
+        if header.get("format") not in READS:
             raise CheckpointError(
-                f"checkpoint {path}: format {header.get('format')!r}, this Workbench reads format {FORMAT}; "
+                f"checkpoint {path}: format {header.get('format')!r}, this Workbench reads formats 2 and 3; "
                 f"resume with the Workbench that wrote it, or delete the folder {path.parent} to start over"
             )
         expected = start + head_len + int(header.get("length", -1)) + _TAG
