@@ -118,6 +118,36 @@ def test_resume_refuses_another_input_and_a_lake_without_its_checkpoint(events, 
     assert _windows(out).equals(_windows(full))
 
 
+class _Killed(BaseException):
+    """The process ends here (nothing below catches it, as nothing survives a SIGKILL)."""
+
+
+def test_a_run_killed_between_its_first_output_and_its_first_checkpoint_resumes(events, tmp_path, monkeypatch):
+    """Output is committed before the checkpoint covering it: the first epoch's must be rolled back, not refused."""
+    from workbench.storage.checkpoints import CheckpointStore
+
+    save = CheckpointStore.save
+
+    def dies_before_the_first_real_checkpoint(self, state):
+        if state["epoch"] == 1:
+            raise _Killed
+        save(self, state)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(CheckpointStore, "save", dies_before_the_first_real_checkpoint)
+    with pytest.raises(_Killed):
+        replay(events, out, max_rows=500, checkpoint_batches=2, checkpoint_every="1h")
+    monkeypatch.setattr(CheckpointStore, "save", save)
+    assert list((out / "windows").rglob("*.parquet")), "epoch 1's windows were committed"
+    assert [p.name for p in CheckpointStore(out / "checkpoint").files()] == ["checkpoint-00000000.wbck"]
+
+    resumed = replay(events, out, max_rows=500, checkpoint_batches=2, checkpoint_every="1h")
+    assert resumed["complete"]
+    full = tmp_path / "full"
+    replay(events, full, max_rows=500)
+    assert _windows(out).equals(_windows(full))
+
+
 def test_a_moved_output_folder_resumes(tmp_path):
     work = tmp_path / "project"
     work.mkdir()

@@ -27,7 +27,15 @@ from workbench.operators.spec import spec_differences
 if TYPE_CHECKING:
     from workbench.pipeline.core import Pipeline
 
-__all__ = ["OffsetLog", "check_orphan_output", "checkpoint", "checkpoint_due", "identity_differences", "restore"]
+__all__ = [
+    "OffsetLog",
+    "check_orphan_output",
+    "checkpoint",
+    "checkpoint_due",
+    "first_checkpoint",
+    "identity_differences",
+    "restore",
+]
 
 log = logging.getLogger(__name__)
 
@@ -155,22 +163,38 @@ def checkpoint(pipe: Pipeline) -> None:
     if pipe.checkpoints is None:
         pipe.source.commit(pipe._offset)
         return
-    pipe.checkpoints.save(
-        {
-            "pipeline": pipe.name,
-            "epoch": pipe.epoch,
-            "batches": pipe.batches,
-            "source": {**pipe.source.snapshot(), "offset": pipe._offset},
-            "nodes": {op.name: op.snapshot() for op in pipe.operators()},
-            "spec": pipe.spec,
-            "identity": pipe.identity,
-            "lake_epoch": _lake_epoch(pipe),
-        }
-    )
+    pipe.checkpoints.save(_state(pipe))
     pipe._last_checkpoint = pipe.clock.monotonic()
     if pipe._wal is not None:
         pipe._wal.truncate()
     pipe.source.commit(pipe._offset)
+
+
+def _state(pipe: Pipeline) -> dict[str, Any]:
+    return {
+        "pipeline": pipe.name,
+        "epoch": pipe.epoch,
+        "batches": pipe.batches,
+        "source": {**pipe.source.snapshot(), "offset": pipe._offset},
+        "nodes": {op.name: op.snapshot() for op in pipe.operators()},
+        "spec": pipe.spec,
+        "identity": pipe.identity,
+        "lake_epoch": _lake_epoch(pipe),
+    }
+
+
+def first_checkpoint(pipe: Pipeline) -> None:
+    """Checkpoint epoch 0 at the start of a new run, before it writes anything.
+
+    Output is committed before the checkpoint that covers it, so a run killed between
+    its first commit and its first checkpoint leaves lake files and no checkpoint: the
+    next start would take them for output whose checkpoint was deleted and refuse. With
+    this one, it rolls them back and resumes from the start instead.
+    """
+    assert pipe.checkpoints is not None
+    if pipe._offset is None:
+        pipe._offset = pipe.source.offset
+    pipe.checkpoints.save(_state(pipe))
 
 
 def restore(pipe: Pipeline) -> None:

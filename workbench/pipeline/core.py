@@ -414,6 +414,8 @@ class Pipeline:
         else:
             if resume and self.checkpoints is not None:
                 checkpointing.check_orphan_output(self)
+            if self.checkpoints is not None and self.cluster is None:
+                checkpointing.first_checkpoint(self)
             if self.cluster is not None:
                 assert self.checkpoints is not None
                 if self._offset is None:
