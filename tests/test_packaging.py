@@ -114,6 +114,21 @@ def test_console_script_is_declared_and_runs():
         assert command in out.stdout
 
 
+def test_a_wrong_argument_is_one_line_naming_the_option_and_the_value():
+    for args, names in (
+        (["replay", "e.jsonl", "--max-rows", "many"], ["workbench replay: error:", "--max-rows", "'many'"]),
+        (["bench", "checkpoint", "--keys", "x"], ["workbench bench checkpoint: error:", "--keys", "'x'"]),
+        (["run", "--bogus"], ["workbench: error:", "--bogus"]),
+        ([], ["workbench: error:", "command"]),
+    ):
+        done = cli(*args)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, (args, done.stderr)
+        assert all(n in lines[0] for n in names) and "--help` lists the options" in lines[0], lines
+    done = cli("bench", "redis://ops:hunter2@broker/x")  # the value is echoed: its password is not
+    assert done.returncode == 2 and "hunter2" not in done.stderr and "ops:***@broker" in done.stderr
+
+
 def test_the_command_starts_without_the_engine():
     """``workbench --help`` and every sub-command's parser import no polars, river, streamz or panel."""
     code = (

@@ -14,6 +14,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from workbench.errors import WorkbenchError
 
@@ -35,9 +36,18 @@ WINGS = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a wrong argument as one line (no usage block), secrets masked; its sub-parsers too."""
+
+    def error(self, message: str) -> NoReturn:
+        from workbench.masking import mask
+
+        self.exit(2, f"{self.prog}: error: {mask(message)} (`{self.prog} --help` lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
-    p = argparse.ArgumentParser(prog="workbench", description="Live monitoring workbench.")
+    p = _Parser(prog="workbench", description="Live monitoring workbench.")
     sub = p.add_subparsers(dest="command", required=True)
     for wing in WINGS:
         importlib.import_module(wing).register(sub)
