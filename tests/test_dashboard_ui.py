@@ -64,6 +64,14 @@ CELL = """(back) => {
           px: box.left + view.frame.x_scale.compute(xs[i]), py: box.top + view.frame.y_scale.compute(ys[i])};
 }"""
 
+# What the page sent for the last heatmap click: [entity, time, clicks] (null before any).
+PICKED = """() => {
+  for (const doc of Bokeh.documents) for (const m of doc.all_models)
+    if (m.name === 'wb-heatmap') for (const tool of m.toolbar.tools)
+      if (tool.constructor.__name__ === 'TapTool' && tool.tags.length === 3) return tool.tags.slice(0, 2);
+  return null;
+}"""
+
 # The series figures' legends, x ranges and marker lines (Spans: the drill-down time).
 SERIES_X = """() => {
   const out = [];
@@ -202,10 +210,20 @@ def test_range_drill_down_silence_and_acknowledge(dashboard):
         assert _range(page).endswith("UTC · live")
 
         # -- a heatmap cell → that entity's series at that time, its windows ------------------
-        cell = _wait(page, lambda: page.evaluate(CELL, 2), 60)
-        assert cell, "the heatmap drew no cells"
-        page.mouse.click(cell["px"], cell["py"])
-        entity, t = cell["entity"], cell["t"]
+        assert _wait(page, lambda: page.evaluate(CELL, 2), 60), "the heatmap drew no cells"
+        clicked: dict = {}
+
+        def tapped() -> bool:
+            # The heatmap redraws as windows close: a cell can move between reading its place and
+            # the click. The page then drills into the cell it showed under the pointer (and pauses,
+            # so the cells stand still); click until the cell clicked is the cell read.
+            cell = page.evaluate(CELL, 2)
+            page.mouse.click(cell["px"], cell["py"])
+            clicked.update(cell)
+            return _wait(page, lambda: page.evaluate(PICKED) == [cell["entity"], cell["t"]], 5)
+
+        assert _wait(page, tapped, 40), (clicked, page.evaluate(PICKED))
+        entity, t = clicked["entity"], clicked["t"]
 
         def drilled():  # the series of that entity alone, with that time marked
             figures = page.evaluate(SERIES_X)

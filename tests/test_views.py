@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 
 import polars as pl
 import pytest
@@ -95,6 +96,15 @@ def test_dashboard_renders_with_no_data_yet_then_fills(fed):
     assert dash.heatmap.source.data["y"]  # cells drawn
     assert "dedupe" in dash.pipeline.svg.object
     assert dash.kpis.cards["events"].object.count("1,200") == 1
+
+    # A heatmap click arrives as the cell the browser showed (label, time): that entity, paused there.
+    label, t = dash.heatmap.source.data["y"][0], float(dash.heatmap.source.data["t"][0])
+    dash.heatmap.tap.tags = [label, t, 1]
+    at = datetime.fromtimestamp(t / 1000, UTC)
+    assert dash.heatmap.picked == (label, at)
+    assert dash.series.entities == [label] and dash.timerange.focus == at and not dash.timerange.live
+    dash.heatmap.tap.tags = ["nonsense"]  # not a cell: nothing happens
+    assert dash.heatmap.picked == (label, at)
 
 
 def test_dead_letter_view_lists_reasons_and_raw_records():

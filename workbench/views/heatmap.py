@@ -23,6 +23,7 @@ import param
 import polars as pl
 from bokeh.models import (
     ColumnDataSource,
+    CustomJS,
     DatetimeTicker,
     DatetimeTickFormatter,
     FactorRange,
@@ -43,6 +44,15 @@ from workbench.views.timerange import TimeRange
 __all__ = ["EntityHeatmap"]
 
 _PALETTES = {"inferno": Inferno256, "magma": Magma256, "viridis": Viridis256, "cividis": Cividis256, "turbo": Turbo256}
+# Browser side of a click: the chosen cell's label and time (a counter makes a second click
+# on the same cell a change too).
+_PICK = """
+const i = source.selected.indices[0];
+if (i === undefined) return;
+const label = source.data.y[i], t = Number(source.data.t[i]);
+const clicks = tap.tags.length === 3 ? tap.tags[2] + 1 : 1;
+tap.tags = [label, t, clicks];
+"""
 _CLOCK = DatetimeTickFormatter(
     seconds="%H:%M:%S", minsec="%H:%M:%S", minutes="%H:%M", hourmin="%H:%M", hours="%H:%M", context=None
 )
@@ -193,24 +203,30 @@ class EntityHeatmap(LiveView):
             tooltips=[(feed.by, "@y"), ("window start", "@x{%F %T}"), ("value", "@value{0,0.[000]}")],
             formatters={"@x": "datetime"},
         )
-        fig.add_tools(self.hover, TapTool(renderers=[cells]))
-        self.source.selected.on_change("indices", self._tapped)
+        # The clicked cell is read in the browser, from the cells it shows at that moment, and
+        # sent as its (entity, time): an index would be read on the server against cells that a
+        # live redraw may have replaced meanwhile (the wrong entity, or none).
+        self.tap = TapTool(renderers=[cells], tags=[])
+        self.source.selected.js_on_change(
+            "indices", CustomJS(args={"source": self.source, "tap": self.tap}, code=_PICK)
+        )
+        self.tap.on_change("tags", self._tapped)
+        fig.add_tools(self.hover, self.tap)
         self.figure = fig
         self.pane = pn.pane.Bokeh(fig, sizing_mode="stretch_width")
         self._choices("metric", feed.metrics, chosen or (None if "cpu_mean" in feed.metrics else feed.default_metric()))
         self._label()
         self.timerange.param.watch(lambda *_: self._redraw_now(), ["span", "custom", "live", "zone", "browser_zone"])
 
-    def _tapped(self, _attr: str, _old: Any, new: list[int]) -> None:
-        """A click on a cell: that entity at that cell's time."""
-        if not new:
+    def _tapped(self, _attr: str, _old: Any, new: list[Any]) -> None:
+        """A click on a cell, as the browser saw it: that entity at that cell's time."""
+        if len(new) != 3:
             return
-        i = new[0]
-        data = self.source.data
-        if i >= len(data["y"]):
+        label, t, _clicks = new
+        if not isinstance(label, str) or not isinstance(t, int | float) or not np.isfinite(t):
             return
-        entity = str(self._entities.get(data["y"][i], data["y"][i]))
-        at = datetime.fromtimestamp(float(data["t"][i]) / 1000, UTC)
+        entity = str(self._entities.get(label, label))
+        at = datetime.fromtimestamp(float(t) / 1000, UTC)
         self.picked = (entity, at)
         if self.on_pick is not None:
             self.on_pick(entity, at)
