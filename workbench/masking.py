@@ -38,9 +38,7 @@ __all__ = ["MaskingFilter", "mask", "mask_logs"]
 
 _SECRET_WORDS = r"token|passw(?:or)?d|pwd|secret|key|auth|signature|credential"
 _USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:@/?#]*):[^\s@/]+@")
-_PARAM = re.compile(
-    rf"((?:^|(?<=[\s?&;,(\"']))[\w.-]*(?:{_SECRET_WORDS})[\w.-]*=)[^\s&#;,'\")]+", re.IGNORECASE
-)
+_PARAM = re.compile(rf"((?:^|(?<=[\s?&;,(\"']))[\w.-]*(?:{_SECRET_WORDS})[\w.-]*=)[^\s&#;,'\")]+", re.IGNORECASE)
 _HEADER_NAMES = r"(?:proxy-)?authorization|set-cookie|cookie|api-key|x-[\w-]*(?:token|secret|key|auth)[\w-]*"
 _HEADER_LINE = re.compile(rf"((?:^|(?<=[\s,;]))(?:{_HEADER_NAMES})\s*:\s*)(?!\s*['\"])[^\r\n,;]+", re.IGNORECASE)
 _HEADER_ITEM = re.compile(rf"(['\"](?:{_HEADER_NAMES})['\"]\s*:\s*['\"])[^'\"]*(['\"])", re.IGNORECASE)

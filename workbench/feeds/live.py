@@ -113,8 +113,10 @@ class LiveFrame:
 
     def _trim(self) -> None:
         """Drop the oldest rows beyond ``max_rows`` (whole chunks first, then the head of the oldest)."""
-        while self._rows > self.max_rows and len(self._chunks) > 1 and (
-            self._rows - self._chunks[0].frame.height >= self.max_rows
+        while (
+            self._rows > self.max_rows
+            and len(self._chunks) > 1
+            and (self._rows - self._chunks[0].frame.height >= self.max_rows)
         ):
             self._rows -= self._chunks.pop(0).frame.height
         excess = self._rows - self.max_rows

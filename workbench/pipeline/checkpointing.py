@@ -92,7 +92,6 @@ class OffsetLog:
                 os.fsync(f.fileno())
 
 
-
 def _lake_epoch(pipe: Pipeline) -> int:
     """The newest epoch committed to any lake output of the pipeline (0 when none)."""
     return max((s.lake.last_epoch(s.output) for s in pipe._lake_sinks), default=0)
@@ -180,6 +179,9 @@ def _state(pipe: Pipeline) -> dict[str, Any]:
         "spec": pipe.spec,
         "identity": pipe.identity,
         "lake_epoch": _lake_epoch(pipe),
+        "tables": {
+            s.where: s.commit_state() for s in pipe._db_sinks if hasattr(s, "commit_state")
+        },  # commit rows (PostgreSQL)
     }
 
 
@@ -251,6 +253,10 @@ def restore(pipe: Pipeline) -> None:
     pipe.batches = state["batches"]
     for sink in pipe._sinks():
         sink.rollback(pipe.epoch)
+    tables = state.get("tables") or {}
+    for sink in pipe._db_sinks:
+        if hasattr(sink, "resume") and sink.where in tables:
+            sink.resume(tables[sink.where], str(pipe.checkpoints.path))
     lost = int(state.get("lake_epoch") or 0)
     if pipe.identity is not None and _lake_epoch(pipe) < lost:
         raise CheckpointError(

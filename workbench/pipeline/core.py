@@ -299,7 +299,7 @@ class Pipeline:
         from workbench.storage.postgres import PostgresSink
 
         for name in outputs if outputs is not None else list(self.outputs):
-            self._db_sinks.append(PostgresSink(self._stream(name), dsn, name, **kwargs))
+            self._db_sinks.append(PostgresSink(self._stream(name), dsn, name, **{"pipeline": self.name, **kwargs}))
 
     def publish(
         self, publisher: Any, *, outputs: list[str] | None = None, topic: str = "{output}", **kwargs: Any

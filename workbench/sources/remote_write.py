@@ -223,9 +223,11 @@ def samples_frame(req: Any) -> tuple[pl.DataFrame, list[tuple[str, int]]]:
         {"metric": metric, "labels": labels, "instance": instance, "sid": ids, "n": counts},
         schema={"metric": pl.String, "labels": pl.String, "instance": pl.String, "sid": pl.String, "n": pl.Int64},
     )
-    series = pl.when(pl.col("labels") != "").then(
-        pl.concat_str(pl.col("metric"), pl.lit("{"), pl.col("labels"), pl.lit("}"))
-    ).otherwise(pl.col("metric"))
+    series = (
+        pl.when(pl.col("labels") != "")
+        .then(pl.concat_str(pl.col("metric"), pl.lit("{"), pl.col("labels"), pl.lit("}")))
+        .otherwise(pl.col("metric"))
+    )
     keys = ["metric", "labels", "instance", "sid", "series"]
     rows = (  # one row per sample: each series' columns repeated by its sample count
         per_series.with_columns(series.alias("series"))

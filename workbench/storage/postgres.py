@@ -11,6 +11,14 @@ The table is created on the first commit from the frame's columns, with a primar
 key on ``keys``: by default the window key (the string columns plus
 ``window_start``/``window_end``) of a window output, or ``event_id``.
 
+Every commit also writes the table's *commit row* in the same transaction: one row
+per (run, table) in ``<schema>.workbench_commits`` with the pipeline's name, the
+epoch, the rows that epoch upserted and the time (a run is one checkpointed history:
+a resumed run keeps its id, a new or ``--fresh`` one gets another). The table and its commit row can therefore never
+disagree: a restart checks the checkpoint against it and refuses to resume over a
+table that lost committed output (restored from an older backup, truncated) — the
+replay would leave a hole no one would see.
+
 Examples
 --------
 >>> import polars as pl
@@ -28,15 +36,16 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from typing import Any, Literal
 
 import polars as pl
 from streamz import Stream
 
-from workbench.errors import ConfigError, SinkError
+from workbench.errors import CheckpointError, ConfigError, SinkError
 from workbench.storage.held import HeldSink
 
-__all__ = ["PostgresSink", "create_table_sql", "default_keys"]
+__all__ = ["COMMITS", "PostgresSink", "commits_table_sql", "create_table_sql", "default_keys"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +98,19 @@ def create_table_sql(schema: str, table: str, frame: pl.DataFrame, keys: list[st
     return f"CREATE TABLE IF NOT EXISTS {_q(schema)}.{_q(table)} ({cols}, PRIMARY KEY ({', '.join(map(_q, keys))}))"
 
 
+#: The commit rows' table, one per schema: (run, table) → newest committed epoch.
+COMMITS = "workbench_commits"
+
+
+def commits_table_sql(schema: str) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for the commit rows of ``schema``."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS {_q(schema)}.{_q(COMMITS)} (run text NOT NULL, pipeline text NOT NULL, "
+        '"table" text NOT NULL, epoch bigint NOT NULL, "rows" bigint NOT NULL, '
+        'committed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (run, "table"))'
+    )
+
+
 def _as_csv(frame: pl.DataFrame) -> bytes:
     """The frame as CSV that PostgreSQL's COPY reads exactly (UTC times, bytea as hex)."""
     exprs = []
@@ -125,6 +147,16 @@ class PostgresSink(HeldSink):
         ``"update"`` (the replayed row wins) or ``"nothing"`` (the first row stays).
     connect_timeout
         Seconds to wait for the server.
+    pipeline
+        The writer's name in the commit row (default: ``output``); ``Pipeline.to_postgres``
+        passes the pipeline's name.
+
+    Attributes
+    ----------
+    run
+        This run's id in the commit row: new for every sink, the checkpoint's on a resume.
+    committed
+        The newest epoch committed by this run (``None`` before the first).
     """
 
     def __init__(
@@ -138,6 +170,7 @@ class PostgresSink(HeldSink):
         keys: list[str] | None = None,
         on_conflict: Literal["update", "nothing"] = "update",
         connect_timeout: int = 5,
+        pipeline: str | None = None,
     ) -> None:
         super().__init__(upstream, stream_name=f"postgres:{output}")
         self.table = table or output
@@ -150,7 +183,11 @@ class PostgresSink(HeldSink):
         self.keys = list(keys) if keys else None
         self.on_conflict = on_conflict
         self.connect_timeout = connect_timeout
+        self.pipeline = pipeline or output
+        self.run = secrets.token_hex(8)
+        self.committed: int | None = None
         self._ready = False
+        self._commits_ready = False
         self.rows_written = 0
         self._conn: Any = None
         self._connect()
@@ -164,54 +201,114 @@ class PostgresSink(HeldSink):
             where = re.sub(r"://([^:@/]+):[^@/]*@", r"://\1:***@", self.dsn)
             raise SinkError(f"postgres sink {where!r}: cannot connect: {' '.join(str(exc).split())}") from exc
 
+    @property
+    def where(self) -> str:
+        """``schema.table``, as the commit row and the messages name it."""
+        return f"{self.schema}.{self.table}"
+
     def commit(self, epoch: int) -> None:
-        """Upsert the held rows in one transaction (``epoch`` is the checkpoint's)."""
+        """Upsert the held rows and the commit row in one transaction (``epoch`` is the checkpoint's)."""
         frame = self.held()
-        if frame is None:
-            return
         import psycopg
 
-        keys = self.keys or default_keys(frame)
-        missing = [k for k in keys if k not in frame.columns]
-        if missing:
-            raise ConfigError(f"postgres sink {self.table!r}: key columns {missing} not in {frame.columns}")
-        frame = frame.unique(subset=keys, keep="last", maintain_order=True)
+        keys: list[str] = []
+        if frame is not None:
+            keys = self.keys or default_keys(frame)
+            missing = [k for k in keys if k not in frame.columns]
+            if missing:
+                raise ConfigError(f"postgres sink {self.table!r}: key columns {missing} not in {frame.columns}")
+            frame = frame.unique(subset=keys, keep="last", maintain_order=True)
         for attempt in (1, 2):
             try:
-                self._upsert(frame, keys)
+                self._upsert(frame, keys, epoch)
                 break
             except psycopg.OperationalError as exc:  # a lost connection: one fresh try
                 if attempt == 2:
                     raise SinkError(f"postgres sink {self.table!r}: epoch {epoch} not written: {exc}") from exc
                 log.warning("postgres sink %r: %s; reconnecting", self.table, exc)
                 self._connect()
-        self.rows_written += frame.height
+        self.rows_written += frame.height if frame is not None else 0
+        self.committed = epoch
         self.forget()
 
-    def _upsert(self, frame: pl.DataFrame, keys: list[str]) -> None:
+    def _upsert(self, frame: pl.DataFrame | None, keys: list[str], epoch: int) -> None:
         target = f"{_q(self.schema)}.{_q(self.table)}"
-        cols = ", ".join(map(_q, frame.columns))
-        if self.on_conflict == "update" and len(keys) < frame.width:
-            sets = ", ".join(f"{_q(c)} = EXCLUDED.{_q(c)}" for c in frame.columns if c not in keys)
-            action = f"DO UPDATE SET {sets}"
-        else:
-            action = "DO NOTHING"
         with self._conn.transaction(), self._conn.cursor() as cur:
-            if not self._ready:
+            if not self._commits_ready:
                 cur.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(self.schema)}")
-                cur.execute(create_table_sql(self.schema, self.table, frame, keys))
-                self._ready = True
-            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS wb_stage_{self.table} (LIKE {target}) ON COMMIT DELETE ROWS")
-            with cur.copy(f"COPY wb_stage_{self.table} ({cols}) FROM STDIN WITH (FORMAT csv)") as copy:
-                copy.write(_as_csv(frame))
+                cur.execute(commits_table_sql(self.schema))
+                self._commits_ready = True
+            if frame is not None:
+                cols = ", ".join(map(_q, frame.columns))
+                if self.on_conflict == "update" and len(keys) < frame.width:
+                    sets = ", ".join(f"{_q(c)} = EXCLUDED.{_q(c)}" for c in frame.columns if c not in keys)
+                    action = f"DO UPDATE SET {sets}"
+                else:
+                    action = "DO NOTHING"
+                if not self._ready:
+                    cur.execute(create_table_sql(self.schema, self.table, frame, keys))
+                    self._ready = True
+                stage = f"wb_stage_{self.table}"
+                cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {target}) ON COMMIT DELETE ROWS")
+                with cur.copy(f"COPY {stage} ({cols}) FROM STDIN WITH (FORMAT csv)") as copy:
+                    copy.write(_as_csv(frame))
+                cur.execute(
+                    f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage} "
+                    f"ON CONFLICT ({', '.join(map(_q, keys))}) {action}"
+                )
             cur.execute(
-                f"INSERT INTO {target} ({cols}) SELECT {cols} FROM wb_stage_{self.table} "
-                f"ON CONFLICT ({', '.join(map(_q, keys))}) {action}"
+                f'INSERT INTO {_q(self.schema)}.{_q(COMMITS)} (run, pipeline, "table", epoch, "rows", committed_at) '
+                'VALUES (%s, %s, %s, %s, %s, now()) ON CONFLICT (run, "table") DO UPDATE SET '
+                'epoch = EXCLUDED.epoch, "rows" = EXCLUDED."rows", committed_at = EXCLUDED.committed_at',
+                (self.run, self.pipeline, self.table, epoch, frame.height if frame is not None else 0),
             )
+
+    def last_epoch(self) -> int | None:
+        """The newest epoch this table committed for this run (``None``: no commit row)."""
+        import psycopg
+
+        try:
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                cur.execute("SELECT to_regclass(%s)", (f"{_q(self.schema)}.{_q(COMMITS)}",))
+                row = cur.fetchone()
+                if row is None or row[0] is None:
+                    return None
+                cur.execute(
+                    f'SELECT epoch FROM {_q(self.schema)}.{_q(COMMITS)} WHERE run = %s AND "table" = %s',
+                    (self.run, self.table),
+                )
+                found = cur.fetchone()
+        except psycopg.Error as exc:
+            raise SinkError(f"postgres sink {self.where!r}: cannot read its commit row: {exc}") from exc
+        return None if found is None else int(found[0])
 
     def rollback(self, epoch: int) -> None:
         """Forget held rows (rows of later epochs are overwritten by the replay)."""
         self.forget()
+
+    def commit_state(self) -> dict[str, Any]:
+        """What a checkpoint records of this table: the run's id and its newest committed epoch."""
+        return {"run": self.run, "epoch": self.committed}
+
+    def resume(self, state: dict[str, Any], where: str) -> None:
+        """Take over the checkpoint's run; refuse when the table lost output that checkpoint says it holds.
+
+        Output commits before the checkpoint that covers it, so the table's commit row is
+        at the checkpoint's epoch or one after it (a run stopped between the two). Below
+        it, rows the checkpoint counts as written are gone, and the replay from the
+        checkpoint would not write them again.
+        """
+        self.run = str(state["run"])
+        self.committed = state.get("epoch")
+        if self.committed is None:
+            return
+        found = self.last_epoch()
+        if found is None or found < self.committed:
+            raise CheckpointError(
+                f"checkpoint {where}: PostgreSQL table {self.where} lost committed output (its commit row in "
+                f"{self.schema}.{COMMITS} says epoch {found if found is not None else 'none'}, the checkpoint's "
+                f"{self.committed}); resuming would leave a hole: start over with --fresh"
+            )
 
     def close(self) -> None:
         """Close the connection."""
