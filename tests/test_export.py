@@ -13,7 +13,7 @@ from workbench.cli import main
 from workbench.reports.errors import ExportError
 from workbench.reports.export import export, export_views
 from workbench.reports.frozen import lake_feed, simulated_feed
-from workbench.reports.offline import make_offline, network_references
+from workbench.reports.offline import PACKED, make_offline, network_references, pack_scripts, unpack_scripts
 
 from browser import ARTIFACTS, launch
 
@@ -46,6 +46,7 @@ def _doc_page(*sheets: str) -> str:
 
 
 def _docs(page: str) -> dict:
+    page = unpack_scripts(page)
     m = re.search(r'<script type="application/json" id="[^"]+">(.*?)</script>', page, re.S)
     assert m, "no Bokeh document in the page"
     return json.loads(htmllib.unescape(m.group(1)))
@@ -106,6 +107,25 @@ def test_the_guard_refuses_a_relative_script_path():
     assert network_references(inline) == [] and make_offline(inline) == inline
 
 
+def test_large_scripts_are_packed_and_the_guard_still_reads_inside_them():
+    bundle = "/* BEGIN bokeh.min.js */ " + "var Bokeh = {embed: function () {}};" * 2000
+    page = (
+        f'<html><head><script type="text/javascript">{bundle}</script></head><body>'
+        '<script type="text/javascript">Bokeh.embed();</script></body></html>'
+    )
+    packed = pack_scripts(page)
+    assert len(packed) < len(page) / 10
+    assert packed.count(f'<script type="{PACKED}" data-wb=') == 2  # the small one waits its turn: order kept
+    assert "Bokeh.embed();" in packed and 'data-wb="js-gz"' in packed
+    assert unpack_scripts(packed).replace('<script type="text/javascript">', "<script>") == page.replace(
+        '<script type="text/javascript">', "<script>"
+    )
+    remote = _doc_page("https://fonts.example.org/x.css").replace('"d"', '"d", "pad": "' + "x" * 20_000 + '"')
+    hidden = pack_scripts(remote)
+    assert "fonts.example.org" not in hidden  # compressed …
+    assert network_references(hidden) == ["ImportedStyleSheet https://fonts.example.org/x.css"]  # … and still seen
+
+
 def test_mathjax_is_left_out_unless_a_text_has_tex():
     mathjax = '<script type="text/javascript">\n/* BEGIN bokeh-mathjax.min.js */ var mj = 1;\n</script>'
     plain = _doc_page().replace("<head></head>", f"<head>{mathjax}</head>")
@@ -126,7 +146,10 @@ def test_exported_views_are_one_self_contained_file(feed, tmp_path):
     page = path.read_text()
     assert network_references(page) == []
     assert not re.search(r"<(script|link)[^>]+(src|href)=\"https?:", page)
-    assert "Bokeh" in page and "panel" in page  # BokehJS and Panel's JS are inline
+    assert page.count('data-wb="js-gz"') >= 5  # the bundles, compressed (BokehJS, its widgets, Panel …)
+    assert path.stat().st_size < 2_000_000
+    code = unpack_scripts(page)
+    assert code.count("/* BEGIN bokeh.min.js */") == 1 and code.count("/* BEGIN panel.min.js */") == 1
     docs = json.dumps(_docs(page))
     for host in sorted(feed.entities())[:3]:
         assert host in docs  # the data is embedded
@@ -239,3 +262,15 @@ def test_exporting_a_view_on_screen_leaves_it_live(feed, tmp_path):
     kpis = KpiCards(feed)  # drawn only for the file
     export(kpis, tmp_path / "kpis.html")
     assert kpis.subscription.closed
+
+
+def test_a_static_dashboard_says_snapshot_and_offers_no_live_controls(feed):
+    """A page without a server cannot follow live or change its range: it says what range it shows."""
+    from workbench.views import Dashboard
+
+    dash = Dashboard(feed)
+    assert feed.snapshot_at is not None
+    bar = dash.time_bar()
+    assert list(bar.objects) == [dash.range_text]
+    dash._show_range()
+    assert dash.range_text.object.endswith(" UTC · snapshot**"), dash.range_text.object

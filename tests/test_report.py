@@ -10,7 +10,7 @@ import pytest
 from alert_servers import hook_server
 
 from workbench.cli import main
-from workbench.reports.offline import network_references
+from workbench.reports.offline import network_references, unpack_scripts
 
 from browser import ARTIFACTS, launch
 
@@ -69,7 +69,10 @@ def test_report_html_is_offline_without_code_with_tables_and_plots(report):
     assert "No alerts recorded in this lake" in text  # no alerts output: said, not failed
     assert body.count('<table class="dataframe wb-table">') == 4
     # the frozen views: two self-contained pages, data embedded
-    frames = [htmllib.unescape(f) for f in re.findall(r'<iframe class="wb-frozen-view"[^>]*srcdoc="([^"]*)"', page)]
+    frames = [
+        unpack_scripts(htmllib.unescape(f))
+        for f in re.findall(r'<iframe class="wb-frozen-view"[^>]*srcdoc="([^"]*)"', page)
+    ]
     assert len(frames) == 2
     for frame in frames:
         assert network_references(frame) == [] and "Bokeh" in frame

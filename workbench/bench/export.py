@@ -23,8 +23,11 @@ def measure(path: Path) -> dict[str, Any]:
     """Size (bytes, MB) and bundle counts of one exported file (``iframe srcdoc`` pages included)."""
     import html
 
+    from workbench.reports.offline import unpack_scripts
+
     text = path.read_text(encoding="utf-8")
     inner = html.unescape(text)  # a report's frozen views are pages escaped into srcdoc attributes
+    inner = unpack_scripts(inner)  # the bundles are counted inside their compressed copies
     counts = {name: inner.count(marker) for name, marker in BUNDLES.items()}
     return {"bytes": path.stat().st_size, "mb": round(path.stat().st_size / 1e6, 2), **counts}
 

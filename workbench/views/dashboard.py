@@ -118,11 +118,16 @@ class Dashboard(LiveView):
 
     # -- time range -------------------------------------------------------------------
     def _show_range(self) -> None:
-        self.range_text.object = f"**{self.timerange.label(self.feed.newest)}**"
+        text = self.timerange.label(self.feed.newest)
+        if self.feed.snapshot_at is not None:  # finished data (a static export): nothing follows live
+            text = text.rsplit(" · ", 1)[0] + " · snapshot"
+        self.range_text.object = f"**{text}**"
 
     def time_bar(self) -> pn.Row:
         """The range picker, the follow-live / pause switch and the zone toggle (from the range's parameters)."""
         tr = self.timerange
+        if self.feed.snapshot_at is not None:  # a static page has no server to change the range: say what it shows
+            return pn.Row(self.range_text, sizing_mode="stretch_width")
         span = pn.widgets.RadioButtonGroup.from_param(tr.param.span, label="", margin=(5, 10))
         custom = pn.widgets.DatetimeRangePicker.from_param(
             tr.param.custom, label="", visible=tr.span == "custom", width=320

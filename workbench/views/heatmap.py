@@ -54,7 +54,13 @@ const clicks = tap.tags.length === 3 ? tap.tags[2] + 1 : 1;
 tap.tags = [label, t, clicks];
 """
 _CLOCK = DatetimeTickFormatter(
-    seconds="%H:%M:%S", minsec="%H:%M:%S", minutes="%H:%M", hourmin="%H:%M", hours="%H:%M", context=None
+    seconds="%H:%M:%S",
+    minsec="%H:%M:%S",
+    minutes="%H:%M",
+    hourmin="%H:%M",
+    hours="%H:%M",
+    days="%b %d %H:%M",  # a tick on midnight is formatted as a day: the time stays on it
+    context=None,
 )
 
 
