@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import polars as pl
 from streamz import Stream
@@ -426,12 +426,18 @@ class Pipeline:
             return
         assert self.checkpoints is not None
         self._wal = checkpointing.OffsetLog(self.checkpoints.folder / "offsets.wal")
+        if not self.source.replayable and hasattr(self.source, "rewind"):
+            cast(
+                Any, self.source
+            ).retain = True  # a lost worker is then replayed within this run (bounded by max_unacked)
         while True:
             try:
                 self._run(max_batches)
                 return
             except WorkerLostError as exc:
-                if not self.source.replayable:  # a broker re-delivers unacknowledged messages on a new run
+                rewind = None if self.source.replayable else getattr(self.source, "rewind", None)
+                if not self.source.replayable and (rewind is None or not getattr(self.source, "retain", False)):
+                    # a broker re-delivers unacknowledged messages on a new run
                     raise WorkerLostError(
                         f"pipeline {self.name!r}: {exc}; source {type(self.source).__name__} cannot replay within "
                         "this run: start it again to resume from the newest checkpoint (the broker re-delivers "
@@ -448,6 +454,14 @@ class Pipeline:
                 )
                 self.error = None
                 self._recover()
+                if rewind is not None:
+                    again = rewind()
+                    if again is None:
+                        raise WorkerLostError(
+                            f"pipeline {self.name!r}: {exc}; source {type(self.source).__name__} kept no copy of "
+                            "its unacknowledged batches: start it again to resume from the newest checkpoint"
+                        ) from exc
+                    log.warning("pipeline %r: replaying %d unacknowledged messages from memory", self.name, again)
 
     def _recover(self) -> None:
         """After a lost worker: every node and sink back to the newest checkpoint, hosts reopened."""

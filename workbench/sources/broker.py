@@ -21,6 +21,12 @@ comes first. It owns three things every connector needs:
   so held sink rows and acks never wait for the next message.
 * **Health.** ``connected``, ``last_message_age_s``, ``reconnects``, ``unacked``
   and the last error, for ``Pipeline.health()`` and the pipeline view.
+* **Replay within a run.** With ``retain`` set (a pipeline on a cluster sets it), the
+  batches not yet acknowledged are kept — bounded by ``max_unacked`` — and
+  :meth:`rewind` delivers them again, in order, before anything new: after a lost
+  worker the pipeline restores the newest checkpoint and replays what came after it
+  without ending the run. Messages received but not yet cut into a batch when the
+  source stops are kept for its next run in this process, never dropped.
 
 Subclasses implement ``_connect`` / ``_close`` / ``_receive`` / ``_ack`` and list
 their transient (retryable) exceptions in ``_transient``.
@@ -130,7 +136,11 @@ class BrokerSource(Source):
         self.disconnected_at: float | None = None
         self.acked = 0
         self._ever_connected = False
-        self._pending: deque[tuple[int, list[Any]]] = deque()  # (batch offset, ack tokens)
+        self._pending: deque[tuple[int, list[Any], RawBatch | None]] = deque()  # (offset, ack tokens, batch)
+        #: keep each unacknowledged batch for :meth:`rewind` (bounded by ``max_unacked``)
+        self.retain = False
+        self._replay: deque[RawBatch] = deque()
+        self._carry: tuple[list[bytes], list[Any]] | None = None  # received, not yet cut, when stopped
         self._unacked = 0
         self._ack_lock = threading.Lock()
         self._reading = False
@@ -210,6 +220,11 @@ class BrokerSource(Source):
         first_at = last_tick = 0.0
         self._reading = True
         try:
+            while self._replay and not self.stopped:  # what a restored checkpoint does not cover, again
+                yield self._replay.popleft()
+            if self._carry is not None:
+                (buf, tokens), self._carry = self._carry, None
+                first_at = self.clock.monotonic()
             while not self.stopped:
                 timeout = self.poll_s
                 if buf:
@@ -219,8 +234,9 @@ class BrokerSource(Source):
                 except self._transient as exc:
                     self._lost(exc)
                     if buf:  # what was received is processed; its acks fail and it is re-delivered
-                        yield self._cut(buf, tokens, checkpoint=False)
-                        buf, tokens = [], []
+                        batch = self._cut(buf, tokens, checkpoint=False)
+                        buf, tokens = [], []  # cut: a stop while it is out is not a carry
+                        yield batch
                     self._reconnect()
                     continue
                 now = self.clock.monotonic()
@@ -239,9 +255,12 @@ class BrokerSource(Source):
                 unacked = self._unacked + len(buf) >= self.max_unacked
                 idle = not got and self.checkpoint_when_idle
                 if full or unacked or idle or now - first_at >= self.max_delay_s:
-                    yield self._cut(buf, tokens, checkpoint=unacked or idle)
-                    buf, tokens = [], []
+                    batch = self._cut(buf, tokens, checkpoint=unacked or idle)
+                    buf, tokens = [], []  # cut: a stop while it is out is not a carry
+                    yield batch
         finally:
+            if buf:  # stopped between batches: the next run in this process starts with them
+                self._carry = (buf, tokens)
             with self._ack_lock:  # decided together with commit(): never close under an ack
                 self._reading = False
                 if self.stopped and not self._pending:  # else the final commit acks, then closes
@@ -253,11 +272,26 @@ class BrokerSource(Source):
 
     def _cut(self, buf: list[bytes], tokens: list[Any], *, checkpoint: bool) -> RawBatch:
         self.offset += 1
-        with self._ack_lock:
-            self._pending.append((self.offset, tokens))
-            self._unacked += len(tokens)
         meta = {"checkpoint": True} if checkpoint else {}
-        return RawBatch(data=joined_lines(buf), offset=self.offset, rows=len(buf), meta=meta)
+        batch = RawBatch(data=joined_lines(buf), offset=self.offset, rows=len(buf), meta=meta)
+        with self._ack_lock:
+            self._pending.append((self.offset, tokens, batch if self.retain else None))
+            self._unacked += len(tokens)
+        return batch
+
+    def rewind(self) -> int | None:
+        """Deliver every batch not yet acknowledged again, in order, before anything new.
+
+        For a pipeline that restored its newest checkpoint within the run (a lost
+        worker): the batches after it are exactly those not acknowledged, since acks
+        follow checkpoints. Returns the messages to be re-delivered, or ``None`` when
+        the batches were not kept (``retain`` off): only a new run can replay then.
+        """
+        with self._ack_lock:
+            if any(batch is None for _, _, batch in self._pending):
+                return None
+            self._replay = deque(batch for _, _, batch in self._pending if batch is not None)
+            return sum(b.rows for b in self._replay)
 
     # -- acks ----------------------------------------------------------------------------
     def commit(self, offset: Any) -> None:
