@@ -18,6 +18,9 @@ Examples
 from __future__ import annotations
 
 import builtins
+import contextlib
+import logging
+from collections import OrderedDict
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,8 @@ from typing import Any
 import panel as pn
 
 __all__ = ["EXTENSIONS", "in_kernel", "notebook", "offline_in_kernel"]
+
+log = logging.getLogger(__name__)
 
 #: Panel extensions the views need (the dead-letter, pipeline and alert tables)
 EXTENSIONS = ("tabulator",)
@@ -54,6 +59,85 @@ def offline_in_kernel() -> None:
 
     if not getattr(Viewable._on_msg, "_workbench_flush", False):
         Viewable._on_msg = _flushing(Viewable._on_msg)  # type: ignore[method-assign]
+    _release_on_rerun()
+
+
+#: cell id → the Panel outputs (root refs) its last run displayed, and the ``Out`` entry of its
+#: result when that is a Panel object or a view; bounded (the oldest cells are dropped)
+_CELL_OUTPUTS: OrderedDict[str, tuple[set[str], int | None]] = OrderedDict()
+_MAX_CELLS = 10_000
+_RUN: dict[str, Any] = {"cell": None, "before": set()}
+
+
+def _release(ref: str) -> None:
+    """Forget one Panel output: its document, models and comm (the page no longer shows it)."""
+    entry = pn.state._views.pop(ref, None)
+    pn.state._handles.pop(ref, None)
+    if entry is None:
+        return
+    viewable, root, _doc, comm = entry
+    try:
+        viewable._cleanup(root)
+    except Exception:
+        log.debug("cleaning up a replaced output failed", exc_info=True)
+    from workbench.views.base import LiveView  # here: the views import this module
+
+    inside = {id(o) for o in viewable.select()} if hasattr(viewable, "select") else {id(viewable)}
+    for view in list(LiveView._alive):
+        layout = view._layout
+        if layout is not None and not view.managed and id(layout) in inside and not getattr(layout, "_models", None):
+            view.close()  # shown nowhere now: stop refreshing it and release its subscription
+    if comm is not None:
+        getattr(pn.state._comm_manager, "_comms", {}).pop(comm.id, None)
+        with contextlib.suppress(Exception):  # already closed by the page
+            comm.close()
+
+
+def _release_on_rerun() -> None:
+    """Release a cell's Panel outputs when the cell runs again (the page replaces them).
+
+    Panel registers every notebook output (its document, Bokeh models and comm) until the
+    page closes its comm, which JupyterLab does not do when a cell's outputs are cleared
+    for a new run: each "Run All" kept the previous run's outputs alive (about 30 MB, 320
+    Bokeh models, seven documents per run of ``01-explore-live``). The outputs a cell
+    displayed are recorded after it runs, and released before it runs again.
+    """
+    from IPython import get_ipython
+
+    ip = get_ipython()
+    if ip is None or getattr(ip, "_workbench_release", False):
+        return
+
+    def before(info: Any) -> None:
+        cell = getattr(info, "cell_id", None)
+        _RUN["cell"], _RUN["before"] = cell, set(pn.state._views)
+        refs, count = _CELL_OUTPUTS.pop(cell, (set(), None)) if cell else (set(), None)
+        for ref in refs:
+            _release(ref)
+        if count is not None:  # IPython's output history would keep the replaced view alive
+            replaced = ip.user_ns.get("Out", {}).pop(count, None)
+            for names in (ip.user_ns, getattr(ip, "user_ns_hidden", {})):  # ``_7``: IPython puts it in both
+                names.pop(f"_{count}", None)
+            for name in ("_", "__", "___"):
+                if replaced is not None and ip.user_ns.get(name) is replaced:
+                    ip.user_ns[name] = ""
+                    setattr(ip.displayhook, name, "")
+
+    def after(result: Any) -> None:
+        cell = _RUN["cell"]
+        shown = set(pn.state._views) - _RUN["before"]
+        value = getattr(result, "result", None)
+        count = getattr(result, "execution_count", None)
+        panel_result = isinstance(value, pn.viewable.Viewable | pn.viewable.Viewer)
+        if cell and (shown or panel_result):
+            _CELL_OUTPUTS[cell] = (shown, count if panel_result else None)
+            while len(_CELL_OUTPUTS) > _MAX_CELLS:
+                _CELL_OUTPUTS.popitem(last=False)
+        _RUN["cell"], _RUN["before"] = None, set()
+
+    ip.events.register("pre_run_cell", before)
+    ip.events.register("post_run_cell", after)
+    ip._workbench_release = True
 
 
 def _flushing(on_msg: Any) -> Any:
@@ -68,9 +152,21 @@ def _flushing(on_msg: Any) -> Any:
     from panel.io.notebook import push_on_root
 
     def handle(self: Any, ref: str, manager: Any, msg: Any) -> None:
-        if ref in pn.state._views:
+        view = pn.state._views.get(ref)
+        doc = view[2] if view is not None else None
+        held = doc.callbacks.hold_value if doc is not None else None
+        if view is not None:
             push_on_root(ref)
-        on_msg(self, ref, manager, msg)
+        try:
+            on_msg(self, ref, manager, msg)
+        except Exception:
+            log.warning("a message from the page to %s failed", type(self).__name__, exc_info=True)
+        finally:
+            # Panel re-holds the document after applying the message only when releasing it
+            # raised nothing: a callback failing there left the output's document unheld, and
+            # every later change of that output went to no comm (a table that stopped updating)
+            if doc is not None and held and doc.callbacks.hold_value is None:
+                doc.hold(held)
 
     handle._workbench_flush = True  # type: ignore[attr-defined]
     return handle
