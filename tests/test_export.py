@@ -274,3 +274,24 @@ def test_a_static_dashboard_says_snapshot_and_offers_no_live_controls(feed):
     assert list(bar.objects) == [dash.range_text]
     dash._show_range()
     assert dash.range_text.object.endswith(" UTC · snapshot**"), dash.range_text.object
+
+
+def test_module_imports_of_panels_files_resolve_inside_the_page():
+    """The monitor's template imports FAST from beside the served page: in a file it comes from an import map."""
+    spec = "../../@microsoft/fast-components@2.30.6/dist/fast-components.js"
+    user = f"<script type=\"module\">import {{ fillColor }} from '{spec}'\nfillColor.x = 1</script>"
+    assert network_references(f"<html><body>{user}</body></html>") == [f"module import {spec}"]
+    from panel.io.resources import CDN_DIST
+
+    page = (
+        f'<html><head><script type="module" src="{CDN_DIST}bundled/@microsoft/fast-components@2.30.6/dist/'
+        f'fast-components.js"></script></head><body>{user}</body></html>'
+    )
+    out = unpack_scripts(make_offline(page))
+    assert network_references(out) == []
+    assert out.count('<script type="module">') == 1  # the inline copy is gone: the import map's runs once
+    imports = json.loads(re.search(r'<script type="importmap">(.*?)</script>', out, re.S).group(1))["imports"]
+    assert list(imports) == [spec] and imports[spec].startswith("data:text/javascript;base64,")
+    assert out.index('type="importmap"') < out.index('<script type="module">')
+    with pytest.raises(ExportError, match=r"module import \./elsewhere\.js"):
+        make_offline("<html><body><script type=\"module\">import './elsewhere.js'</script></body></html>")

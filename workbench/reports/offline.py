@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import base64
+import contextlib
 import html as htmllib
 import json
 import mimetypes
@@ -214,6 +215,72 @@ def _dedupe_styles(page: str) -> str:
     return _STYLE.sub(once, page)
 
 
+# -- module imports: resolved inside the page ---------------------------------------------------
+_MODULE = re.compile(r'<script type="module">(.*?)</script>', re.S)
+_IMPORT = re.compile(r"""(?:\bimport\s*(?:[\w*{}\s,$]+?\s*from\s*)?|\bimport\s*\(\s*)(['"])([^'"]+)\1""")
+_IMPORTMAP = re.compile(r'<script type="importmap">(.*?)</script>', re.S)
+
+
+def _module_imports(page: str) -> str:
+    """Module scripts' imports of Panel's files (FAST, in the monitor's template) → an import map of data URLs.
+
+    Panel's Fast template imports ``../../@microsoft/fast-components@…/fast-components.js``
+    from an inline module: a path beside the served page, which a file opened from disk
+    does not have (chromium refuses it; the template's design provider is then missing).
+    The installed file is mapped to a ``data:`` URL in an import map, and the inline copy
+    of the same file that ``<script type="module" src>`` became is dropped: it would
+    define its web components a second time.
+    """
+    modules = [m.group(1) for m in _MODULE.finditer(page)]
+    wanted: dict[str, Path] = {}
+    for code in modules:
+        for m in _IMPORT.finditer(code):
+            spec = m.group(2)
+            if spec.startswith(("data:", "blob:")) or spec in wanted:
+                continue
+            local = _dist_file(Path(spec.split("?", 1)[0]).name) if "/" in spec else None
+            if (
+                local is not None
+                and local.suffix in (".js", ".mjs")
+                and spec.split("?", 1)[0].endswith(
+                    str(local.relative_to(_panel_dist()[1] / "bundled"))
+                    if (_panel_dist()[1] / "bundled") in local.parents
+                    else local.name
+                )
+            ):
+                wanted[spec] = local
+    if not wanted:
+        return page
+    for local in set(wanted.values()):
+        head = local.read_text(encoding="utf-8")[:400]
+        page = _MODULE.sub(
+            lambda m, h=head: "" if m.group(1).lstrip().startswith(h.lstrip()[:300]) else m.group(0), page
+        )
+    entries = {
+        spec: "data:text/javascript;base64," + base64.b64encode(local.read_bytes()).decode()
+        for spec, local in wanted.items()
+    }
+    imap = '<script type="importmap">' + json.dumps({"imports": entries}) + "</script>"
+    first = page.find('<script type="module">')
+    return page[:first] + imap + page[first:] if first >= 0 else page
+
+
+def _module_references(page: str) -> list[str]:
+    """Imports of inline module scripts that the browser would fetch (an import map's data URLs excepted)."""
+    mapped: set[str] = set()
+    for m in _IMPORTMAP.finditer(page):
+        with contextlib.suppress(ValueError):
+            imports = json.loads(m.group(1)).get("imports", {})
+            mapped |= {k for k, v in imports.items() if str(v).startswith("data:")}
+    found = []
+    for m in _MODULE.finditer(page):
+        for imp in _IMPORT.finditer(m.group(1)):
+            spec = imp.group(2)
+            if not spec.startswith(("data:", "blob:")) and spec not in mapped:
+                found.append(f"module import {spec}")
+    return found
+
+
 # -- packing: the bundles gzip-compressed, unpacked by the page itself ---------------------------
 #: ``type`` of a packed script: not one a browser runs; the loader runs it, in document order
 PACKED = "text/x-workbench-packed"
@@ -340,7 +407,7 @@ def make_offline(page: str) -> str:
     ExportError
         When something would still be loaded from the network (named in the message).
     """
-    out = _dedupe_styles(_drop_unused_mathjax(_inline_styles(_inline_links(_inline_docs(page)))))
+    out = _module_imports(_dedupe_styles(_drop_unused_mathjax(_inline_styles(_inline_links(_inline_docs(page))))))
     remaining = network_references(out)
     if remaining:
         raise ExportError(f"export: the page would still load {len(remaining)} resource(s): {remaining[:5]}")
@@ -387,6 +454,7 @@ def network_references(page: str) -> list[str]:
             for u in re.findall(r'"name":\s*"ImportedStyleSheet"[^}]*?"url":\s*"([^"]+)"', text)
             if _fetched(u)
         ]
+    found += _module_references(outer)
     for frame in re.findall(r'srcdoc="([^"]*)"', page):
         found += [f"iframe srcdoc: {r}" for r in network_references(htmllib.unescape(frame))]
     return found
