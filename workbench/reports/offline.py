@@ -251,11 +251,12 @@ def _module_imports(page: str) -> str:
                 wanted[spec] = local
     if not wanted:
         return page
-    for local in set(wanted.values()):
-        head = local.read_text(encoding="utf-8")[:400]
-        page = _MODULE.sub(
-            lambda m, h=head: "" if m.group(1).lstrip().startswith(h.lstrip()[:300]) else m.group(0), page
-        )
+    heads = {local.read_text(encoding="utf-8").lstrip()[:300] for local in wanted.values()}
+
+    def copy_dropped(m: re.Match[str]) -> str:  # the inline copy of a mapped file: it would run twice
+        return "" if any(m.group(1).lstrip().startswith(h) for h in heads) else m.group(0)
+
+    page = _MODULE.sub(copy_dropped, page)
     entries = {
         spec: "data:text/javascript;base64," + base64.b64encode(local.read_bytes()).decode()
         for spec, local in wanted.items()
