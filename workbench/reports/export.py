@@ -2,17 +2,21 @@
 
 The HTML works offline: Bokeh's and Panel's JavaScript and CSS are inlined, the
 data is embedded in the document, and client-side interaction (zoom, pan, hover,
-table sorting) keeps working because it runs in BokehJS. Python callbacks do not
-run in a static file: widgets show the values they had when exported. A PNG is
-the exported page rendered by headless chromium (:mod:`workbench.reports.screenshot`).
+table sorting) keeps working because it runs in BokehJS. The bundles and the
+documents are written gzip-compressed and unpacked by the page itself
+(:func:`~workbench.reports.offline.pack_scripts`; ``unpack_scripts`` gives the page
+as it was, to search it). Python callbacks do not run in a static file: widgets
+show the values they had when exported. A PNG is the exported page rendered by
+headless chromium (:mod:`workbench.reports.screenshot`).
 
 Examples
 --------
 >>> import tempfile, pathlib
 >>> from workbench.reports.frozen import simulated_feed
+>>> from workbench.reports.offline import unpack_scripts
 >>> from workbench.views import KpiCards
 >>> path = export(KpiCards(simulated_feed(events=2_000, hosts=4)), pathlib.Path(tempfile.mkdtemp()) / "kpis.html")
->>> page = path.read_text()
+>>> page = unpack_scripts(path.read_text())
 >>> "snapshot at" in page, "events / s" in page, network_references(page)
 (True, False, [])
 """
