@@ -426,17 +426,15 @@ class Pipeline:
             return
         assert self.checkpoints is not None
         self._wal = checkpointing.OffsetLog(self.checkpoints.folder / "offsets.wal")
-        if not self.source.replayable and hasattr(self.source, "rewind"):
-            cast(
-                Any, self.source
-            ).retain = True  # a lost worker is then replayed within this run (bounded by max_unacked)
+        rewind = None if self.source.replayable else getattr(self.source, "rewind", None)
+        if rewind is not None:  # a lost worker is then replayed within this run (bounded by max_unacked)
+            cast(Any, self.source).retain = True
         while True:
             try:
                 self._run(max_batches)
                 return
             except WorkerLostError as exc:
-                rewind = None if self.source.replayable else getattr(self.source, "rewind", None)
-                if not self.source.replayable and (rewind is None or not getattr(self.source, "retain", False)):
+                if not self.source.replayable and rewind is None:
                     # a broker re-delivers unacknowledged messages on a new run
                     raise WorkerLostError(
                         f"pipeline {self.name!r}: {exc}; source {type(self.source).__name__} cannot replay within "

@@ -238,15 +238,13 @@ def _module_imports(page: str) -> str:
             spec = m.group(2)
             if spec.startswith(("data:", "blob:")) or spec in wanted:
                 continue
-            local = _dist_file(Path(spec.split("?", 1)[0]).name) if "/" in spec else None
+            path = spec.split("?", 1)[0]
+            local = _dist_file(Path(path).name) if "/" in path else None
+            # the same file: the specifier ends with its path under Panel's dist (its folder and version)
             if (
                 local is not None
                 and local.suffix in (".js", ".mjs")
-                and spec.split("?", 1)[0].endswith(
-                    str(local.relative_to(_panel_dist()[1] / "bundled"))
-                    if (_panel_dist()[1] / "bundled") in local.parents
-                    else local.name
-                )
+                and path.endswith(local.parent.name + "/" + local.name)
             ):
                 wanted[spec] = local
     if not wanted:
@@ -354,7 +352,8 @@ def pack_scripts(page: str) -> str:
 
     def pack(m: re.Match[str]) -> str:
         attrs, body = m.group(1), m.group(2)
-        kind = (_TYPE.search(attrs).group(1) if _TYPE.search(attrs) else "").strip().lower()  # type: ignore[union-attr]
+        typed = _TYPE.search(attrs)
+        kind = typed.group(1).strip().lower() if typed is not None else ""
         if re.search(r"\bsrc\s*=", attrs, re.I):
             return m.group(0)
         if kind in _JS_TYPES:
