@@ -295,3 +295,45 @@ def test_module_imports_of_panels_files_resolve_inside_the_page():
     assert out.index('type="importmap"') < out.index('<script type="module">')
     with pytest.raises(ExportError, match=r"module import \./elsewhere\.js"):
         make_offline("<html><body><script type=\"module\">import './elsewhere.js'</script></body></html>")
+
+
+@pytest.mark.ui
+def test_the_monitor_export_has_the_served_theme_in_chromium(feed, tmp_path):
+    """The template's design (accent, light body) is applied in the file as on the served page.
+
+    Its packed scripts run after the page is parsed; the template colours the page "when the
+    page is ready" (DOMContentLoaded), which had fired already: the cards were FAST's dark
+    defaults on a light page, with FAST's pink accent.
+    """
+    from playwright.sync_api import sync_playwright
+
+    path = export_views(["monitor"], feed, tmp_path / "monitor.html")
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_offline(True)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(path.as_uri())
+        page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 && Bokeh.documents[0].is_idle")
+        page.wait_for_timeout(500)
+        colours = page.evaluate(
+            """() => {
+              const rgb = (el) => getComputedStyle(el).backgroundColor.match(/[\\d.]+/g).slice(0, 3).map(Number);
+              const find = (sel) => { const q = [document];  // into shadow roots, where Panel renders
+                while (q.length) { const n = q.shift(); const hit = n.querySelector && n.querySelector(sel);
+                  if (hit) return hit; for (const c of (n.querySelectorAll ? n.querySelectorAll('*') : []))
+                    if (c.shadowRoot) q.push(c.shadowRoot); } return null; };
+              const provider = document.querySelector('#body-design-provider');
+              return {card: rgb(find('.card') || find('.wb-kpi-card')),
+                      accent: provider && getComputedStyle(provider).getPropertyValue('--accent-fill-rest').trim()};
+            }"""
+        )
+        page.screenshot(path=str(ARTIFACTS / "export-monitor.png"))
+        browser.close()
+    assert errors == []
+    assert min(colours["card"]) > 200, colours  # a light card on the light page (was about 68, 68, 68)
+    red, _, blue = (int(colours["accent"].lstrip("#")[i : i + 2], 16) for i in (0, 2, 4))
+    assert blue > red + 40, colours  # from the template's accent (#1f4e79), not FAST's default pink

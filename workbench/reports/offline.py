@@ -301,6 +301,16 @@ _LOADER = """<script type="text/javascript">
     const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
     return await new Response(stream).text();
   };
+  // the scripts run after the page is parsed: what they would run "when the page is ready"
+  // (DOMContentLoaded; load, once it has fired) is held and run after the last of them
+  const ready = [], on = [document, window].map((target) => [target, target.addEventListener]);
+  for (const [target, add] of on) {
+    target.addEventListener = function (type, fn, options) {
+      const missed = type === "DOMContentLoaded" || (type === "load" && document.readyState === "complete");
+      if (missed && fn) ready.push([this, type, fn]);
+      else add.call(this, type, fn, options);
+    };
+  }
   try {
     for (const el of document.querySelectorAll('script[type="PACKED_TYPE"]')) {
       const kind = el.dataset.wb;
@@ -319,6 +329,16 @@ _LOADER = """<script type="text/javascript">
       "<p style='font:16px sans-serif;color:#b00'>This page unpacks its scripts with DecompressionStream " +
       "(Chrome 80, Firefox 113, Safari 16.4 or newer): " + String(err).replace(/</g, "&lt;") + "</p>");
     throw err;
+  } finally {
+    for (const [target, add] of on) target.addEventListener = add;
+  }
+  for (const [target, type, fn] of ready) {
+    try {
+      const event = new Event(type);
+      typeof fn === "function" ? fn.call(target, event) : fn.handleEvent(event);
+    } catch (err) {
+      console.error(err);
+    }
   }
 })();
 </script>""".replace("PACKED_TYPE", PACKED)

@@ -86,8 +86,9 @@ class KpiCards(LiveView):
         html = self._html
         snapshot = getattr(self.feed, "snapshot_at", None)
         if snapshot is not None:  # finished data (a static export): no live rate to show
-            clock, day = snapshot.strftime("%H:%M:%S %Z").strip(), snapshot.strftime("%Y-%m-%d")
-            self.cards["events"].object = html("snapshot at", clock, f"{day} · {k.ingested:,} events", _MUTED)
+            zone = snapshot.strftime("%Z") or "UTC"
+            clock, day = snapshot.strftime("%H:%M:%S"), snapshot.strftime("%Y-%m-%d")
+            self.cards["events"].object = html(f"snapshot at ({zone})", clock, f"{day} · {k.ingested:,} events", _MUTED)
         else:
             rate, note = f"{k.events_per_s:,.0f}", f"{k.ingested:,} ingested · {k.source}"
             self.cards["events"].object = html("events / s", rate, note, _OK if k.running else _BAD)
