@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SETUP = """
 import gc, weakref
 import panel as pn
+import pyviz_comms
 import workbench as wb
 from workbench.views import KpiCards, Feed
 from workbench.views.base import LiveView
@@ -26,12 +27,16 @@ wb.notebook()
 pipe = wb.Pipeline(wb.Simulator("server_metrics", hosts=3, rate=50, seed=0), name="rerun")
 pipe.standard("server_metrics", wb.Tumbling("1s"))
 feed = Feed(pipe)
+pipe.start()
 """
 SHOW = "kpis = KpiCards(feed)\nkpis"
+WAIT = "import asyncio\nawait asyncio.sleep(1.5)"  # the view refreshes and pushes its changes
 STATE = (
     "gc.collect()\n"
     "_state = repr((len(pn.state._views), sum(1 for v in list(LiveView._alive) if v._callback is not None),"
-    " sum(1 for v in Out.values() if isinstance(v, LiveView)), feed.subscriptions))"
+    " sum(1 for v in Out.values() if isinstance(v, LiveView)), feed.subscriptions,"
+    " len(pyviz_comms.CommManager._comms),"
+    " sum(1 for o in gc.get_objects() if type(o).__name__ == 'Document')))"
 )
 
 
@@ -59,15 +64,18 @@ def test_a_cell_run_again_releases_its_previous_outputs():
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(ROOT), env={**os.environ})
     try:
         _run(kc, SETUP, "setup")
-        base = _run(kc, STATE, "state", "_state")[0]  # what the extension itself registers
+        base, *_, comms, docs = _run(kc, STATE, "state", "_state")  # what the extension itself registers
         _run(kc, SHOW, "show")
-        # one output registered, one view refreshing, one in Out, one subscription to the feed
-        assert _run(kc, STATE, "state", "_state") == (base + 1, 1, 1, 1)
+        _run(kc, WAIT)
+        # one output registered, one view refreshing, one in Out, one subscription to the feed,
+        # its two comms (the kernel's and the page's) and its document
+        assert _run(kc, STATE, "state", "_state") == (base + 1, 1, 1, 1, comms + 2, docs + 1)
         for _ in range(5):
             _run(kc, SHOW, "show")  # the same cell again: its output is replaced, the old view closed
-        assert _run(kc, STATE, "state", "_state") == (base + 1, 1, 1, 1)
+            _run(kc, WAIT)  # its updates go to a comm no page opened (no page here): they must stop
+        assert _run(kc, STATE, "state", "_state") == (base + 1, 1, 1, 1, comms + 2, docs + 1)
         _run(kc, SHOW, "another")  # another cell: its own output; the first one stays
-        assert _run(kc, STATE, "state", "_state") == (base + 2, 2, 2, 2)
+        assert _run(kc, STATE, "state", "_state") == (base + 2, 2, 2, 2, comms + 4, docs + 2)
         # (IPython's ``_``, ``__`` and ``___`` keep the last three results a while: bounded)
     finally:
         kc.stop_channels()

@@ -53,15 +53,23 @@ const label = source.data.y[i], t = Number(source.data.t[i]);
 const clicks = tap.tags.length === 3 ? tap.tags[2] + 1 : 1;
 tap.tags = [label, t, clicks];
 """
-_CLOCK = DatetimeTickFormatter(
-    seconds="%H:%M:%S",
-    minsec="%H:%M:%S",
-    minutes="%H:%M",
-    hourmin="%H:%M",
-    hours="%H:%M",
-    days="%b %d %H:%M",  # a tick on midnight is formatted as a day: the time stays on it
-    context=None,
-)
+
+
+def _clock() -> DatetimeTickFormatter:
+    """The time axis' formatter, a new model per figure.
+
+    A Bokeh model belongs to one document: one shared by every figure kept the first
+    session's or notebook output's document alive.
+    """
+    return DatetimeTickFormatter(
+        seconds="%H:%M:%S",
+        minsec="%H:%M:%S",
+        minutes="%H:%M",
+        hourmin="%H:%M",
+        hours="%H:%M",
+        days="%b %d %H:%M",  # a tick on midnight is formatted as a day: the time stays on it
+        context=None,
+    )
 
 
 def heatmap_data(
@@ -198,7 +206,7 @@ class EntityHeatmap(LiveView):
             selection_line_color="#00bcd4",
             nonselection_fill_alpha=0.85,
         )
-        fig.xaxis.formatter = _CLOCK
+        fig.xaxis.formatter = _clock()
         fig.xaxis.ticker = DatetimeTicker(desired_num_ticks=6)
         fig.yaxis.major_label_text_font_size = "8pt"
         fig.grid.visible = False

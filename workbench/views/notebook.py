@@ -20,6 +20,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import logging
+import re
 from collections import OrderedDict
 from functools import cache
 from pathlib import Path
@@ -57,6 +58,10 @@ def offline_in_kernel() -> None:
         nb.diff = _inlining(nb.diff)
     from panel.viewable import Viewable
 
+    if not getattr(nb.push, "_workbench_guard", False):
+        import panel.reactive
+
+        nb.push = panel.reactive.push = _pushing(nb.push)
     if not getattr(Viewable._on_msg, "_workbench_flush", False):
         Viewable._on_msg = _flushing(Viewable._on_msg)  # type: ignore[method-assign]
     _release_on_rerun()
@@ -67,6 +72,8 @@ def offline_in_kernel() -> None:
 _CELL_OUTPUTS: OrderedDict[str, tuple[set[str], int | None]] = OrderedDict()
 _MAX_CELLS = 10_000
 _RUN: dict[str, Any] = {"cell": None, "before": set()}
+#: the id of a comm pyviz_comms made for an output (a uuid4's hex)
+_OUTPUT_COMM = re.compile(r"[0-9a-f]{32}")
 
 
 def _release(ref: str) -> None:
@@ -76,6 +83,7 @@ def _release(ref: str) -> None:
     if entry is None:
         return
     viewable, root, _doc, comm = entry
+    pair = getattr(viewable, "_comms", {}).get(ref) or ()  # read before Panel's cleanup forgets them
     try:
         viewable._cleanup(root)
     except Exception:
@@ -87,10 +95,35 @@ def _release(ref: str) -> None:
         layout = view._layout
         if layout is not None and not view.managed and id(layout) in inside and not getattr(layout, "_models", None):
             view.close()  # shown nowhere now: stop refreshing it and release its subscription
-    if comm is not None:
-        getattr(pn.state._comm_manager, "_comms", {}).pop(comm.id, None)
-        with contextlib.suppress(Exception):  # already closed by the page
-            comm.close()
+    for channel in {id(c): c for c in (comm, *pair) if c is not None}.values():
+        _forget(channel)
+
+
+def _forget(channel: Any) -> None:
+    """Close one of an output's comms and drop every registration that keeps it.
+
+    An output has two comms: the kernel's and the page's, whose message handler holds the
+    viewable and, through its CommManager model, the whole document. pyviz_comms keeps every
+    comm in a registry that is a class attribute, and the page's comm is also a target of
+    the kernel's comm manager; closing a comm removes neither.
+    """
+    getattr(pn.state._comm_manager, "_comms", {}).pop(channel.id, None)
+    targets = getattr(getattr(channel, "manager", None), "targets", None)
+    if isinstance(targets, dict):
+        targets.pop(channel.id, None)
+    with contextlib.suppress(Exception):  # already closed by the page
+        channel.close()
+
+
+def _prune_comms() -> None:
+    """Forget the comms of outputs Panel no longer registers (it forgets an output, not its comms)."""
+    live: set[str] = set()
+    for ref, (viewable, _root, _doc, comm) in list(pn.state._views.items()):
+        live.update(c.id for c in (comm, *(getattr(viewable, "_comms", {}).get(ref) or ())) if c is not None)
+    registry = getattr(pn.state._comm_manager, "_comms", {})
+    for cid, channel in list(registry.items()):
+        if cid not in live and _OUTPUT_COMM.fullmatch(cid):  # not HoloViews' named extension comm
+            _forget(channel)
 
 
 def _release_on_rerun() -> None:
@@ -114,6 +147,7 @@ def _release_on_rerun() -> None:
         refs, count = _CELL_OUTPUTS.pop(cell, (set(), None)) if cell else (set(), None)
         for ref in refs:
             _release(ref)
+        _prune_comms()
         if count is not None:  # IPython's output history would keep the replaced view alive
             replaced = ip.user_ns.get("Out", {}).pop(count, None)
             for names in (ip.user_ns, getattr(ip, "user_ns_hidden", {})):  # ``_7``: IPython puts it in both
@@ -138,6 +172,25 @@ def _release_on_rerun() -> None:
     ip.events.register("pre_run_cell", before)
     ip.events.register("post_run_cell", after)
     ip._workbench_release = True
+
+
+def _pushing(push: Any) -> Any:
+    """Panel's notebook ``push``, dropping updates for an output that is gone.
+
+    Panel sends an update over a comm the page has not opened yet by trying again 0.1 s
+    later, for ever: an output replaced before the page opened its comm (cells re-run while
+    "Run All" is still rendering) kept its whole document alive through those retries, and
+    each retry cost a diff. Once its output is released, its comm is no longer registered,
+    and the update is dropped.
+    """
+
+    def guarded(doc: Any, comm: Any, binary: bool = True, msg: Any = None) -> None:
+        if not getattr(comm, "_comm", None) and comm.id not in getattr(pn.state._comm_manager, "_comms", {}):
+            return
+        push(doc, comm, binary, msg=msg)
+
+    guarded._workbench_guard = True  # type: ignore[attr-defined]
+    return guarded
 
 
 def _flushing(on_msg: Any) -> Any:
