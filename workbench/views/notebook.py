@@ -21,6 +21,7 @@ import builtins
 import contextlib
 import logging
 import re
+import threading
 from collections import OrderedDict
 from functools import cache
 from pathlib import Path
@@ -116,13 +117,17 @@ def _forget(channel: Any) -> None:
 
 
 def _prune_comms() -> None:
-    """Forget the comms of outputs Panel no longer registers (it forgets an output, not its comms)."""
-    live: set[str] = set()
-    for ref, (viewable, _root, _doc, comm) in list(pn.state._views.items()):
-        live.update(c.id for c in (comm, *(getattr(viewable, "_comms", {}).get(ref) or ())) if c is not None)
+    """Forget the page-side comms of outputs Panel no longer registers (it forgets an output, not its comms).
+
+    A page's comm names its output: its message handler is Panel's ``_on_msg`` bound to the
+    output's root id. Only those whose output is gone are dropped; a comm of an output still
+    shown (or being shown) is never touched.
+    """
     registry = getattr(pn.state._comm_manager, "_comms", {})
     for cid, channel in list(registry.items()):
-        if cid not in live and _OUTPUT_COMM.fullmatch(cid):  # not HoloViews' named extension comm
+        args = getattr(getattr(channel, "_on_msg", None), "args", ())
+        ref = args[0] if args and isinstance(args[0], str) else None
+        if ref is not None and ref not in pn.state._views and _OUTPUT_COMM.fullmatch(cid):
             _forget(channel)
 
 
@@ -203,8 +208,19 @@ def _flushing(on_msg: Any) -> Any:
     hold ("reference … isn't known"), after which that output stops updating.
     """
     from panel.io.notebook import push_on_root
+    from tornado.ioloop import IOLoop
+
+    main = IOLoop.current()  # the kernel's loop: cells, the views' refreshes and their pushes run on it
 
     def handle(self: Any, ref: str, manager: Any, msg: Any) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            # ipykernel 7 handles the page's comm messages on subshell threads: applied there, a
+            # message changed the document while the kernel's loop pushed it, and the pieces of
+            # two Bokeh messages interleaved on one comm (the page then read a header as content:
+            # "s is not iterable", "Expected text fragment but received binary fragment", and
+            # every later update of that output named models it never received)
+            main.add_callback(handle, self, ref, manager, msg)
+            return
         view = pn.state._views.get(ref)
         doc = view[2] if view is not None else None
         held = doc.callbacks.hold_value if doc is not None else None
