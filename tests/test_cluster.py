@@ -176,6 +176,120 @@ def test_duplicates_and_model_scores_equal_one_process_with_the_python_api(clust
     assert one["scores"].height == one["windows"].height
 
 
+# -- models on the shard hosts ---------------------------------------------------------------------------
+DETECTORS = ("snarimax", "context")  # a river model (SNARIMAX's residual) and Workbench's default detector
+SCORED = ("windows", "dead_letter", "late", *(f"scores_{d}" for d in DETECTORS), *(f"drift_{d}" for d in DETECTORS))
+
+
+def _scored_run(events, out, c, *, max_rows, every, max_batches=None, kill_at=None, spec=None):
+    """``events`` through windows and one score node per detector; every output in a lake under ``out``."""
+    from workbench.pipeline import Pipeline
+    from workbench.sources.files import FileSource
+    from workbench.storage.lake import Lake
+
+    pipe = Pipeline(
+        FileSource(events, max_rows=max_rows),
+        name=f"scored:{out}",
+        checkpoints=str(out / "checkpoint"),
+        checkpoint_batches=every,
+        cluster=c,
+    )
+    windows = pipe.standard("server_metrics", spec or Tumbling("10s"), lateness="5s")
+    nodes = []
+    for d in DETECTORS:
+        node = windows.score(d, features=["cpu_mean", "count"], by="host", warm_up=3, idle="40s")
+        pipe.output(f"scores_{d}", node)
+        pipe.output(f"drift_{d}", node.drift)
+        nodes.append(node)
+    pipe.to_lake(Lake(out, partition=False))
+    seen = [0]
+
+    def maybe_kill(_batch) -> None:
+        seen[0] += 1
+        if seen[0] == kill_at:
+            _kill_a_worker(c)
+
+    pipe.subscribe_raw(maybe_kill)
+    try:
+        pipe.run(max_batches=max_batches)
+    finally:
+        pipe.close()
+    assert all(n.sharded for n in nodes) == (c is not None)
+    return pipe
+
+
+def _same_scored(a: Path, b: Path) -> None:
+    for output in SCORED:
+        left, right = _read(a, output), _read(b, output)
+        assert left.equals(right), f"{output} differ:\n{left}\n{right}"
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(100, 400),
+    workers=st.integers(1, 3),
+    max_rows=st.integers(5, 120),
+    every=st.integers(2, 8),
+    spec=st.sampled_from(SPECS),
+)
+def test_model_scores_on_the_shards_equal_one_process(
+    cluster, tmp_path_factory, seed, n, workers, max_rows, every, spec
+):  # noqa: E501
+    """Each entity's models live in its key group on a host; scores, thresholds and drift equal one process's."""
+    tmp = tmp_path_factory.mktemp("scores")
+    events = tmp / "events.jsonl"
+    events.write_bytes(_events(random.Random(seed), n))
+    one = _scored_run(events, tmp / "one", None, max_rows=max_rows, every=every, spec=spec)
+    many = _scored_run(events, tmp / "many", cluster.limited(workers), max_rows=max_rows, every=every, spec=spec)
+    assert many.counts() == one.counts() and many.recoveries == 0
+    _same_scored(tmp / "one", tmp / "many")
+    assert _read(tmp / "one", "scores_snarimax").height == _read(tmp / "one", "windows").height > 0
+
+
+def _incident(rng: random.Random, n: int) -> bytes:
+    """Four hosts, a few duplicates, and one host's CPU high for a while: every detector scores it."""
+    out = []
+    for i in range(n):
+        host = f"web-{i % 4}"
+        cpu = 95.0 if host == "web-1" and n // 2 < i < n // 2 + 200 else 30.0 + rng.random() * 10
+        out.append(line(metric(i, host=host, seconds=i / 2, cpu=cpu)))
+        if rng.random() < 0.03:
+            out.append(out[-1])
+    return b"".join(out)
+
+
+def test_model_scores_survive_a_killed_worker_and_a_restore_onto_other_workers(cluster, tmp_path):
+    """SIGKILL a worker mid-run with score nodes; stop on 1 worker, resume on 3: scores identical to one process."""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(_incident(random.Random(21), 3000))
+    _scored_run(events, tmp_path / "one", None, max_rows=100, every=3)
+    for d in DETECTORS:
+        assert _read(tmp_path / "one", f"scores_{d}")["is_anomaly"].sum() > 0, d
+    killed = _scored_run(events, tmp_path / "killed", cluster.limited(2), max_rows=100, every=3, kill_at=8)
+    assert killed.recoveries >= 1
+    _same_scored(tmp_path / "one", tmp_path / "killed")
+    scores = _read(tmp_path / "killed", "scores_context")
+    assert scores.height == 600 and scores.select("host", "window_start").is_duplicated().sum() == 0
+    _scored_run(events, tmp_path / "rescaled", cluster.limited(1), max_rows=100, every=3, max_batches=7)
+    _scored_run(events, tmp_path / "rescaled", cluster.limited(3), max_rows=100, every=3)
+    _same_scored(tmp_path / "one", tmp_path / "rescaled")
+
+
+def test_a_score_node_whose_entities_are_not_the_windows_scores_on_the_coordinator(cluster, tmp_path):
+    from workbench.pipeline import Pipeline
+    from workbench.sources.files import FileSource
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(_events(random.Random(5), 200))
+    pipe = Pipeline(FileSource(events, max_rows=50), name="coord", checkpoints=str(tmp_path / "c"), cluster=cluster)
+    windows = pipe.standard("server_metrics", Tumbling("10s"))
+    shared = windows.score("robust_z", features=["cpu_mean"], by="host", shared=True)
+    per_host = windows.score("robust_z", features=["cpu_mean"], by="host")
+    assert not shared.sharded and per_host.sharded
+    pipe.close()
+
+
 def test_a_checkpoint_records_key_groups_assignment_and_checksums(cluster, tmp_path):
     from workbench.storage.checkpoints import CheckpointStore
 
