@@ -262,7 +262,7 @@ def _incident(rng: random.Random, n: int) -> bytes:
 def test_model_scores_survive_a_killed_worker_and_a_restore_onto_other_workers(cluster, tmp_path):
     """SIGKILL a worker mid-run with score nodes; stop on 1 worker, resume on 3: scores identical to one process."""
     events = tmp_path / "events.jsonl"
-    events.write_bytes(_incident(random.Random(21), 3000))
+    events.write_bytes(_incident(random.Random(21), 2000))
     _scored_run(events, tmp_path / "one", None, max_rows=100, every=3)
     for d in DETECTORS:
         assert _read(tmp_path / "one", f"scores_{d}")["is_anomaly"].sum() > 0, d
@@ -270,7 +270,7 @@ def test_model_scores_survive_a_killed_worker_and_a_restore_onto_other_workers(c
     assert killed.recoveries >= 1
     _same_scored(tmp_path / "one", tmp_path / "killed")
     scores = _read(tmp_path / "killed", "scores_context")
-    assert scores.height == 600 and scores.select("host", "window_start").is_duplicated().sum() == 0
+    assert scores.height == 400 and scores.select("host", "window_start").is_duplicated().sum() == 0
     _scored_run(events, tmp_path / "rescaled", cluster.limited(1), max_rows=100, every=3, max_batches=7)
     _scored_run(events, tmp_path / "rescaled", cluster.limited(3), max_rows=100, every=3)
     _same_scored(tmp_path / "one", tmp_path / "rescaled")
@@ -349,6 +349,76 @@ def test_a_worker_killed_mid_run_is_survived_with_identical_output(cluster, tmp_
     _same(tmp_path / "one", tmp_path / "many")
     windows = _read(tmp_path / "many", "windows")
     assert windows.select("host", "window_start").is_duplicated().sum() == 0
+
+
+def test_a_worker_lost_while_the_source_is_idle_is_restored_before_the_next_batch(cluster, tmp_path):
+    """The scheduler's worker-removal event, not the next batch, starts the recovery of an idle pipeline."""
+    import threading
+    import time
+
+    from workbench.pipeline import Pipeline
+    from workbench.sources.files import FileSource
+    from workbench.storage.lake import Lake
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(_incident(random.Random(22), 1200))
+    half = events.read_bytes().index(b"\n", events.stat().st_size // 2) + 1
+    one = _scored_run(events, tmp_path / "one", None, max_rows=100, every=2)
+    resume, paused = threading.Event(), threading.Event()
+    pause_at: list[int] = []
+    past = [0]  # batches after the one the source went quiet after
+
+    class Idle(FileSource):
+        """A live source that goes quiet halfway (no batch, no tick) until the test resumes it."""
+
+        @property
+        def bulk(self) -> bool:
+            return False
+
+        def _batches(self):
+            for batch in super()._batches():
+                if pause_at and batch.offset > pause_at[0]:
+                    past[0] += 1
+                yield batch
+                while batch.offset >= half and not resume.is_set() and not self.stopped:
+                    if not pause_at:
+                        pause_at.append(batch.offset)
+                    paused.set()
+                    time.sleep(0.02)
+
+    c = cluster.limited(2)
+    out = tmp_path / "many"
+    pipe = Pipeline(
+        Idle(events, max_rows=100),
+        name="idle",
+        checkpoints=str(out / "checkpoint"),
+        checkpoint_batches=2,
+        checkpoint_every="1h",  # no checkpoint while idle: only the removal event can reveal the loss
+        cluster=c,
+    )
+    windows = pipe.standard("server_metrics", Tumbling("10s"), lateness="5s")
+    pipe.output("scores_context", windows.score("context", features=["cpu_mean", "count"], by="host", warm_up=3))
+    pipe.to_lake(Lake(out, partition=False))
+    pipe.start()
+    try:
+        assert paused.wait(60), "the source never went idle"
+        time.sleep(0.5)  # the batch before the pause went through the graph
+        killed_at = time.monotonic()
+        _kill_a_worker(c)
+        while pipe.recoveries == 0 and time.monotonic() - killed_at < 30:
+            time.sleep(0.05)
+        took = time.monotonic() - killed_at
+        assert pipe.recoveries == 1 and past[0] == 0, "recovered only when the next batch came"
+        print(f"recovered {took:.2f} s after the kill, while idle")
+        resume.set()
+        pipe._thread.join(120)
+    finally:
+        resume.set()
+        pipe.close()
+    assert pipe.error is None and not pipe.running
+    assert pipe.counts() == one.counts()
+    for output in ("windows", "dead_letter", "late", "scores_context"):
+        assert _read(out, output).equals(_read(tmp_path / "one", output)), output
 
 
 @pytest.mark.slow

@@ -133,6 +133,7 @@ class ShardStage(Operator):
         self._futures: list[Any] = []  # actor futures: an actor lives while its future does
         self._seq = 0
         self._state_size = 0
+        self._removals_seen = 0  # the cluster's removal count when the hosts were opened
 
     # -- hosts ---------------------------------------------------------------------------
     def _open(self, locations: dict[int, dict[str, Any]]) -> None:
@@ -143,6 +144,7 @@ class ShardStage(Operator):
         last: BaseException | None = None
         for attempt in range(8):
             try:
+                removals = self.cluster.removals  # a worker removed from now on unseats its host
                 workers = self.cluster.workers()
                 plan = assign(self.key_groups, workers)
                 futures = {
@@ -170,6 +172,7 @@ class ShardStage(Operator):
                 time.sleep(min(0.5 * 2**attempt, 5))
                 continue
             self._hosts, self._futures, self.assignment = hosts, list(futures.values()), plan
+            self._removals_seen = removals
             return
         raise WorkerLostError(f"cluster {self.cluster.address}: cannot open shard hosts ({last})")
 
@@ -185,9 +188,22 @@ class ShardStage(Operator):
         if not self._hosts:
             self._open({})
 
+    def check_workers(self) -> None:
+        """Raise :class:`WorkerLostError` if the scheduler removed a host's worker (no call to the cluster).
+
+        The pipeline calls it while its source is idle, so a lost worker's key groups
+        are restored then, not when the next batch arrives.
+        """
+        if not self._hosts:
+            return
+        gone = sorted(self.cluster.removed_since(self._removals_seen) & set(self._hosts))
+        if gone:
+            raise WorkerLostError(f"cluster: the scheduler removed worker(s) {gone}; their key groups are restored")
+
     def _call(self, method: str, args: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
         """Call ``method`` on every host (all at once), wait for all; a lost worker raises WorkerLostError."""
         started = time.perf_counter()
+        self.check_workers()
         gone = sorted(set(self._hosts) - self.cluster.alive())
         if gone:
             raise WorkerLostError(f"cluster: worker(s) {gone} left; their key groups are restored elsewhere")
