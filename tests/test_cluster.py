@@ -276,6 +276,38 @@ def test_model_scores_survive_a_killed_worker_and_a_restore_onto_other_workers(c
     _same_scored(tmp_path / "one", tmp_path / "rescaled")
 
 
+def test_a_live_retune_rebuilds_the_models_on_the_hosts_as_in_one_process(cluster, tmp_path):
+    """``retune`` mid-run, warmed on the windows so far: the hosts rebuild and warm their entities' models."""
+    from workbench.pipeline import Pipeline
+    from workbench.sources.files import FileSource
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(_incident(random.Random(23), 1600))
+
+    def run(name: str, c):
+        pipe = Pipeline(FileSource(events, max_rows=80), name=name, checkpoints=str(tmp_path / name), cluster=c)
+        windows = pipe.standard("server_metrics", Tumbling("10s"), lateness="5s")
+        node = windows.score("robust_z", features=["cpu_mean", "count"], by="host", params={"warm_up": 30})
+        seen, batches = pipe.collect("windows"), [0]
+
+        def retune(_batch) -> None:
+            batches[0] += 1
+            if batches[0] == 9:
+                node.retune(warm_up=5, warm=pl.concat(seen))
+
+        pipe.subscribe_raw(retune)
+        scores = pipe.collect(node)
+        pipe.run()
+        pipe.close()
+        return pl.concat(scores), node
+
+    one, one_node = run("one", None)
+    many, many_node = run("many", cluster.limited(2))
+    assert many_node.sharded and many.equals(one)
+    assert many_node.retunes[0]["warmed"] == one_node.retunes[0]["warmed"] > 0
+    assert many_node.params.warm_up == 5 and many_node.scorer.prototype.warm_up == 5
+
+
 def test_a_score_node_whose_entities_are_not_the_windows_scores_on_the_coordinator(cluster, tmp_path):
     from workbench.pipeline import Pipeline
     from workbench.sources.files import FileSource
