@@ -240,10 +240,11 @@ class ScoreNode(Operator):
         return self.scorer.state_size
 
     def snapshot(self) -> dict[str, Any]:  # noqa: D102
-        self.apply_pending()
-        if self._sharded is not None:  # the models are in the key groups' snapshots of the stage above
+        if self._sharded is not None:  # the models are in the key groups' snapshots of the stage above,
+            # which applied a waiting retune before its hosts snapshotted; one arriving since waits for the next epoch
             prototype = copy.deepcopy(self.scorer.prototype)  # the detector as retuned: the parameters show it
             return {**super().snapshot(), "scorer": None, "prototype": prototype, "drift_count": self.drift_count}
+        self.apply_pending()
         return {**super().snapshot(), "scorer": self.scorer.snapshot(), "drift_count": self.drift_count}
 
     def restore(self, state: dict[str, Any]) -> None:  # noqa: D102
