@@ -276,6 +276,31 @@ def test_model_scores_survive_a_killed_worker_and_a_restore_onto_other_workers(c
     _same_scored(tmp_path / "one", tmp_path / "rescaled")
 
 
+def test_entities_quiet_on_a_whole_host_expire_as_in_one_process(cluster, tmp_path):
+    """web-1 and web-3 (key groups 52 and 42: the first of two hosts) go quiet for longer than ``idle``.
+
+    Their host gets no rows meanwhile; it expires them from the newest row time of every
+    host, sent with its next call, so they come back (at another level) with fresh models,
+    as in one process.
+    """
+    assert key_group(b"web-1", 128) < 64 and key_group(b"web-3", 128) < 64
+    assert key_group(b"web-0", 128) >= 64 and key_group(b"web-2", 128) >= 64
+    out, rng = [], random.Random(24)
+    for i in range(2400):
+        host = f"web-{i % 4}"
+        quiet = host in ("web-1", "web-3")
+        if quiet and 1200 < i < 1600:  # 200 s of silence (after 60 windows: past every warm-up); idle is 40 s
+            continue
+        level = 70.0 if quiet and i >= 1600 else 30.0  # back at another level: a model kept would flag it
+        out.append(line(metric(i, host=host, seconds=i / 2, cpu=level + rng.random() * 10)))
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(out))
+    one = _scored_run(events, tmp_path / "one", None, max_rows=200, every=3)
+    assert all(one.outputs[f"scores_{d}"].scorer.expired >= 2 for d in DETECTORS)
+    _scored_run(events, tmp_path / "many", cluster.limited(2), max_rows=200, every=3)
+    _same_scored(tmp_path / "one", tmp_path / "many")
+
+
 def test_a_live_retune_rebuilds_the_models_on_the_hosts_as_in_one_process(cluster, tmp_path):
     """``retune`` mid-run, warmed on the windows so far: the hosts rebuild and warm their entities' models."""
     from workbench.pipeline import Pipeline
