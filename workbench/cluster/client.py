@@ -164,6 +164,7 @@ class Cluster:
         if self._local is not None:
             self._local.close()
             self._local = None
+        self._owner = False  # closed: a second close does nothing
 
     def __enter__(self) -> Cluster:
         return self
