@@ -86,8 +86,9 @@ class Pipeline:
         last batch processed, never of one merely read ahead.
     cluster
         A :class:`workbench.cluster.Cluster`: :meth:`standard` then runs dedupe and
-        windows on its workers, sharded by key group, and this process coordinates
-        (decode, validate, alerts, sinks, checkpoints). Needs ``checkpoints``: a lost
+        windows on its workers, sharded by key group — and a score node below the
+        windows, with the windows' entities, keeps its models there too — and this
+        process coordinates (decode, validate, alerts, sinks, checkpoints). Needs ``checkpoints``: a lost
         worker is survived by restoring from the newest checkpoint and replaying — in
         this run for a replayable source (a file), else by the next run, which the
         broker re-delivers the unacknowledged messages to (see docs/scale-out.md).
