@@ -176,6 +176,177 @@ def test_duplicates_and_model_scores_equal_one_process_with_the_python_api(clust
     assert one["scores"].height == one["windows"].height
 
 
+# -- models on the shard hosts ---------------------------------------------------------------------------
+DETECTORS = ("snarimax", "context")  # a river model (SNARIMAX's residual) and Workbench's default detector
+SCORED = ("windows", "dead_letter", "late", *(f"scores_{d}" for d in DETECTORS), *(f"drift_{d}" for d in DETECTORS))
+
+
+def _scored_run(events, out, c, *, max_rows, every, max_batches=None, kill_at=None, spec=None):
+    """``events`` through windows and one score node per detector; every output in a lake under ``out``."""
+    from workbench.pipeline import Pipeline
+    from workbench.sources.files import FileSource
+    from workbench.storage.lake import Lake
+
+    pipe = Pipeline(
+        FileSource(events, max_rows=max_rows),
+        name=f"scored:{out}",
+        checkpoints=str(out / "checkpoint"),
+        checkpoint_batches=every,
+        cluster=c,
+    )
+    windows = pipe.standard("server_metrics", spec or Tumbling("10s"), lateness="5s")
+    nodes = []
+    for d in DETECTORS:
+        node = windows.score(d, features=["cpu_mean", "count"], by="host", warm_up=3, idle="40s")
+        pipe.output(f"scores_{d}", node)
+        pipe.output(f"drift_{d}", node.drift)
+        nodes.append(node)
+    pipe.to_lake(Lake(out, partition=False))
+    seen = [0]
+
+    def maybe_kill(_batch) -> None:
+        seen[0] += 1
+        if seen[0] == kill_at:
+            _kill_a_worker(c)
+
+    pipe.subscribe_raw(maybe_kill)
+    try:
+        pipe.run(max_batches=max_batches)
+    finally:
+        pipe.close()
+    assert all(n.sharded for n in nodes) == (c is not None)
+    return pipe
+
+
+def _same_scored(a: Path, b: Path) -> None:
+    for output in SCORED:
+        left, right = _read(a, output), _read(b, output)
+        assert left.equals(right), f"{output} differ:\n{left}\n{right}"
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(100, 400),
+    workers=st.integers(1, 3),
+    max_rows=st.integers(5, 120),
+    every=st.integers(2, 8),
+    spec=st.sampled_from(SPECS),
+)
+def test_model_scores_on_the_shards_equal_one_process(
+    cluster, tmp_path_factory, seed, n, workers, max_rows, every, spec
+):  # noqa: E501
+    """Each entity's models live in its key group on a host; scores, thresholds and drift equal one process's."""
+    tmp = tmp_path_factory.mktemp("scores")
+    events = tmp / "events.jsonl"
+    events.write_bytes(_events(random.Random(seed), n))
+    one = _scored_run(events, tmp / "one", None, max_rows=max_rows, every=every, spec=spec)
+    many = _scored_run(events, tmp / "many", cluster.limited(workers), max_rows=max_rows, every=every, spec=spec)
+    assert many.counts() == one.counts() and many.recoveries == 0
+    _same_scored(tmp / "one", tmp / "many")
+    assert _read(tmp / "one", "scores_snarimax").height == _read(tmp / "one", "windows").height > 0
+
+
+def _incident(rng: random.Random, n: int) -> bytes:
+    """Four hosts, a few duplicates, and one host's CPU high for a while: every detector scores it."""
+    out = []
+    for i in range(n):
+        host = f"web-{i % 4}"
+        cpu = 95.0 if host == "web-1" and n // 2 < i < n // 2 + 200 else 30.0 + rng.random() * 10
+        out.append(line(metric(i, host=host, seconds=i / 2, cpu=cpu)))
+        if rng.random() < 0.03:
+            out.append(out[-1])
+    return b"".join(out)
+
+
+def test_model_scores_survive_a_killed_worker_and_a_restore_onto_other_workers(cluster, tmp_path):
+    """SIGKILL a worker mid-run with score nodes; stop on 1 worker, resume on 3: scores identical to one process."""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(_incident(random.Random(21), 2000))
+    _scored_run(events, tmp_path / "one", None, max_rows=100, every=3)
+    for d in DETECTORS:
+        assert _read(tmp_path / "one", f"scores_{d}")["is_anomaly"].sum() > 0, d
+    killed = _scored_run(events, tmp_path / "killed", cluster.limited(2), max_rows=100, every=3, kill_at=8)
+    assert killed.recoveries >= 1
+    _same_scored(tmp_path / "one", tmp_path / "killed")
+    scores = _read(tmp_path / "killed", "scores_context")
+    assert scores.height == 400 and scores.select("host", "window_start").is_duplicated().sum() == 0
+    _scored_run(events, tmp_path / "rescaled", cluster.limited(1), max_rows=100, every=3, max_batches=7)
+    _scored_run(events, tmp_path / "rescaled", cluster.limited(3), max_rows=100, every=3)
+    _same_scored(tmp_path / "one", tmp_path / "rescaled")
+
+
+def test_entities_quiet_on_a_whole_host_expire_as_in_one_process(cluster, tmp_path):
+    """web-1 and web-3 (key groups 52 and 42: the first of two hosts) go quiet for longer than ``idle``.
+
+    Their host gets no rows meanwhile; it expires them from the newest row time of every
+    host, sent with its next call, so they come back (at another level) with fresh models,
+    as in one process.
+    """
+    assert key_group(b"web-1", 128) < 64 and key_group(b"web-3", 128) < 64
+    assert key_group(b"web-0", 128) >= 64 and key_group(b"web-2", 128) >= 64
+    out, rng = [], random.Random(24)
+    for i in range(2400):
+        host = f"web-{i % 4}"
+        quiet = host in ("web-1", "web-3")
+        if quiet and 1200 < i < 1600:  # 200 s of silence (after 60 windows: past every warm-up); idle is 40 s
+            continue
+        level = 70.0 if quiet and i >= 1600 else 30.0  # back at another level: a model kept would flag it
+        out.append(line(metric(i, host=host, seconds=i / 2, cpu=level + rng.random() * 10)))
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(out))
+    one = _scored_run(events, tmp_path / "one", None, max_rows=200, every=3)
+    assert all(one.outputs[f"scores_{d}"].scorer.expired >= 2 for d in DETECTORS)
+    _scored_run(events, tmp_path / "many", cluster.limited(2), max_rows=200, every=3)
+    _same_scored(tmp_path / "one", tmp_path / "many")
+
+
+def test_a_live_retune_rebuilds_the_models_on_the_hosts_as_in_one_process(cluster, tmp_path):
+    """``retune`` mid-run, warmed on the windows so far: the hosts rebuild and warm their entities' models."""
+    from workbench.pipeline import Pipeline
+    from workbench.sources.files import FileSource
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(_incident(random.Random(23), 1600))
+
+    def run(name: str, c):
+        pipe = Pipeline(FileSource(events, max_rows=80), name=name, checkpoints=str(tmp_path / name), cluster=c)
+        windows = pipe.standard("server_metrics", Tumbling("10s"), lateness="5s")
+        node = windows.score("robust_z", features=["cpu_mean", "count"], by="host", params={"warm_up": 30})
+        seen, batches = pipe.collect("windows"), [0]
+
+        def retune(_batch) -> None:
+            batches[0] += 1
+            if batches[0] == 9:
+                node.retune(warm_up=5, warm=pl.concat(seen))
+
+        pipe.subscribe_raw(retune)
+        scores = pipe.collect(node)
+        pipe.run()
+        pipe.close()
+        return pl.concat(scores), node
+
+    one, one_node = run("one", None)
+    many, many_node = run("many", cluster.limited(2))
+    assert many_node.sharded and many.equals(one)
+    assert many_node.retunes[0]["warmed"] == one_node.retunes[0]["warmed"] > 0
+    assert many_node.params.warm_up == 5 and many_node.scorer.prototype.warm_up == 5
+
+
+def test_a_score_node_whose_entities_are_not_the_windows_scores_on_the_coordinator(cluster, tmp_path):
+    from workbench.pipeline import Pipeline
+    from workbench.sources.files import FileSource
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(_events(random.Random(5), 200))
+    pipe = Pipeline(FileSource(events, max_rows=50), name="coord", checkpoints=str(tmp_path / "c"), cluster=cluster)
+    windows = pipe.standard("server_metrics", Tumbling("10s"))
+    shared = windows.score("robust_z", features=["cpu_mean"], by="host", shared=True)
+    per_host = windows.score("robust_z", features=["cpu_mean"], by="host")
+    assert not shared.sharded and per_host.sharded
+    pipe.close()
+
+
 def test_a_checkpoint_records_key_groups_assignment_and_checksums(cluster, tmp_path):
     from workbench.storage.checkpoints import CheckpointStore
 
@@ -235,6 +406,76 @@ def test_a_worker_killed_mid_run_is_survived_with_identical_output(cluster, tmp_
     _same(tmp_path / "one", tmp_path / "many")
     windows = _read(tmp_path / "many", "windows")
     assert windows.select("host", "window_start").is_duplicated().sum() == 0
+
+
+def test_a_worker_lost_while_the_source_is_idle_is_restored_before_the_next_batch(cluster, tmp_path):
+    """The scheduler's worker-removal event, not the next batch, starts the recovery of an idle pipeline."""
+    import threading
+    import time
+
+    from workbench.pipeline import Pipeline
+    from workbench.sources.files import FileSource
+    from workbench.storage.lake import Lake
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(_incident(random.Random(22), 1200))
+    half = events.read_bytes().index(b"\n", events.stat().st_size // 2) + 1
+    one = _scored_run(events, tmp_path / "one", None, max_rows=100, every=2)
+    resume, paused = threading.Event(), threading.Event()
+    pause_at: list[int] = []
+    past = [0]  # batches after the one the source went quiet after
+
+    class Idle(FileSource):
+        """A live source that goes quiet halfway (no batch, no tick) until the test resumes it."""
+
+        @property
+        def bulk(self) -> bool:
+            return False
+
+        def _batches(self):
+            for batch in super()._batches():
+                if pause_at and batch.offset > pause_at[0]:
+                    past[0] += 1
+                yield batch
+                while batch.offset >= half and not resume.is_set() and not self.stopped:
+                    if not pause_at:
+                        pause_at.append(batch.offset)
+                    paused.set()
+                    time.sleep(0.02)
+
+    c = cluster.limited(2)
+    out = tmp_path / "many"
+    pipe = Pipeline(
+        Idle(events, max_rows=100),
+        name="idle",
+        checkpoints=str(out / "checkpoint"),
+        checkpoint_batches=2,
+        checkpoint_every="1h",  # no checkpoint while idle: only the removal event can reveal the loss
+        cluster=c,
+    )
+    windows = pipe.standard("server_metrics", Tumbling("10s"), lateness="5s")
+    pipe.output("scores_context", windows.score("context", features=["cpu_mean", "count"], by="host", warm_up=3))
+    pipe.to_lake(Lake(out, partition=False))
+    pipe.start()
+    try:
+        assert paused.wait(60), "the source never went idle"
+        time.sleep(0.5)  # the batch before the pause went through the graph
+        killed_at = time.monotonic()
+        _kill_a_worker(c)
+        while pipe.recoveries == 0 and time.monotonic() - killed_at < 30:
+            time.sleep(0.05)
+        took = time.monotonic() - killed_at
+        assert pipe.recoveries == 1 and past[0] == 0, "recovered only when the next batch came"
+        print(f"recovered {took:.2f} s after the kill, while idle")
+        resume.set()
+        pipe._thread.join(120)
+    finally:
+        resume.set()
+        pipe.close()
+    assert pipe.error is None and not pipe.running
+    assert pipe.counts() == one.counts()
+    for output in ("windows", "dead_letter", "late", "scores_context"):
+        assert _read(out, output).equals(_read(tmp_path / "one", output)), output
 
 
 @pytest.mark.slow

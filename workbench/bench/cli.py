@@ -81,6 +81,7 @@ def register(sub: Any) -> None:
     bk.add_argument("--checkpoint-batches", type=int, default=5, help="checkpoint every N batches (default: 5)")
     bk.add_argument("--file", help="use this JSONL file instead of simulating one")
     bk.add_argument("--model", type=int, nargs="+", default=[8, 32], help="worker counts to model (default: 8 32)")
+    bk.add_argument("--detector", help="also score each host's windows with this detector (on the shard hosts)")
     bk.set_defaults(func=_scale)
     bs = bsub.add_parser("startup", help="start-up time of workbench commands against python -c 'import polars'")
     bs.add_argument("--repeat", type=int, default=7, help="timed runs of each command (default: 7)")
@@ -115,6 +116,7 @@ def _scale(args: argparse.Namespace) -> int:
             checkpoint_batches=args.checkpoint_batches,
             file=args.file,
             model_at=args.model,
+            detector=args.detector,
         )
     )
     return 0

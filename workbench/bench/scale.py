@@ -1,8 +1,9 @@
 """``workbench bench scale``: events/s in one process and on 1, 2 … Dask workers, in one run.
 
 Every configuration runs the same checkpointed pipeline (file → decode → validate →
-dedupe → 10 s windows, a checkpoint every ``checkpoint_batches`` batches) on the same
-simulated file, each in its own child process (so each peak RSS is its own; a cluster
+dedupe → 10 s windows, a checkpoint every ``checkpoint_batches`` batches; with
+``detector``, a score node per host below the windows, which a cluster runs on its
+shard hosts) on the same simulated file, each in its own child process (so each peak RSS is its own; a cluster
 configuration starts its own ``LocalCluster`` there, whose start-up is not timed).
 Reported per configuration: seconds, events/s and the ratio to the in-process run,
 peak RSS of the coordinator and of every worker process, and the cluster's costs:
@@ -41,7 +42,9 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _run(path: str, workers: int, max_rows: int, every: int, folder: str, pings: int) -> dict[str, Any]:
+def _run(
+    path: str, workers: int, max_rows: int, every: int, folder: str, pings: int, detector: str | None = None
+) -> dict[str, Any]:
     """One configuration (0 workers: in-process); runs in a child process."""
     from workbench.operators.windows import Tumbling
     from workbench.pipeline import Pipeline
@@ -64,14 +67,24 @@ def _run(path: str, workers: int, max_rows: int, every: int, folder: str, pings:
             checkpoint_batches=every,
             cluster=cluster,
         )
-        pipe.standard("server_metrics", Tumbling(_WINDOW), lateness=_LATENESS)
-        digest = {"windows": 0, "count": 0}
+        windows = pipe.standard("server_metrics", Tumbling(_WINDOW), lateness=_LATENESS)
+        digest: dict[str, Any] = {"windows": 0, "count": 0}
 
         def tally(frame: Any) -> None:
             digest["windows"] += frame.height
             digest["count"] += int(frame["count"].sum())
 
         pipe.subscribe("windows", tally)
+        if detector:
+            pipe.output("scores", windows.score(detector, features=["cpu_mean", "count"], by="host"))
+            digest.update(scored=0, anomalies=0, score_sum=0.0)
+
+            def tally_scores(frame: Any) -> None:
+                digest["scored"] += frame.height
+                digest["anomalies"] += int(frame["is_anomaly"].sum())
+                digest["score_sum"] += float(frame["anomaly_score"].sum())
+
+            pipe.subscribe("scores", tally_scores)
         t0 = time.perf_counter()
         pipe.run()
         seconds = time.perf_counter() - t0
@@ -84,6 +97,9 @@ def _run(path: str, workers: int, max_rows: int, every: int, folder: str, pings:
             "batches": pipe.batches,
             "coordinator_peak_rss_mb": _peak_rss_mb(),
         }
+        if detector:  # summed in the order the rows came, so equal sums mean equal scores (up to order)
+            digest["score_sum"] = round(digest["score_sum"], 6)
+            out["scores_on_hosts"] = bool(cluster is not None and pipe.outputs["scores"].sharded)
         if cluster is not None:
             stage = pipe.outputs["windows"]
             t1 = time.perf_counter()
@@ -169,6 +185,7 @@ def bench_scale(
     pings: int = 30,
     file: str | None = None,
     model_at: list[int] | None = None,
+    detector: str | None = None,
 ) -> dict[str, Any]:
     """Run the scale benchmark; returns the figures the CLI prints."""
     workers = workers or [1, 2]
@@ -182,7 +199,14 @@ def bench_scale(
         runs = []
         for n in [0, *workers]:
             res = _in_child(
-                path, n, max_rows, checkpoint_batches, str(Path(tmp) / f"ck{n}"), pings, out=f"{tmp}/{n}.json"
+                path,
+                n,
+                max_rows,
+                checkpoint_batches,
+                str(Path(tmp) / f"ck{n}"),
+                pings,
+                detector,
+                out=f"{tmp}/{n}.json",
             )
             runs.append(res)
     base = runs[0]
@@ -197,6 +221,8 @@ def bench_scale(
             "coordinator_peak_rss_mb": round(r["coordinator_peak_rss_mb"], 1),
             "same_output": r["digest"] == base["digest"] and r["counts"] == base["counts"],
         }
+        if detector:
+            row["scores_on_hosts"] = r["scores_on_hosts"]
         if r["workers"]:
             row.update(
                 worker_peak_rss_mb=[round(x, 1) for x in r["worker_peak_rss_mb"]],
@@ -213,6 +239,7 @@ def bench_scale(
         "max_rows": max_rows,
         "checkpoint_batches": checkpoint_batches,
         "windows": base["digest"]["windows"],
+        "detector": detector,
         "runs": table,
         "model": model(runs, ingested, model_at or [8, 32]),
     }

@@ -5,6 +5,7 @@ module              holds
 ==================  ===============================================================
 ``keygroups``       ``kg = xxh3_64(key bytes) % G`` and the assignment of key groups to workers
 ``shard``           :class:`ShardHost`: one Dask actor per worker, the state of many key groups
+``scores``          :class:`HostScorers`: score nodes' models on a host, split by key group at a snapshot
 ``stage``           :class:`ShardStage`: the coordinator's node (partition, dispatch, merge, manifest)
 ``client``          :class:`Cluster`: ``local:N`` or ``tcp://HOST:PORT``
 ==================  ===============================================================
@@ -20,6 +21,7 @@ from workbench.lazy import exports
 
 _WHERE = {
     "Cluster": "workbench.cluster.client",
+    "HostScorers": "workbench.cluster.scores",
     "ShardHost": "workbench.cluster.shard",
     "ShardStage": "workbench.cluster.stage",
     "assign": "workbench.cluster.keygroups",

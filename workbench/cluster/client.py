@@ -8,6 +8,10 @@ Kubernetes; see docs/scale-out.md) and leaves it running. Pass it to a pipeline:
     with Cluster("local:2") as cluster:
         pipe = Pipeline(source, checkpoints="out/checkpoint", cluster=cluster)
 
+The cluster subscribes to the scheduler's worker-removal events (the ``"all"`` topic,
+``Client.subscribe_topic``), so a pipeline learns that a worker left while its source
+is idle, not only at its next shard call (:meth:`Cluster.removed_since`).
+
 Dask is imported only here, when a cluster is made.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from typing import Any
 
@@ -26,6 +31,25 @@ __all__ = ["Cluster"]
 log = logging.getLogger(__name__)
 
 _LOCAL = re.compile(r"^local:(\d+)$")
+
+
+class _Removals:
+    """Workers the scheduler removed, each with the number of its removal (shared by limited views)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.count = 0
+        self.at: dict[str, int] = {}  # address → number of its latest removal
+
+    def on_event(self, event: tuple[float, Any]) -> None:
+        """A scheduler event of the ``"all"`` topic; keeps the ``remove-worker`` ones (runs on Dask's loop)."""
+        _when, msg = event
+        if not isinstance(msg, dict) or msg.get("action") != "remove-worker" or "worker" not in msg:
+            return
+        with self.lock:
+            self.count += 1
+            self.at[str(msg["worker"])] = self.count
+        log.info("cluster: the scheduler removed worker %s", msg["worker"])
 
 
 class Cluster:
@@ -74,6 +98,21 @@ class Cluster:
             except OSError as exc:
                 raise ConfigError(f"--cluster: no Dask scheduler answers at {address!r} ({exc})") from exc
         self.client.wait_for_workers(1, timeout=timeout)
+        self._removals = _Removals()
+        # the scheduler tells every subscribed client at once when a worker leaves (documented:
+        # Client.subscribe_topic; the scheduler logs {"action": "remove-worker", "worker": …} to "all")
+        self.client.subscribe_topic("all", self._removals.on_event)
+
+    @property
+    def removals(self) -> int:
+        """Workers removed so far (as the scheduler reported them to this client)."""
+        with self._removals.lock:
+            return self._removals.count
+
+    def removed_since(self, mark: int) -> set[str]:
+        """Addresses of the workers removed after :attr:`removals` was ``mark``."""
+        with self._removals.lock:
+            return {w for w, n in self._removals.at.items() if n > mark}
 
     def workers(self, *, wait: float | None = None) -> list[str]:
         """Addresses of the live workers, sorted (waits up to ``wait`` seconds for one)."""
@@ -119,10 +158,13 @@ class Cluster:
         """Close the client, and the local cluster if this object started it."""
         if not self._owner:
             return
+        # unsubscribed first: else the scheduler sends this client's own removal to its closed comm
+        self.client.unsubscribe_topic("all")
         self.client.close()
         if self._local is not None:
             self._local.close()
             self._local = None
+        self._owner = False  # closed: a second close does nothing
 
     def __enter__(self) -> Cluster:
         return self

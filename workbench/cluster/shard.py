@@ -44,6 +44,7 @@ from typing import Any, BinaryIO
 import polars as pl
 
 from workbench.cluster.keygroups import key_groups
+from workbench.cluster.scores import HostScorers
 from workbench.errors import CheckpointError
 from workbench.operators.dedupe import NEVER, Deduplicator
 from workbench.operators.windows import Windower
@@ -84,6 +85,7 @@ class KeyGroups:
             lateness=config["lateness"],
             max_rows=config.get("max_rows", 5_000_000),
         )
+        self.scores = HostScorers(config.get("scorers", {}), self.by, self.groups)
 
     def process(self, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
         """Windows closed, late rows and duplicates of one epoch's rows (with ``__kg``)."""
@@ -121,6 +123,7 @@ class KeyGroups:
             seen = self.dedupe.live_keys()
             d = {"seen": seen, "max_ts": self.dedupe.snapshot_max_ts, "evicted": self.dedupe.evicted}
             kg_of_key = seen["key"].str.extract(r"^(\d+):", 1).cast(pl.UInt32)
+        scores = self.scores.snapshot(groups)
         out = {}
         for kg in groups:
             part_w = {
@@ -131,7 +134,7 @@ class KeyGroups:
             part_d = None
             if d is not None and kg_of_key is not None:
                 part_d = {**d, "seen": d["seen"].filter(kg_of_key == kg), "evicted": 0}
-            out[kg] = {"dedupe": part_d, "windows": part_w}
+            out[kg] = {"dedupe": part_d, "windows": part_w, "scores": scores[kg]}
         return out
 
     def restore(self, states: list[dict[str, Any]]) -> None:
@@ -149,6 +152,7 @@ class KeyGroups:
                 "counters": {"late": 0, "windows": 0, "forced": 0},
             }
         )
+        self.scores.restore([st.get("scores", {}) for st in states])
         ds = [st["dedupe"] for st in states if st["dedupe"] is not None]
         if self.dedupe is not None and ds:
             self.dedupe.restore(
@@ -161,8 +165,9 @@ class KeyGroups:
 
     @property
     def state_size(self) -> int:
-        """Rows buffered and keys remembered."""
-        return self.windows.state_size + (self.dedupe.state_size if self.dedupe is not None else 0)
+        """Rows buffered, keys remembered and entities scored."""
+        dedupe = self.dedupe.state_size if self.dedupe is not None else 0
+        return self.windows.state_size + dedupe + self.scores.state_size
 
 
 def _max(values: Any) -> Any:
@@ -224,11 +229,15 @@ class ShardHost:
             states.append(unpack(data, trusted=True))  # authenticated: the manifest's HMAC covers the checksum
         self.state.restore(states)
 
-    def process(self, rows: pl.DataFrame | None, max_ts: int | None) -> dict[str, Any]:
+    def process(
+        self, rows: pl.DataFrame | None, max_ts: int | None, marks: dict[str, int | None] | None = None
+    ) -> dict[str, Any]:
         """One epoch: this host's rows (with ``__kg``, ``__row``, ``__before``), then advance to ``max_ts``.
 
         Returns the windows closed, and the row numbers (``__row``) of late rows and
-        duplicates: the coordinator holds the rows and keeps their input order.
+        duplicates: the coordinator holds the rows and keeps their input order; and
+        ``scores``: per score node, the closed windows scored and drift events
+        (:meth:`HostScorers.score`; ``marks`` is each node's newest row time on all hosts).
         """
         windows, late, dups = [], [], []
         if rows is not None and rows.height:
@@ -237,18 +246,32 @@ class ShardHost:
             late.append(lt.select("__row"))
             dups.append(dp.select("__row"))
         windows.append(self.state.advance(max_ts))
-        return {"windows": _frames(windows), "late": _frames(late), "duplicates": _frames(dups)}
+        closed = _frames(windows)
+        return {
+            "windows": closed,
+            "late": _frames(late),
+            "duplicates": _frames(dups),
+            "scores": self.state.scores.score(closed, marks or {}),
+        }
 
-    def flush(self) -> pl.DataFrame | None:
-        """End of input: every open window."""
-        return _frames([self.state.windows.flush()])
+    def flush(self, marks: dict[str, int | None] | None = None) -> dict[str, Any]:
+        """End of input: every open window, and the score nodes' scores of them."""
+        closed = _frames([self.state.windows.flush()])
+        return {"windows": closed, "scores": self.state.scores.score(closed, marks or {})}
 
-    def snapshot(self, seq: int) -> dict[int, dict[str, Any]]:
+    def rebuild(self, name: str, detector: Any, history: pl.DataFrame | None) -> int:
+        """Score node ``name`` retuned: new models, warmed on this host's ``history`` rows; rows warmed."""
+        return self.state.scores.rebuild(name, detector, history)
+
+    def snapshot(self, seq: int, marks: dict[str, int | None] | None = None) -> dict[int, dict[str, Any]]:
         """Write every key group's state into one file for ``seq``; return each group's location.
 
         The file is written atomically; a snapshot interrupted leaves the previous ones
-        whole, and the manifest that names this file is written only after it.
+        whole, and the manifest that names this file is written only after it. The score
+        nodes first forget the entities idle at ``marks`` (as one process's would be).
         """
+        for scorer_name, scorer in self.state.scores.scorers.items():
+            scorer.advance((marks or {}).get(scorer_name))
         name = f"{self.name}-{seq:08d}.wbkg"
         blobs, where, pos = [], {}, 0
         for kg, tree in self.state.snapshot(self.groups).items():

@@ -11,6 +11,11 @@ validate`` (which the coordinator runs in bulk). Per batch (an *epoch* of the sh
 3. merge what the hosts return: windows sorted as one process sorts them, late rows
    and duplicates in input order, to the ``late`` and ``duplicates`` side outputs.
 
+Score nodes right below it whose entities are the windows' entities attach themselves
+(:meth:`ShardStage.attach_score`): the hosts hold their models per key group and score
+the windows they close (:mod:`workbench.cluster.scores`); the stage merges the scored
+rows and drift events in one process's order and hands them to the node.
+
 Its ``snapshot()`` asks every host to snapshot its key groups (one file per host) and
 returns the manifest part of the pipeline's checkpoint — key group → file, byte range,
 SHA-256; G; the assignment and its rule; the global newest event time; versions. The
@@ -35,8 +40,9 @@ import polars as pl
 from streamz import Stream
 
 from workbench.cluster.keygroups import RULE, assign, key_groups
+from workbench.cluster.scores import order_of, shardable
 from workbench.cluster.shard import ShardHost
-from workbench.errors import CheckpointError, WorkerLostError
+from workbench.errors import CheckpointError, ConfigError, WorkerLostError
 from workbench.operators.base import Operator
 from workbench.operators.dedupe import global_before
 
@@ -107,7 +113,12 @@ class ShardStage(Operator):
             "ttl": ttl,
             "key_groups": self.key_groups,
             "folder": str(self.folder),
+            "scorers": {},  # attached score nodes (index as text) → a fresh Scorer
         }
+        self._scores: dict[str, Any] = {}  # index → the attached ScoreNode
+        self._scored: dict[str, tuple[pl.DataFrame | None, pl.DataFrame | None]] = {}  # this epoch's, per node
+        self.score_marks: dict[str, int | None] = {}  # per node: the newest scored row time on all hosts
+        self.score_entities: dict[str, int] = {}  # per node: entities the hosts held after the last epoch
         self.duplicates = Stream(stream_name=f"{self.name}.duplicates")
         self.late = Stream(stream_name=f"{self.name}.late")
         self.duplicate_count = 0
@@ -122,6 +133,7 @@ class ShardStage(Operator):
         self._futures: list[Any] = []  # actor futures: an actor lives while its future does
         self._seq = 0
         self._state_size = 0
+        self._removals_seen = 0  # the cluster's removal count when the hosts were opened
 
     # -- hosts ---------------------------------------------------------------------------
     def _open(self, locations: dict[int, dict[str, Any]]) -> None:
@@ -132,6 +144,7 @@ class ShardStage(Operator):
         last: BaseException | None = None
         for attempt in range(8):
             try:
+                removals = self.cluster.removals  # a worker removed from now on unseats its host
                 workers = self.cluster.workers()
                 plan = assign(self.key_groups, workers)
                 futures = {
@@ -159,6 +172,7 @@ class ShardStage(Operator):
                 time.sleep(min(0.5 * 2**attempt, 5))
                 continue
             self._hosts, self._futures, self.assignment = hosts, list(futures.values()), plan
+            self._removals_seen = removals
             return
         raise WorkerLostError(f"cluster {self.cluster.address}: cannot open shard hosts ({last})")
 
@@ -174,9 +188,22 @@ class ShardStage(Operator):
         if not self._hosts:
             self._open({})
 
+    def check_workers(self) -> None:
+        """Raise :class:`WorkerLostError` if the scheduler removed a host's worker (no call to the cluster).
+
+        The pipeline calls it while its source is idle, so a lost worker's key groups
+        are restored then, not when the next batch arrives.
+        """
+        if not self._hosts:
+            return
+        gone = sorted(self.cluster.removed_since(self._removals_seen) & set(self._hosts))
+        if gone:
+            raise WorkerLostError(f"cluster: the scheduler removed worker(s) {gone}; their key groups are restored")
+
     def _call(self, method: str, args: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
         """Call ``method`` on every host (all at once), wait for all; a lost worker raises WorkerLostError."""
         started = time.perf_counter()
+        self.check_workers()
         gone = sorted(set(self._hosts) - self.cluster.alive())
         if gone:
             raise WorkerLostError(f"cluster: worker(s) {gone} left; their key groups are restored elsewhere")
@@ -207,10 +234,14 @@ class ShardStage(Operator):
         index = pl.Series([workers.index(owner[kg]) for kg in range(self.key_groups)], dtype=pl.UInt32)
         rows = rows.with_columns(__w=index.gather(rows["__kg"]))
         parts = {workers[int(i)]: p.drop("__w") for (i,), p in rows.partition_by("__w", as_dict=True).items()}
-        out = self._call("process", {w: (parts.get(w), newest) for w in workers})
+        for node in self._scores.values():  # a retune waiting is applied before the epoch, as in one process
+            node.apply_pending()
+        marks = dict(self.score_marks)
+        out = self._call("process", {w: (parts.get(w), newest, marks) for w in workers})
         self.max_ts = newest
         self.epochs += 1
         windows = self._merge([o["windows"] for o in out.values()], ["window_start", *self.by])
+        self._take_scores(list(out.values()))
         late = self._merge([o["late"] for o in out.values()], ["__row"])
         dups = self._merge([o["duplicates"] for o in out.values()], ["__row"])
         if dups is not None:  # hosts return row numbers: the rows themselves never travel back
@@ -254,10 +285,66 @@ class ShardStage(Operator):
 
     def flush(self) -> None:  # noqa: D102
         self._ensure_open()
-        out = self._merge(list(self._call("flush", {}).values()), ["window_start", *self.by])
+        marks = dict(self.score_marks)
+        results = list(self._call("flush", {w: (marks,) for w in self._hosts}).values())
+        out = self._merge([r["windows"] for r in results], ["window_start", *self.by])
+        self._take_scores(results)
         if out is not None and out.height:
             self.metrics.rows_out += out.height
             self._emit(out)
+
+    # -- score nodes on the hosts ------------------------------------------------------------
+    def attach_score(self, node: Any) -> str | None:
+        """Run score node ``node`` on the hosts, when its entities are the windows' entities.
+
+        Returns its name on the hosts, or None when it must score here, on the merged
+        window rows (``shared``, ``fill``, or entities that are not the windows' — logged).
+        """
+        why = shardable(node.scorer, self.by)
+        if why is not None:
+            log.info("cluster: score node %r runs on the coordinator: %s", node.name, why)
+            return None
+        if self._hosts:
+            raise ConfigError(f"node {node.name!r}: a score node must be added before the pipeline runs")
+        name = str(len(self._scores))
+        self._scores[name] = node
+        self.config["scorers"] = {**self.config["scorers"], name: node.scorer}
+        return name
+
+    def scored(self, name: str) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+        """The scored rows and drift events of score node ``name`` for the windows just emitted."""
+        return self._scored.pop(name, (None, None))
+
+    def rebuild_scorer(self, name: str, detector: Any, history: pl.DataFrame | None) -> int:
+        """Score node ``name`` retuned: every host rebuilds its models (warmed on its rows of ``history``)."""
+        self._ensure_open()
+        parts: dict[str, pl.DataFrame | None] = dict.fromkeys(self._hosts)
+        if history is not None and history.height:
+            owner = {kg: w for w, kgs in self.assignment.items() for kg in kgs}
+            kgs = key_groups(history, self.by, self.key_groups).to_list()
+            hosts = pl.Series([owner[kg] for kg in kgs], dtype=pl.String)
+            parts = {w: history.filter(hosts == w) for w in self._hosts}
+        warmed = self._call("rebuild", {w: (name, detector, parts[w]) for w in self._hosts})
+        template = self.config["scorers"][name]
+        template.rebuild(detector)
+        return sum(warmed.values())
+
+    def _take_scores(self, results: list[dict[str, Any]]) -> None:
+        """Merge the hosts' scored rows and drift events per score node, in one process's order."""
+        for name, node in self._scores.items():
+            parts = [r["scores"][name] for r in results]
+            self.score_entities[name] = sum(p["entities"] for p in parts)
+            keys = order_of(node.scorer, self.by)
+            scored = self._merge([p["scored"] for p in parts], keys)
+            drift = self._merge([p["drift"] for p in parts], [f"__o{i}" for i in range(len(keys))])
+            if drift is not None:
+                drift = drift.drop([f"__o{i}" for i in range(len(keys))])
+            if scored is not None:
+                t = scored[node.scorer.time]
+                newest = (t.dt.epoch("ms") if t.dtype.is_temporal() else t.cast(pl.Int64)).max()
+                old = self.score_marks.get(name)
+                self.score_marks[name] = newest if old is None else max(old, newest)
+            self._scored[name] = (scored, drift)
 
     # -- accounting -----------------------------------------------------------------------
     def keyed_counts(self) -> dict[str, int]:
@@ -282,7 +369,10 @@ class ShardStage(Operator):
         self._ensure_open()
         seq = self._seq + 1
         locations: dict[str, Any] = {}
-        for where in self._call("snapshot", {w: (seq,) for w in self._hosts}).values():
+        for node in self._scores.values():  # a retune waiting goes into this snapshot, as in one process
+            node.apply_pending()
+        marks = dict(self.score_marks)
+        for where in self._call("snapshot", {w: (seq, marks) for w in self._hosts}).values():
             locations.update({str(kg): loc for kg, loc in where.items()})
         self._seq = seq
         self.snapshots += 1
@@ -297,6 +387,8 @@ class ShardStage(Operator):
             "max_ts": self.max_ts,
             "duplicates": self.duplicate_count,
             "late": self.late_count,
+            "score_marks": marks,
+            "score_entities": dict(self.score_entities),
             "versions": {n: metadata.version(n) for n in ("workbench", "polars", "xxhash", "distributed")},
         }
 
@@ -321,5 +413,8 @@ class ShardStage(Operator):
         self.duplicate_count = state["duplicates"]
         self.late_count = state["late"]
         self._seq = state["seq"]
+        self.score_marks = dict(state.get("score_marks", {}))
+        self.score_entities = dict(state.get("score_entities", {}))
+        self._scored = {}
         locations = {int(kg): loc for kg, loc in state["locations"].items()}
         self._open(locations)

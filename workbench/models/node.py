@@ -12,6 +12,13 @@ the pipeline thread applies before its next batch (between batches, so a checkpo
 never sees half a rebuild). The new models can be warmed on recent window rows read
 from the Parquet lake, without restarting the pipeline.
 
+On a cluster (``Pipeline(..., cluster=)``) a score node right below the sharded
+windows, with the windows' entities, *attaches* to that stage: the shard hosts hold its
+models per key group and score there (:mod:`workbench.cluster.scores`); the node then
+emits the scored rows the stage merged, and its own scorer is only the template the
+hosts copy. The node finds the stage by duck typing (``attach_score``), so this layer
+never imports the cluster's.
+
 Examples
 --------
 >>> import polars as pl
@@ -34,18 +41,19 @@ Examples
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 import threading
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 from param.parameterized import discard_events
 from streamz import Stream
 
 from workbench.config import parse_duration
-from workbench.errors import ConfigError
+from workbench.errors import CheckpointError, ConfigError
 from workbench.models.detectors import Detector
 from workbench.models.scoring import Scorer
 from workbench.models.threshold import AdaptiveThreshold
@@ -122,6 +130,22 @@ class ScoreNode(Operator):
         self._pending: dict[str, Any] | None = None
         self._warm_next: bool | pl.DataFrame = lake is not None
         self.params.param.watch(self._on_change, list(self.params.values()))
+        # a cluster's sharded stage above: it may take this node's models onto its hosts
+        attach = getattr(upstream, "attach_score", None)
+        self._shards: Any = upstream if attach is not None else None
+        self._sharded: str | None = attach(self) if attach is not None else None
+
+    @property
+    def sharded(self) -> bool:
+        """Whether the models live on a cluster's shard hosts (the node emits their scores)."""
+        return self._sharded is not None
+
+    @property
+    def watermark_ms(self) -> int | None:
+        """Newest row time scored (ms): this node's, or every host's on a cluster."""
+        if self._sharded is not None:
+            return cast(int | None, self._shards.score_marks.get(self._sharded))
+        return self.scorer.watermark_ms
 
     # -- live tuning -------------------------------------------------------------------
     def _on_change(self, *_events: Any) -> None:
@@ -162,12 +186,16 @@ class ScoreNode(Operator):
         if pending is None:
             return
         detector = self.params.detector_type(**pending["values"])
-        self.scorer.rebuild(detector)
         history = pending["warm"]
         if history is True:
             history = self._history()
-        warmed = self.scorer.warm(history) if isinstance(history, pl.DataFrame) else 0
-        self.retunes.append({"values": pending["values"], "warmed": warmed, "at_ms": self.scorer.watermark_ms})
+        frame = history if isinstance(history, pl.DataFrame) else None
+        if self._sharded is not None:  # the models live on the hosts
+            warmed = self._shards.rebuild_scorer(self._sharded, detector, frame)
+        else:
+            self.scorer.rebuild(detector)
+            warmed = self.scorer.warm(frame) if frame is not None else 0
+        self.retunes.append({"values": pending["values"], "warmed": warmed, "at_ms": self.watermark_ms})
         log.info("node %r: rebuilt %r, warmed on %d rows", self.name, detector, warmed)
 
     def _history(self) -> pl.DataFrame:
@@ -178,8 +206,8 @@ class ScoreNode(Operator):
             return pl.DataFrame()
         t = self.scorer.time
         where = ""
-        if self.scorer.watermark_ms is not None:
-            since = self.scorer.watermark_ms - self.history_ms
+        if self.watermark_ms is not None:
+            since = self.watermark_ms - self.history_ms
             where = f' where epoch_ms("{t}") >= {since}'
         frame = self.lake.query(f'select * from {self.lake_output}{where} order by "{t}"')
         return frame.with_columns(
@@ -188,6 +216,12 @@ class ScoreNode(Operator):
 
     # -- the node --------------------------------------------------------------------------
     def process(self, x: Any, metadata: Any) -> tuple[Any, Any]:  # noqa: D102
+        if self._sharded is not None:  # scored on the hosts (a retune was applied before the epoch)
+            scored, drift = self._shards.scored(self._sharded)
+            if drift is not None and drift.height:
+                self.drift_count += drift.height
+                self.drift.emit(drift)
+            return scored, metadata
         self.apply_pending()
         if isinstance(x, RawBatch) and x.frame is not None:  # frames straight from a source
             x = x.frame
@@ -201,14 +235,29 @@ class ScoreNode(Operator):
 
     @property
     def state_size(self) -> int:  # noqa: D102
+        if self._sharded is not None:
+            return int(self._shards.score_entities.get(self._sharded, 0))
         return self.scorer.state_size
 
     def snapshot(self) -> dict[str, Any]:  # noqa: D102
+        if self._sharded is not None:  # the models are in the key groups' snapshots of the stage above,
+            # which applied a waiting retune before its hosts snapshotted; one arriving since waits for the next epoch
+            prototype = copy.deepcopy(self.scorer.prototype)  # the detector as retuned: the parameters show it
+            return {**super().snapshot(), "scorer": None, "prototype": prototype, "drift_count": self.drift_count}
         self.apply_pending()
         return {**super().snapshot(), "scorer": self.scorer.snapshot(), "drift_count": self.drift_count}
 
     def restore(self, state: dict[str, Any]) -> None:  # noqa: D102
-        self.scorer.restore(state["scorer"])
+        if (state["scorer"] is None) != (self._sharded is not None):
+            where = "on shard hosts" if state["scorer"] is None else "in one process"
+            raise CheckpointError(
+                f"node {self.name!r}: the checkpoint holds models scored {where}; this pipeline scores "
+                f"{'on shard hosts' if self._sharded is not None else 'here'}: start over with --fresh"
+            )
+        if state["scorer"] is not None:
+            self.scorer.restore(state["scorer"])
+        else:  # the hosts restore the models; this scorer is their template (the stage's config holds it)
+            self.scorer.prototype = state["prototype"]
         super().restore(state)
         self.drift_count = state["drift_count"]
         with self._lock:

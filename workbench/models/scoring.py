@@ -232,10 +232,14 @@ class Scorer:
         return pl.concat([frame, made], how="diagonal_relaxed").select(frame.columns)
 
     # -- the hot path -----------------------------------------------------------------------
-    def process(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """Score and learn the rows of ``frame``; returns ``(scored rows, drift events)``."""
+    def process(self, frame: pl.DataFrame, *, positions: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Score and learn the rows of ``frame``; returns ``(scored rows, drift events)``.
+
+        With ``positions`` the drift events carry ``__row``: the position of their row
+        in the scored frame (a cluster merges the events of its hosts in row order).
+        """
         if frame.height == 0:
-            return frame, self._drift_frame([], frame)
+            return frame, self._drift_frame([], frame, positions)
         features = self._choose_features(frame)
         frame = self._filled(frame).sort(self.time, maintain_order=True)
         keys, times = self._keys(frame), self._times(frame)
@@ -248,7 +252,7 @@ class Scorer:
         watch = self.drift_on if self.drift_on is not None else [*features, "anomaly_score"]
         watched = [(name, features.index(name) if name in features else -1) for name in watch]
         scores, thresholds, flags, held = [], [], [], []
-        events: list[tuple[Any, str, str, int, float]] = []
+        events: list[tuple[Any, str, str, int, float, int]] = []
         for i, key in enumerate(keys):
             if scored_rows is not None and not scored_rows[i]:
                 scores.append(0.0)
@@ -285,8 +289,8 @@ class Scorer:
                     monitor = ent.drift.get(name)
                     if monitor is None:
                         monitor = ent.drift[name] = DriftMonitor(self.drift_names, seed=self.seed)
-                    events.extend((key, name, det, t, value) for det in monitor.update(value))
-        self._expire(max(times))
+                    events.extend((key, name, det, t, value, i) for det in monitor.update(value))
+        self.advance(max(times))
         scored = frame.with_columns(
             pl.Series("anomaly_score", scores, dtype=pl.Float64),
             pl.Series("threshold", thresholds, dtype=pl.Float64),
@@ -294,19 +298,28 @@ class Scorer:
         )
         if self.episodes is not None:
             scored = scored.with_columns(pl.Series("in_episode", held, dtype=pl.Boolean))
-        return scored, self._drift_frame(events, frame)
+        return scored, self._drift_frame(events, frame, positions)
 
-    def _expire(self, newest: int) -> None:
+    def advance(self, newest: int | None) -> None:
+        """The newest row time (ms) is ``newest``: forget every entity idle for longer than ``idle``.
+
+        :meth:`process` calls it with its newest row; a cluster's host calls it with the
+        newest row of *every* host, so its entities expire when one process's would.
+        """
+        if newest is None:
+            return
         self.watermark_ms = newest if self.watermark_ms is None else max(self.watermark_ms, newest)
         cutoff = self.watermark_ms - self.idle_ms
-        while self.entities:
-            key, ent = next(iter(self.entities.items()))
-            if ent.last_seen >= cutoff:
-                break
+        # every entity, not only the least recently seen ones: rows of later batches may be older
+        # than an entity's newest row, so the table's order is not exactly the order of last_seen
+        idle = [key for key, ent in self.entities.items() if ent.last_seen < cutoff]
+        for key in idle:
             del self.entities[key]
-            self.expired += 1
+        self.expired += len(idle)
 
-    def _drift_frame(self, events: list[tuple[Any, str, str, int, float]], frame: pl.DataFrame) -> pl.DataFrame:
+    def _drift_frame(
+        self, events: list[tuple[Any, str, str, int, float, int]], frame: pl.DataFrame, positions: bool = False
+    ) -> pl.DataFrame:
         keys = [k if isinstance(k, tuple) else (k,) for k, *_ in events]
         cols: dict[str, pl.Series] = {
             c: pl.Series(c, [k[i] for k in keys], dtype=pl.String) for i, c in enumerate(self.by)
@@ -315,6 +328,8 @@ class Scorer:
         cols["detector"] = pl.Series("detector", [e[2] for e in events], dtype=pl.String)
         cols["time"] = pl.Series("time", [e[3] for e in events], dtype=pl.Int64).cast(pl.Datetime("ms", "UTC"))
         cols["value"] = pl.Series("value", [e[4] for e in events], dtype=pl.Float64)
+        if positions:
+            cols["__row"] = pl.Series("__row", [e[5] for e in events], dtype=pl.UInt32)
         return pl.DataFrame(cols)
 
     # -- live tuning ----------------------------------------------------------------------

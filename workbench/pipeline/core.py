@@ -86,8 +86,9 @@ class Pipeline:
         last batch processed, never of one merely read ahead.
     cluster
         A :class:`workbench.cluster.Cluster`: :meth:`standard` then runs dedupe and
-        windows on its workers, sharded by key group, and this process coordinates
-        (decode, validate, alerts, sinks, checkpoints). Needs ``checkpoints``: a lost
+        windows on its workers, sharded by key group — and a score node below the
+        windows, with the windows' entities, keeps its models there too — and this
+        process coordinates (decode, validate, alerts, sinks, checkpoints). Needs ``checkpoints``: a lost
         worker is survived by restoring from the newest checkpoint and replaying — in
         this run for a replayable source (a file), else by the next run, which the
         broker re-delivers the unacknowledged messages to (see docs/scale-out.md).
@@ -479,9 +480,12 @@ class Pipeline:
         done = 0
         # where the batch being processed starts (dead letters carry it); the source's before any
         self._batch_start = self._offset if self._offset is not None else self.source.offset
-        batches = self._batches()
+        idle = self._idle_check()
+        batches = self._batches(idle)
         try:
             for batch in batches:
+                if idle is not None and batch.meta.get("tick"):  # an idle tick: a worker may have left
+                    idle()
                 started = time.perf_counter()
                 if self._wal is not None:  # the offsets about to be dispatched, before they are
                     self._wal.append(self.batches + 1, self._batch_start, batch.offset)
@@ -511,12 +515,23 @@ class Pipeline:
                 close()  # read-ahead threads stop before a recovery seeks the source
             self.seconds += time.perf_counter() - t0
 
-    def _batches(self) -> Iterator[Any]:
+    def _batches(self, idle: Callable[[], None] | None = None) -> Iterator[Any]:
         """Raw batches in source order, decoded ahead on worker threads when possible."""
         prepare = preparer(self.head, name=self.name)
         if prepare is None or self.prefetch == 0:
             return self.source.batches()
-        return read_ahead(self.source, prepare, self.prefetch, name=self.name)
+        return read_ahead(self.source, prepare, self.prefetch, name=self.name, idle=idle)
+
+    def _idle_check(self) -> Callable[[], None] | None:
+        """With a cluster: its stage's check for workers the scheduler removed (run while the source is idle).
+
+        A lost worker then raises ``WorkerLostError`` between batches, and :meth:`run`
+        restores its key groups at once instead of when the next batch arrives.
+        """
+        if self.cluster is None:
+            return None
+        checks = [op.check_workers for op in self.operators() if hasattr(op, "check_workers")]
+        return checks[0] if checks else None
 
     def start(self) -> None:
         """Run in a background thread (never on a UI event loop)."""

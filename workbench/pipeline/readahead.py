@@ -5,6 +5,9 @@ them ahead on worker threads changes nothing but speed: polars and numpy release
 GIL, so decoding uses a second core while earlier batches run through the rest of the
 graph in order. The pipeline records the offset of the last batch *processed*, never
 of one merely read ahead.
+
+While a live source is idle the pipeline thread wakes every 0.2 s and calls ``idle``
+(a cluster's pipeline checks there whether a worker left, and recovers at once).
 """
 
 from __future__ import annotations
@@ -67,16 +70,24 @@ def _prepared(batch: Any, prepared: Any) -> Any:
     return batch
 
 
-def read_ahead(source: Source, prepare: Prepare, prefetch: int, *, name: str = "pipeline") -> Iterator[Any]:
+def read_ahead(
+    source: Source,
+    prepare: Prepare,
+    prefetch: int,
+    *,
+    name: str = "pipeline",
+    idle: Callable[[], None] | None = None,
+) -> Iterator[Any]:
     """Raw batches of ``source`` in order, each with ``meta["prepared"]`` computed ahead.
 
     A bulk source (a file) is read on this thread; a live source gets a reader thread,
-    so no batch waits for the next one to arrive.
+    so no batch waits for the next one to arrive, and ``idle()`` is called on this
+    thread whenever no batch came for 0.2 s (what it raises ends the iteration).
     """
     if source.bulk:
         yield from _inline(source, prepare, prefetch, name)
     else:
-        yield from _threaded(source, prepare, prefetch, name)
+        yield from _threaded(source, prepare, prefetch, name, idle)
 
 
 def _inline(source: Source, prepare: Prepare, prefetch: int, name: str) -> Iterator[Any]:
@@ -96,7 +107,9 @@ def _inline(source: Source, prepare: Prepare, prefetch: int, name: str) -> Itera
                 fut.cancel()
 
 
-def _threaded(source: Source, prepare: Prepare, prefetch: int, name: str) -> Iterator[Any]:
+def _threaded(
+    source: Source, prepare: Prepare, prefetch: int, name: str, idle: Callable[[], None] | None
+) -> Iterator[Any]:
     ahead: queue.Queue = queue.Queue(maxsize=prefetch + 2)
     halt = threading.Event()
     end = object()
@@ -120,7 +133,9 @@ def _threaded(source: Source, prepare: Prepare, prefetch: int, name: str) -> Ite
             try:
                 batch, item = ahead.get(timeout=0.2)
             except queue.Empty:  # back to the interpreter now and then: a signal's handler (SIGINT,
-                continue  # SIGTERM → stop) runs only there, and other threads may take the signal
+                if idle is not None:  # SIGTERM → stop) runs only there, and other threads may take the signal
+                    idle()
+                continue
             if batch is end:
                 if item is not None:
                     raise item
