@@ -80,3 +80,26 @@ def test_a_cell_run_again_releases_its_previous_outputs():
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_held_changes_of_a_replaced_plot_are_not_sent():
+    """A change held for a figure that has since been replaced would name a model the page dropped."""
+    from bokeh.document import Document
+    from bokeh.models import Column
+    from bokeh.plotting import figure
+    from panel.io.notebook import diff
+
+    from workbench.views.notebook import _drop_detached
+
+    doc, old, new = Document(), figure(), figure()
+    root = Column(children=[old])
+    doc.add_root(root)
+    doc.hold("combine")
+    old.title.text = "a change made just before the redraw"
+    root.children = [new]  # the live plot redrawn: a new figure
+    new.title.text = "the new figure's title"
+    _drop_detached(doc)
+    msg = diff(doc)
+    sent = msg.content["events"]
+    assert all(e.get("model", {}).get("id") != old.id for e in sent)
+    assert old.title.id not in str(sent) and new.id in str(sent)

@@ -286,6 +286,27 @@ def _inline_held(doc: Any) -> None:
                 _inline_models(value)
 
 
+def _drop_detached(doc: Any) -> None:
+    """Drop held changes of models no longer in ``doc`` (a plot replaced since they were made).
+
+    A live plot redrawn with other lines is a new figure; a change to the old one still held
+    for the page named a model the page had already dropped with it: BokehJS refused the
+    whole update ("reference … isn't known") and the output stopped updating.
+    """
+    from bokeh.document.events import (
+        ColumnDataChangedEvent,
+        ColumnsPatchedEvent,
+        ColumnsStreamedEvent,
+        ModelChangedEvent,
+    )
+
+    kinds = (ModelChangedEvent, ColumnDataChangedEvent, ColumnsStreamedEvent, ColumnsPatchedEvent)
+    held = doc.callbacks._held_events
+    kept = [e for e in held if not isinstance(e, kinds) or e.model.document is doc]
+    if len(kept) != len(held):
+        doc.callbacks._held_events = kept
+
+
 def _inlining(diff: Any) -> Any:
     """Panel's notebook ``diff`` (what each update sends over the comm), with stylesheets inlined first.
 
@@ -296,6 +317,7 @@ def _inlining(diff: Any) -> Any:
     """
 
     def inlined(doc: Any, *args: Any, **kwargs: Any) -> Any:
+        _drop_detached(doc)
         if pn.config.inline:
             _inline_held(doc)
         return diff(doc, *args, **kwargs)
