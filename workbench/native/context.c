@@ -1,0 +1,732 @@
+/* The context detector's memory (CAD-OSE) in C: the same steps, in the same order, as
+ * ContextMemory.step and ContextDetector._advance/_rebuild in workbench/models/context.py,
+ * which stays the reference. Every order that decides a result is Python's:
+ *   - semi-contexts, contexts, links and zero-level links are numbered and iterated in
+ *     insertion order (Python dicts);
+ *   - active contexts sort by (activations, hash(left), hash(right), id) with CPython's
+ *     tuple hash (xxHash lanes, Objects/tupleobject.c) of the facts, signed;
+ *   - scores are the same double operations: matched/selected, added/unique,
+ *     (1 - matched + novel) / 2, and the bin is min(max(int(q), 0), bins), int() truncating.
+ * Facts are int64: sensor facts 65536 + 2*bit + (0|1) (at most 8 bits: 16 of them),
+ * neuron facts 2**31 + context id.
+ *
+ * State serialises to little-endian int64 words (doubles as their bit patterns), the
+ * layout workbench/models/context_state.py reads and writes for the Python memory:
+ *   magic, bits, max_left, max_active, max_contexts, bin_low, step, predicted mask,
+ *   n_left, n_right, n_contexts,
+ *   per left semi-context: length, facts; per right semi-context: length, facts;
+ *   per context: selected, matched, active, right id, zero level, hash(left), hash(right);
+ *   per left semi-context: n links, (right id, context id)...; n zero links, (right id, context id)...;
+ *   new context (-1: none), n left group, facts..., n left full, ids..., left known.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SENSOR 65536LL
+#define NEURON 2147483648LL
+#define NSENSOR 16
+#define MAGIC 0x3156444143425757LL /* "WWBCADV1" */
+
+#define XXPRIME_1 11400714785074694791ULL
+#define XXPRIME_2 14029467366897019727ULL
+#define XXPRIME_5 2870177450012600261ULL
+
+static void *grow(void *p, int64_t *cap, int64_t need, size_t size) {
+    if (need <= *cap) return p;
+    int64_t c = *cap ? *cap : 4;
+    while (c < need) c *= 2;
+    void *q = realloc(p, (size_t)c * size);
+    if (!q) {
+        fputs("workbench context kernel: out of memory\n", stderr);
+        abort();
+    }
+    if (c > *cap) memset((char *)q + (size_t)*cap * size, 0, (size_t)(c - *cap) * size);
+    *cap = c;
+    return q;
+}
+
+typedef struct { int32_t *a; int64_t n, cap; } ivec;
+typedef struct { int32_t rid, cid; } link_t;
+typedef struct { link_t *a; int64_t n, cap; } lvec;
+
+static void ipush(ivec *v, int32_t x) {
+    v->a = grow(v->a, &v->cap, v->n + 1, sizeof *v->a);
+    v->a[v->n++] = x;
+}
+
+static void lpush(lvec *v, int32_t rid, int32_t cid) {
+    v->a = grow(v->a, &v->cap, v->n + 1, sizeof *v->a);
+    v->a[v->n].rid = rid;
+    v->a[v->n].cid = cid;
+    v->n++;
+}
+
+static int64_t tuple_hash(const int64_t *f, int64_t n) {
+    uint64_t acc = XXPRIME_5;
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t lane = (uint64_t)f[i] % ((1ULL << 61) - 1); /* hash(i) of an int i >= 0 */
+        acc += lane * XXPRIME_2;
+        acc = (acc << 31) | (acc >> 33);
+        acc *= XXPRIME_1;
+    }
+    acc += (uint64_t)n ^ (XXPRIME_5 ^ 3527539ULL);
+    if (acc == (uint64_t)-1) return 1546275796;
+    return (int64_t)acc;
+}
+
+static int64_t slot_of(int64_t f) { return f < NEURON ? f - SENSOR : NSENSOR + (f - NEURON); }
+
+typedef struct {
+    int64_t *pool; int64_t npool, cappool;        /* every semi-context's facts, back to back */
+    int64_t *off, *hash; int32_t *len; int64_t n; /* per semi-context */
+    int64_t capoff, caphash, caplen;
+    int32_t *table; int64_t tcap;                 /* open addressing: id + 1, 0 empty */
+    ivec *idx; int64_t capidx;                    /* fact slot -> semi-contexts having it */
+} side_t;
+
+typedef struct { int64_t a, b; ivec lids; int used; } end_t;
+
+typedef struct { int64_t act, hl, hr; int32_t cid; } active_t;
+typedef struct { int64_t loff, llen, roff, rlen; } pot_t;
+
+typedef struct {
+    int32_t max_left;
+    side_t s[2];
+    lvec *links, *zero; int64_t caplinks, capzero;  /* per left semi-context, insertion order */
+    uint32_t *rmask; int64_t caprmask;             /* per right semi-context: its facts as bits */
+    end_t *ends; int64_t ecap, en;                  /* (first, last fact) -> left semi-contexts */
+    int64_t *sel, *mat, *act, *hl, *hr; int32_t *rid; uint8_t *zflag; int64_t nctx;
+    int64_t capsel, capmat, capact, caphl, caphr, caprid, capz;
+    int64_t new_context;                            /* -1: none */
+    int64_t *group; int64_t ngroup, capgroup;
+    int32_t *full; int64_t nfull, capfull;
+    int64_t known;
+    /* scratch, kept between steps */
+    int32_t *rc; int64_t caprc;
+    int32_t *lc; int64_t caplc;
+    ivec touched, crossed_lid, crossed_n;
+    active_t *active; int64_t capactive;
+    int64_t *ppool; int64_t nppool, capppool;
+    pot_t *pot; int64_t npot, cappot;
+    uint64_t *pairs; int64_t cappairs;
+    link_t *hits; int64_t caphits;
+} mem_t;
+
+static mem_t *mem_new(int32_t max_left) {
+    mem_t *m = calloc(1, sizeof *m);
+    if (!m) {
+        fputs("workbench context kernel: out of memory\n", stderr);
+        abort();
+    }
+    m->max_left = max_left;
+    m->new_context = -1;
+    return m;
+}
+
+static void mem_free(mem_t *m) {
+    if (!m) return;
+    for (int k = 0; k < 2; k++) {
+        side_t *s = &m->s[k];
+        free(s->pool); free(s->off); free(s->hash); free(s->len); free(s->table);
+        for (int64_t i = 0; i < s->capidx; i++) free(s->idx[i].a);
+        free(s->idx);
+    }
+    for (int64_t i = 0; i < m->s[0].n; i++) { free(m->links[i].a); free(m->zero[i].a); }
+    free(m->links); free(m->zero); free(m->rmask);
+    for (int64_t i = 0; i < m->ecap; i++) free(m->ends[i].lids.a);
+    free(m->ends);
+    free(m->sel); free(m->mat); free(m->act); free(m->hl); free(m->hr); free(m->rid); free(m->zflag);
+    free(m->group); free(m->full); free(m->rc); free(m->lc);
+    free(m->touched.a); free(m->crossed_lid.a); free(m->crossed_n.a);
+    free(m->active); free(m->ppool); free(m->pot); free(m->pairs); free(m->hits);
+    free(m);
+}
+
+static void ends_rehash(mem_t *m) {
+    int64_t ncap = m->ecap ? m->ecap * 2 : 64;
+    end_t *old = m->ends;
+    int64_t ocap = m->ecap;
+    m->ends = calloc((size_t)ncap, sizeof *m->ends);
+    if (!m->ends) { fputs("workbench context kernel: out of memory\n", stderr); abort(); }
+    m->ecap = ncap;
+    for (int64_t i = 0; i < ocap; i++) {
+        if (!old[i].used) continue;
+        uint64_t j = (uint64_t)tuple_hash(&old[i].a, 1) ^ (uint64_t)old[i].b * XXPRIME_2;
+        j &= (uint64_t)(ncap - 1);
+        while (m->ends[j].used) j = (j + 1) & (uint64_t)(ncap - 1);
+        m->ends[j] = old[i];
+    }
+    free(old);
+}
+
+static end_t *ends_find(mem_t *m, int64_t a, int64_t b, int create) {
+    if (create && (m->en + 1) * 2 > m->ecap) ends_rehash(m);
+    if (!m->ecap) return NULL;
+    uint64_t mask = (uint64_t)(m->ecap - 1);
+    uint64_t j = ((uint64_t)tuple_hash(&a, 1) ^ (uint64_t)b * XXPRIME_2) & mask;
+    while (m->ends[j].used) {
+        if (m->ends[j].a == a && m->ends[j].b == b) return &m->ends[j];
+        j = (j + 1) & mask;
+    }
+    if (!create) return NULL;
+    m->ends[j].used = 1;
+    m->ends[j].a = a;
+    m->ends[j].b = b;
+    m->en++;
+    return &m->ends[j];
+}
+
+static void side_rehash(side_t *s) {
+    int64_t ncap = s->tcap ? s->tcap * 2 : 64;
+    free(s->table);
+    s->table = calloc((size_t)ncap, sizeof *s->table);
+    if (!s->table) { fputs("workbench context kernel: out of memory\n", stderr); abort(); }
+    s->tcap = ncap;
+    for (int64_t sid = 0; sid < s->n; sid++) {
+        uint64_t j = (uint64_t)s->hash[sid] & (uint64_t)(ncap - 1);
+        while (s->table[j]) j = (j + 1) & (uint64_t)(ncap - 1);
+        s->table[j] = (int32_t)sid + 1;
+    }
+}
+
+/* The id of the semi-context with these facts (sorted), created when new. */
+static int32_t semi(mem_t *m, int side, const int64_t *f, int64_t n) {
+    side_t *s = &m->s[side];
+    int64_t h = tuple_hash(f, n);
+    if ((s->n + 1) * 2 > s->tcap) side_rehash(s);
+    uint64_t mask = (uint64_t)(s->tcap - 1), j = (uint64_t)h & mask;
+    while (s->table[j]) {
+        int32_t sid = s->table[j] - 1;
+        if (s->hash[sid] == h && s->len[sid] == n && !memcmp(s->pool + s->off[sid], f, (size_t)n * sizeof *f))
+            return sid;
+        j = (j + 1) & mask;
+    }
+    int32_t sid = (int32_t)s->n;
+    s->table[j] = sid + 1;
+    s->off = grow(s->off, &s->capoff, s->n + 1, sizeof *s->off);
+    s->hash = grow(s->hash, &s->caphash, s->n + 1, sizeof *s->hash);
+    s->len = grow(s->len, &s->caplen, s->n + 1, sizeof *s->len);
+    s->pool = grow(s->pool, &s->cappool, s->npool + n, sizeof *s->pool);
+    s->off[sid] = s->npool;
+    s->hash[sid] = h;
+    s->len[sid] = (int32_t)n;
+    memcpy(s->pool + s->npool, f, (size_t)n * sizeof *f);
+    s->npool += n;
+    s->n++;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t slot = slot_of(f[i]);
+        s->idx = grow(s->idx, &s->capidx, slot + 1, sizeof *s->idx);
+        ipush(&s->idx[slot], sid);
+    }
+    if (side == 0) {
+        m->links = grow(m->links, &m->caplinks, s->n, sizeof *m->links);
+        m->zero = grow(m->zero, &m->capzero, s->n, sizeof *m->zero);
+        if (n) ipush(&ends_find(m, f[0], f[n - 1], 1)->lids, sid);
+    } else {
+        m->rmask = grow(m->rmask, &m->caprmask, s->n, sizeof *m->rmask);
+        uint32_t bits = 0;
+        for (int64_t i = 0; i < n; i++) bits |= 1u << (f[i] - SENSOR);
+        m->rmask[sid] = bits;
+    }
+    return sid;
+}
+
+static int32_t find_link(const lvec *v, int32_t rid) {
+    for (int64_t i = 0; i < v->n; i++)
+        if (v->a[i].rid == rid) return v->a[i].cid;
+    return -1;
+}
+
+static int32_t new_context(mem_t *m, int32_t lid, int32_t rid, int zero) {
+    int64_t c = m->nctx, need = c + 1;
+    m->sel = grow(m->sel, &m->capsel, need, sizeof *m->sel);
+    m->mat = grow(m->mat, &m->capmat, need, sizeof *m->mat);
+    m->act = grow(m->act, &m->capact, need, sizeof *m->act);
+    m->hl = grow(m->hl, &m->caphl, need, sizeof *m->hl);
+    m->hr = grow(m->hr, &m->caphr, need, sizeof *m->hr);
+    m->rid = grow(m->rid, &m->caprid, need, sizeof *m->rid);
+    m->zflag = grow(m->zflag, &m->capz, need, sizeof *m->zflag);
+    m->sel[c] = m->mat[c] = m->act[c] = 0;
+    m->hl[c] = m->s[0].hash[lid];
+    m->hr[c] = m->s[1].hash[rid];
+    m->rid[c] = rid;
+    m->zflag[c] = (uint8_t)zero;
+    m->nctx = need;
+    lpush(&m->links[lid], rid, (int32_t)c);
+    return (int32_t)c;
+}
+
+static int cmp_active(const void *x, const void *y) {
+    const active_t *a = x, *b = y;
+    if (a->act != b->act) return a->act < b->act ? -1 : 1;
+    if (a->hl != b->hl) return a->hl < b->hl ? -1 : 1;
+    if (a->hr != b->hr) return a->hr < b->hr ? -1 : 1;
+    return (a->cid > b->cid) - (a->cid < b->cid);
+}
+
+static int cmp_i32(const void *x, const void *y) {
+    int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
+    return (a > b) - (a < b);
+}
+
+static int cmp_u64(const void *x, const void *y) {
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return (a > b) - (a < b);
+}
+
+static int cmp_hit(const void *x, const void *y) {
+    const link_t *a = x, *b = y;
+    if (a->cid != b->cid) return (a->cid > b->cid) - (a->cid < b->cid);
+    return (a->rid > b->rid) - (a->rid < b->rid);
+}
+
+static int in_sorted(const int64_t *a, int64_t n, int64_t x) {
+    int64_t lo = 0, hi = n;
+    while (lo < hi) {
+        int64_t mid = (lo + hi) / 2;
+        if (a[mid] < x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && a[lo] == x;
+}
+
+static int subset_sorted(const int64_t *a, int64_t na, const int64_t *b, int64_t nb) {
+    int64_t j = 0;
+    for (int64_t i = 0; i < na; i++) {
+        while (j < nb && b[j] < a[i]) j++;
+        if (j == nb || b[j] != a[i]) return 0;
+        j++;
+    }
+    return 1;
+}
+
+/* A potential context: left facts (copied), right facts of rid kept if in the step's facts. */
+static void push_potential(mem_t *m, const int64_t *left, int64_t nl, int left_filter, const int64_t *old_group,
+                           int64_t ngroup, int32_t rid, uint32_t fmask) {
+    const side_t *r = &m->s[1];
+    m->ppool = grow(m->ppool, &m->capppool, m->nppool + nl + r->len[rid], sizeof *m->ppool);
+    m->pot = grow(m->pot, &m->cappot, m->npot + 1, sizeof *m->pot);
+    pot_t *p = &m->pot[m->npot++];
+    p->loff = m->nppool;
+    for (int64_t i = 0; i < nl; i++)
+        if (!left_filter || in_sorted(old_group, ngroup, left[i])) m->ppool[m->nppool++] = left[i];
+    p->llen = m->nppool - p->loff;
+    p->roff = m->nppool;
+    const int64_t *rf = r->pool + r->off[rid];
+    for (int64_t i = 0; i < r->len[rid]; i++)
+        if (fmask & (1u << (rf[i] - SENSOR))) m->ppool[m->nppool++] = rf[i];
+    p->rlen = m->nppool - p->roff;
+}
+
+/* ContextMemory.step: learn the step to facts (sorted sensor facts, as bits in fmask). */
+static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask, int64_t max_active, int predict,
+                     uint32_t *predicted, double *matched, double *novel) {
+    int64_t npairs = 0;
+    int new_flag = 0;
+    int32_t skip = 0;
+    m->pairs = grow(m->pairs, &m->cappairs, 1, sizeof *m->pairs);
+    if (m->ngroup && nf) {
+        int32_t lid = semi(m, 0, m->group, m->ngroup);
+        int32_t rid = semi(m, 1, facts, nf);
+        m->pairs[npairs++] = ((uint64_t)(uint32_t)lid << 32) | (uint32_t)rid;
+        int32_t cid = find_link(&m->links[lid], rid);
+        if (cid < 0) {
+            cid = new_context(m, lid, rid, 1);
+            lpush(&m->zero[lid], rid, cid);
+            m->new_context = cid;
+            new_flag = 1;
+        } else {
+            m->zflag[cid] = 1;
+            if (find_link(&m->zero[lid], rid) < 0) lpush(&m->zero[lid], rid, cid);
+        }
+    }
+    /* the right side: how many of the facts each right semi-context has */
+    const side_t *R = &m->s[1], *L = &m->s[0];
+    m->rc = grow(m->rc, &m->caprc, R->n, sizeof *m->rc);
+    memset(m->rc, 0, (size_t)R->n * sizeof *m->rc);
+    for (int64_t i = 0; i < nf; i++) {
+        int64_t slot = slot_of(facts[i]);
+        if (slot < R->capidx)
+            for (int64_t k = 0; k < R->idx[slot].n; k++) m->rc[R->idx[slot].a[k]]++;
+    }
+    if (m->new_context >= 0) skip = (int32_t)m->new_context; /* CAD-OSE never activates context 0 */
+    m->crossed_lid.n = m->crossed_n.n = 0;
+    if (new_flag) { /* partial matches of the last left group matter too */
+        m->lc = grow(m->lc, &m->caplc, L->n, sizeof *m->lc);
+        m->touched.n = 0;
+        for (int64_t i = 0; i < m->ngroup; i++) {
+            int64_t slot = slot_of(m->group[i]);
+            if (slot >= L->capidx) continue;
+            for (int64_t k = 0; k < L->idx[slot].n; k++) {
+                int32_t lid = L->idx[slot].a[k];
+                if (!m->lc[lid]++) ipush(&m->touched, lid);
+            }
+        }
+        qsort(m->touched.a, (size_t)m->touched.n, sizeof *m->touched.a, cmp_i32);
+        for (int64_t k = 0; k < m->touched.n; k++) {
+            int32_t lid = m->touched.a[k];
+            if (lid < m->known) {
+                ipush(&m->crossed_lid, lid);
+                ipush(&m->crossed_n, m->lc[lid]);
+            }
+            m->lc[lid] = 0;
+        }
+    } else {
+        for (int64_t k = 0; k < m->nfull; k++) {
+            ipush(&m->crossed_lid, m->full[k]);
+            ipush(&m->crossed_n, L->len[m->full[k]]);
+        }
+    }
+    int64_t selected = 0, nactive = 0;
+    m->nppool = m->npot = 0;
+    for (int64_t k = 0; k < m->crossed_lid.n; k++) {
+        int32_t lid = m->crossed_lid.a[k];
+        int64_t count = m->crossed_n.a[k];
+        const int64_t *lf = L->pool + L->off[lid];
+        if (count == L->len[lid]) { /* the whole left side held: its contexts were selected */
+            const lvec *links = &m->links[lid];
+            for (int64_t i = 0; i < links->n; i++) {
+                int32_t rid = links->a[i].rid, cid = links->a[i].cid;
+                if (cid == skip) continue;
+                int64_t rcount = m->rc[rid], rsize = R->len[rid];
+                selected++;
+                m->sel[cid] += rsize;
+                if (rcount) {
+                    m->mat[cid] += rcount;
+                    if (rcount == rsize) {
+                        m->act[cid]++;
+                        m->active = grow(m->active, &m->capactive, nactive + 1, sizeof *m->active);
+                        active_t *a = &m->active[nactive++];
+                        a->act = m->act[cid];
+                        a->hl = m->hl[cid];
+                        a->hr = m->hr[cid];
+                        a->cid = cid;
+                    } else if (m->zflag[cid] && new_flag && count <= m->max_left) {
+                        push_potential(m, lf, L->len[lid], 0, NULL, 0, rid, fmask);
+                    }
+                }
+            }
+        } else if (count <= m->max_left && m->zero[lid].n) { /* part of it held: zero-level contexts */
+            const lvec *zero = &m->zero[lid];
+            m->hits = grow(m->hits, &m->caphits, zero->n, sizeof *m->hits);
+            int64_t nhits = 0;
+            for (int64_t i = 0; i < zero->n; i++)
+                if (m->rc[zero->a[i].rid] && zero->a[i].cid != skip) m->hits[nhits++] = zero->a[i];
+            if (nhits) {
+                qsort(m->hits, (size_t)nhits, sizeof *m->hits, cmp_hit);
+                for (int64_t i = 0; i < nhits; i++)
+                    push_potential(m, lf, L->len[lid], 1, m->group, m->ngroup, m->hits[i].rid, fmask);
+            }
+        }
+    }
+    m->new_context = -1;
+    *matched = selected ? (double)nactive / (double)selected : 0.0;
+    qsort(m->active, (size_t)nactive, sizeof *m->active, cmp_active);
+    /* the new left group: the facts, then the neurons of the last max_active active contexts */
+    int64_t from = nactive > max_active ? nactive - max_active : 0;
+    m->group = grow(m->group, &m->capgroup, nf + (nactive - from), sizeof *m->group);
+    m->ngroup = 0;
+    for (int64_t i = 0; i < nf; i++) m->group[m->ngroup++] = facts[i];
+    int64_t nn = nactive - from;
+    m->touched.n = 0;
+    for (int64_t i = from; i < nactive; i++) ipush(&m->touched, m->active[i].cid);
+    qsort(m->touched.a, (size_t)nn, sizeof *m->touched.a, cmp_i32);
+    for (int64_t i = 0; i < nn; i++) m->group[m->ngroup++] = NEURON + m->touched.a[i];
+    /* store the new contexts */
+    int64_t added = 0;
+    m->pairs = grow(m->pairs, &m->cappairs, npairs + m->npot, sizeof *m->pairs);
+    for (int64_t k = 0; k < m->npot; k++) {
+        const pot_t *p = &m->pot[k];
+        int32_t lid = semi(m, 0, m->ppool + p->loff, p->llen);
+        int32_t rid = semi(m, 1, m->ppool + p->roff, p->rlen);
+        m->pairs[npairs++] = ((uint64_t)(uint32_t)lid << 32) | (uint32_t)rid;
+        if (find_link(&m->links[lid], rid) < 0) {
+            new_context(m, lid, rid, 0);
+            added++;
+        }
+    }
+    /* the left semi-contexts the new group holds whole */
+    m->nfull = 0;
+    for (int64_t i = 0; i < m->ngroup; i++)
+        for (int64_t j = i; j < m->ngroup; j++) {
+            const end_t *e = ends_find(m, m->group[i], m->group[j], 0);
+            if (!e) continue;
+            for (int64_t k = 0; k < e->lids.n; k++) {
+                int32_t lid = e->lids.a[k];
+                if (subset_sorted(L->pool + L->off[lid], L->len[lid], m->group, m->ngroup)) {
+                    m->full = grow(m->full, &m->capfull, m->nfull + 1, sizeof *m->full);
+                    m->full[m->nfull++] = lid;
+                }
+            }
+        }
+    qsort(m->full, (size_t)m->nfull, sizeof *m->full, cmp_i32);
+    m->known = L->n;
+    added += new_flag;
+    *novel = 0.0;
+    if (new_flag && npairs) {
+        qsort(m->pairs, (size_t)npairs, sizeof *m->pairs, cmp_u64);
+        int64_t unique = 1;
+        for (int64_t k = 1; k < npairs; k++) unique += m->pairs[k] != m->pairs[k - 1];
+        *novel = (double)added / (double)unique;
+    }
+    uint32_t bits = 0;
+    if (predict) {
+        double best = 0.0;
+        for (int64_t k = 0; k < m->nfull; k++) {
+            const lvec *links = &m->links[m->full[k]];
+            for (int64_t i = 0; i < links->n; i++) {
+                int32_t cid = links->a[i].cid;
+                double weight = m->sel[cid] > 0 ? (double)m->mat[cid] / (double)m->sel[cid] : 0.0;
+                if (weight > best) {
+                    best = weight;
+                    bits = m->rmask[m->rid[cid]];
+                } else if (weight == best) {
+                    bits |= m->rmask[m->rid[cid]];
+                }
+            }
+        }
+    }
+    *predicted = bits;
+}
+
+typedef struct {
+    int32_t bits, bins, max_left;
+    int64_t max_active, max_contexts;
+    double bin_low, step;
+    uint32_t predicted;
+    mem_t *m;
+} cad_t;
+
+/* ContextDetector._advance: the value's facts, a step of the memory, the raw score. */
+static double cad_advance(cad_t *c, double value, int predict) {
+    double q = (value - c->bin_low) / c->step;
+    int64_t b = !(q >= 1.0) ? 0 : q >= (double)c->bins ? c->bins : (int64_t)q;
+    int64_t facts[8];
+    uint32_t fmask = 0;
+    for (int i = 0; i < c->bits; i++) {
+        int64_t bit = (b >> i) & 1;
+        facts[i] = SENSOR + 2 * i + bit;
+        fmask |= 1u << (2 * i + bit);
+    }
+    int surprised = (fmask & ~c->predicted) != 0;
+    double matched, novel;
+    mem_step(c->m, facts, c->bits, fmask, c->max_active, predict, &c->predicted, &matched, &novel);
+    return surprised ? (1.0 - matched + novel) / 2.0 : 0.0;
+}
+
+static int valid_params(int64_t bits, int64_t max_left, int64_t max_active, int64_t max_contexts) {
+    return bits >= 1 && bits <= 8 && max_left >= 0 && max_left < (1LL << 31) && max_active >= 1 && max_contexts >= 0 &&
+           max_contexts < (1LL << 31);
+}
+
+/* ContextDetector._rebuild: a fresh memory over [bin_low, ...) in steps of step, taught recent[0..n). */
+void *wb_cad_build(int64_t bits, int64_t max_left, int64_t max_active, int64_t max_contexts, double bin_low,
+                   double step, const double *recent, int64_t n) {
+    if (!valid_params(bits, max_left, max_active, max_contexts)) return NULL;
+    cad_t *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->bits = (int32_t)bits;
+    c->bins = (1 << bits) - 1;
+    c->max_left = (int32_t)max_left;
+    c->max_active = max_active;
+    c->max_contexts = max_contexts;
+    c->bin_low = bin_low;
+    c->step = step;
+    c->m = mem_new(c->max_left);
+    for (int64_t i = 0; i < n; i++) {
+        cad_advance(c, recent[i], i == n - 1); /* only the last prediction is ever looked at */
+        if (c->m->nctx >= max_contexts / 2) {   /* start afresh from here: no rebuild on every row */
+            mem_free(c->m);
+            c->m = mem_new(c->max_left);
+            c->predicted = 0;
+        }
+    }
+    return c;
+}
+
+/* The raw score of value, learned; -1 (nothing learned) when the memory is full and must be rebuilt. */
+double wb_cad_advance(void *h, double value) {
+    cad_t *c = h;
+    if (c->m->nctx >= c->max_contexts) return -1.0;
+    return cad_advance(c, value, 1);
+}
+
+int64_t wb_cad_size(void *h) { return ((cad_t *)h)->m->nctx; }
+
+void wb_cad_free(void *h) {
+    cad_t *c = h;
+    if (!c) return;
+    mem_free(c->m);
+    free(c);
+}
+
+/* -- state as words ------------------------------------------------------------------------- */
+
+typedef struct { int64_t *buf; int64_t cap, pos; } writer_t;
+
+static void put(writer_t *w, int64_t x) {
+    if (w->pos < w->cap) w->buf[w->pos] = x;
+    w->pos++;
+}
+
+static int64_t dbits(double x) {
+    int64_t v;
+    memcpy(&v, &x, sizeof v);
+    return v;
+}
+
+/* Writes the state into buf (when cap words suffice); returns the words it takes. */
+int64_t wb_cad_dump(void *h, int64_t *buf, int64_t cap) {
+    const cad_t *c = h;
+    const mem_t *m = c->m;
+    writer_t w = {buf, cap, 0};
+    put(&w, MAGIC);
+    put(&w, c->bits);
+    put(&w, c->max_left);
+    put(&w, c->max_active);
+    put(&w, c->max_contexts);
+    put(&w, dbits(c->bin_low));
+    put(&w, dbits(c->step));
+    put(&w, c->predicted);
+    put(&w, m->s[0].n);
+    put(&w, m->s[1].n);
+    put(&w, m->nctx);
+    for (int k = 0; k < 2; k++)
+        for (int64_t sid = 0; sid < m->s[k].n; sid++) {
+            put(&w, m->s[k].len[sid]);
+            for (int64_t i = 0; i < m->s[k].len[sid]; i++) put(&w, m->s[k].pool[m->s[k].off[sid] + i]);
+        }
+    for (int64_t cid = 0; cid < m->nctx; cid++) {
+        put(&w, m->sel[cid]);
+        put(&w, m->mat[cid]);
+        put(&w, m->act[cid]);
+        put(&w, m->rid[cid]);
+        put(&w, m->zflag[cid]);
+        put(&w, m->hl[cid]);
+        put(&w, m->hr[cid]);
+    }
+    for (int64_t lid = 0; lid < m->s[0].n; lid++) {
+        const lvec *v[2] = {&m->links[lid], &m->zero[lid]};
+        for (int k = 0; k < 2; k++) {
+            put(&w, v[k]->n);
+            for (int64_t i = 0; i < v[k]->n; i++) {
+                put(&w, v[k]->a[i].rid);
+                put(&w, v[k]->a[i].cid);
+            }
+        }
+    }
+    put(&w, m->new_context);
+    put(&w, m->ngroup);
+    for (int64_t i = 0; i < m->ngroup; i++) put(&w, m->group[i]);
+    put(&w, m->nfull);
+    for (int64_t i = 0; i < m->nfull; i++) put(&w, m->full[i]);
+    put(&w, m->known);
+    return w.pos;
+}
+
+typedef struct { const int64_t *buf; int64_t n, pos; int bad; } reader_t;
+
+static int64_t get(reader_t *r) {
+    if (r->pos >= r->n) {
+        r->bad = 1;
+        return 0;
+    }
+    return r->buf[r->pos++];
+}
+
+static int64_t get_in(reader_t *r, int64_t lo, int64_t hi) { /* a word in [lo, hi) */
+    int64_t x = get(r);
+    if (x < lo || x >= hi) r->bad = 1;
+    return r->bad ? lo : x;
+}
+
+/* Reads facts (sorted, no repeats) into scratch; neurons below n_contexts, right ones sensor facts of bits. */
+static int64_t get_facts(reader_t *r, int64_t **scratch, int64_t *cap, int right, int64_t bits, int64_t nctx) {
+    int64_t n = get_in(r, 0, r->n - r->pos + 1);
+    *scratch = grow(*scratch, cap, n + 1, sizeof **scratch);
+    for (int64_t i = 0; i < n && !r->bad; i++) {
+        int64_t f = get(r);
+        int sensor = f >= SENSOR && f < SENSOR + 2 * bits;
+        if (!(sensor || (!right && f >= NEURON && f < NEURON + nctx)) || (i && f <= (*scratch)[i - 1])) r->bad = 1;
+        (*scratch)[i] = f;
+    }
+    return r->bad ? 0 : n;
+}
+
+/* The state dumped by wb_cad_dump (or written by the Python memory's packer); NULL when the words are not one. */
+void *wb_cad_load(const int64_t *buf, int64_t n) {
+    reader_t r = {buf, n, 0, 0};
+    if (get(&r) != MAGIC) return NULL;
+    int64_t bits = get(&r), max_left = get(&r), max_active = get(&r), max_contexts = get(&r);
+    int64_t low = get(&r), step = get(&r), predicted = get(&r);
+    int64_t n0 = get_in(&r, 0, 1LL << 31), n1 = get_in(&r, 0, 1LL << 31), nctx = get_in(&r, 0, 1LL << 31);
+    if (r.bad || !valid_params(bits, max_left, max_active, max_contexts) || predicted < 0 || predicted >= 1 << 16)
+        return NULL;
+    cad_t *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->bits = (int32_t)bits;
+    c->bins = (1 << bits) - 1;
+    c->max_left = (int32_t)max_left;
+    c->max_active = max_active;
+    c->max_contexts = max_contexts;
+    memcpy(&c->bin_low, &low, sizeof low);
+    memcpy(&c->step, &step, sizeof step);
+    c->predicted = (uint32_t)predicted;
+    mem_t *m = c->m = mem_new(c->max_left);
+    int64_t *scratch = NULL, cap = 0;
+    for (int k = 0; k < 2 && !r.bad; k++) {
+        int64_t count = k ? n1 : n0;
+        for (int64_t sid = 0; sid < count && !r.bad; sid++) {
+            int64_t len = get_facts(&r, &scratch, &cap, k, bits, nctx);
+            if (!r.bad && semi(m, k, scratch, len) != sid) r.bad = 1; /* a repeated semi-context */
+        }
+    }
+    free(scratch);
+    if (!r.bad && nctx) {
+        int64_t need = nctx;
+        m->sel = grow(m->sel, &m->capsel, need, sizeof *m->sel);
+        m->mat = grow(m->mat, &m->capmat, need, sizeof *m->mat);
+        m->act = grow(m->act, &m->capact, need, sizeof *m->act);
+        m->hl = grow(m->hl, &m->caphl, need, sizeof *m->hl);
+        m->hr = grow(m->hr, &m->caphr, need, sizeof *m->hr);
+        m->rid = grow(m->rid, &m->caprid, need, sizeof *m->rid);
+        m->zflag = grow(m->zflag, &m->capz, need, sizeof *m->zflag);
+    }
+    for (int64_t cid = 0; cid < nctx && !r.bad; cid++) {
+        m->sel[cid] = get_in(&r, 0, INT64_MAX);
+        m->mat[cid] = get_in(&r, 0, INT64_MAX);
+        m->act[cid] = get_in(&r, 0, INT64_MAX);
+        m->rid[cid] = (int32_t)get_in(&r, 0, n1);
+        m->zflag[cid] = (uint8_t)get_in(&r, 0, 2);
+        m->hl[cid] = get(&r);
+        m->hr[cid] = get(&r);
+    }
+    m->nctx = r.bad ? 0 : nctx;
+    for (int64_t lid = 0; lid < n0 && !r.bad; lid++) {
+        lvec *v[2] = {&m->links[lid], &m->zero[lid]};
+        for (int k = 0; k < 2 && !r.bad; k++) {
+            int64_t count = get_in(&r, 0, n1 + 1);
+            for (int64_t i = 0; i < count && !r.bad; i++) {
+                int32_t rid = (int32_t)get_in(&r, 0, n1), cid = (int32_t)get_in(&r, 0, nctx);
+                if (!r.bad) lpush(v[k], rid, cid);
+            }
+        }
+    }
+    m->new_context = get_in(&r, -1, nctx);
+    int64_t ngroup = get_in(&r, 0, 1LL << 31);
+    if (!r.bad) m->group = grow(m->group, &m->capgroup, ngroup + 1, sizeof *m->group);
+    for (int64_t i = 0; i < ngroup && !r.bad; i++) m->group[i] = get(&r);
+    m->ngroup = r.bad ? 0 : ngroup;
+    int64_t nfull = get_in(&r, 0, n0 + 1);
+    if (!r.bad) m->full = grow(m->full, &m->capfull, nfull + 1, sizeof *m->full);
+    for (int64_t i = 0; i < nfull && !r.bad; i++) m->full[i] = (int32_t)get_in(&r, 0, n0);
+    m->nfull = r.bad ? 0 : nfull;
+    m->known = get_in(&r, 0, n0 + 1);
+    if (r.bad || r.pos != n) {
+        wb_cad_free(c);
+        return NULL;
+    }
+    return c;
+}
