@@ -66,7 +66,7 @@ static void lpush(lvec *v, int32_t rid, int32_t cid) {
 static int64_t tuple_hash(const int64_t *f, int64_t n) {
     uint64_t acc = XXPRIME_5;
     for (int64_t i = 0; i < n; i++) {
-        uint64_t lane = (uint64_t)f[i] % ((1ULL << 61) - 1); /* hash(i) of an int i >= 0 */
+        uint64_t lane = (uint64_t)f[i]; /* hash(i) == i for 0 <= i < 2**61 - 1, as facts are */
         acc += lane * XXPRIME_2;
         acc = (acc << 31) | (acc >> 33);
         acc *= XXPRIME_1;
@@ -95,11 +95,13 @@ typedef struct {
     int32_t max_left;
     side_t s[2];
     lvec *links, *zero; int64_t caplinks, capzero;  /* per left semi-context, insertion order */
+    ivec *zidx; int64_t capzidx;                    /* fact slot -> left semi-contexts with zero-level links */
     uint32_t *rmask; int64_t caprmask;             /* per right semi-context: its facts as bits */
     end_t *ends; int64_t ecap, en;                  /* (first, last fact) -> left semi-contexts */
     int64_t *sel, *mat, *act, *hl, *hr; int32_t *rid; uint8_t *zflag; int64_t nctx;
     int64_t capsel, capmat, capact, caphl, caphr, caprid, capz;
     int64_t new_context;                            /* -1: none */
+    uint32_t *mark; int64_t capmark; uint32_t epoch, gsens; /* the left group's facts: see mark_group */
     int64_t *group; int64_t ngroup, capgroup;
     int32_t *full; int64_t nfull, capfull;
     int64_t known;
@@ -134,14 +136,20 @@ static void mem_free(mem_t *m) {
         free(s->idx);
     }
     for (int64_t i = 0; i < m->s[0].n; i++) { free(m->links[i].a); free(m->zero[i].a); }
-    free(m->links); free(m->zero); free(m->rmask);
+    for (int64_t i = 0; i < m->capzidx; i++) free(m->zidx[i].a);
+    free(m->links); free(m->zero); free(m->zidx); free(m->rmask);
     for (int64_t i = 0; i < m->ecap; i++) free(m->ends[i].lids.a);
     free(m->ends);
     free(m->sel); free(m->mat); free(m->act); free(m->hl); free(m->hr); free(m->rid); free(m->zflag);
-    free(m->group); free(m->full); free(m->rc); free(m->lc);
+    free(m->group); free(m->full); free(m->mark); free(m->rc); free(m->lc);
     free(m->touched.a); free(m->crossed_lid.a); free(m->crossed_n.a);
     free(m->active); free(m->ppool); free(m->pot); free(m->pairs); free(m->hits);
     free(m);
+}
+
+static uint64_t ends_slot(int64_t a, int64_t b) {
+    uint64_t h = (uint64_t)a * XXPRIME_1 ^ (uint64_t)b * XXPRIME_2;
+    return h ^ (h >> 29);
 }
 
 static void ends_rehash(mem_t *m) {
@@ -153,8 +161,7 @@ static void ends_rehash(mem_t *m) {
     m->ecap = ncap;
     for (int64_t i = 0; i < ocap; i++) {
         if (!old[i].used) continue;
-        uint64_t j = (uint64_t)tuple_hash(&old[i].a, 1) ^ (uint64_t)old[i].b * XXPRIME_2;
-        j &= (uint64_t)(ncap - 1);
+        uint64_t j = ends_slot(old[i].a, old[i].b) & (uint64_t)(ncap - 1);
         while (m->ends[j].used) j = (j + 1) & (uint64_t)(ncap - 1);
         m->ends[j] = old[i];
     }
@@ -165,7 +172,7 @@ static end_t *ends_find(mem_t *m, int64_t a, int64_t b, int create) {
     if (create && (m->en + 1) * 2 > m->ecap) ends_rehash(m);
     if (!m->ecap) return NULL;
     uint64_t mask = (uint64_t)(m->ecap - 1);
-    uint64_t j = ((uint64_t)tuple_hash(&a, 1) ^ (uint64_t)b * XXPRIME_2) & mask;
+    uint64_t j = ends_slot(a, b) & mask;
     while (m->ends[j].used) {
         if (m->ends[j].a == a && m->ends[j].b == b) return &m->ends[j];
         j = (j + 1) & mask;
@@ -239,6 +246,19 @@ static int32_t find_link(const lvec *v, int32_t rid) {
     return -1;
 }
 
+/* zero[lid][rid] = cid (a new key: Python's dict keeps a known one in its place) */
+static void zero_push(mem_t *m, int32_t lid, int32_t rid, int32_t cid) {
+    if (!m->zero[lid].n) {
+        const side_t *L = &m->s[0];
+        for (int64_t i = 0; i < L->len[lid]; i++) {
+            int64_t slot = slot_of(L->pool[L->off[lid] + i]);
+            m->zidx = grow(m->zidx, &m->capzidx, slot + 1, sizeof *m->zidx);
+            ipush(&m->zidx[slot], lid);
+        }
+    }
+    lpush(&m->zero[lid], rid, cid);
+}
+
 static int32_t new_context(mem_t *m, int32_t lid, int32_t rid, int zero) {
     int64_t c = m->nctx, need = c + 1;
     m->sel = grow(m->sel, &m->capsel, need, sizeof *m->sel);
@@ -282,36 +302,56 @@ static int cmp_hit(const void *x, const void *y) {
     return (a->rid > b->rid) - (a->rid < b->rid);
 }
 
-static int in_sorted(const int64_t *a, int64_t n, int64_t x) {
-    int64_t lo = 0, hi = n;
-    while (lo < hi) {
-        int64_t mid = (lo + hi) / 2;
-        if (a[mid] < x) lo = mid + 1;
-        else hi = mid;
+/* Marks the left group's facts, for in_group: sensor facts as bits, neurons by a stamp per context. */
+static void mark_group(mem_t *m) {
+    if (++m->epoch == 0) {
+        memset(m->mark, 0, (size_t)m->capmark * sizeof *m->mark);
+        m->epoch = 1;
     }
-    return lo < n && a[lo] == x;
+    m->gsens = 0;
+    for (int64_t i = 0; i < m->ngroup; i++) {
+        int64_t f = m->group[i];
+        if (f < NEURON) {
+            m->gsens |= 1u << (f - SENSOR);
+        } else {
+            m->mark = grow(m->mark, &m->capmark, f - NEURON + 1, sizeof *m->mark);
+            m->mark[f - NEURON] = m->epoch;
+        }
+    }
 }
 
-static int subset_sorted(const int64_t *a, int64_t na, const int64_t *b, int64_t nb) {
-    int64_t j = 0;
-    for (int64_t i = 0; i < na; i++) {
-        while (j < nb && b[j] < a[i]) j++;
-        if (j == nb || b[j] != a[i]) return 0;
-        j++;
-    }
-    return 1;
+static int in_group(const mem_t *m, int64_t f) {
+    if (f < NEURON) return (m->gsens >> (f - SENSOR)) & 1;
+    return f - NEURON < m->capmark && m->mark[f - NEURON] == m->epoch;
 }
+
+/* Sorts a short run by insertion (no call per comparison), a longer one with qsort. */
+#define SORT(arr, n, type, less, cmp)                                      \
+    do {                                                                   \
+        if ((n) > 32) {                                                    \
+            qsort((arr), (size_t)(n), sizeof(type), cmp);                  \
+        } else {                                                           \
+            for (int64_t i_ = 1; i_ < (n); i_++) {                         \
+                type x_ = (arr)[i_];                                       \
+                int64_t j_ = i_;                                           \
+                for (; j_ > 0 && less(x_, (arr)[j_ - 1]); j_--) (arr)[j_] = (arr)[j_ - 1]; \
+                (arr)[j_] = x_;                                            \
+            }                                                              \
+        }                                                                  \
+    } while (0)
+#define LESS(a, b) ((a) < (b))
+#define LESS_CID(a, b) ((a).cid < (b).cid)
+#define LESS_ACTIVE(a, b) (cmp_active(&(a), &(b)) < 0)
 
 /* A potential context: left facts (copied), right facts of rid kept if in the step's facts. */
-static void push_potential(mem_t *m, const int64_t *left, int64_t nl, int left_filter, const int64_t *old_group,
-                           int64_t ngroup, int32_t rid, uint32_t fmask) {
+static void push_potential(mem_t *m, const int64_t *left, int64_t nl, int left_filter, int32_t rid, uint32_t fmask) {
     const side_t *r = &m->s[1];
     m->ppool = grow(m->ppool, &m->capppool, m->nppool + nl + r->len[rid], sizeof *m->ppool);
     m->pot = grow(m->pot, &m->cappot, m->npot + 1, sizeof *m->pot);
     pot_t *p = &m->pot[m->npot++];
     p->loff = m->nppool;
     for (int64_t i = 0; i < nl; i++)
-        if (!left_filter || in_sorted(old_group, ngroup, left[i])) m->ppool[m->nppool++] = left[i];
+        if (!left_filter || in_group(m, left[i])) m->ppool[m->nppool++] = left[i];
     p->llen = m->nppool - p->loff;
     p->roff = m->nppool;
     const int64_t *rf = r->pool + r->off[rid];
@@ -324,6 +364,7 @@ static void push_potential(mem_t *m, const int64_t *left, int64_t nl, int left_f
 static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask, int64_t max_active, int predict,
                      uint32_t *predicted, double *matched, double *novel) {
     int64_t npairs = 0;
+    mark_group(m); /* the last left group, for the filters of partial matches */
     int new_flag = 0;
     int32_t skip = 0;
     m->pairs = grow(m->pairs, &m->cappairs, 1, sizeof *m->pairs);
@@ -334,12 +375,12 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
         int32_t cid = find_link(&m->links[lid], rid);
         if (cid < 0) {
             cid = new_context(m, lid, rid, 1);
-            lpush(&m->zero[lid], rid, cid);
+            zero_push(m, lid, rid, cid);
             m->new_context = cid;
             new_flag = 1;
         } else {
             m->zflag[cid] = 1;
-            if (find_link(&m->zero[lid], rid) < 0) lpush(&m->zero[lid], rid, cid);
+            if (find_link(&m->zero[lid], rid) < 0) zero_push(m, lid, rid, cid);
         }
     }
     /* the right side: how many of the facts each right semi-context has */
@@ -353,25 +394,48 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
     }
     if (m->new_context >= 0) skip = (int32_t)m->new_context; /* CAD-OSE never activates context 0 */
     m->crossed_lid.n = m->crossed_n.n = 0;
-    if (new_flag) { /* partial matches of the last left group matter too */
+    if (new_flag) {
+        /* Partial matches of the last left group matter too: Python counts the group's facts in every left
+         * semi-context and walks them in id order. Those it holds whole are the last step's left_full (same
+         * group, same known ones); of the others only those with zero-level contexts and at most max_left
+         * of the facts can do anything, so only those are counted (zidx) and merged in. */
         m->lc = grow(m->lc, &m->caplc, L->n, sizeof *m->lc);
         m->touched.n = 0;
         for (int64_t i = 0; i < m->ngroup; i++) {
             int64_t slot = slot_of(m->group[i]);
-            if (slot >= L->capidx) continue;
-            for (int64_t k = 0; k < L->idx[slot].n; k++) {
-                int32_t lid = L->idx[slot].a[k];
+            if (slot >= m->capzidx) continue;
+            const ivec *v = &m->zidx[slot];
+            for (int64_t k = 0; k < v->n; k++) {
+                int32_t lid = v->a[k];
                 if (!m->lc[lid]++) ipush(&m->touched, lid);
             }
         }
-        qsort(m->touched.a, (size_t)m->touched.n, sizeof *m->touched.a, cmp_i32);
-        for (int64_t k = 0; k < m->touched.n; k++) {
-            int32_t lid = m->touched.a[k];
-            if (lid < m->known) {
-                ipush(&m->crossed_lid, lid);
-                ipush(&m->crossed_n, m->lc[lid]);
-            }
+        int64_t np = 0, scan = m->touched.n * 4 > L->n; /* many: in id order by a scan, not a sort */
+        int64_t todo = scan ? L->n : m->touched.n;
+        if (!scan) SORT(m->touched.a, m->touched.n, int32_t, LESS, cmp_i32);
+        m->hits = grow(m->hits, &m->caphits, m->touched.n, sizeof *m->hits);
+        for (int64_t k = 0; k < todo; k++) {
+            int32_t lid = scan ? (int32_t)k : m->touched.a[k];
+            int32_t count = m->lc[lid];
+            if (!count) continue;
             m->lc[lid] = 0;
+            if (lid < m->known && count < L->len[lid] && count <= m->max_left) {
+                m->hits[np].rid = count; /* scratch: (count, lid), in id order */
+                m->hits[np].cid = lid;
+                np++;
+            }
+        }
+        int64_t i = 0, j = 0;
+        while (i < m->nfull || j < np) {
+            if (j == np || (i < m->nfull && m->full[i] < m->hits[j].cid)) {
+                ipush(&m->crossed_lid, m->full[i]);
+                ipush(&m->crossed_n, L->len[m->full[i]]);
+                i++;
+            } else {
+                ipush(&m->crossed_lid, m->hits[j].cid);
+                ipush(&m->crossed_n, m->hits[j].rid);
+                j++;
+            }
         }
     } else {
         for (int64_t k = 0; k < m->nfull; k++) {
@@ -404,7 +468,7 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
                         a->hr = m->hr[cid];
                         a->cid = cid;
                     } else if (m->zflag[cid] && new_flag && count <= m->max_left) {
-                        push_potential(m, lf, L->len[lid], 0, NULL, 0, rid, fmask);
+                        push_potential(m, lf, L->len[lid], 0, rid, fmask);
                     }
                 }
             }
@@ -415,24 +479,38 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
             for (int64_t i = 0; i < zero->n; i++)
                 if (m->rc[zero->a[i].rid] && zero->a[i].cid != skip) m->hits[nhits++] = zero->a[i];
             if (nhits) {
-                qsort(m->hits, (size_t)nhits, sizeof *m->hits, cmp_hit);
+                SORT(m->hits, nhits, link_t, LESS_CID, cmp_hit); /* by (cid, rid): the cids differ */
                 for (int64_t i = 0; i < nhits; i++)
-                    push_potential(m, lf, L->len[lid], 1, m->group, m->ngroup, m->hits[i].rid, fmask);
+                    push_potential(m, lf, L->len[lid], 1, m->hits[i].rid, fmask);
             }
         }
     }
     m->new_context = -1;
     *matched = selected ? (double)nactive / (double)selected : 0.0;
-    qsort(m->active, (size_t)nactive, sizeof *m->active, cmp_active);
-    /* the new left group: the facts, then the neurons of the last max_active active contexts */
-    int64_t from = nactive > max_active ? nactive - max_active : 0;
-    m->group = grow(m->group, &m->capgroup, nf + (nactive - from), sizeof *m->group);
+    /* the new left group: the facts, then the neurons of the max_active greatest active contexts (in the
+     * order of active.sort(), only which ones matters: they are taken in id order) */
+    int64_t nn = nactive < max_active ? nactive : max_active;
+    if (nactive > nn) {
+        /* top: the nn greatest so far, ascending (insertion into a short sorted run) */
+        active_t *top = m->active; /* reordered in place: entries [0, nn) hold the greatest */
+        SORT(top, nn, active_t, LESS_ACTIVE, cmp_active);
+        for (int64_t i = nn; i < nactive; i++) {
+            if (cmp_active(&m->active[i], &top[0]) <= 0) continue;
+            active_t x = m->active[i];
+            int64_t j = 0;
+            while (j + 1 < nn && cmp_active(&x, &top[j + 1]) > 0) {
+                top[j] = top[j + 1];
+                j++;
+            }
+            top[j] = x;
+        }
+    }
+    m->group = grow(m->group, &m->capgroup, nf + nn, sizeof *m->group);
     m->ngroup = 0;
     for (int64_t i = 0; i < nf; i++) m->group[m->ngroup++] = facts[i];
-    int64_t nn = nactive - from;
     m->touched.n = 0;
-    for (int64_t i = from; i < nactive; i++) ipush(&m->touched, m->active[i].cid);
-    qsort(m->touched.a, (size_t)nn, sizeof *m->touched.a, cmp_i32);
+    for (int64_t i = 0; i < nn; i++) ipush(&m->touched, m->active[i].cid);
+    SORT(m->touched.a, nn, int32_t, LESS, cmp_i32);
     for (int64_t i = 0; i < nn; i++) m->group[m->ngroup++] = NEURON + m->touched.a[i];
     /* store the new contexts */
     int64_t added = 0;
@@ -448,6 +526,7 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
         }
     }
     /* the left semi-contexts the new group holds whole */
+    mark_group(m);
     m->nfull = 0;
     for (int64_t i = 0; i < m->ngroup; i++)
         for (int64_t j = i; j < m->ngroup; j++) {
@@ -455,18 +534,21 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
             if (!e) continue;
             for (int64_t k = 0; k < e->lids.n; k++) {
                 int32_t lid = e->lids.a[k];
-                if (subset_sorted(L->pool + L->off[lid], L->len[lid], m->group, m->ngroup)) {
+                const int64_t *lf = L->pool + L->off[lid];
+                int32_t held = 0, len = L->len[lid];
+                while (held < len && in_group(m, lf[held])) held++;
+                if (held == len) { /* left_sets[lid] <= group */
                     m->full = grow(m->full, &m->capfull, m->nfull + 1, sizeof *m->full);
                     m->full[m->nfull++] = lid;
                 }
             }
         }
-    qsort(m->full, (size_t)m->nfull, sizeof *m->full, cmp_i32);
+    SORT(m->full, m->nfull, int32_t, LESS, cmp_i32);
     m->known = L->n;
     added += new_flag;
     *novel = 0.0;
     if (new_flag && npairs) {
-        qsort(m->pairs, (size_t)npairs, sizeof *m->pairs, cmp_u64);
+        SORT(m->pairs, npairs, uint64_t, LESS, cmp_u64);
         int64_t unique = 1;
         for (int64_t k = 1; k < npairs; k++) unique += m->pairs[k] != m->pairs[k - 1];
         *novel = (double)added / (double)unique;
@@ -705,12 +787,13 @@ void *wb_cad_load(const int64_t *buf, int64_t n) {
     }
     m->nctx = r.bad ? 0 : nctx;
     for (int64_t lid = 0; lid < n0 && !r.bad; lid++) {
-        lvec *v[2] = {&m->links[lid], &m->zero[lid]};
         for (int k = 0; k < 2 && !r.bad; k++) {
             int64_t count = get_in(&r, 0, n1 + 1);
             for (int64_t i = 0; i < count && !r.bad; i++) {
                 int32_t rid = (int32_t)get_in(&r, 0, n1), cid = (int32_t)get_in(&r, 0, nctx);
-                if (!r.bad) lpush(v[k], rid, cid);
+                if (r.bad) break;
+                if (k) zero_push(m, (int32_t)lid, rid, cid);
+                else lpush(&m->links[lid], rid, cid);
             }
         }
     }
