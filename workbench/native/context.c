@@ -89,7 +89,7 @@ typedef struct {
 typedef struct { int64_t a, b; ivec lids; int used; } end_t;
 
 typedef struct { int64_t act, hl, hr; int32_t cid; } active_t;
-typedef struct { int64_t loff, llen, roff, rlen; } pot_t;
+typedef struct { int64_t loff, llen, roff, rlen, lid; } pot_t; /* lid: of the left facts, -1 unknown */
 
 typedef struct {
     int32_t max_left;
@@ -98,6 +98,7 @@ typedef struct {
     ivec *zidx; int64_t capzidx;                    /* fact slot -> left semi-contexts with zero-level links */
     uint32_t *rmask; int64_t caprmask;             /* per right semi-context: its facts as bits */
     end_t *ends; int64_t ecap, en;                  /* (first, last fact) -> left semi-contexts */
+    uint64_t *ebits;                                /* 8 * ecap bits: which (first, last) may be in ends */
     int64_t *sel, *mat, *act, *hl, *hr; int32_t *rid; uint8_t *zflag; int64_t nctx;
     int64_t capsel, capmat, capact, caphl, caphr, caprid, capz;
     int64_t new_context;                            /* -1: none */
@@ -139,7 +140,7 @@ static void mem_free(mem_t *m) {
     for (int64_t i = 0; i < m->capzidx; i++) free(m->zidx[i].a);
     free(m->links); free(m->zero); free(m->zidx); free(m->rmask);
     for (int64_t i = 0; i < m->ecap; i++) free(m->ends[i].lids.a);
-    free(m->ends);
+    free(m->ends); free(m->ebits);
     free(m->sel); free(m->mat); free(m->act); free(m->hl); free(m->hr); free(m->rid); free(m->zflag);
     free(m->group); free(m->full); free(m->mark); free(m->rc); free(m->lc);
     free(m->touched.a); free(m->crossed_lid.a); free(m->crossed_n.a);
@@ -157,22 +158,28 @@ static void ends_rehash(mem_t *m) {
     end_t *old = m->ends;
     int64_t ocap = m->ecap;
     m->ends = calloc((size_t)ncap, sizeof *m->ends);
-    if (!m->ends) { fputs("workbench context kernel: out of memory\n", stderr); abort(); }
+    free(m->ebits);
+    m->ebits = calloc((size_t)ncap / 8, sizeof *m->ebits); /* 8 bits per slot, 64 per word */
+    if (!m->ends || !m->ebits) { fputs("workbench context kernel: out of memory\n", stderr); abort(); }
     m->ecap = ncap;
     for (int64_t i = 0; i < ocap; i++) {
         if (!old[i].used) continue;
-        uint64_t j = ends_slot(old[i].a, old[i].b) & (uint64_t)(ncap - 1);
+        uint64_t h = ends_slot(old[i].a, old[i].b), j = h & (uint64_t)(ncap - 1);
         while (m->ends[j].used) j = (j + 1) & (uint64_t)(ncap - 1);
         m->ends[j] = old[i];
+        uint64_t bit = (h >> 40) & (uint64_t)(8 * ncap - 1);
+        m->ebits[bit >> 6] |= 1ULL << (bit & 63);
     }
     free(old);
 }
 
+/* The left semi-contexts whose facts run from a to b; NULL when there are none (and create is 0). */
 static end_t *ends_find(mem_t *m, int64_t a, int64_t b, int create) {
     if (create && (m->en + 1) * 2 > m->ecap) ends_rehash(m);
     if (!m->ecap) return NULL;
-    uint64_t mask = (uint64_t)(m->ecap - 1);
-    uint64_t j = ends_slot(a, b) & mask;
+    uint64_t h = ends_slot(a, b), mask = (uint64_t)(m->ecap - 1), j = h & mask;
+    uint64_t bit = (h >> 40) & (uint64_t)(8 * m->ecap - 1);
+    if (!create && !(m->ebits[bit >> 6] >> (bit & 63) & 1)) return NULL; /* a small filter stays in cache */
     while (m->ends[j].used) {
         if (m->ends[j].a == a && m->ends[j].b == b) return &m->ends[j];
         j = (j + 1) & mask;
@@ -181,6 +188,7 @@ static end_t *ends_find(mem_t *m, int64_t a, int64_t b, int create) {
     m->ends[j].used = 1;
     m->ends[j].a = a;
     m->ends[j].b = b;
+    m->ebits[bit >> 6] |= 1ULL << (bit & 63);
     m->en++;
     return &m->ends[j];
 }
@@ -343,16 +351,24 @@ static int in_group(const mem_t *m, int64_t f) {
 #define LESS_CID(a, b) ((a).cid < (b).cid)
 #define LESS_ACTIVE(a, b) (cmp_active(&(a), &(b)) < 0)
 
-/* A potential context: left facts (copied), right facts of rid kept if in the step's facts. */
-static void push_potential(mem_t *m, const int64_t *left, int64_t nl, int left_filter, int32_t rid, uint32_t fmask) {
-    const side_t *r = &m->s[1];
-    m->ppool = grow(m->ppool, &m->capppool, m->nppool + nl + r->len[rid], sizeof *m->ppool);
+/* A potential context: the left facts (lid's, or those of the last left group among them, copied once per
+ * lid), and the right facts of rid that are among the step's facts. */
+static void push_potential(mem_t *m, int32_t lid, int filter, int same_left, int32_t rid, uint32_t fmask) {
+    const side_t *r = &m->s[1], *l = &m->s[0];
+    m->ppool = grow(m->ppool, &m->capppool, m->nppool + l->len[lid] + r->len[rid], sizeof *m->ppool);
     m->pot = grow(m->pot, &m->cappot, m->npot + 1, sizeof *m->pot);
     pot_t *p = &m->pot[m->npot++];
-    p->loff = m->nppool;
-    for (int64_t i = 0; i < nl; i++)
-        if (!left_filter || in_group(m, left[i])) m->ppool[m->nppool++] = left[i];
-    p->llen = m->nppool - p->loff;
+    if (same_left) { /* the same lid's filtered facts as the potential before */
+        p->loff = p[-1].loff;
+        p->llen = p[-1].llen;
+    } else {
+        p->loff = m->nppool;
+        const int64_t *left = l->pool + l->off[lid];
+        for (int64_t i = 0; i < l->len[lid]; i++)
+            if (!filter || in_group(m, left[i])) m->ppool[m->nppool++] = left[i];
+        p->llen = m->nppool - p->loff;
+    }
+    p->lid = filter ? -1 : lid;
     p->roff = m->nppool;
     const int64_t *rf = r->pool + r->off[rid];
     for (int64_t i = 0; i < r->len[rid]; i++)
@@ -448,7 +464,6 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
     for (int64_t k = 0; k < m->crossed_lid.n; k++) {
         int32_t lid = m->crossed_lid.a[k];
         int64_t count = m->crossed_n.a[k];
-        const int64_t *lf = L->pool + L->off[lid];
         if (count == L->len[lid]) { /* the whole left side held: its contexts were selected */
             const lvec *links = &m->links[lid];
             for (int64_t i = 0; i < links->n; i++) {
@@ -468,7 +483,7 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
                         a->hr = m->hr[cid];
                         a->cid = cid;
                     } else if (m->zflag[cid] && new_flag && count <= m->max_left) {
-                        push_potential(m, lf, L->len[lid], 0, rid, fmask);
+                        push_potential(m, lid, 0, 0, rid, fmask);
                     }
                 }
             }
@@ -481,7 +496,7 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
             if (nhits) {
                 SORT(m->hits, nhits, link_t, LESS_CID, cmp_hit); /* by (cid, rid): the cids differ */
                 for (int64_t i = 0; i < nhits; i++)
-                    push_potential(m, lf, L->len[lid], 1, m->hits[i].rid, fmask);
+                    push_potential(m, lid, 1, i > 0, m->hits[i].rid, fmask);
             }
         }
     }
@@ -514,10 +529,14 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
     for (int64_t i = 0; i < nn; i++) m->group[m->ngroup++] = NEURON + m->touched.a[i];
     /* store the new contexts */
     int64_t added = 0;
+    int32_t last_lid = -1;
     m->pairs = grow(m->pairs, &m->cappairs, npairs + m->npot, sizeof *m->pairs);
     for (int64_t k = 0; k < m->npot; k++) {
         const pot_t *p = &m->pot[k];
-        int32_t lid = semi(m, 0, m->ppool + p->loff, p->llen);
+        int32_t lid = p->lid >= 0 ? (int32_t)p->lid /* its own facts: no look-up */
+                      : k && p->loff == p[-1].loff ? last_lid /* the same filtered facts as the one before */
+                      : semi(m, 0, m->ppool + p->loff, p->llen);
+        last_lid = lid;
         int32_t rid = semi(m, 1, m->ppool + p->roff, p->rlen);
         m->pairs[npairs++] = ((uint64_t)(uint32_t)lid << 32) | (uint32_t)rid;
         if (find_link(&m->links[lid], rid) < 0) {
