@@ -294,22 +294,6 @@ static int cmp_active(const void *x, const void *y) {
     return (a->cid > b->cid) - (a->cid < b->cid);
 }
 
-static int cmp_i32(const void *x, const void *y) {
-    int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
-    return (a > b) - (a < b);
-}
-
-static int cmp_u64(const void *x, const void *y) {
-    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
-    return (a > b) - (a < b);
-}
-
-static int cmp_hit(const void *x, const void *y) {
-    const link_t *a = x, *b = y;
-    if (a->cid != b->cid) return (a->cid > b->cid) - (a->cid < b->cid);
-    return (a->rid > b->rid) - (a->rid < b->rid);
-}
-
 /* Marks the left group's facts, for in_group: sensor facts as bits, neurons by a stamp per context. */
 static void mark_group(mem_t *m) {
     if (++m->epoch == 0) {
@@ -333,19 +317,20 @@ static int in_group(const mem_t *m, int64_t f) {
     return f - NEURON < m->capmark && m->mark[f - NEURON] == m->epoch;
 }
 
-/* Sorts a short run by insertion (no call per comparison), a longer one with qsort. */
-#define SORT(arr, n, type, less, cmp)                                      \
-    do {                                                                   \
-        if ((n) > 32) {                                                    \
-            qsort((arr), (size_t)(n), sizeof(type), cmp);                  \
-        } else {                                                           \
-            for (int64_t i_ = 1; i_ < (n); i_++) {                         \
-                type x_ = (arr)[i_];                                       \
-                int64_t j_ = i_;                                           \
-                for (; j_ > 0 && less(x_, (arr)[j_ - 1]); j_--) (arr)[j_] = (arr)[j_ - 1]; \
-                (arr)[j_] = x_;                                            \
-            }                                                              \
-        }                                                                  \
+/* Sorts in place without allocating (glibc's qsort mallocs a buffer): shell sort, whose last pass (gap 1)
+ * is an insertion sort; equal keys here are equal values, so stability does not matter. */
+#define SORT(arr, n, type, less)                                                          \
+    do {                                                                                  \
+        static const int64_t gaps_[] = {1750, 701, 301, 132, 57, 23, 10, 4, 1};            \
+        for (int g_ = 0; g_ < 9; g_++) {                                                  \
+            int64_t gap_ = gaps_[g_];                                                     \
+            for (int64_t i_ = gap_; i_ < (n); i_++) {                                     \
+                type x_ = (arr)[i_];                                                      \
+                int64_t j_ = i_;                                                          \
+                for (; j_ >= gap_ && less(x_, (arr)[j_ - gap_]); j_ -= gap_) (arr)[j_] = (arr)[j_ - gap_]; \
+                (arr)[j_] = x_;                                                           \
+            }                                                                             \
+        }                                                                                 \
     } while (0)
 #define LESS(a, b) ((a) < (b))
 #define LESS_CID(a, b) ((a).cid < (b).cid)
@@ -428,7 +413,7 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
         }
         int64_t np = 0, scan = m->touched.n * 4 > L->n; /* many: in id order by a scan, not a sort */
         int64_t todo = scan ? L->n : m->touched.n;
-        if (!scan) SORT(m->touched.a, m->touched.n, int32_t, LESS, cmp_i32);
+        if (!scan) SORT(m->touched.a, m->touched.n, int32_t, LESS);
         m->hits = grow(m->hits, &m->caphits, m->touched.n, sizeof *m->hits);
         for (int64_t k = 0; k < todo; k++) {
             int32_t lid = scan ? (int32_t)k : m->touched.a[k];
@@ -494,7 +479,7 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
             for (int64_t i = 0; i < zero->n; i++)
                 if (m->rc[zero->a[i].rid] && zero->a[i].cid != skip) m->hits[nhits++] = zero->a[i];
             if (nhits) {
-                SORT(m->hits, nhits, link_t, LESS_CID, cmp_hit); /* by (cid, rid): the cids differ */
+                SORT(m->hits, nhits, link_t, LESS_CID); /* by (cid, rid): the cids differ */
                 for (int64_t i = 0; i < nhits; i++)
                     push_potential(m, lid, 1, i > 0, m->hits[i].rid, fmask);
             }
@@ -508,7 +493,7 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
     if (nactive > nn) {
         /* top: the nn greatest so far, ascending (insertion into a short sorted run) */
         active_t *top = m->active; /* reordered in place: entries [0, nn) hold the greatest */
-        SORT(top, nn, active_t, LESS_ACTIVE, cmp_active);
+        SORT(top, nn, active_t, LESS_ACTIVE);
         for (int64_t i = nn; i < nactive; i++) {
             if (cmp_active(&m->active[i], &top[0]) <= 0) continue;
             active_t x = m->active[i];
@@ -525,7 +510,7 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
     for (int64_t i = 0; i < nf; i++) m->group[m->ngroup++] = facts[i];
     m->touched.n = 0;
     for (int64_t i = 0; i < nn; i++) ipush(&m->touched, m->active[i].cid);
-    SORT(m->touched.a, nn, int32_t, LESS, cmp_i32);
+    SORT(m->touched.a, nn, int32_t, LESS);
     for (int64_t i = 0; i < nn; i++) m->group[m->ngroup++] = NEURON + m->touched.a[i];
     /* store the new contexts */
     int64_t added = 0;
@@ -562,12 +547,12 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
                 }
             }
         }
-    SORT(m->full, m->nfull, int32_t, LESS, cmp_i32);
+    SORT(m->full, m->nfull, int32_t, LESS);
     m->known = L->n;
     added += new_flag;
     *novel = 0.0;
     if (new_flag && npairs) {
-        SORT(m->pairs, npairs, uint64_t, LESS, cmp_u64);
+        SORT(m->pairs, npairs, uint64_t, LESS);
         int64_t unique = 1;
         for (int64_t k = 1; k < npairs; k++) unique += m->pairs[k] != m->pairs[k - 1];
         *novel = (double)added / (double)unique;
