@@ -78,11 +78,21 @@ def pack(
 
 def unpack(state: bytes) -> tuple[ContextMemory, set[int], dict[str, Any]]:
     """The ``ContextMemory``, last prediction and settings (``bits``, ``bin_low``, ``step``, …) of ``state``."""
+    words = [] if len(state) % 8 else np.frombuffer(state, dtype="<i8").tolist()
+    if len(words) < 11 or words[0] != MAGIC:
+        raise ValueError(f"{len(state)} bytes are not a context memory's state")
+    try:
+        memory, settings = _read(words)
+    except (IndexError, TypeError, ValueError) as exc:
+        raise ValueError(f"{len(state)} bytes are not a context memory's state ({exc})") from exc
+    mask = settings.pop("predicted")
+    predicted = {_SENSOR + i for i in range(16) if mask >> i & 1}
+    return memory, predicted, settings
+
+
+def _read(words: list[int]) -> tuple[ContextMemory, dict[str, Any]]:
     from workbench.models.context import ContextMemory
 
-    words = np.frombuffer(state, dtype="<i8").tolist()
-    if len(state) % 8 or len(words) < 11 or words[0] != MAGIC:
-        raise ValueError(f"{len(state)} bytes are not a context memory's state")
     bits, max_left, max_active, max_contexts, low, step, mask, n_left, n_right, n_contexts = words[1:11]
     pos = 11
     memory = ContextMemory(max_left)
@@ -111,8 +121,7 @@ def unpack(state: bytes) -> tuple[ContextMemory, set[int], dict[str, Any]]:
     memory.left_full = list(words[pos + 1 : pos + 1 + size])
     memory.left_known = words[pos + 1 + size]
     if pos + 2 + size != len(words):
-        raise ValueError(f"{len(state)} bytes are not a context memory's state (its length does not match)")
-    predicted = {_SENSOR + i for i in range(16) if mask >> i & 1}
+        raise ValueError("its length does not match")
     settings = {"bits": bits, "max_active": max_active, "max_contexts": max_contexts, "bin_low": _float(low)}
-    settings["step"] = _float(step)
-    return memory, predicted, settings
+    settings.update(step=_float(step), predicted=mask)
+    return memory, settings
