@@ -33,8 +33,7 @@
 #define XXPRIME_2 14029467366897019727ULL
 #define XXPRIME_5 2870177450012600261ULL
 
-static void *grow(void *p, int64_t *cap, int64_t need, size_t size) {
-    if (need <= *cap) return p;
+static void *grow_to(void *p, int64_t *cap, int64_t need, size_t size) {
     int64_t c = *cap ? *cap : 4;
     while (c < need) c *= 2;
     void *q = realloc(p, (size_t)c * size);
@@ -45,6 +44,11 @@ static void *grow(void *p, int64_t *cap, int64_t need, size_t size) {
     if (c > *cap) memset((char *)q + (size_t)*cap * size, 0, (size_t)(c - *cap) * size);
     *cap = c;
     return q;
+}
+
+/* p, with room for need elements (zeroed when new); the check inline, the growth out of line */
+static inline void *grow(void *p, int64_t *cap, int64_t need, size_t size) {
+    return need <= *cap ? p : grow_to(p, cap, need, size);
 }
 
 typedef struct { int32_t *a; int64_t n, cap; } ivec;
@@ -89,7 +93,7 @@ typedef struct {
 typedef struct { int64_t a, b; ivec lids; int used; } end_t;
 
 typedef struct { int64_t act, hl, hr; int32_t cid; } active_t;
-typedef struct { int64_t loff, llen, roff, rlen, lid; } pot_t; /* lid: of the left facts, -1 unknown */
+typedef struct { int64_t loff, llen, lid; uint32_t rbits; } pot_t; /* lid -1: left facts not yet stored */
 
 typedef struct {
     int32_t max_left;
@@ -113,7 +117,7 @@ typedef struct {
     active_t *active; int64_t capactive;
     int64_t *ppool; int64_t nppool, capppool;
     pot_t *pot; int64_t npot, cappot;
-    uint64_t *pairs; int64_t cappairs;
+    uint64_t *pkey; uint32_t *pstamp; int64_t pcap, pn; uint32_t pepoch; /* the step's (left, right) pairs */
     link_t *hits; int64_t caphits;
 } mem_t;
 
@@ -144,7 +148,7 @@ static void mem_free(mem_t *m) {
     free(m->sel); free(m->mat); free(m->act); free(m->hl); free(m->hr); free(m->rid); free(m->zflag);
     free(m->group); free(m->full); free(m->mark); free(m->rc); free(m->lc);
     free(m->touched.a); free(m->crossed_lid.a); free(m->crossed_n.a);
-    free(m->active); free(m->ppool); free(m->pot); free(m->pairs); free(m->hits);
+    free(m->active); free(m->ppool); free(m->pot); free(m->pkey); free(m->pstamp); free(m->hits);
     free(m);
 }
 
@@ -207,6 +211,21 @@ static void side_rehash(side_t *s) {
 }
 
 /* The id of the semi-context with these facts (sorted), created when new. */
+/* The id of the semi-context with these facts (sorted); -1 when there is none. */
+static int32_t semi_find(const mem_t *m, int side, const int64_t *f, int64_t n) {
+    const side_t *s = &m->s[side];
+    if (!s->tcap) return -1;
+    int64_t h = tuple_hash(f, n);
+    uint64_t mask = (uint64_t)(s->tcap - 1), j = (uint64_t)h & mask;
+    while (s->table[j]) {
+        int32_t sid = s->table[j] - 1;
+        if (s->hash[sid] == h && s->len[sid] == n && !memcmp(s->pool + s->off[sid], f, (size_t)n * sizeof *f))
+            return sid;
+        j = (j + 1) & mask;
+    }
+    return -1;
+}
+
 static int32_t semi(mem_t *m, int side, const int64_t *f, int64_t n) {
     side_t *s = &m->s[side];
     int64_t h = tuple_hash(f, n);
@@ -322,7 +341,9 @@ static int in_group(const mem_t *m, int64_t f) {
 #define SORT(arr, n, type, less)                                                          \
     do {                                                                                  \
         static const int64_t gaps_[] = {1750, 701, 301, 132, 57, 23, 10, 4, 1};            \
-        for (int g_ = 0; g_ < 9; g_++) {                                                  \
+        int g0_ = 8;                                                                      \
+        while (g0_ > 0 && gaps_[g0_ - 1] < (n)) g0_--;                                    \
+        for (int g_ = g0_; g_ < 9 && (n) > 1; g_++) {                                     \
             int64_t gap_ = gaps_[g_];                                                     \
             for (int64_t i_ = gap_; i_ < (n); i_++) {                                     \
                 type x_ = (arr)[i_];                                                      \
@@ -336,43 +357,70 @@ static int in_group(const mem_t *m, int64_t f) {
 #define LESS_CID(a, b) ((a).cid < (b).cid)
 #define LESS_ACTIVE(a, b) (cmp_active(&(a), &(b)) < 0)
 
-/* A potential context: the left facts (lid's, or those of the last left group among them, copied once per
- * lid), and the right facts of rid that are among the step's facts. */
-static void push_potential(mem_t *m, int32_t lid, int filter, int same_left, int32_t rid, uint32_t fmask) {
-    const side_t *r = &m->s[1], *l = &m->s[0];
-    m->ppool = grow(m->ppool, &m->capppool, m->nppool + l->len[lid] + r->len[rid], sizeof *m->ppool);
+/* Python's `unique`, the step's distinct (left, right) pairs, as (left id, right facts as bits): a set whose
+ * clearing is a new stamp. Returns 1 when key is new. */
+static int pair_add(mem_t *m, int64_t lid, uint32_t rbits) {
+    uint64_t key = (uint64_t)lid << 16 | rbits;
+    if ((m->pn + 1) * 2 > m->pcap) { /* grow, keeping this step's keys */
+        int64_t ocap = m->pcap, ncap = ocap ? ocap * 4 : 256;
+        uint64_t *okey = m->pkey;
+        uint32_t *ostamp = m->pstamp;
+        m->pkey = calloc((size_t)ncap, sizeof *m->pkey);
+        m->pstamp = calloc((size_t)ncap, sizeof *m->pstamp);
+        if (!m->pkey || !m->pstamp) { fputs("workbench context kernel: out of memory\n", stderr); abort(); }
+        m->pcap = ncap;
+        for (int64_t i = 0; i < ocap; i++) {
+            if (ostamp[i] != m->pepoch) continue;
+            uint64_t j = (okey[i] * XXPRIME_1 >> 20) & (uint64_t)(ncap - 1);
+            while (m->pstamp[j] == m->pepoch) j = (j + 1) & (uint64_t)(ncap - 1);
+            m->pkey[j] = okey[i];
+            m->pstamp[j] = m->pepoch;
+        }
+        free(okey);
+        free(ostamp);
+    }
+    uint64_t mask = (uint64_t)(m->pcap - 1), j = (key * XXPRIME_1 >> 20) & mask;
+    while (m->pstamp[j] == m->pepoch) {
+        if (m->pkey[j] == key) return 0;
+        j = (j + 1) & mask;
+    }
+    m->pkey[j] = key;
+    m->pstamp[j] = m->pepoch;
+    m->pn++;
+    return 1;
+}
+
+static void pairs_clear(mem_t *m) {
+    m->pn = 0;
+    if (++m->pepoch == 0) {
+        memset(m->pstamp, 0, (size_t)m->pcap * sizeof *m->pstamp);
+        m->pepoch = 1;
+    }
+}
+
+/* A potential context: left facts (those of a known left semi-context lid, or new ones at loff), and the right
+ * facts (of the step's facts) as bits. One already among the step's pairs would add nothing: it is dropped. */
+static void push_potential(mem_t *m, int64_t lid, int64_t loff, int64_t llen, uint32_t rbits) {
+    if (lid >= 0 && !pair_add(m, lid, rbits)) return;
     m->pot = grow(m->pot, &m->cappot, m->npot + 1, sizeof *m->pot);
     pot_t *p = &m->pot[m->npot++];
-    if (same_left) { /* the same lid's filtered facts as the potential before */
-        p->loff = p[-1].loff;
-        p->llen = p[-1].llen;
-    } else {
-        p->loff = m->nppool;
-        const int64_t *left = l->pool + l->off[lid];
-        for (int64_t i = 0; i < l->len[lid]; i++)
-            if (!filter || in_group(m, left[i])) m->ppool[m->nppool++] = left[i];
-        p->llen = m->nppool - p->loff;
-    }
-    p->lid = filter ? -1 : lid;
-    p->roff = m->nppool;
-    const int64_t *rf = r->pool + r->off[rid];
-    for (int64_t i = 0; i < r->len[rid]; i++)
-        if (fmask & (1u << (rf[i] - SENSOR))) m->ppool[m->nppool++] = rf[i];
-    p->rlen = m->nppool - p->roff;
+    p->lid = lid;
+    p->loff = loff;
+    p->llen = llen;
+    p->rbits = rbits;
 }
 
 /* ContextMemory.step: learn the step to facts (sorted sensor facts, as bits in fmask). */
 static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask, int64_t max_active, int predict,
                      uint32_t *predicted, double *matched, double *novel) {
-    int64_t npairs = 0;
+    pairs_clear(m);
     mark_group(m); /* the last left group, for the filters of partial matches */
     int new_flag = 0;
     int32_t skip = 0;
-    m->pairs = grow(m->pairs, &m->cappairs, 1, sizeof *m->pairs);
     if (m->ngroup && nf) {
         int32_t lid = semi(m, 0, m->group, m->ngroup);
         int32_t rid = semi(m, 1, facts, nf);
-        m->pairs[npairs++] = ((uint64_t)(uint32_t)lid << 32) | (uint32_t)rid;
+        pair_add(m, lid, fmask);
         int32_t cid = find_link(&m->links[lid], rid);
         if (cid < 0) {
             cid = new_context(m, lid, rid, 1);
@@ -468,7 +516,7 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
                         a->hr = m->hr[cid];
                         a->cid = cid;
                     } else if (m->zflag[cid] && new_flag && count <= m->max_left) {
-                        push_potential(m, lid, 0, 0, rid, fmask);
+                        push_potential(m, lid, 0, 0, m->rmask[rid] & fmask);
                     }
                 }
             }
@@ -480,8 +528,16 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
                 if (m->rc[zero->a[i].rid] && zero->a[i].cid != skip) m->hits[nhits++] = zero->a[i];
             if (nhits) {
                 SORT(m->hits, nhits, link_t, LESS_CID); /* by (cid, rid): the cids differ */
+                /* the left facts among the last left group: once for all the hits */
+                m->ppool = grow(m->ppool, &m->capppool, m->nppool + L->len[lid], sizeof *m->ppool);
+                int64_t loff = m->nppool;
+                const int64_t *facts_of = L->pool + L->off[lid];
+                for (int64_t i = 0; i < L->len[lid]; i++)
+                    if (in_group(m, facts_of[i])) m->ppool[m->nppool++] = facts_of[i];
+                int64_t llen = m->nppool - loff;
+                int32_t known = semi_find(m, 0, m->ppool + loff, llen);
                 for (int64_t i = 0; i < nhits; i++)
-                    push_potential(m, lid, 1, i > 0, m->hits[i].rid, fmask);
+                    push_potential(m, known, loff, llen, m->rmask[m->hits[i].rid] & fmask);
             }
         }
     }
@@ -514,16 +570,17 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
     for (int64_t i = 0; i < nn; i++) m->group[m->ngroup++] = NEURON + m->touched.a[i];
     /* store the new contexts */
     int64_t added = 0;
-    int32_t last_lid = -1;
-    m->pairs = grow(m->pairs, &m->cappairs, npairs + m->npot, sizeof *m->pairs);
     for (int64_t k = 0; k < m->npot; k++) {
         const pot_t *p = &m->pot[k];
-        int32_t lid = p->lid >= 0 ? (int32_t)p->lid /* its own facts: no look-up */
-                      : k && p->loff == p[-1].loff ? last_lid /* the same filtered facts as the one before */
-                      : semi(m, 0, m->ppool + p->loff, p->llen);
-        last_lid = lid;
-        int32_t rid = semi(m, 1, m->ppool + p->roff, p->rlen);
-        m->pairs[npairs++] = ((uint64_t)(uint32_t)lid << 32) | (uint32_t)rid;
+        int32_t lid = (int32_t)p->lid;
+        if (lid < 0) { /* left facts new when pushed: stored now (or found, stored by a potential before) */
+            lid = semi(m, 0, m->ppool + p->loff, p->llen);
+            if (!pair_add(m, lid, p->rbits)) continue;
+        }
+        int64_t right[NSENSOR], nr = 0;
+        for (int b = 0; b < NSENSOR; b++)
+            if (p->rbits >> b & 1) right[nr++] = SENSOR + b;
+        int32_t rid = semi(m, 1, right, nr);
         if (find_link(&m->links[lid], rid) < 0) {
             new_context(m, lid, rid, 0);
             added++;
@@ -551,11 +608,8 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
     m->known = L->n;
     added += new_flag;
     *novel = 0.0;
-    if (new_flag && npairs) {
-        SORT(m->pairs, npairs, uint64_t, LESS);
-        int64_t unique = 1;
-        for (int64_t k = 1; k < npairs; k++) unique += m->pairs[k] != m->pairs[k - 1];
-        *novel = (double)added / (double)unique;
+    if (new_flag && m->pn) {
+        *novel = (double)added / (double)m->pn;
     }
     uint32_t bits = 0;
     if (predict) {
