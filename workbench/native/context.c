@@ -80,6 +80,13 @@ static int64_t tuple_hash(const int64_t *f, int64_t n) {
     return (int64_t)acc;
 }
 
+static inline int64_t bit_count(uint32_t x) { /* of 16 bits, without a popcount instruction's call */
+    x = x - ((x >> 1) & 0x5555u);
+    x = (x & 0x3333u) + ((x >> 2) & 0x3333u);
+    x = (x + (x >> 4)) & 0x0F0Fu;
+    return (x + (x >> 8)) & 0x1Fu;
+}
+
 static int64_t slot_of(int64_t f) { return f < NEURON ? f - SENSOR : NSENSOR + (f - NEURON); }
 
 typedef struct {
@@ -93,6 +100,14 @@ typedef struct {
 typedef struct { int64_t a, b; ivec lids; int used; } end_t;
 
 typedef struct { int64_t act, hl, hr; int32_t cid; } active_t;
+
+/* A context: [selected, matched, active, right facts, zero level, hash(left), hash(right)] in Python. */
+typedef struct {
+    int64_t sel, mat, act, hl, hr;
+    int32_t rid;
+    uint16_t rbits; /* the right facts as bits */
+    uint8_t zflag;
+} ctx_t;
 typedef struct { int64_t loff, llen, lid; uint32_t rbits; } pot_t; /* lid -1: left facts not yet stored */
 
 typedef struct {
@@ -103,15 +118,13 @@ typedef struct {
     uint32_t *rmask; int64_t caprmask;             /* per right semi-context: its facts as bits */
     end_t *ends; int64_t ecap, en;                  /* (first, last fact) -> left semi-contexts */
     uint64_t *ebits;                                /* 8 * ecap bits: which (first, last) may be in ends */
-    int64_t *sel, *mat, *act, *hl, *hr; int32_t *rid; uint8_t *zflag; int64_t nctx;
-    int64_t capsel, capmat, capact, caphl, caphr, caprid, capz;
+    ctx_t *ctx; int64_t nctx, capctx;              /* contexts, each in one place (one cache line) */
     int64_t new_context;                            /* -1: none */
     uint32_t *mark; int64_t capmark; uint32_t epoch, gsens; /* the left group's facts: see mark_group */
     int64_t *group; int64_t ngroup, capgroup;
     int32_t *full; int64_t nfull, capfull;
     int64_t known;
     /* scratch, kept between steps */
-    int32_t *rc; int64_t caprc;
     int32_t *lc; int64_t caplc;
     ivec touched, crossed_lid, crossed_n;
     active_t *active; int64_t capactive;
@@ -145,8 +158,8 @@ static void mem_free(mem_t *m) {
     free(m->links); free(m->zero); free(m->zidx); free(m->rmask);
     for (int64_t i = 0; i < m->ecap; i++) free(m->ends[i].lids.a);
     free(m->ends); free(m->ebits);
-    free(m->sel); free(m->mat); free(m->act); free(m->hl); free(m->hr); free(m->rid); free(m->zflag);
-    free(m->group); free(m->full); free(m->mark); free(m->rc); free(m->lc);
+    free(m->ctx);
+    free(m->group); free(m->full); free(m->mark); free(m->lc);
     free(m->touched.a); free(m->crossed_lid.a); free(m->crossed_n.a);
     free(m->active); free(m->ppool); free(m->pot); free(m->pkey); free(m->pstamp); free(m->hits);
     free(m);
@@ -288,18 +301,14 @@ static void zero_push(mem_t *m, int32_t lid, int32_t rid, int32_t cid) {
 
 static int32_t new_context(mem_t *m, int32_t lid, int32_t rid, int zero) {
     int64_t c = m->nctx, need = c + 1;
-    m->sel = grow(m->sel, &m->capsel, need, sizeof *m->sel);
-    m->mat = grow(m->mat, &m->capmat, need, sizeof *m->mat);
-    m->act = grow(m->act, &m->capact, need, sizeof *m->act);
-    m->hl = grow(m->hl, &m->caphl, need, sizeof *m->hl);
-    m->hr = grow(m->hr, &m->caphr, need, sizeof *m->hr);
-    m->rid = grow(m->rid, &m->caprid, need, sizeof *m->rid);
-    m->zflag = grow(m->zflag, &m->capz, need, sizeof *m->zflag);
-    m->sel[c] = m->mat[c] = m->act[c] = 0;
-    m->hl[c] = m->s[0].hash[lid];
-    m->hr[c] = m->s[1].hash[rid];
-    m->rid[c] = rid;
-    m->zflag[c] = (uint8_t)zero;
+    m->ctx = grow(m->ctx, &m->capctx, need, sizeof *m->ctx);
+    ctx_t *x = &m->ctx[c];
+    x->sel = x->mat = x->act = 0;
+    x->hl = m->s[0].hash[lid];
+    x->hr = m->s[1].hash[rid];
+    x->rid = rid;
+    x->rbits = (uint16_t)m->rmask[rid];
+    x->zflag = (uint8_t)zero;
     m->nctx = need;
     lpush(&m->links[lid], rid, (int32_t)c);
     return (int32_t)c;
@@ -428,19 +437,12 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
             m->new_context = cid;
             new_flag = 1;
         } else {
-            m->zflag[cid] = 1;
+            m->ctx[cid].zflag = 1;
             if (find_link(&m->zero[lid], rid) < 0) zero_push(m, lid, rid, cid);
         }
     }
-    /* the right side: how many of the facts each right semi-context has */
-    const side_t *R = &m->s[1], *L = &m->s[0];
-    m->rc = grow(m->rc, &m->caprc, R->n, sizeof *m->rc);
-    memset(m->rc, 0, (size_t)R->n * sizeof *m->rc);
-    for (int64_t i = 0; i < nf; i++) {
-        int64_t slot = slot_of(facts[i]);
-        if (slot < R->capidx)
-            for (int64_t k = 0; k < R->idx[slot].n; k++) m->rc[R->idx[slot].a[k]]++;
-    }
+    /* the right side: how many of the facts a right semi-context has is popcount(its bits & fmask) */
+    const side_t *L = &m->s[0];
     if (m->new_context >= 0) skip = (int32_t)m->new_context; /* CAD-OSE never activates context 0 */
     m->crossed_lid.n = m->crossed_n.n = 0;
     if (new_flag) {
@@ -502,20 +504,21 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
             for (int64_t i = 0; i < links->n; i++) {
                 int32_t rid = links->a[i].rid, cid = links->a[i].cid;
                 if (cid == skip) continue;
-                int64_t rcount = m->rc[rid], rsize = R->len[rid];
+                ctx_t *x = &m->ctx[cid];
+                int64_t rcount = bit_count(x->rbits & fmask), rsize = bit_count(x->rbits);
                 selected++;
-                m->sel[cid] += rsize;
+                x->sel += rsize;
                 if (rcount) {
-                    m->mat[cid] += rcount;
+                    x->mat += rcount;
                     if (rcount == rsize) {
-                        m->act[cid]++;
+                        x->act++;
                         m->active = grow(m->active, &m->capactive, nactive + 1, sizeof *m->active);
                         active_t *a = &m->active[nactive++];
-                        a->act = m->act[cid];
-                        a->hl = m->hl[cid];
-                        a->hr = m->hr[cid];
+                        a->act = x->act;
+                        a->hl = x->hl;
+                        a->hr = x->hr;
                         a->cid = cid;
-                    } else if (m->zflag[cid] && new_flag && count <= m->max_left) {
+                    } else if (x->zflag && new_flag && count <= m->max_left) {
                         push_potential(m, lid, 0, 0, m->rmask[rid] & fmask);
                     }
                 }
@@ -525,7 +528,7 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
             m->hits = grow(m->hits, &m->caphits, zero->n, sizeof *m->hits);
             int64_t nhits = 0;
             for (int64_t i = 0; i < zero->n; i++)
-                if (m->rc[zero->a[i].rid] && zero->a[i].cid != skip) m->hits[nhits++] = zero->a[i];
+                if ((m->rmask[zero->a[i].rid] & fmask) && zero->a[i].cid != skip) m->hits[nhits++] = zero->a[i];
             if (nhits) {
                 SORT(m->hits, nhits, link_t, LESS_CID); /* by (cid, rid): the cids differ */
                 /* the left facts among the last left group: once for all the hits */
@@ -618,12 +621,13 @@ static void mem_step(mem_t *m, const int64_t *facts, int64_t nf, uint32_t fmask,
             const lvec *links = &m->links[m->full[k]];
             for (int64_t i = 0; i < links->n; i++) {
                 int32_t cid = links->a[i].cid;
-                double weight = m->sel[cid] > 0 ? (double)m->mat[cid] / (double)m->sel[cid] : 0.0;
+                const ctx_t *x = &m->ctx[cid];
+                double weight = x->sel > 0 ? (double)x->mat / (double)x->sel : 0.0;
                 if (weight > best) {
                     best = weight;
-                    bits = m->rmask[m->rid[cid]];
+                    bits = x->rbits;
                 } else if (weight == best) {
-                    bits |= m->rmask[m->rid[cid]];
+                    bits |= x->rbits;
                 }
             }
         }
@@ -739,13 +743,14 @@ int64_t wb_cad_dump(void *h, int64_t *buf, int64_t cap) {
             for (int64_t i = 0; i < m->s[k].len[sid]; i++) put(&w, m->s[k].pool[m->s[k].off[sid] + i]);
         }
     for (int64_t cid = 0; cid < m->nctx; cid++) {
-        put(&w, m->sel[cid]);
-        put(&w, m->mat[cid]);
-        put(&w, m->act[cid]);
-        put(&w, m->rid[cid]);
-        put(&w, m->zflag[cid]);
-        put(&w, m->hl[cid]);
-        put(&w, m->hr[cid]);
+        const ctx_t *x = &m->ctx[cid];
+        put(&w, x->sel);
+        put(&w, x->mat);
+        put(&w, x->act);
+        put(&w, x->rid);
+        put(&w, x->zflag);
+        put(&w, x->hl);
+        put(&w, x->hr);
     }
     for (int64_t lid = 0; lid < m->s[0].n; lid++) {
         const lvec *v[2] = {&m->links[lid], &m->zero[lid]};
@@ -826,22 +831,18 @@ void *wb_cad_load(const int64_t *buf, int64_t n) {
     free(scratch);
     if (!r.bad && nctx) {
         int64_t need = nctx;
-        m->sel = grow(m->sel, &m->capsel, need, sizeof *m->sel);
-        m->mat = grow(m->mat, &m->capmat, need, sizeof *m->mat);
-        m->act = grow(m->act, &m->capact, need, sizeof *m->act);
-        m->hl = grow(m->hl, &m->caphl, need, sizeof *m->hl);
-        m->hr = grow(m->hr, &m->caphr, need, sizeof *m->hr);
-        m->rid = grow(m->rid, &m->caprid, need, sizeof *m->rid);
-        m->zflag = grow(m->zflag, &m->capz, need, sizeof *m->zflag);
+        m->ctx = grow(m->ctx, &m->capctx, need, sizeof *m->ctx);
     }
     for (int64_t cid = 0; cid < nctx && !r.bad; cid++) {
-        m->sel[cid] = get_in(&r, 0, INT64_MAX);
-        m->mat[cid] = get_in(&r, 0, INT64_MAX);
-        m->act[cid] = get_in(&r, 0, INT64_MAX);
-        m->rid[cid] = (int32_t)get_in(&r, 0, n1);
-        m->zflag[cid] = (uint8_t)get_in(&r, 0, 2);
-        m->hl[cid] = get(&r);
-        m->hr[cid] = get(&r);
+        ctx_t *x = &m->ctx[cid];
+        x->sel = get_in(&r, 0, INT64_MAX);
+        x->mat = get_in(&r, 0, INT64_MAX);
+        x->act = get_in(&r, 0, INT64_MAX);
+        x->rid = (int32_t)get_in(&r, 0, n1);
+        x->rbits = (uint16_t)m->rmask[x->rid];
+        x->zflag = (uint8_t)get_in(&r, 0, 2);
+        x->hl = get(&r);
+        x->hr = get(&r);
     }
     m->nctx = r.bad ? 0 : nctx;
     for (int64_t lid = 0; lid < n0 && !r.bad; lid++) {
