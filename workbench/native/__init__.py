@@ -39,9 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import threading
 import weakref
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +53,6 @@ __all__ = ["available", "disabled", "newlines", "parse_ndjson", "status"]
 
 _SOURCE = Path(__file__).with_name("ndjson.c")
 _KINDS = {"str": 0, "float": 1, "int": 2, "ts": 3}
-_lock = threading.Lock()
-_off = 0  # depth of active ``disabled()`` blocks
 
 
 def _setup(lib: ctypes.CDLL) -> str | None:
@@ -72,40 +68,30 @@ def _setup(lib: ctypes.CDLL) -> str | None:
     return None
 
 
-_NDJSON = NativeLibrary(_SOURCE, "_wbndjson", "native NDJSON decoder", "decoding with polars alone", _setup)
+_NDJSON = NativeLibrary(_SOURCE, "_wbndjson", "native NDJSON decoder", "decoding with polars alone", "polars", _setup)
 
 
 def _load() -> ctypes.CDLL | None:
-    return _NDJSON.load()
+    return _NDJSON.usable()
 
 
 def available() -> bool:
     """Whether the native NDJSON decoder is in use (building it if need be)."""
-    return not _off and _load() is not None
+    return _NDJSON.available()
 
 
 def status() -> str:
     """``"native"``, or ``"polars (…why…)"`` when the fast path is not in use."""
-    if _off:
-        return "polars (native decoder disabled in this block)"
-    return "native" if available() else f"polars ({_NDJSON.why})"
+    return _NDJSON.status()
 
 
-@contextlib.contextmanager
-def disabled() -> Iterator[None]:
+def disabled() -> contextlib.AbstractContextManager[None]:
     """Decode with polars alone inside this block (the reference the fast path is checked against).
 
     Process-wide, for tests and benchmarks: batches decoding on other threads meanwhile
     take the polars path too.
     """
-    global _off
-    with _lock:
-        _off += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _off -= 1
+    return _NDJSON.disabled()
 
 
 class _Spec:
@@ -191,7 +177,7 @@ def _ptr(a: np.ndarray) -> int:
 
 def newlines(data: bytes | bytearray) -> np.ndarray | None:
     """Positions (int64, ascending) of every ``\\n`` in ``data`` by ``memchr``; ``None`` without the library."""
-    lib = None if _off else _load()
+    lib = _load()
     if lib is None:
         return None
     buf = np.frombuffer(data, dtype=np.uint8)
@@ -227,7 +213,7 @@ def parse_ndjson(
         taken line, in line order, equal to what ``pl.read_ndjson`` gives for it.
         The other lines are left to the general decoder.
     """
-    lib = None if _off else _load()
+    lib = _load()
     spec = _spec(schema) if lib is not None else None
     if lib is None or spec is None or len(data) >= 1 << 31:  # string views hold 32-bit offsets
         return None

@@ -5,12 +5,12 @@ name carries a hash of the source and the platform (an edited source or another 
 builds afresh, and the build replaces the builds of earlier sources); it is built into
 the package's folder or, when that is read-only, into ``$XDG_CACHE_HOME/workbench``; a
 failed build, or ``WORKBENCH_NATIVE=0``, leaves ``lib`` ``None`` and says why in ``why``,
-so the caller takes its pure-Python path.
+so the caller takes its pure-Python path; so does a :meth:`NativeLibrary.disabled` block.
 
 Examples
 --------
 >>> from pathlib import Path
->>> lib = NativeLibrary(Path(__file__).with_name("ndjson.c"), "_wbndjson", "native NDJSON decoder", "polars alone")
+>>> lib = NativeLibrary(Path(__file__).with_name("ndjson.c"), "_wbndjson", "NDJSON decoder", "polars alone", "polars")
 >>> lib.target().startswith("_wbndjson-") and lib.target().endswith(".so")
 True
 """
@@ -26,7 +26,7 @@ import subprocess
 import sysconfig
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 __all__ = ["NativeLibrary"]
@@ -47,6 +47,8 @@ class NativeLibrary:
         What it is, for the warning when it cannot be built (``"native NDJSON decoder"``).
     fallback
         What runs instead, for the same warning (``"decoding with polars alone"``).
+    label
+        The fallback's name in :meth:`status` (``"polars"``).
     setup
         Declares the functions' argument and result types on the loaded library; returns
         why the library cannot be used (``None``: it can).
@@ -58,12 +60,44 @@ class NativeLibrary:
         stem: str,
         what: str,
         fallback: str,
+        label: str = "python",
         setup: Callable[[ctypes.CDLL], str | None] | None = None,
     ) -> None:
         self.source, self.stem, self.what, self.fallback, self.setup = source, stem, what, fallback, setup
+        self.label = label
         self.lib: ctypes.CDLL | None = None
         self.why: str | None = None  # why there is no library, once that is known
         self._lock = threading.Lock()
+        self._off = 0  # depth of active ``disabled()`` blocks
+
+    def usable(self) -> ctypes.CDLL | None:
+        """The library, unless inside a :meth:`disabled` block or it cannot be had."""
+        return None if self._off else self.load()
+
+    def available(self) -> bool:
+        """Whether the library is in use (building it if need be)."""
+        return self.usable() is not None
+
+    def status(self) -> str:
+        """``"native"``, or ``"<label> (…why…)"`` when the fallback runs."""
+        if self._off:
+            return f"{self.label} ({self.what} disabled in this block)"
+        return "native" if self.available() else f"{self.label} ({self.why})"
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        """The fallback inside this block (the reference the library is checked against).
+
+        Process-wide, for tests and benchmarks: work on other threads meanwhile takes the
+        fallback too.
+        """
+        with self._lock:
+            self._off += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._off -= 1
 
     def target(self) -> str:
         """The library's file name: the stem and a hash of the source and platform."""

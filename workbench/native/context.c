@@ -223,33 +223,31 @@ static void side_rehash(side_t *s) {
     }
 }
 
-/* The id of the semi-context with these facts (sorted), created when new. */
-/* The id of the semi-context with these facts (sorted); -1 when there is none. */
-static int32_t semi_find(const mem_t *m, int side, const int64_t *f, int64_t n) {
-    const side_t *s = &m->s[side];
-    if (!s->tcap) return -1;
-    int64_t h = tuple_hash(f, n);
+/* The table slot of the semi-context with these facts (hash h), or of the empty slot it would take. */
+static uint64_t semi_slot(const side_t *s, const int64_t *f, int64_t n, int64_t h) {
     uint64_t mask = (uint64_t)(s->tcap - 1), j = (uint64_t)h & mask;
     while (s->table[j]) {
         int32_t sid = s->table[j] - 1;
         if (s->hash[sid] == h && s->len[sid] == n && !memcmp(s->pool + s->off[sid], f, (size_t)n * sizeof *f))
-            return sid;
+            return j;
         j = (j + 1) & mask;
     }
-    return -1;
+    return j;
 }
 
+/* The id of the semi-context with these facts (sorted); -1 when there is none. */
+static int32_t semi_find(const mem_t *m, int side, const int64_t *f, int64_t n) {
+    const side_t *s = &m->s[side];
+    return s->tcap ? s->table[semi_slot(s, f, n, tuple_hash(f, n))] - 1 : -1;
+}
+
+/* The id of the semi-context with these facts (sorted), created when new. */
 static int32_t semi(mem_t *m, int side, const int64_t *f, int64_t n) {
     side_t *s = &m->s[side];
     int64_t h = tuple_hash(f, n);
     if ((s->n + 1) * 2 > s->tcap) side_rehash(s);
-    uint64_t mask = (uint64_t)(s->tcap - 1), j = (uint64_t)h & mask;
-    while (s->table[j]) {
-        int32_t sid = s->table[j] - 1;
-        if (s->hash[sid] == h && s->len[sid] == n && !memcmp(s->pool + s->off[sid], f, (size_t)n * sizeof *f))
-            return sid;
-        j = (j + 1) & mask;
-    }
+    uint64_t j = semi_slot(s, f, n, h);
+    if (s->table[j]) return s->table[j] - 1;
     int32_t sid = (int32_t)s->n;
     s->table[j] = sid + 1;
     s->off = grow(s->off, &s->capoff, s->n + 1, sizeof *s->off);
@@ -665,9 +663,9 @@ static int valid_params(int64_t bits, int64_t max_left, int64_t max_active, int6
            max_contexts < (1LL << 31);
 }
 
-/* ContextDetector._rebuild: a fresh memory over [bin_low, ...) in steps of step, taught recent[0..n). */
-void *wb_cad_build(int64_t bits, int64_t max_left, int64_t max_active, int64_t max_contexts, double bin_low,
-                   double step, const double *recent, int64_t n) {
+/* A stream's quantiser and an empty memory; NULL for settings out of range. */
+static cad_t *cad_new(int64_t bits, int64_t max_left, int64_t max_active, int64_t max_contexts, double bin_low,
+                      double step) {
     if (!valid_params(bits, max_left, max_active, max_contexts)) return NULL;
     cad_t *c = calloc(1, sizeof *c);
     if (!c) return NULL;
@@ -679,6 +677,14 @@ void *wb_cad_build(int64_t bits, int64_t max_left, int64_t max_active, int64_t m
     c->bin_low = bin_low;
     c->step = step;
     c->m = mem_new(c->max_left);
+    return c;
+}
+
+/* ContextDetector._rebuild: a fresh memory over [bin_low, ...) in steps of step, taught recent[0..n). */
+void *wb_cad_build(int64_t bits, int64_t max_left, int64_t max_active, int64_t max_contexts, double bin_low,
+                   double step, const double *recent, int64_t n) {
+    cad_t *c = cad_new(bits, max_left, max_active, max_contexts, bin_low, step);
+    if (!c) return NULL;
     for (int64_t i = 0; i < n; i++) {
         cad_advance(c, recent[i], i == n - 1); /* only the last prediction is ever looked at */
         if (c->m->nctx >= max_contexts / 2) {   /* start afresh from here: no rebuild on every row */
@@ -807,19 +813,14 @@ void *wb_cad_load(const int64_t *buf, int64_t n) {
     int64_t bits = get(&r), max_left = get(&r), max_active = get(&r), max_contexts = get(&r);
     int64_t low = get(&r), step = get(&r), predicted = get(&r);
     int64_t n0 = get_in(&r, 0, 1LL << 31), n1 = get_in(&r, 0, 1LL << 31), nctx = get_in(&r, 0, 1LL << 31);
-    if (r.bad || !valid_params(bits, max_left, max_active, max_contexts) || predicted < 0 || predicted >= 1 << 16)
-        return NULL;
-    cad_t *c = calloc(1, sizeof *c);
+    if (r.bad || predicted < 0 || predicted >= 1 << 16) return NULL;
+    double bin_low, bin_step;
+    memcpy(&bin_low, &low, sizeof low);
+    memcpy(&bin_step, &step, sizeof step);
+    cad_t *c = cad_new(bits, max_left, max_active, max_contexts, bin_low, bin_step);
     if (!c) return NULL;
-    c->bits = (int32_t)bits;
-    c->bins = (1 << bits) - 1;
-    c->max_left = (int32_t)max_left;
-    c->max_active = max_active;
-    c->max_contexts = max_contexts;
-    memcpy(&c->bin_low, &low, sizeof low);
-    memcpy(&c->step, &step, sizeof step);
     c->predicted = (uint32_t)predicted;
-    mem_t *m = c->m = mem_new(c->max_left);
+    mem_t *m = c->m;
     int64_t *scratch = NULL, cap = 0;
     for (int k = 0; k < 2 && !r.bad; k++) {
         int64_t count = k ? n1 : n0;

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -50,42 +48,31 @@ def _setup(lib: ctypes.CDLL) -> str | None:
 
 
 _LIBRARY = NativeLibrary(
-    Path(__file__).with_name("context.c"), "_wbcontext", "native context kernel", "detecting in pure Python", _setup
+    Path(__file__).with_name("context.c"),
+    "_wbcontext",
+    "native context kernel",
+    "detecting in pure Python",
+    "python",
+    _setup,
 )
-_lock = threading.Lock()
-_off = 0  # depth of active ``disabled()`` blocks
-
-
-def _load() -> ctypes.CDLL | None:
-    return None if _off else _LIBRARY.load()
 
 
 def available() -> bool:
     """Whether new context memories are native (building the library if need be)."""
-    return _load() is not None
+    return _LIBRARY.available()
 
 
 def status() -> str:
     """``"native"``, or ``"python (…why…)"`` when context memories are pure Python."""
-    if _off:
-        return "python (native context kernel disabled in this block)"
-    return "native" if available() else f"python ({_LIBRARY.why})"
+    return _LIBRARY.status()
 
 
-@contextlib.contextmanager
-def disabled() -> Iterator[None]:
+def disabled() -> contextlib.AbstractContextManager[None]:
     """Build pure-Python context memories inside this block (the reference the kernel is checked against).
 
     Process-wide, for tests and benchmarks; memories built before keep their kind.
     """
-    global _off
-    with _lock:
-        _off += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _off -= 1
+    return _LIBRARY.disabled()
 
 
 class ContextKernel:
