@@ -64,6 +64,16 @@ def test_cpu_per_value_times_the_default_detector_against_river_hst_in_one_run()
     assert "| context | 3 | 15 |" in table and "fleet, context: 10,000 entities × 10 metrics" in table
 
 
+def test_cpu_per_value_times_the_context_detectors_python_reference_beside_it():
+    from workbench.bench.models import cpu_per_value
+    from workbench.native import context as native_context
+
+    report = cpu_per_value(detectors=("context", "context_python"), streams=(2,), warm=10, rows=3)
+    assert [(c["detector"], c["values"]) for c in report["cases"]] == [("context", 6), ("context_python", 6)]
+    assert all(c["us_per_value"] > 0 and c["ratio"] is None for c in report["cases"])
+    assert native_context.status() != "python (native context kernel disabled in this block)"  # only while timed
+
+
 def test_cli_cpu_only_prints_the_cpu_table(tmp_path):
     out = tmp_path / "cpu.json"
     result = cli(

@@ -1,16 +1,28 @@
 """The contextual detector (CAD-OSE's algorithm): what it learns, when it rests, and its bounds.
 
 The catalogue-wide contract (clone, snapshot/restore, no mutation, bounded state) is in
-test_detectors.py; these are the behaviours particular to this detector.
+test_detectors.py; these are the behaviours particular to this detector. Each runs on both
+paths: the C kernel and the pure-Python memory (test_context_native.py compares them).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import pytest
 
 from workbench.models.context import ContextDetector
 from workbench.models.detectors import score_stream
+from workbench.native import context as native_context
+
+
+@pytest.fixture(autouse=True, params=["native", "python"])
+def path(request):
+    if request.param == "native" and not native_context.available():
+        pytest.skip(native_context.status())
+    with native_context.disabled() if request.param == "python" else contextlib.nullcontext():
+        yield request.param
 
 
 def _cycle(n: int, period: int = 12) -> list[dict[str, float]]:

@@ -3,7 +3,8 @@
 ``tests/data/context_nab_sha256.json`` holds, per NAB file, the sha256 of the float64
 (little-endian) scores ``ContextDetector()`` gave it online, computed with the code before
 any speed-up (commit 4fa0b2c). A fast subset (the three shortest files) runs by default;
-every file in the reference runs in the ``slow`` test.
+every file in the reference runs in the ``slow`` test. Both paths are checked: the C kernel
+(:mod:`workbench.native.context`) and the pure-Python memory it falls back on.
 
 The reference holds the files the pre-change code finished on a loaded machine (shortest
 first). To add the rest, run this module with the old code first on the path::
@@ -14,6 +15,7 @@ first). To add the rest, run this module with the old code first on the path::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -24,6 +26,7 @@ import pytest
 from workbench.evaluate.corpus import LabelledSeries, load_nab
 from workbench.models.context import ContextDetector
 from workbench.models.detectors import score_stream
+from workbench.native import context as native_context
 
 NAB = Path("/work/shared/data/nab")
 REFERENCE = json.loads((Path(__file__).parent / "data" / "context_nab_sha256.json").read_text())
@@ -40,25 +43,31 @@ def _files() -> dict[str, LabelledSeries]:
     return {f.name: f for f in load_nab(NAB)}
 
 
-def _check(series: LabelledSeries) -> None:
-    scores = np.asarray(score_stream(ContextDetector(), ({"value": float(v)} for v in series.values)), dtype="<f8")
+def _check(series: LabelledSeries, path: str = "native") -> None:
+    if path == "native" and not native_context.available():
+        pytest.skip(native_context.status())
+    with native_context.disabled() if path == "python" else contextlib.nullcontext():
+        scores = score_stream(ContextDetector(), ({"value": float(v)} for v in series.values))
+    scores = np.asarray(scores, dtype="<f8")
     want = REFERENCE[series.name]
     assert (len(scores), float(scores.sum())) == (want["rows"], pytest.approx(want["sum"], abs=0))
     assert hashlib.sha256(scores.tobytes()).hexdigest() == want["sha256"], series.name
 
 
+@pytest.mark.parametrize("path", ["native", "python"])
 @pytest.mark.parametrize("name", FAST)
-def test_scores_identical_on_short_nab_files(name: str) -> None:
-    _check(_files()[name])
+def test_scores_identical_on_short_nab_files(name: str, path: str) -> None:
+    _check(_files()[name], path)
 
 
 @pytest.mark.slow
 @pytest.mark.long
-def test_scores_identical_on_every_nab_file_in_the_reference() -> None:
+@pytest.mark.parametrize("path", ["native", "python"])
+def test_scores_identical_on_every_nab_file_in_the_reference(path: str) -> None:
     files = _files()
     assert set(REFERENCE) <= set(files)
     for name in sorted(REFERENCE, key=lambda n: REFERENCE[n]["rows"]):
-        _check(files[name])
+        _check(files[name], path)
 
 
 if __name__ == "__main__":  # extends the reference with the files it lacks (run it on the pre-change code)

@@ -225,9 +225,9 @@ def test_native_newlines_in_a_block_of_only_newlines_ask_again_with_room_for_all
 
 
 def test_without_a_compiler_decoding_falls_back_on_polars_and_says_why(monkeypatch, tmp_path, caplog, metric_lines):
-    monkeypatch.setattr(native, "_lib", None)
-    monkeypatch.setattr(native, "_why", None)
-    monkeypatch.setattr(native, "_candidates", lambda: [tmp_path / "pkg" / "x.so", tmp_path / "cache" / "x.so"])
+    monkeypatch.setattr(native._NDJSON, "lib", None)
+    monkeypatch.setattr(native._NDJSON, "why", None)
+    monkeypatch.setattr(native._NDJSON, "candidates", lambda: [tmp_path / "pkg" / "x.so", tmp_path / "cache" / "x.so"])
     monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
     with caplog.at_level("WARNING", logger="workbench.native"):
         assert not native.available()
@@ -240,8 +240,8 @@ def test_without_a_compiler_decoding_falls_back_on_polars_and_says_why(monkeypat
 def test_a_build_replaces_the_builds_of_earlier_sources(monkeypatch, tmp_path):
     stale = tmp_path / "_wbndjson-000000000000.so"
     stale.write_bytes(b"old")
-    dest = tmp_path / native._target()
-    native._build(dest)
+    dest = tmp_path / native._NDJSON.target()
+    native._NDJSON.build(dest)
     assert dest.exists()
     assert not stale.exists()
 

@@ -53,7 +53,12 @@ def register(sub: Any) -> None:
     )
     bm.add_argument("--cpu-warm", type=int, default=100, help="rows each stream learns before timing (default: 100)")
     bm.add_argument("--cpu-rows", type=int, default=50, help="rows per stream timed (default: 50)")
-    bm.add_argument("--cpu-detectors", nargs="+", default=["context", "river_hst"], help="default: context river_hst")
+    bm.add_argument(
+        "--cpu-detectors",
+        nargs="+",
+        default=["context", "river_hst"],
+        help="default: context river_hst (context_python: context on its pure-Python memory)",
+    )
     bm.add_argument("--cpu-only", action="store_true", help="only the CPU-per-value table, no incident simulation")
     bm.set_defaults(func=_models)
     ba = bsub.add_parser("alerts", help="rules x entities evaluated per second, beside plain polars filters")

@@ -23,6 +23,7 @@ about ten seconds (``tests/test_bench_models.py`` does).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from workbench.config import parse_duration
 from workbench.errors import ConfigError
 from workbench.evaluate.events import evaluate_events
 from workbench.models.threshold import AdaptiveThreshold
+from workbench.native import context as native_context
 from workbench.operators.aggregations import default_aggs
 from workbench.operators.windows import Tumbling
 from workbench.pipeline import Pipeline
@@ -264,6 +266,29 @@ def _river_hst() -> Any:
     return preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=0)
 
 
+def _time_streams(name: str, values: Any, warm: int) -> float:
+    """CPU µs per value of one ``name`` detector per row of ``values`` (streams × rows), after ``warm`` rows."""
+    from workbench.models.catalog import DETECTORS
+
+    n, total = values.shape
+    if name == "river_hst":
+        models = [_river_hst() for _ in range(n)]
+    else:
+        models = [DETECTORS["context" if name == "context_python" else name]() for _ in range(n)]
+    for i in range(warm):
+        for b in range(n):
+            x = {"value": float(values[b, i])}
+            models[b].score_one(x)
+            models[b].learn_one(x)
+    xs = [[{"value": float(v)} for v in values[:, i]] for i in range(warm, total)]
+    t0 = time.process_time()
+    for row in xs:
+        for model, x in zip(models, row, strict=True):
+            model.score_one(x)
+            model.learn_one(x)
+    return (time.process_time() - t0) / (n * (total - warm)) * 1e6
+
+
 def cpu_per_value(
     *,
     detectors: tuple[str, ...] = ("context", "river_hst"),
@@ -278,7 +303,9 @@ def cpu_per_value(
     its own detector, as a score node gives each entity one; every stream first learns
     ``warm`` rows (not timed), then ``rows`` rows are scored and learned (test-then-train)
     round-robin across the streams, timed with the process's CPU clock. ``river_hst`` is
-    river's ``MinMaxScaler() | HalfSpaceTrees()``; other names are catalogue detectors.
+    river's ``MinMaxScaler() | HalfSpaceTrees()``; ``context_python`` is the ``context``
+    detector on its pure-Python memory (the reference its C kernel replaces, see
+    :mod:`workbench.native.context`); other names are catalogue detectors.
     ``ratio`` is a case's µs per value over ``river_hst``'s for the same streams; ``fleet``
     is the CPU seconds 10,000 entities × 10 metrics (100,000 values) would take per window
     at the largest batch's cost.
@@ -289,9 +316,10 @@ def cpu_per_value(
 
     if warm < 0 or rows < 1 or not streams or min(streams) < 1:
         raise ConfigError(f"bench models: cpu needs warm >= 0, rows >= 1, streams >= 1; not {warm}, {rows}, {streams}")
-    unknown = [d for d in detectors if d != "river_hst" and d not in DETECTORS]
+    extra = ("river_hst", "context_python")
+    unknown = [d for d in detectors if d not in extra and d not in DETECTORS]
     if unknown:
-        raise ConfigError(f"bench models: unknown detectors {unknown}; choose from {[*sorted(DETECTORS), 'river_hst']}")
+        raise ConfigError(f"bench models: unknown detectors {unknown}; choose from {[*sorted(DETECTORS), *extra]}")
     cases: list[dict[str, Any]] = []
     for n in streams:
         rng = np.random.default_rng(seed)
@@ -299,19 +327,8 @@ def cpu_per_value(
         phase, scale = rng.uniform(0, 2 * np.pi, (n, 1)), rng.uniform(1, 100, (n, 1))
         values = scale * (1 + 0.3 * np.sin(2 * np.pi * t / 144 + phase) + 0.05 * rng.normal(size=(n, warm + rows)))
         for name in detectors:
-            models = [_river_hst() if name == "river_hst" else DETECTORS[name]() for _ in range(n)]
-            for i in range(warm):
-                for b in range(n):
-                    x = {"value": float(values[b, i])}
-                    models[b].score_one(x)
-                    models[b].learn_one(x)
-            xs = [[{"value": float(v)} for v in values[:, i]] for i in range(warm, warm + rows)]
-            t0 = time.process_time()
-            for row in xs:
-                for model, x in zip(models, row, strict=True):
-                    model.score_one(x)
-                    model.learn_one(x)
-            us = (time.process_time() - t0) / (n * rows) * 1e6
+            with native_context.disabled() if name == "context_python" else contextlib.nullcontext():
+                us = _time_streams(name, values, warm)
             cases.append({"detector": name, "streams": n, "values": n * rows, "us_per_value": round(us, 1)})
     base = {c["streams"]: c["us_per_value"] for c in cases if c["detector"] == "river_hst"}
     for c in cases:

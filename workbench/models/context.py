@@ -43,8 +43,13 @@ from collections import Counter, deque
 from itertools import chain, combinations_with_replacement
 from typing import Any, ClassVar
 
+import numpy as np
+
+from workbench.models import context_state
 from workbench.models.detectors import Detector
 from workbench.models.shape import FlatLine, LevelShift, SeasonalBreak, beyond
+from workbench.native import context as native_context
+from workbench.native.context import ContextKernel
 
 __all__ = ["ContextDetector", "ContextMemory"]
 
@@ -201,7 +206,13 @@ class ContextMemory:
 
 
 class _Stream:
-    """One feature's quantiser, memory, recent values and shape rules."""
+    """One feature's quantiser, memory, recent values and shape rules.
+
+    ``memory`` is a :class:`ContextMemory` (with its last prediction in ``predicted``) or,
+    where the library is built, a :class:`~workbench.native.context.ContextKernel` (which
+    keeps its prediction itself). Pickled, a kernel is its state's bytes; unpickled where
+    the kernel cannot be built, those bytes become a ``ContextMemory`` again.
+    """
 
     def __init__(self, history: int, rules: tuple[FlatLine, LevelShift, SeasonalBreak]) -> None:
         self.recent: deque[float] = deque(maxlen=history)
@@ -209,10 +220,24 @@ class _Stream:
         self.high = -math.inf
         self.bin_low = math.inf  # the range the bins span
         self.bin_high = -math.inf
-        self.memory: ContextMemory | None = None
+        self.memory: ContextMemory | ContextKernel | None = None
         self.predicted: set[int] = set()
         self.step = 1.0
         self.flat, self.level, self.seasonal = rules
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(vars(self))
+        if isinstance(self.memory, ContextKernel):
+            state["memory"] = self.memory.dump()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+        if isinstance(self.memory, bytes):
+            if native_context.available():
+                self.memory = ContextKernel.load(self.memory)
+            else:
+                self.memory, self.predicted, _ = context_state.unpack(self.memory)
 
 
 class ContextDetector(Detector):
@@ -320,14 +345,17 @@ class ContextDetector(Detector):
 
     def _advance(self, stream: _Stream, value: float, predict: bool = True) -> float:
         """Step the feature's memory to ``value``; its raw score (0 when the facts were predicted)."""
-        assert stream.memory is not None
+        memory = stream.memory
+        if isinstance(memory, ContextKernel):
+            return memory.advance(value)
+        assert memory is not None
         facts = self._facts(stream, value)
         surprised = any(f not in stream.predicted for f in facts)
-        stream.predicted, matched, novel = stream.memory.step(facts, self.max_active, predict)
+        stream.predicted, matched, novel = memory.step(facts, self.max_active, predict)
         return (1.0 - matched + novel) / 2.0 if surprised else 0.0
 
     def _rebuild(self, stream: _Stream) -> None:
-        """A fresh memory over the stream's range, taught the kept values."""
+        """A fresh memory over the stream's range, taught the kept values (natively where the kernel is built)."""
         if self.value_range is not None:
             stream.bin_low, stream.bin_high = float(self.value_range[0]), float(self.value_range[1])
         else:
@@ -335,8 +363,20 @@ class ContextDetector(Detector):
             stream.bin_low, stream.bin_high = stream.low - pad, stream.high + pad
         span = stream.bin_high - stream.bin_low
         stream.step = (span if span > 0 else self._bins) / self._bins
-        stream.memory = ContextMemory(self.max_left)
         stream.predicted = set()
+        if native_context.available():
+            stream.memory = None  # the old memory goes before the new one is built
+            stream.memory = ContextKernel.build(
+                bits=self.bits,
+                max_left=self.max_left,
+                max_active=self.max_active,
+                max_contexts=self.max_contexts,
+                bin_low=stream.bin_low,
+                step=stream.step,
+                recent=np.fromiter(stream.recent, float, len(stream.recent)),
+            )
+            return
+        stream.memory = ContextMemory(self.max_left)
         last = len(stream.recent) - 1
         for i, value in enumerate(stream.recent):
             self._advance(stream, value, predict=i == last)  # only the last prediction is ever looked at
@@ -356,10 +396,17 @@ class ContextDetector(Detector):
         seasonal = self.seasonal > 0 and stream.seasonal.update(value, stream.recent)  # before value joins recent
         shape = spatial or flat or level or seasonal
         outside = self.value_range is None and not stream.bin_low <= value <= stream.bin_high
-        if stream.memory is None or outside or len(stream.memory) >= self.max_contexts:
-            self._rebuild(stream)
+        memory = stream.memory
+        if isinstance(memory, ContextKernel) and not outside:
+            score = memory.advance(value)  # -1: the memory is full, nothing learned
+        else:
+            score = -1.0 if memory is None or outside or len(memory) >= self.max_contexts else 0.0
+            if score == 0.0:
+                score = self._advance(stream, value)
+        if score < 0:
+            self._rebuild(stream)  # from the values before this one
+            score = self._advance(stream, value)
         stream.recent.append(value)
-        score = self._advance(stream, value)
         return 1.0 if shape else score
 
     def _rules(self) -> tuple[FlatLine, LevelShift, SeasonalBreak]:
@@ -378,8 +425,19 @@ class ContextDetector(Detector):
             if not hasattr(stream, "seasonal"):
                 stream.flat, stream.level, stream.seasonal = self._rules()
             memory = stream.memory
-            if memory is not None and not hasattr(memory, "left_sets"):  # saved before the sets were kept
+            if isinstance(memory, ContextMemory) and not hasattr(memory, "left_sets"):  # saved before the sets were
                 memory.left_sets = [frozenset(f) for f in memory.facts[0]]
+            if isinstance(memory, ContextMemory) and native_context.available():  # saved by the Python path
+                packed = context_state.pack(
+                    memory,
+                    stream.predicted,
+                    bits=self.bits,
+                    max_active=self.max_active,
+                    max_contexts=self.max_contexts,
+                    bin_low=stream.bin_low,
+                    step=stream.step,
+                )
+                stream.memory, stream.predicted = ContextKernel.load(packed), set()
 
     def _assess(self, x: dict[str, float]) -> float:
         best = 0.0

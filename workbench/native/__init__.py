@@ -1,19 +1,21 @@
-"""Byte-level helpers, in one home: the native NDJSON decoder, line scans and string-view facts.
+"""Byte-level helpers and native kernels, in one home: the NDJSON decoder, line scans, string-view facts.
 
-- this module: native fast paths, compiled from C source on first use and loaded
-  with :mod:`ctypes`;
+- this module: the native NDJSON fast path, compiled from C source on first use and
+  loaded with :mod:`ctypes` (:mod:`workbench.native.build` builds and loads every C
+  source of this package);
+- :mod:`workbench.native.context`: the context detector's memory in C (``context.c``);
 - :mod:`workbench.native.lines`: line boundaries, high bytes and token occurrences in
   NDJSON bytes, found in bulk with numpy (the fallback of the C scans);
 - :mod:`workbench.native.strings`: first bytes and byte lengths of polars string
   columns, read from their Arrow views without a copy.
 
-The only native fast path is the NDJSON one (``ndjson.c``, see :func:`parse_ndjson`): it
+The NDJSON fast path (``ndjson.c``, see :func:`parse_ndjson`)
 takes the common, simple record — a flat object of schema fields with plain ASCII
 strings and numbers of the right type — straight into Arrow columns, and flags every
 other line for the general decoder, which finds the exact reason. It decides what is
 certainly accepted, never what is rejected.
 
-The library is compiled with the system C compiler (``$CC``, else ``cc``) the first
+Each library is compiled with the system C compiler (``$CC``, else ``cc``) the first
 time it is needed, into this package's folder or, when that is read-only, into
 ``$XDG_CACHE_HOME/workbench``; its file name carries a hash of the source and the
 platform, so an edited source or another Python builds afresh. Without a compiler
@@ -37,130 +39,59 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
-import logging
-import os
-import subprocess
-import sysconfig
-import tempfile
-import threading
 import weakref
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from workbench.native.build import NativeLibrary
 from workbench.schema import Schema
 
 __all__ = ["available", "disabled", "newlines", "parse_ndjson", "status"]
 
-log = logging.getLogger(__name__)
 _SOURCE = Path(__file__).with_name("ndjson.c")
 _KINDS = {"str": 0, "float": 1, "int": 2, "ts": 3}
-_lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_why: str | None = None  # why there is no library, once that is known
-_off = 0  # depth of active ``disabled()`` blocks
 
 
-def _target() -> str:
-    digest = hashlib.sha256(_SOURCE.read_bytes() + sysconfig.get_platform().encode()).hexdigest()[:12]
-    return f"_wbndjson-{digest}.so"
+def _setup(lib: ctypes.CDLL) -> str | None:
+    lib.wb_init.restype = ctypes.c_int64
+    if lib.wb_init() != 1:
+        return "the native library could not create a C locale"
+    lib.wb_parse_ndjson.restype = ctypes.c_int64
+    vp, i32, i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
+    # buf, starts, ends, n, nfields, names, name_lens, kinds, max_record, status, values, valid, data, used
+    lib.wb_parse_ndjson.argtypes = [vp, vp, vp, i64, i32, vp, vp, vp, i64, vp, vp, vp, vp, vp]
+    lib.wb_newlines.restype = ctypes.c_int64
+    lib.wb_newlines.argtypes = [vp, i64, vp, i64]
+    return None
 
 
-def _build(dest: Path) -> None:
-    cc = os.environ.get("CC") or "cc"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=dest.parent)
-    os.close(fd)
-    try:
-        cmd = [*cc.split(), "-O2", "-shared", "-fPIC", "-std=c11", "-o", tmp, str(_SOURCE), "-lm"]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        if result.returncode != 0:
-            raise OSError(f"{' '.join(cmd)} failed: {result.stderr.strip()[:500]}")
-        os.replace(tmp, dest)  # atomic: a concurrent build leaves one complete file
-        for old in dest.parent.glob("_wbndjson-*.so"):  # builds of earlier sources
-            if old != dest:
-                with contextlib.suppress(OSError):
-                    old.unlink()
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _candidates() -> list[Path]:
-    name = _target()
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "workbench"
-    return [_SOURCE.parent / name, cache / name]
+_NDJSON = NativeLibrary(_SOURCE, "_wbndjson", "native NDJSON decoder", "decoding with polars alone", "polars", _setup)
 
 
 def _load() -> ctypes.CDLL | None:
-    global _lib, _why
-    if _lib is not None or _why is not None:
-        return _lib
-    with _lock:
-        if _lib is not None or _why is not None:
-            return _lib
-        if os.environ.get("WORKBENCH_NATIVE", "1") == "0":
-            _why = "disabled by WORKBENCH_NATIVE=0"
-            return None
-        errors = []
-        for path in _candidates():
-            try:
-                if not path.exists():
-                    _build(path)
-                lib = ctypes.CDLL(str(path))  # CDLL: the GIL is released during calls
-                break
-            except (OSError, subprocess.SubprocessError) as exc:
-                errors.append(f"{path}: {exc}")
-        else:
-            _why = "no C compiler could build it: " + "; ".join(errors)
-            log.warning("native NDJSON decoder unavailable, decoding with polars alone (%s)", _why)
-            return None
-        lib.wb_init.restype = ctypes.c_int64
-        if lib.wb_init() != 1:
-            _why = "the native library could not create a C locale"
-            log.warning("native NDJSON decoder unavailable, decoding with polars alone (%s)", _why)
-            return None
-        lib.wb_parse_ndjson.restype = ctypes.c_int64
-        vp, i32, i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
-        # buf, starts, ends, n, nfields, names, name_lens, kinds, max_record, status, values, valid, data, used
-        lib.wb_parse_ndjson.argtypes = [vp, vp, vp, i64, i32, vp, vp, vp, i64, vp, vp, vp, vp, vp]
-        lib.wb_newlines.restype = ctypes.c_int64
-        lib.wb_newlines.argtypes = [vp, i64, vp, i64]
-        _lib = lib
-        return lib
+    return _NDJSON.usable()
 
 
 def available() -> bool:
     """Whether the native NDJSON decoder is in use (building it if need be)."""
-    return not _off and _load() is not None
+    return _NDJSON.available()
 
 
 def status() -> str:
     """``"native"``, or ``"polars (…why…)"`` when the fast path is not in use."""
-    if _off:
-        return "polars (native decoder disabled in this block)"
-    return "native" if available() else f"polars ({_why})"
+    return _NDJSON.status()
 
 
-@contextlib.contextmanager
-def disabled() -> Iterator[None]:
+def disabled() -> contextlib.AbstractContextManager[None]:
     """Decode with polars alone inside this block (the reference the fast path is checked against).
 
     Process-wide, for tests and benchmarks: batches decoding on other threads meanwhile
     take the polars path too.
     """
-    global _off
-    with _lock:
-        _off += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _off -= 1
+    return _NDJSON.disabled()
 
 
 class _Spec:
@@ -246,7 +177,7 @@ def _ptr(a: np.ndarray) -> int:
 
 def newlines(data: bytes | bytearray) -> np.ndarray | None:
     """Positions (int64, ascending) of every ``\\n`` in ``data`` by ``memchr``; ``None`` without the library."""
-    lib = None if _off else _load()
+    lib = _load()
     if lib is None:
         return None
     buf = np.frombuffer(data, dtype=np.uint8)
@@ -282,7 +213,7 @@ def parse_ndjson(
         taken line, in line order, equal to what ``pl.read_ndjson`` gives for it.
         The other lines are left to the general decoder.
     """
-    lib = None if _off else _load()
+    lib = _load()
     spec = _spec(schema) if lib is not None else None
     if lib is None or spec is None or len(data) >= 1 << 31:  # string views hold 32-bit offsets
         return None
