@@ -138,3 +138,48 @@ def test_nab_with_several_jobs_gives_the_same_result(tmp_path):
     for k in range(3):
         name = f"realTest/{one['detector']}_s{k}.csv"
         assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
+
+
+def test_split_chooses_on_one_half_and_scores_the_other_at_its_thresholds(tmp_path):
+    """Settings and thresholds come from the training half only; the held-out half is scored at them."""
+    import json
+
+    from workbench.evaluate.corpus import load_nab
+    from workbench.evaluate.split import fixed_score, split_nab
+    from workbench.models.context import ContextDetector
+    from workbench.models.detectors import score_stream
+
+    from conftest import cli
+
+    (tmp_path / "data" / "realTest").mkdir(parents=True)
+    (tmp_path / "labels").mkdir()
+    ts = [f"2024-01-01 {h:02d}:{m:02d}:00" for h in range(20) for m in range(0, 60, 5)]  # 240 rows
+    windows = {}
+    for k in range(4):
+        values = [10.0 + 0.1 * ((i * (k + 1)) % 7) for i in range(240)]
+        values[150 + 20 * (k % 2)] = 40.0 + k
+        lines = ["timestamp,value", *(f"{t},{v}" for t, v in zip(ts, values, strict=True))]
+        (tmp_path / "data" / "realTest" / f"s{k}.csv").write_text("\n".join(lines) + "\n")
+        windows[f"realTest/s{k}.csv"] = [[ts[140 + 20 * (k % 2)] + ".000000", ts[160 + 20 * (k % 2)] + ".000000"]]
+    (tmp_path / "labels" / "combined_windows.json").write_text(json.dumps(windows))
+    grid = {"rest": (5, 10), "spatial": (0.0, 0.01)}
+    report = split_nab(tmp_path, grid=grid)
+    assert report["files"] == {"odd": 2, "even": 2}
+    files = load_nab(tmp_path)
+    odd_to_even = report["halves"]["odd→even"]
+    settings = {} if odd_to_even["settings"] == "the defaults" else odd_to_even["settings"]
+    held_out = [  # the even files scored by hand with the settings chosen on the odd ones
+        {
+            "scores": score_stream(ContextDetector(**settings), ({"value": float(v)} for v in f.values)),
+            "windows": f.windows,
+            "probation": f.probation,
+        }
+        for f in files[1::2]
+    ]
+    for name, profile in PROFILES.items():
+        assert odd_to_even["test"][name] == fixed_score(held_out, odd_to_even["thresholds"][name], profile)
+    assert set(report["halves"]) == {"odd→even", "even→odd"} and set(report["full_corpus_defaults"]) == set(PROFILES)
+    with pytest.raises(Exception, match="has no setting 'window'"):
+        split_nab(tmp_path, grid={"window": (1, 2)})
+    done = cli("nab", "--data", tmp_path, "--split", "--detector", "nope")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "unknown detector 'nope'" in done.stderr

@@ -17,6 +17,11 @@ def register(sub: Any) -> None:
     n.add_argument("--detector", help="detector name (default: Workbench's best)")
     n.add_argument("--out", help="results folder: OUT/<category>/<detector>_<file>.csv")
     n.add_argument("--jobs", type=int, default=1, help="processes scoring files side by side (same result)")
+    n.add_argument(
+        "--split",
+        action="store_true",
+        help="settings and thresholds chosen on the odd files, scored on the even ones, and the reverse",
+    )
     n.set_defaults(func=_nab)
 
 
@@ -25,6 +30,16 @@ def _nab(args: argparse.Namespace) -> int:
 
     from workbench.evaluate.run import DEFAULT_DETECTOR, run_nab
 
+    if args.split:
+        from workbench.evaluate.split import split_nab
+
+        steps = tqdm(unit=" settings", desc="nab --split", disable=None, file=sys.stderr)
+        try:
+            report = split_nab(args.data, detector=args.detector or DEFAULT_DETECTOR, progress=lambda _: steps.update())
+        finally:
+            steps.close()
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return 0
     bar = tqdm(unit=" files", desc="nab", disable=None, file=sys.stderr)  # a bar on a terminal only
 
     def progress(done: int, total: int) -> None:
