@@ -116,22 +116,27 @@ def test_nab_command_writes_results_and_scores(tmp_path):
     assert written[0] == "timestamp,value,anomaly_score" and len(written) == 121
 
 
-def test_nab_with_several_jobs_gives_the_same_result(tmp_path):
+def _spiky_corpus(root, spikes: list[int]) -> None:
+    """A NAB folder at ``root``: one 240-row file per spike row, its window 10 rows either side."""
     import json
 
-    from workbench.evaluate.run import run_nab
-
-    (tmp_path / "data" / "realTest").mkdir(parents=True)
-    (tmp_path / "labels").mkdir()
+    (root / "data" / "realTest").mkdir(parents=True)
+    (root / "labels").mkdir()
     ts = [f"2024-01-01 {h:02d}:{m:02d}:00" for h in range(20) for m in range(0, 60, 5)]  # 240 rows
     windows = {}
-    for k in range(3):
+    for k, at in enumerate(spikes):
         values = [10.0 + 0.1 * ((i * (k + 1)) % 7) for i in range(240)]
-        values[150 + 20 * k] = 40.0 + k
+        values[at] = 40.0 + k
         lines = ["timestamp,value", *(f"{t},{v}" for t, v in zip(ts, values, strict=True))]
-        (tmp_path / "data" / "realTest" / f"s{k}.csv").write_text("\n".join(lines) + "\n")
-        windows[f"realTest/s{k}.csv"] = [[ts[140 + 20 * k] + ".000000", ts[160 + 20 * k] + ".000000"]]
-    (tmp_path / "labels" / "combined_windows.json").write_text(json.dumps(windows))
+        (root / "data" / "realTest" / f"s{k}.csv").write_text("\n".join(lines) + "\n")
+        windows[f"realTest/s{k}.csv"] = [[ts[at - 10] + ".000000", ts[at + 10] + ".000000"]]
+    (root / "labels" / "combined_windows.json").write_text(json.dumps(windows))
+
+
+def test_nab_with_several_jobs_gives_the_same_result(tmp_path):
+    from workbench.evaluate.run import run_nab
+
+    _spiky_corpus(tmp_path, [150, 170, 190])
     one = run_nab(tmp_path / "data" / "..", out=tmp_path / "one")
     two = run_nab(tmp_path, out=tmp_path / "two", jobs=2)
     assert (one["scores"], one["thresholds"], two["jobs"]) == (two["scores"], two["thresholds"], 2)
@@ -142,8 +147,6 @@ def test_nab_with_several_jobs_gives_the_same_result(tmp_path):
 
 def test_split_chooses_on_one_half_and_scores_the_other_at_its_thresholds(tmp_path):
     """Settings and thresholds come from the training half only; the held-out half is scored at them."""
-    import json
-
     from workbench.evaluate.corpus import load_nab
     from workbench.evaluate.split import fixed_score, split_nab
     from workbench.models.context import ContextDetector
@@ -151,17 +154,7 @@ def test_split_chooses_on_one_half_and_scores_the_other_at_its_thresholds(tmp_pa
 
     from conftest import cli
 
-    (tmp_path / "data" / "realTest").mkdir(parents=True)
-    (tmp_path / "labels").mkdir()
-    ts = [f"2024-01-01 {h:02d}:{m:02d}:00" for h in range(20) for m in range(0, 60, 5)]  # 240 rows
-    windows = {}
-    for k in range(4):
-        values = [10.0 + 0.1 * ((i * (k + 1)) % 7) for i in range(240)]
-        values[150 + 20 * (k % 2)] = 40.0 + k
-        lines = ["timestamp,value", *(f"{t},{v}" for t, v in zip(ts, values, strict=True))]
-        (tmp_path / "data" / "realTest" / f"s{k}.csv").write_text("\n".join(lines) + "\n")
-        windows[f"realTest/s{k}.csv"] = [[ts[140 + 20 * (k % 2)] + ".000000", ts[160 + 20 * (k % 2)] + ".000000"]]
-    (tmp_path / "labels" / "combined_windows.json").write_text(json.dumps(windows))
+    _spiky_corpus(tmp_path, [150, 170, 150, 170])
     grid = {"rest": (5, 10), "spatial": (0.0, 0.01)}
     report = split_nab(tmp_path, grid=grid)
     assert report["files"] == {"odd": 2, "even": 2}
