@@ -202,14 +202,7 @@ def _scored_run(events, out, c, *, max_rows, every, max_batches=None, kill_at=No
         pipe.output(f"drift_{d}", node.drift)
         nodes.append(node)
     pipe.to_lake(Lake(out, partition=False))
-    seen = [0]
-
-    def maybe_kill(_batch) -> None:
-        seen[0] += 1
-        if seen[0] == kill_at:
-            _kill_a_worker(c)
-
-    pipe.subscribe_raw(maybe_kill)
+    _kill_a_worker_at(pipe, c, kill_at)
     try:
         pipe.run(max_batches=max_batches)
     finally:
@@ -385,6 +378,18 @@ def _kill_a_worker(c) -> int:
     victim = pids[c.workers()[-1]]
     os.kill(victim, signal.SIGKILL)
     return victim
+
+
+def _kill_a_worker_at(pipe, c, batch: int) -> None:
+    """SIGKILL one of ``c``'s workers when ``pipe`` has read its ``batch``-th batch."""
+    seen = [0]
+
+    def count(_batch) -> None:
+        seen[0] += 1
+        if seen[0] == batch:
+            _kill_a_worker(c)
+
+    pipe.subscribe_raw(count)
 
 
 def test_a_worker_killed_mid_run_is_survived_with_identical_output(cluster, tmp_path):
@@ -582,14 +587,7 @@ def test_with_a_source_that_cannot_replay_a_lost_worker_ends_the_run_and_the_nex
         )
         pipe.standard("server_metrics", Tumbling("10s"), lateness="5s")
         pipe.to_lake(Lake(out, partition=False))
-        seen = [0]
-
-        def count(_batch) -> None:
-            seen[0] += 1
-            if seen[0] == kill_at:
-                _kill_a_worker(c)
-
-        pipe.subscribe_raw(count)
+        _kill_a_worker_at(pipe, c, kill_at)
         try:
             pipe.run()
         finally:
