@@ -344,3 +344,21 @@ def test_a_snapshot_never_aliases_live_state():
     again.restore(snap)
     tail, _ = again.process(rows[40:])
     assert tail.equals(expected[40:])
+
+
+def test_a_detection_names_the_metric_that_drove_it():
+    """A detector that explains its score (the default ``context``) gives each detection its metric."""
+    from workbench.models.context import ContextDetector
+
+    rows = window_rows(400, hosts=2, seed=4)
+    cpu = rows["cpu_mean"].to_numpy().copy()
+    cpu[rows.height - 20] = 500.0  # one host's cpu far beyond anything seen: a detection on cpu
+    rows = rows.with_columns(pl.Series("cpu_mean", cpu))
+    scored, _ = Scorer(ContextDetector(), features=["cpu_mean", "count"], by="host", drift=()).process(rows)
+    hits = scored.filter("is_anomaly")
+    assert hits.height > 0 and scored["anomaly_metric"].dtype == pl.String
+    assert hits.row(by_predicate=pl.col("cpu_mean") == 500.0, named=True)["anomaly_metric"] == "cpu_mean"
+    assert hits["anomaly_metric"].null_count() == 0  # every detection names one
+    assert scored.filter(~pl.col("is_anomaly"))["anomaly_metric"].null_count() == scored.height - hits.height
+    plain, _ = Scorer(RobustZScore(), features=["cpu_mean"], by="host", drift=()).process(rows)
+    assert "anomaly_metric" not in plain.columns  # a detector that does not explain adds no column

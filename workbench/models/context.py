@@ -292,6 +292,7 @@ class ContextDetector(Detector):
     [0.0, 0.0, 0.0]
     """
 
+    explains: ClassVar[bool] = True
     bounds: ClassVar[dict[str, tuple[float, float]]] = {
         "bits": (1, 8),
         "rest": (0, 10_000),
@@ -440,11 +441,14 @@ class ContextDetector(Detector):
                 stream.memory, stream.predicted = ContextKernel.load(packed), set()
 
     def _assess(self, x: dict[str, float]) -> float:
-        best = 0.0
+        best, driver = 0.0, None
         for name, value in x.items():
             if value is None or not math.isfinite(value):
                 continue
-            best = max(best, self._raw(name, float(value)))
+            raw = self._raw(name, float(value))
+            if raw > best:
+                best, driver = raw, name
+        self.evidence = driver  # the feature whose score is the row's (the first of equals)
         return best
 
     def score_one(self, x: dict[str, float]) -> float:  # noqa: D102

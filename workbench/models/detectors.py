@@ -37,6 +37,11 @@ class Detector(abc.ABC):
     """
 
     bounds: ClassVar[dict[str, tuple[float, float]]] = {}
+    #: whether :attr:`evidence` names the feature behind each score (a score node then adds
+    #: ``anomaly_metric`` to its rows)
+    explains: ClassVar[bool] = False
+    #: after :meth:`score_one`: the feature that drove the score (detectors that ``explain``)
+    evidence: str | None = None
 
     def __init__(self, **params: Any) -> None:
         # a subclass may hand its arguments up (``super().__init__(scale=scale)``) instead of

@@ -8,6 +8,10 @@ not seen for ``idle`` of event time expires, and past ``max_entities`` the entit
 least recently is evicted. Rows are gathered per batch with polars (columns to numpy
 once); river runs once per window row, never per raw event.
 
+A detector that explains its score (``explains``: the default ``context``, which scores a
+row by its most surprising feature) adds ``anomaly_metric``: on each detection, the
+feature that drove it (null on other rows) — the evidence behind an alert.
+
 With ``fill`` (e.g. ``{"count": 0}``) an entity that is known but has no row in a
 closed window gets one, with those values: a host that went silent scores on its
 silence instead of vanishing from view.
@@ -252,6 +256,7 @@ class Scorer:
         watch = self.drift_on if self.drift_on is not None else [*features, "anomaly_score"]
         watched = [(name, features.index(name) if name in features else -1) for name in watch]
         scores, thresholds, flags, held = [], [], [], []
+        drivers: list[str | None] = []  # the feature behind each detection (detectors that explain)
         events: list[tuple[Any, str, str, int, float, int]] = []
         for i, key in enumerate(keys):
             if scored_rows is not None and not scored_rows[i]:
@@ -259,6 +264,7 @@ class Scorer:
                 thresholds.append(math.nan)
                 flags.append(False)
                 held.append(False)
+                drivers.append(None)
                 continue
             row = values[i]
             x = {f: float(v) for f, v in zip(features, row, strict=True) if not math.isnan(v)}
@@ -275,6 +281,7 @@ class Scorer:
             scores.append(score)
             thresholds.append(threshold)
             flags.append(flag)
+            drivers.append(ent.model.evidence if flag else None)
             if self.episodes is not None:
                 if ent.episode is None:
                     ent.episode = StreamState()
@@ -296,6 +303,8 @@ class Scorer:
             pl.Series("threshold", thresholds, dtype=pl.Float64),
             pl.Series("is_anomaly", flags, dtype=pl.Boolean),
         )
+        if self.prototype.explains:
+            scored = scored.with_columns(pl.Series("anomaly_metric", drivers, dtype=pl.String))
         if self.episodes is not None:
             scored = scored.with_columns(pl.Series("in_episode", held, dtype=pl.Boolean))
         return scored, self._drift_frame(events, frame, positions)
