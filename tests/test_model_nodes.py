@@ -362,3 +362,27 @@ def test_a_detection_names_the_metric_that_drove_it():
     assert scored.filter(~pl.col("is_anomaly"))["anomaly_metric"].null_count() == scored.height - hits.height
     plain, _ = Scorer(RobustZScore(), features=["cpu_mean"], by="host", drift=()).process(rows)
     assert "anomaly_metric" not in plain.columns  # a detector that does not explain adds no column
+
+
+@pytest.mark.parametrize("detector", ["robust_z", "context"])
+def test_a_level_held_500_rows_stays_anomalous_until_it_recovers(detector):
+    """With ``sustain`` a held fault stays flagged throughout; without it the detector learns it as normal."""
+    from workbench.models.catalog import DETECTORS
+
+    rows = window_rows(1000, hosts=1, seed=2)
+    k = np.arange(rows.height)
+    fault = (k >= 300) & (k < 800)  # a level 25 above normal, held for 500 rows, then recovered
+    rows = rows.with_columns(pl.Series("cpu_mean", rows["cpu_mean"].to_numpy() + np.where(fault, 25.0, 0.0)))
+
+    def flags(**options) -> np.ndarray:
+        scorer = Scorer(DETECTORS[detector](), features=["cpu_mean"], by="host", drift=(), **options)
+        return scorer.process(rows)[0]["is_anomaly"].to_numpy()
+
+    held, plain = flags(sustain=1000), flags()
+    onset = int(np.flatnonzero(held & fault)[0])
+    assert onset <= 305  # found at its start
+    assert held[onset:800].all()  # and flagged on every row it lasts
+    assert held[820:].mean() < 0.05  # recovered: the state closed (a stray detection of noise aside)
+    assert plain[300:800].mean() < 0.5  # without it the new level soon passes for normal
+    with pytest.raises(ConfigError, match="sustain must be >= 0 rows, not -1"):
+        Scorer(RobustZScore(), sustain=-1)

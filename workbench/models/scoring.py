@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -76,6 +76,21 @@ class _Entity:
     last_seen: int = 0  # event time (ms) of its newest row
     skipped: int = 0  # anomalous rows in a row not learned
     episode: StreamState | None = None  # its decision state, with ``episodes``
+    held: int = 0  # rows of the open anomalous state (``sustain``); 0: none open
+    normal: dict[str, deque[float]] | None = None  # recent values of normal rows, per feature (``sustain``)
+
+
+def _beyond(x: dict[str, float], normal: dict[str, deque[float]]) -> bool:
+    """Whether any value of ``x`` lies beyond its feature's normal range, widened by 10 % of it."""
+    for name, value in x.items():
+        seen = normal.get(name)
+        if not seen or len(seen) < 10:
+            continue
+        low, high = min(seen), max(seen)
+        pad = 0.1 * (high - low) if high > low else 0.1 * abs(high) or 1e-9
+        if value < low - pad or value > high + pad:
+            return True
+    return False
 
 
 def _minor(version: str) -> str:
@@ -127,6 +142,16 @@ class Scorer:
         incident does not teach the detector that it is normal (and does not widen its
         spread for the next incident); past that many the rows are learned again, so a
         lasting change becomes the new normal. 0: every row is learned.
+    sustain
+        A detection opens a *state*: the entity stays anomalous (``is_anomaly``) on the rows
+        after it while any feature stays beyond the range of its values on the last
+        ``baseline`` normal rows (widened by 10 % of that range), for up to ``sustain`` rows
+        — a pinned CPU or a stuck valve stays anomalous until it recovers, so an alert keeps
+        firing, though the detector itself soon finds the new level familiar. Past
+        ``sustain`` rows the level is the new normal. Held rows are anomalous rows for
+        ``skip_anomalies``. 0: off.
+    baseline
+        Normal rows per feature kept to judge a recovery (``sustain``).
     episodes
         Decisions with hysteresis (:class:`~workbench.models.episodes.Hysteresis`, or its
         options as a mapping: ``{"enter": 0.8, "leave": 0.5, "min_rows": 3, "min_gap": 5}``):
@@ -153,9 +178,15 @@ class Scorer:
         where: pl.Expr | None = None,
         skip_anomalies: int = 0,
         episodes: Hysteresis | dict[str, Any] | None = None,
+        sustain: int = 0,
+        baseline: int = 200,
     ) -> None:
         if skip_anomalies < 0:
             raise ConfigError(f"scorer: skip_anomalies must be >= 0 rows, not {skip_anomalies}")
+        if sustain < 0:
+            raise ConfigError(f"scorer: sustain must be >= 0 rows, not {sustain}")
+        if baseline < 2:
+            raise ConfigError(f"scorer: baseline must be >= 2 rows, not {baseline}")
         if shared and fill:
             raise ConfigError("scorer: fill needs a model per entity; it cannot be combined with shared=True")
         if warm_up < 0:
@@ -178,6 +209,7 @@ class Scorer:
         self.shared = shared
         self.where = where
         self.skip_anomalies = skip_anomalies
+        self.sustain, self.baseline = sustain, baseline
         self.episodes = Hysteresis.from_options(episodes) if isinstance(episodes, dict) else episodes
         self.entities: OrderedDict[Any, _Entity] = OrderedDict()  # least recently seen first
         self.expired = 0
@@ -275,6 +307,8 @@ class Scorer:
                 score, threshold, flag = 0.0, ent.threshold.threshold, False
             else:
                 threshold, flag = ent.threshold.decide(score)
+            if self.sustain:
+                flag = self._sustained(ent, x, flag)
             ent.skipped = ent.skipped + 1 if flag else 0
             if ent.skipped == 0 or ent.skipped > self.skip_anomalies:
                 ent.model.learn_one(x)
@@ -308,6 +342,21 @@ class Scorer:
         if self.episodes is not None:
             scored = scored.with_columns(pl.Series("in_episode", held, dtype=pl.Boolean))
         return scored, self._drift_frame(events, frame, positions)
+
+    def _sustained(self, ent: _Entity, x: dict[str, float], flag: bool) -> bool:
+        """The row's decision with the entity's anomalous state (``sustain``); keeps its normal values."""
+        normal = ent.normal if ent.normal is not None else {}
+        ent.normal = normal
+        if ent.held and not flag and ent.held <= self.sustain and _beyond(x, normal):
+            flag = True  # still away from its normal range: the state holds
+        if flag and ent.held <= self.sustain:
+            ent.held += 1
+            return flag
+        if not flag:
+            for name, value in x.items():
+                normal.setdefault(name, deque(maxlen=self.baseline)).append(value)
+        ent.held = 0  # recovered, or held past ``sustain``: the level is normal now
+        return flag
 
     def advance(self, newest: int | None) -> None:
         """The newest row time (ms) is ``newest``: forget every entity idle for longer than ``idle``.
