@@ -264,9 +264,6 @@ def _kernel_state(page) -> dict:
 # Open at the time of writing (issue 17), seen in this test's last runs; the case still runs,
 # in `make test-long` (minutes, and it gates nothing), and reports XPASS once fixed.
 KNOWN = {
-    "02-build-a-monitor": "BokehJS sometimes refuses an update of the monitor column (two of the last "
-    "four runs): 'reference … isn't known' for a model the page never received, after which the column stops "
-    "changing; not seen with the kernel instrumented (five runs), not yet found",
     "03-tune-a-detector": "kernel RSS grows 29–32 MB from the first Run All to the second (limit 30 MB), then "
     "6–11 MB per run: the retune warms from a lake that each run adds to (DuckDB and polars keep what the "
     "larger scan allocated); no Python or Bokeh object of the first run is held (7 of its 197 Bokeh models "

@@ -59,10 +59,7 @@ def offline_in_kernel() -> None:
         nb.diff = _inlining(nb.diff)
     from panel.viewable import Viewable
 
-    if not getattr(nb.push, "_workbench_guard", False):
-        import panel.reactive
-
-        nb.push = panel.reactive.push = _pushing(nb.push)
+    _guard_pushes()
     if not getattr(Viewable._on_msg, "_workbench_flush", False):
         Viewable._on_msg = _flushing(Viewable._on_msg)  # type: ignore[method-assign]
     _release_on_rerun()
@@ -83,12 +80,18 @@ def _release(ref: str) -> None:
     pn.state._handles.pop(ref, None)
     if entry is None:
         return
-    viewable, root, _doc, comm = entry
+    viewable, root, doc, comm = entry
     pair = getattr(viewable, "_comms", {}).get(ref) or ()  # read before Panel's cleanup forgets them
     try:
         viewable._cleanup(root)
     except Exception:
         log.debug("cleaning up a replaced output failed", exc_info=True)
+    if doc is not None:
+        # Panel caches a document's stylesheets in a dict weakly keyed by the document, whose
+        # values (the stylesheets, attached to it) hold it: the document of an output that never
+        # sent an update stayed alive. Its held changes go nowhere now.
+        pn.state._stylesheets.pop(doc, None)
+        doc.callbacks._held_events = []
     from workbench.views.base import LiveView  # here: the views import this module
 
     inside = {id(o) for o in viewable.select()} if hasattr(viewable, "select") else {id(viewable)}
@@ -97,6 +100,7 @@ def _release(ref: str) -> None:
         if layout is not None and not view.managed and id(layout) in inside and not getattr(layout, "_models", None):
             view.close()  # shown nowhere now: stop refreshing it and release its subscription
     for channel in {id(c): c for c in (comm, *pair) if c is not None}.values():
+        _WAITING.pop(channel.id, None)
         _forget(channel)
 
 
@@ -179,23 +183,137 @@ def _release_on_rerun() -> None:
     ip._workbench_release = True
 
 
-def _pushing(push: Any) -> Any:
-    """Panel's notebook ``push``, dropping updates for an output that is gone.
+#: outputs whose page has not opened their comm yet: comm id → (document, comm, binary); their
+#: changes stay held in the document until it does
+_WAITING: dict[str, tuple[Any, Any, bool]] = {}
+_POLL_LOCK = threading.Lock()
+_POLL = {"on": False}
+#: modules that bind Panel's notebook ``push`` under their own name when imported
+_PUSHERS = (
+    "panel.io.notebook",
+    "panel.io",
+    "panel.reactive",
+    "panel.pane.base",
+    "panel.pane.plot",
+    "panel.widgets.misc",
+    "panel.io.datamodel",
+    "holoviews.plotting.plot",
+)
+#: a waiting output keeps at most this many one-off messages (``MessageSent``: a scroll, a notification)
+_MAX_MESSAGES = 1_000
 
-    Panel sends an update over a comm the page has not opened yet by trying again 0.1 s
-    later, for ever: an output replaced before the page opened its comm (cells re-run while
-    "Run All" is still rendering) kept its whole document alive through those retries, and
-    each retry cost a diff. Once its output is released, its comm is no longer registered,
-    and the update is dropped.
+
+def _guard_pushes() -> None:
+    """Route every caller of Panel's notebook ``push`` through :func:`_pushing` (some bind it at import)."""
+    import importlib
+
+    import panel.io.notebook as nb
+
+    original = getattr(nb.push, "_workbench_original", nb.push)
+    guarded = nb.push if getattr(nb.push, "_workbench_guard", False) else _pushing(original)
+    for name in _PUSHERS:
+        module = importlib.import_module(name)
+        if getattr(module, "push", None) is original:
+            setattr(module, "push", guarded)  # noqa: B010 - not every one of them declares it
+
+
+def _pushing(push: Any, loop: Any = None) -> Any:
+    """Panel's notebook ``push``, keeping an output's updates in order until its page opens the comm.
+
+    Panel turns an update into a message at once and, when the page has not opened the
+    output's comm yet, sends it by trying again every 0.1 s, each message on its own
+    timer. Once the comm opened, whichever timer fired first went first — and an update
+    made just after the opening went straight out, ahead of older ones still waiting: a
+    message naming a plot that an earlier one (not sent yet) brings reached the page first,
+    BokehJS refused it ("reference … isn't known") and that output stopped updating. A live
+    view's first seconds, while "Run All" is still rendering the page, were exactly that.
+
+    Here no message is made while the comm is closed: the changes stay held in the output's
+    document (a property set twice is one change; a data source's repeated updates become
+    one replacement by its current data, so what is held stays bounded), and the whole
+    document is sent in one message as soon as the page opens the comm. An output that is
+    released (its cell ran again) before its page opened it is dropped.
     """
+    from tornado.ioloop import IOLoop
+
+    main = loop or IOLoop.current()
+
+    def registered(comm: Any) -> bool:
+        return comm.id in getattr(pn.state._comm_manager, "_comms", {})
+
+    def poll() -> None:
+        for cid, (doc, comm, binary) in list(_WAITING.items()):
+            if getattr(comm, "_comm", None):
+                _WAITING.pop(cid, None)
+                push(doc, comm, binary)
+            elif not registered(comm):
+                _WAITING.pop(cid, None)
+        with _POLL_LOCK:
+            if _WAITING:
+                main.call_later(0.1, poll)
+            else:
+                _POLL["on"] = False
 
     def guarded(doc: Any, comm: Any, binary: bool = True, msg: Any = None) -> None:
-        if not getattr(comm, "_comm", None) and comm.id not in getattr(pn.state._comm_manager, "_comms", {}):
+        if getattr(comm, "_comm", None) or msg is not None:
+            if msg is None:
+                _WAITING.pop(comm.id, None)
+            push(doc, comm, binary, msg=msg)
             return
-        push(doc, comm, binary, msg=msg)
+        if not registered(comm):
+            return  # released: no page will show it
+        _WAITING[comm.id] = (doc, comm, binary)
+        _compact_held(doc)
+        with _POLL_LOCK:
+            if not _POLL["on"]:
+                _POLL["on"] = True
+                main.add_callback(poll)  # thread-safe: Panel may push from a worker thread
 
     guarded._workbench_guard = True  # type: ignore[attr-defined]
+    guarded._workbench_original = push  # type: ignore[attr-defined]
     return guarded
+
+
+def _compact_held(doc: Any) -> None:
+    """Keep what a document holds for a page bounded: a source's repeated data updates become one.
+
+    Every stream, patch or replacement of a data source's columns is a change of its own
+    (Bokeh combines only property changes); while the page has not opened the output, they
+    are replaced by one replacement with the source's current data, where the last of them
+    was. One-off messages beyond the newest :data:`_MAX_MESSAGES` are dropped, and counted
+    in the log.
+    """
+    from bokeh.document.events import (
+        ColumnDataChangedEvent,
+        ColumnsPatchedEvent,
+        ColumnsStreamedEvent,
+        MessageSentEvent,
+    )
+
+    held = doc.callbacks._held_events
+    column = (ColumnDataChangedEvent, ColumnsPatchedEvent, ColumnsStreamedEvent)
+    last: dict[int, int] = {}
+    count: dict[int, int] = {}
+    messages = 0
+    for i, event in enumerate(held):
+        if isinstance(event, column):
+            last[id(event.model)] = i
+            count[id(event.model)] = count.get(id(event.model), 0) + 1
+        messages += isinstance(event, MessageSentEvent)
+    if all(n == 1 for n in count.values()) and messages <= _MAX_MESSAGES:
+        return
+    kept, skip = [], messages - _MAX_MESSAGES
+    for i, event in enumerate(held):
+        if isinstance(event, column) and count[id(event.model)] > 1:
+            if i == last[id(event.model)]:
+                kept.append(ColumnDataChangedEvent(doc, event.model, event.attr, setter=event.setter))
+        elif isinstance(event, MessageSentEvent) and skip > 0:
+            skip -= 1
+        else:
+            kept.append(event)
+    if messages > _MAX_MESSAGES:
+        log.warning("an output no page has opened dropped %d one-off messages", messages - _MAX_MESSAGES)
+    doc.callbacks._held_events = kept
 
 
 def _flushing(on_msg: Any) -> Any:
