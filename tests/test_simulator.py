@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -488,3 +489,21 @@ def test_source_verbs_and_start_from_the_clock():
     assert abs(stamp - (T0_MS + 3 * 86_400_000)) < 1_000
     assert sim.snapshot() == {"offset": first.offset}
     assert "start=None" in repr(sim)
+
+
+def test_a_stopped_simulator_holds_no_chunk():
+    """A notebook keeps each run's simulator (its output history): stopped, it keeps no chunk of lines."""
+    import workbench as wb
+
+    sim = Simulator(hosts=5, rate=1_000.0, seed=0, realtime=True, max_delay=0.05)
+    pipe = wb.Pipeline(sim, name="held")
+    pipe.standard("server_metrics", wb.Tumbling("1s"))
+    pipe.start()
+    try:
+        deadline = datetime.now(UTC) + timedelta(seconds=30)
+        while sim.offset == 0 and datetime.now(UTC) < deadline:
+            time.sleep(0.05)
+        assert sim.offset > 0 and sim._cached is not None  # running: one chunk
+    finally:
+        pipe.stop()
+    assert sim._cached is None

@@ -222,7 +222,12 @@ class Simulator(Source):
         self.offset = int(offset)
 
     def _batches(self) -> Iterator[RawBatch]:
-        yield from (self._paced() if self.realtime else self._fast())
+        try:
+            yield from (self._paced() if self.realtime else self._fast())
+        finally:
+            # a stopped simulator holds no chunk (15-30 MB of delivered lines): a notebook's
+            # output history keeps each run's simulator, and kept its chunk with it
+            self._cached = None
 
     def _fast(self) -> Iterator[RawBatch]:
         end = sys.maxsize if self.limit is None else self.limit
