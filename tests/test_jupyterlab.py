@@ -261,23 +261,7 @@ def _kernel_state(page) -> dict:
     return json.loads(ast.literal_eval(text))
 
 
-# Open at the time of writing (issue 17), seen in this test's last runs; the case still runs,
-# in `make test-long` (minutes, and it gates nothing), and reports XPASS once fixed.
-KNOWN = {
-    "03-tune-a-detector": "kernel RSS grows 29–32 MB from the first Run All to the second (limit 30 MB), then "
-    "6–11 MB per run: the retune warms from a lake that each run adds to (DuckDB and polars keep what the "
-    "larger scan allocated); no Python or Bokeh object of the first run is held (7 of its 197 Bokeh models "
-    "alive after the next run, all Panel's one-off globals)",
-}
-CASES = [
-    pytest.param(n, marks=[pytest.mark.xfail(reason=KNOWN[n.stem], strict=False), pytest.mark.long])
-    if n.stem in KNOWN
-    else n
-    for n in NOTEBOOKS
-]
-
-
-@pytest.mark.parametrize("notebook", CASES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_in_jupyterlab(jupyterlab, notebook):
     from playwright.sync_api import sync_playwright
 
@@ -368,5 +352,6 @@ def test_notebook_in_jupyterlab(jupyterlab, notebook):
             if len(d["outputs"]) > len(c["outputs"]) or (c["outputs"] and not d["outputs"])
         ]
         assert not doubled, f"cells whose outputs doubled or vanished on the second run: {doubled}"
+        print(f"{name}: kernel RSS {first['rss']:.0f} MB after the first Run All, {second['rss']:.0f} MB after the 2nd")
         assert second["rss"] - first["rss"] <= MEMORY_MB, f"kernel RSS {first['rss']:.0f} → {second['rss']:.0f} MB"
         browser.close()
