@@ -120,3 +120,53 @@ def test_detail_fetches_the_raw_events_behind_the_evidence_off_the_ui_loop(tmp_p
     assert len(raw) > 0 and set(raw["host"]) == {"h1"} and "event_id" in raw.columns
     ev = detail.evidence.value
     assert raw["ts"].min() >= ev["window_start"].min() and raw["ts"].max() < ev["window_end"].max()
+
+
+def test_an_alert_on_scores_shows_the_metric_that_drove_it():
+    """The table and the detail name the metric behind the detections (``anomaly_metric``)."""
+    from workbench.feeds.feed import Feed
+    from workbench.models.detectors import Detector
+    from workbench.views import AlertDetail, AlertsTable
+
+    class Hot(Detector):
+        """Scores 1 when a feature is above ``level``, and names the highest feature."""
+
+        explains = True
+
+        def __init__(self, level: float = 60.0) -> None:
+            super().__init__(level=level)
+
+        def score_one(self, x: dict[str, float]) -> float:
+            self.evidence = max(sorted(x), key=lambda k: x[k])
+            return 1.0 if x[self.evidence] > self.level else 0.0
+
+        def learn_one(self, x: dict[str, float]) -> None:
+            pass
+
+    raw = server_metrics_frame(1200, hosts=4)  # h0's cpu runs near 70, the others' near 30, memory near 50
+    pipe = Pipeline(FrameSource([raw.slice(i, 300) for i in range(0, 1200, 300)]), name="alert-drivers")
+    windows = pipe.standard("server_metrics", Tumbling("10s"), lateness="0s")
+    pipe.output("scores", windows.score(Hot, features=["cpu_mean", "mem_mean"], by="host", name="scores"))
+    rule = Threshold("anomalous", metric="anomaly_score", value=0.5, severity="warning")
+    node = pipe.alerts([rule], routes=[Route(receivers=("ops",), group_wait=0)], upstream="scores")
+    feed = Feed(pipe)
+    pipe.run()
+    assert node.manager.drivers("anomalous/h0") == [("cpu_mean", 1)]
+    table = AlertsTable(feed, node.manager, redraw_every=0.25)
+    _render(table)
+    shown = table.table.value.set_index("fingerprint")
+    assert shown.loc["anomalous/h0", "driven_by"] == "cpu_mean" and table.table.hidden_columns == []
+    detail = AlertDetail(feed, node.manager, fingerprint="anomalous/h0")
+    _render(detail)
+    assert "driven by cpu_mean (1 window)" in detail.head.object
+    assert list(detail.evidence.value.columns[:3]) == ["is_anomaly", "anomaly_score", "anomaly_metric"]
+
+
+def test_an_alert_on_windows_names_no_driver(alerting):
+    from workbench.views import AlertsTable
+
+    manager, feed, _ = alerting
+    table = AlertsTable(feed, manager, redraw_every=0.25)
+    _render(table)
+    assert set(table.table.value["driven_by"]) == {""} and table.table.hidden_columns == ["driven_by"]
+    assert manager.drivers("hot/h0") == [] and manager.drivers("gone/h0") == []

@@ -255,6 +255,22 @@ class AlertManager:
             return pl.DataFrame()
         return rows.filter(pl.col(col).cast(pl.String) == self._first_label(rule, entity))
 
+    def drivers(self, fingerprint: str) -> list[tuple[str, int]]:
+        """The metrics that drove the detections in an alert's evidence, most often first, with counts.
+
+        Rows scored by a detector that explains its scores (``context``, the default) name
+        the metric behind each detection (``anomaly_metric``); other rows name none, and an
+        alert over them, or of a rule no longer loaded, has no drivers.
+        """
+        try:
+            rows = self.evidence_for(fingerprint)
+        except ConfigError:
+            return []
+        if "anomaly_metric" not in rows.columns:
+            return []
+        counts = rows.get_column("anomaly_metric").drop_nulls().value_counts(name="n")
+        return [(str(m), int(n)) for m, n in counts.sort(["n", "anomaly_metric"], descending=[True, False]).iter_rows()]
+
     # -- what is active ---------------------------------------------------------------
     def active(self) -> pl.DataFrame:
         """Pending and firing alerts: state, severity, since, value, labels, ack (who, note), muted (why)."""

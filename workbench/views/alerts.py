@@ -58,6 +58,7 @@ _ALERT_COLUMNS = [
     "severity",
     "fingerprint",
     "summary",
+    "driven_by",
     "age_s",
     "acknowledged_by",
     "ack_note",
@@ -146,6 +147,24 @@ def _false(view: AlertsTable) -> None:
     view._feedback("false_positive")
 
 
+def _drivers_text(drivers: list[tuple[str, int]], *, top: int | None = None, counts: bool = False) -> str:
+    """``cpu_mean, count`` (``counts``: ``cpu_mean (4 windows), count (1)``) from :meth:`AlertManager.drivers`.
+
+    >>> _drivers_text([("cpu_mean", 4), ("count", 1)], counts=True)
+    'cpu_mean (4 windows), count (1)'
+    >>> _drivers_text([("cpu_mean", 4), ("count", 1), ("mem_mean", 1)], top=2)
+    'cpu_mean, count'
+    """
+    shown = drivers[:top] if top is not None else drivers
+    if not counts:
+        return ", ".join(m for m, _ in shown)
+    if not shown:
+        return ""
+    first, *rest = shown
+    unit = "window" if first[1] == 1 else "windows"
+    return ", ".join([f"{first[0]} ({first[1]} {unit})", *(f"{m} ({n})" for m, n in rest)])
+
+
 def silence_matchers(labels: str | dict[str, str]) -> str:
     """Matchers that select one alert: its labels but the severity (``alertname="hot", host="a"``).
 
@@ -201,7 +220,7 @@ class AlertsTable(_AlertView):
             height=300,
             selectable="checkbox",
             layout="fit_data_fill",
-            titles={"age_s": "age [s]", "muted": "muted (why)", "ack_note": "note"},
+            titles={"age_s": "age [s]", "muted": "muted (why)", "ack_note": "note", "driven_by": "driven by"},
             css_classes=["wb-alerts-table"],
         )
         self.table.on_click(self._clicked)
@@ -257,17 +276,22 @@ class AlertsTable(_AlertView):
             .ge(least)
         ).sort(["state", "age_s"], descending=[False, True])
         self.shown = active.head(self.rows)
+        driven = [_drivers_text(self.manager.drivers(fp), top=2) for fp in self.shown["fingerprint"]]
         frame = self.shown.select(
             "state",
             "severity",
             "fingerprint",
             "summary",
+            pl.Series("driven_by", driven, dtype=pl.String),
             pl.col("age_s").round(0),
             "acknowledged_by",
             "ack_note",
             "muted",
             "labels",
         )
+        hidden = [] if any(driven) else ["driven_by"]  # only alerts on a detector that explains have drivers
+        if self.table.hidden_columns != hidden:
+            self.table.hidden_columns = hidden
         self.table.value = _pandas(frame)
         p = self.manager.precision()
         self.precision.object = f"alert precision (feedback): **{p:.0%}**" if p is not None else "no feedback yet"
@@ -715,9 +739,12 @@ class AlertDetail(_AlertView):
                 for f in self.manager.feedback.get(fp, [])
             ]
             since = f"{last['at']:%Y-%m-%d %H:%M:%S}"
+            drivers = self.manager.drivers(fp)
+            driven = f"\n\ndriven by {_drivers_text(drivers, counts=True)}" if drivers else ""
             self.head.object = (
                 f"### {last['summary'] or fp}\n**{last['severity']}** · {last['to_state']} since {since}"
-                f" UTC · value {last['value']:.4g}\n\n{labels}" + (f"\n\nfeedback: {'; '.join(notes)}" if notes else "")
+                f" UTC · value {last['value']:.4g}\n\n{labels}{driven}"
+                + (f"\n\nfeedback: {'; '.join(notes)}" if notes else "")
             )
             self.history.value = _pandas(history.select("at", "from_state", "to_state", "value"))
         try:
@@ -730,6 +757,8 @@ class AlertDetail(_AlertView):
         elif ready is not None:
             self._raw_for = None  # fetched for an alert no longer shown: fetch again
         if rows.height:
+            first = [c for c in ("is_anomaly", "anomaly_score", "anomaly_metric") if c in rows.columns]
+            rows = rows.select(*first, pl.exclude(first)) if first else rows  # the verdict first, then the window
             self.evidence.value = _pandas(rows.sort("window_end", descending=True))
             self._fetch_raw(fp, rows)
 
