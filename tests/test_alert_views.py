@@ -170,3 +170,15 @@ def test_an_alert_on_windows_names_no_driver(alerting):
     _render(table)
     assert set(table.table.value["driven_by"]) == {""} and table.table.hidden_columns == ["driven_by"]
     assert manager.drivers("hot/h0") == [] and manager.drivers("gone/h0") == []
+
+
+def test_the_timeline_says_which_span_it_shows_and_when_it_is_paused(alerting):
+    from workbench.views import AlertTimeline
+    from workbench.views.timerange import TimeRange
+
+    manager, feed, _ = alerting
+    timeline = AlertTimeline(feed, manager, timerange=TimeRange())
+    _render(timeline)
+    assert timeline.figure.title.text.startswith("Alert states ") and timeline.figure.title.text.endswith(" UTC")
+    timeline.timerange.live = False  # a drill-down pauses the range
+    assert timeline.figure.title.text.endswith(" UTC · paused")

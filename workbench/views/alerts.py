@@ -574,6 +574,11 @@ class AlertTimeline(_AlertView):
         start, end = tr.bounds(newest)
         zone = tr.zone_name
         self.figure.xaxis.axis_label = f"time ({zone})"
+        shown = pl.Series([start, end]).dt.convert_time_zone(zone).dt.strftime("%H:%M:%S").to_list()
+        # a paused range (a drill-down) holds the timeline still: say so, and over which span
+        title = f"Alert states {shown[0]}–{shown[1]} {zone}" + ("" if tr.live else " · paused")
+        if self.figure.title.text != title:
+            self.figure.title.text = title
 
         def local(t: datetime) -> float:
             naive = pl.Series([t]).dt.convert_time_zone(zone).dt.replace_time_zone(None)[0]
