@@ -189,6 +189,10 @@ def bench_scale(
 ) -> dict[str, Any]:
     """Run the scale benchmark; returns the figures the CLI prints."""
     workers = workers or [1, 2]
+    if detector:  # a wrong name is the user's one-line error here, not a failed child process
+        from workbench.models.tuning import detector_class
+
+        detector_class(detector)
     with tempfile.TemporaryDirectory(prefix="wb-bench-scale-") as tmp:
         path = file
         if path is None:
