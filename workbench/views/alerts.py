@@ -19,13 +19,14 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import panel as pn
 import param
 import polars as pl
 from bokeh.models import ColumnDataSource, DatetimeTickFormatter, FactorRange, HoverTool, Range1d
+from bokeh.models.annotations import Title
 from bokeh.plotting import figure
 
 from workbench.alerts.backtest import episodes
@@ -554,6 +555,7 @@ class AlertTimeline(_AlertView):
             )
         )
         self.figure = fig
+        self.title = cast(Title, fig.title)
         self.pane = pn.pane.Bokeh(fig, sizing_mode="stretch_width")
         self.drawn = 0
         self.timerange.param.watch(lambda *_: self._redraw_now(), ["span", "custom", "live", "zone", "browser_zone"])
@@ -574,11 +576,11 @@ class AlertTimeline(_AlertView):
         start, end = tr.bounds(newest)
         zone = tr.zone_name
         self.figure.xaxis.axis_label = f"time ({zone})"
-        shown = pl.Series([start, end]).dt.convert_time_zone(zone).dt.strftime("%H:%M:%S").to_list()
+        a, b = pl.Series([start, end]).dt.convert_time_zone(zone).dt.strftime("%H:%M:%S").to_list()
         # a paused range (a drill-down) holds the timeline still: say so, and over which span
-        title = f"Alert states {shown[0]}–{shown[1]} {zone}" + ("" if tr.live else " · paused")
-        if self.figure.title.text != title:
-            self.figure.title.text = title
+        title = f"Alert states {a}–{b} {zone}" + ("" if tr.live else " · paused")
+        if self.title.text != title:
+            self.title.text = title
 
         def local(t: datetime) -> float:
             naive = pl.Series([t]).dt.convert_time_zone(zone).dt.replace_time_zone(None)[0]
