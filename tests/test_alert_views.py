@@ -182,3 +182,21 @@ def test_the_timeline_says_which_span_it_shows_and_when_it_is_paused(alerting):
     assert timeline.figure.title.text.startswith("Alert states ") and timeline.figure.title.text.endswith(" UTC")
     timeline.timerange.live = False  # a drill-down pauses the range
     assert timeline.figure.title.text.endswith(" UTC · paused")
+
+
+def test_the_range_says_where_the_held_data_begins(alerting):
+    from datetime import UTC, datetime
+
+    from workbench.views import Dashboard
+
+    _, feed, _ = alerting  # windows of 2024-01-01 00:00 to 00:02 UTC
+    dash = Dashboard(feed)
+    _render(dash)
+    assert dash.range_text.object.endswith(" UTC · live**")
+    assert dash.held_text.object == "*nothing held before 00:00:00*"
+    dash.timerange.custom = (datetime(2023, 12, 31, 9, tzinfo=UTC), datetime(2023, 12, 31, 10, tzinfo=UTC))
+    dash.timerange.span = "custom"
+    assert dash.held_text.object == "*nothing held in this range (data from 2024-01-01 00:00:00)*"
+    dash.timerange.custom = (datetime(2024, 1, 1, 0, 1, tzinfo=UTC), datetime(2024, 1, 1, 0, 2, tzinfo=UTC))
+    assert dash.held_text.object == ""
+    dash.close()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
+from typing import Any
 
 import polars as pl
 
@@ -164,6 +165,13 @@ class LiveFrame:
         if end is not None:
             rows = rows.filter(pl.col(column) <= end)
         return rows
+
+    def oldest(self, column: str) -> Any:
+        """The smallest ``column`` value held (``None``: no row has it)."""
+        with self._lock:
+            frames = [c.frame for c in self._chunks]
+        lows = [low for f in frames if column in f.columns and (low := f[column].min()) is not None]
+        return min(lows) if lows else None
 
     def latest(self) -> pl.DataFrame:
         """Every row held."""

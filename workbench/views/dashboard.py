@@ -78,6 +78,7 @@ class Dashboard(LiveView):
             "", alert_type="warning", visible=False, sizing_mode="stretch_width", margin=(0, 10)
         )
         self.range_text = pn.pane.Markdown("", margin=(8, 10), css_classes=["wb-range"])
+        self.held_text = pn.pane.Markdown("", margin=(8, 10), css_classes=["wb-held"])
         tr.param.watch(lambda *_: self._show_range(), _RANGE_PARAMS)
 
     def _follow_metric(self, event: param.parameterized.Event) -> None:
@@ -118,10 +119,22 @@ class Dashboard(LiveView):
 
     # -- time range -------------------------------------------------------------------
     def _show_range(self) -> None:
-        text = self.timerange.label(self.feed.newest)
+        tr = self.timerange
+        text = tr.label(self.feed.newest)
         if self.feed.snapshot_at is not None:  # finished data (a static export): nothing follows live
             text = text.rsplit(" · ", 1)[0] + " · snapshot"
         self.range_text.object = f"**{text}**"
+        # the views show what the feed holds (its last ``history_rows`` windows): say where that begins
+        oldest = self.feed.windows.oldest("window_start")
+        start, end = tr.bounds(self.feed.newest)
+        note = ""
+        if isinstance(oldest, datetime) and start < oldest:
+            first = oldest.astimezone(tr.tz)
+            held = f"{first:%Y-%m-%d %H:%M:%S}" if first.date() != end.astimezone(tr.tz).date() else f"{first:%H:%M:%S}"
+            note = f"nothing held before {held}" if end >= oldest else f"nothing held in this range (data from {held})"
+            note = f"*{note}*"
+        if self.held_text.object != note:
+            self.held_text.object = note
 
     def time_bar(self) -> pn.Row:
         """The range picker, the follow-live / pause switch and the zone toggle (from the range's parameters)."""
@@ -143,7 +156,7 @@ class Dashboard(LiveView):
         zone = pn.widgets.RadioButtonGroup.from_param(
             tr.param.zone, label="", options={"UTC": "UTC", "Browser time": "browser"}, margin=(5, 10)
         )
-        return pn.Row(span, custom, live, zone, self.range_text, sizing_mode="stretch_width")
+        return pn.Row(span, custom, live, zone, self.range_text, self.held_text, sizing_mode="stretch_width")
 
     def _browser_zone(self) -> None:
         """The browser's IANA time zone, once the page has told it."""
