@@ -409,10 +409,11 @@ def test_seek_rejects_bad_offsets():
 def test_endless_run_keeps_one_chunk():
     sim = Simulator(seed=1, max_rows=20_000)
     for i, _ in enumerate(sim.batches()):
-        if i == 20:
+        if i == 20:  # running: the one chunk it reads from
+            assert sim._cached is not None and sim._cached.first == (sim.offset - 1) // CHUNK_EVENTS * CHUNK_EVENTS
             sim.stop()
     assert sim.offset > 5 * CHUNK_EVENTS
-    assert sim._cached is not None and sim._cached.first == (sim.offset - 1) // CHUNK_EVENTS * CHUNK_EVENTS
+    assert sim._cached is None  # stopped: none
 
 
 def test_realtime_paces_batches_by_the_clock():
